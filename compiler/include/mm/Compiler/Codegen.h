@@ -1,0 +1,68 @@
+//===- Codegen.h - target code generation for a planned model ---*- C++ -*-===//
+//
+// `buildProgram` turns a model whose layers are expanded and whose memory is
+// planned into kernels plus, per entry, the sequence of kernel calls with
+// their buffers. `emitCpp` and `emitCuda` print that program as one source
+// file for the host compiler or for nvcc, exporting the C ABI of
+// runtime/include/mm/abi.h.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_COMPILER_CODEGEN_H
+#define MM_COMPILER_CODEGEN_H
+
+#include "mm/Compiler/Kernels.h"
+#include "mm/Dialect/MMDialect.h"
+
+namespace mm {
+
+/// Where a tensor lives while an entry runs.
+struct Buffer {
+  enum Kind { Param, Arg, Arena } kind;
+  int64_t index; // parameter index, argument index, or arena byte offset
+  bool isInt;    // i32 elements, else f32
+};
+
+struct KernelCall {
+  size_t kernel; // index into Program::kernels
+  std::vector<Buffer> operands;
+  Buffer result;
+};
+
+struct ResultCopy {
+  int64_t result;
+  Buffer source;
+  int64_t bytes;
+};
+
+struct EntryProgram {
+  std::string name;
+  std::vector<KernelCall> calls;
+  std::vector<ResultCopy> copies;
+  int64_t workspaceBytes = 0;
+  int64_t numArgs = 0, numResults = 0;
+};
+
+struct Program {
+  std::vector<Kernel> kernels; // deduplicated
+  std::vector<EntryProgram> entries;
+  int64_t numParams = 0;
+};
+
+/// Expects `mm-expand-layers` and `mm-plan-memory` to have run.
+mlir::FailureOr<Program> buildProgram(ModelOp model);
+
+/// The strings a compiled library carries besides code.
+struct EmbeddedData {
+  std::string manifestJson;
+  std::string tokenizerJson;
+};
+
+std::string emitCpp(const Program &program, const EmbeddedData &data);
+std::string emitCuda(const Program &program, const EmbeddedData &data);
+
+/// A C string literal for `text`, split over lines.
+std::string cStringLiteral(llvm::StringRef text);
+
+} // namespace mm
+
+#endif // MM_COMPILER_CODEGEN_H

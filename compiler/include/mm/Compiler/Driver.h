@@ -1,0 +1,52 @@
+//===- Driver.h - what the mmc tool does ------------------------*- C++ -*-===//
+#ifndef MM_COMPILER_DRIVER_H
+#define MM_COMPILER_DRIVER_H
+
+#include "mm/Dialect/MMDialect.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "llvm/Support/JSON.h"
+#include "llvm/Support/raw_ostream.h"
+#include <string>
+
+namespace mlir {
+class OpPassManager;
+} // namespace mlir
+
+namespace mm {
+
+/// Registers the dialects `mmc` and `mmc-opt` read.
+void registerMMDialects(mlir::DialectRegistry &registry);
+
+/// Parses and verifies a model file; diagnostics carry file:line:col.
+/// Returns the one mm.model inside, or null after reporting why.
+mlir::OwningOpRef<mlir::ModuleOp> parseModelFile(const std::string &path, mlir::MLIRContext &ctx,
+                                                  ModelOp &model);
+
+/// The forward-compilation pipeline: every ordering constraint is commented
+/// where the passes are added.
+void buildCompilePipeline(mlir::OpPassManager &pm);
+
+/// The manifest a compiled library carries (and `mmc inspect` prints).
+/// `model` may be before or after the pipeline; workspace sizes appear once
+/// memory is planned.
+llvm::json::Object buildManifest(ModelOp model, llvm::StringRef target);
+
+struct CompileOptions {
+  std::string target = "cpu"; // cpu | cuda
+  std::string output;         // MODEL.so
+  std::string emit;           // "" (library) | mlir | cpp | cuda
+  std::string cudaArch = "sm_90";
+  bool keepSource = false;
+  bool verbose = false;
+};
+
+/// Runs the pipeline, generates code and builds the library. Returns 0 or
+/// an exit code after reporting the error.
+int compileModel(const std::string &modelPath, const CompileOptions &options);
+
+/// `mmc inspect FILE [--json]` for a .mlir or a compiled .so.
+int inspectModel(const std::string &path, bool json, llvm::raw_ostream &os);
+
+} // namespace mm
+
+#endif // MM_COMPILER_DRIVER_H

@@ -1,0 +1,22 @@
+//===- Passes.h - mm compiler passes ----------------------------*- C++ -*-===//
+#ifndef MM_COMPILER_PASSES_H
+#define MM_COMPILER_PASSES_H
+
+#include "mm/Dialect/MMDialect.h"
+#include "mlir/Pass/Pass.h"
+
+namespace mm {
+
+#define GEN_PASS_DECL
+#include "mm/Compiler/Passes.h.inc"
+
+#define GEN_PASS_REGISTRATION
+#include "mm/Compiler/Passes.h.inc"
+
+/// Attribute names the passes leave for target code generation.
+inline constexpr const char *kOffsetAttr = "mm.offset";
+inline constexpr const char *kWorkspaceAttr = "mm.workspace_bytes";
+
+} // namespace mm
+
+#endif // MM_COMPILER_PASSES_H

@@ -1,0 +1,122 @@
+//===- Manifest.cpp - the JSON manifest of a model --------------------------===//
+#include "mm/Compiler/Driver.h"
+#include "mm/Compiler/Passes.h"
+#include "mm/Dialect/ModelQueries.h"
+
+#include "mlir/IR/BuiltinAttributes.h"
+
+using namespace mlir;
+namespace json = llvm::json;
+
+namespace mm {
+namespace {
+
+json::Value attrToJson(Attribute attr) {
+  if (auto s = dyn_cast<StringAttr>(attr)) return s.getValue().str();
+  if (auto b = dyn_cast<BoolAttr>(attr)) return b.getValue();
+  if (auto i = dyn_cast<IntegerAttr>(attr)) return i.getValue().getSExtValue();
+  if (auto f = dyn_cast<FloatAttr>(attr)) return f.getValueAsDouble();
+  if (isa<UnitAttr>(attr)) return true;
+  if (auto a = dyn_cast<ArrayAttr>(attr)) {
+    json::Array out;
+    for (Attribute e : a) out.push_back(attrToJson(e));
+    return out;
+  }
+  if (auto d = dyn_cast<DictionaryAttr>(attr)) {
+    json::Object out;
+    for (NamedAttribute na : d) out[na.getName().getValue()] = attrToJson(na.getValue());
+    return out;
+  }
+  std::string s;
+  llvm::raw_string_ostream os(s);
+  attr.print(os);
+  return os.str();
+}
+
+json::Array shapeOf(RankedTensorType t) {
+  json::Array a;
+  for (int64_t d : t.getShape()) a.push_back(d);
+  return a;
+}
+
+const char *dtypeOf(Type t) {
+  Type e = cast<RankedTensorType>(t).getElementType();
+  return e.isInteger(32) ? "I32" : "F32";
+}
+
+json::Array tensorList(ArrayRef<Type> types, ArrayAttr attrs, StringRef prefix) {
+  json::Array out;
+  for (auto [i, t] : llvm::enumerate(types)) {
+    std::string name = (prefix + Twine(i)).str();
+    if (attrs && i < attrs.size())
+      if (auto d = dyn_cast<DictionaryAttr>(attrs[i]))
+        if (auto n = d.getAs<StringAttr>("mm.name")) name = n.getValue().str();
+    out.push_back(json::Object{{"name", name}, {"shape", shapeOf(cast<RankedTensorType>(t))},
+                               {"dtype", dtypeOf(t)}});
+  }
+  return out;
+}
+
+} // namespace
+
+json::Object buildManifest(ModelOp model, StringRef target) {
+  json::Object m;
+  m["abi_version"] = 1;
+  m["name"] = model.getSymName().str();
+  m["target"] = target.str();
+  m["config"] = model.getConfig() ? attrToJson(model.getConfigAttr()) : json::Object{};
+
+  std::vector<ParameterInfo> params = collectParameters(model);
+  json::Array groups;
+  int64_t total = 0;
+  for (GroupOp g : model.getBody().getOps<GroupOp>()) {
+    int64_t count = 0, tensors = 0;
+    for (const ParameterInfo &p : params)
+      if (p.group == g.getSymName()) {
+        count += p.type.getNumElements();
+        ++tensors;
+      }
+    groups.push_back(json::Object{{"name", g.getSymName().str()}, {"parameters", count},
+                                  {"tensors", tensors}});
+  }
+  m["groups"] = std::move(groups);
+
+  json::Array plist;
+  for (const ParameterInfo &p : params) {
+    total += p.type.getNumElements();
+    json::Object init{{"kind", stringifyInitKind(p.init.getKind()).str()}};
+    if (p.init.getKind() == InitKind::Normal) init["std"] = p.init.getScale().convertToDouble();
+    plist.push_back(json::Object{{"name", p.name}, {"shape", shapeOf(p.type)}, {"dtype", "F32"},
+                                 {"group", p.group}, {"init", std::move(init)}});
+  }
+  m["parameters"] = std::move(plist);
+  m["total_parameters"] = total;
+
+  json::Array stages;
+  for (StageOp s : model.getBody().getOps<StageOp>()) {
+    json::Array trainable;
+    for (Attribute a : s.getTrainable())
+      trainable.push_back(cast<FlatSymbolRefAttr>(a).getValue().str());
+    stages.push_back(json::Object{
+        {"name", s.getSymName().str()}, {"trainable", std::move(trainable)},
+        {"loss", s.getLoss().str()}, {"data", s.getData().str()}, {"lr", s.getLr().convertToDouble()},
+        {"schedule", s.getSchedule().str()}, {"warmup_ratio", s.getWarmupRatio().convertToDouble()},
+        {"weight_decay", s.getWeightDecay().convertToDouble()}, {"batch", s.getBatch()},
+        {"epochs", s.getEpochs()}});
+  }
+  m["stages"] = std::move(stages);
+
+  json::Array entries;
+  for (EntryOp e : model.getBody().getOps<EntryOp>()) {
+    json::Object eo{{"name", e.getSymName().str()},
+                    {"args", tensorList(e.getArgumentTypes(), e.getArgAttrsAttr(), "arg")},
+                    {"results", tensorList(e.getResultTypes(), e.getResAttrsAttr(), "result")}};
+    if (auto ws = e->getAttrOfType<IntegerAttr>(kWorkspaceAttr))
+      eo["workspace_bytes"] = ws.getInt();
+    entries.push_back(std::move(eo));
+  }
+  m["entries"] = std::move(entries);
+  return m;
+}
+
+} // namespace mm

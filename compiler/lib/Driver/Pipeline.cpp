@@ -1,0 +1,43 @@
+//===- Pipeline.cpp - parsing and the compile pipeline ----------------------===//
+#include "mm/Compiler/Driver.h"
+#include "mm/Compiler/Passes.h"
+
+#include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/Parser/Parser.h"
+#include "mlir/Pass/PassManager.h"
+#include "llvm/Support/SourceMgr.h"
+
+using namespace mlir;
+
+namespace mm {
+
+void registerMMDialects(DialectRegistry &registry) { registry.insert<MMDialect>(); }
+
+OwningOpRef<ModuleOp> parseModelFile(const std::string &path, MLIRContext &ctx, ModelOp &model) {
+  model = nullptr;
+  // Parsing verifies; the handler in the caller's context prints
+  // diagnostics with file:line:col.
+  OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(path, &ctx);
+  if (!module)
+    return nullptr;
+  auto models = llvm::to_vector(module->getOps<ModelOp>());
+  if (models.size() != 1) {
+    emitError(module->getLoc()) << "expected exactly one mm.model in " << path << ", found "
+                                << models.size();
+    return nullptr;
+  }
+  model = models.front();
+  return module;
+}
+
+void buildCompilePipeline(OpPassManager &pm) {
+  OpPassManager &modelPm = pm.nest<ModelOp>();
+  // Layers first: memory planning and code generation expect flat entry
+  // bodies with every parameter at the top level.
+  modelPm.addPass(createExpandLayers());
+  // Planning last: it reads the final op order of each entry.
+  modelPm.addPass(createPlanMemory());
+}
+
+} // namespace mm

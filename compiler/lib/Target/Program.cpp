@@ -1,0 +1,102 @@
+//===- Program.cpp - kernels and calls of a planned model -------------------===//
+#include "mm/Compiler/Codegen.h"
+#include "mm/Compiler/Passes.h"
+
+#include <map>
+
+using namespace mlir;
+
+namespace mm {
+
+FailureOr<Program> buildProgram(ModelOp model) {
+  Program program;
+  llvm::StringMap<int64_t> paramIndex;
+  for (ParamOp p : model.getBody().getOps<ParamOp>())
+    paramIndex[p.getSymName()] = program.numParams++;
+  if (!model.getBody().getOps<LayerOp>().empty())
+    return model.emitOpError("code generation needs expanded layers; run mm-expand-layers first"),
+           failure();
+
+  std::map<std::string, size_t> kernelByKey;
+  for (EntryOp entry : model.getBody().getOps<EntryOp>()) {
+    EntryProgram ep;
+    ep.name = entry.getSymName().str();
+    ep.numArgs = entry.getNumArguments();
+    ep.numResults = entry.getNumResults();
+    auto workspace = entry->getAttrOfType<IntegerAttr>(kWorkspaceAttr);
+    if (!workspace)
+      return entry.emitOpError("has no memory plan; run mm-plan-memory first"), failure();
+    ep.workspaceBytes = workspace.getInt();
+
+    DenseMap<Value, Buffer> where;
+    for (BlockArgument arg : entry.getArguments())
+      where[arg] = {Buffer::Arg, arg.getArgNumber(),
+                    cast<RankedTensorType>(arg.getType()).getElementType().isInteger(32)};
+    for (Operation &op : entry.getBody().front()) {
+      if (auto w = dyn_cast<WeightOp>(op)) {
+        auto it = paramIndex.find(w.getParam());
+        if (it == paramIndex.end())
+          return w.emitOpError("names no top-level parameter"), failure();
+        where[w.getResult()] = {Buffer::Param, it->second, false};
+        continue;
+      }
+      if (auto ret = dyn_cast<ReturnOp>(op)) {
+        for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+          auto t = cast<RankedTensorType>(v.getType());
+          ep.copies.push_back({(int64_t)i, where.lookup(v),
+                               t.getNumElements() * t.getElementTypeBitWidth() / 8});
+        }
+        continue;
+      }
+      FailureOr<Kernel> kernel = buildKernel(&op);
+      if (failed(kernel))
+        return failure();
+      auto [it, inserted] = kernelByKey.try_emplace(kernel->key, program.kernels.size());
+      if (inserted) {
+        kernel->name = "k" + std::to_string(program.kernels.size()) + "_" + kernel->name;
+        program.kernels.push_back(std::move(*kernel));
+      }
+      auto offset = op.getAttrOfType<IntegerAttr>(kOffsetAttr);
+      if (!offset)
+        return op.emitOpError("has no arena offset; run mm-plan-memory first"), failure();
+      KernelCall call{it->second, {}, {Buffer::Arena, offset.getInt(), false}};
+      for (Value v : op.getOperands())
+        call.operands.push_back(where.lookup(v));
+      where[op.getResult(0)] = call.result;
+      ep.calls.push_back(std::move(call));
+    }
+    program.entries.push_back(std::move(ep));
+  }
+  return program;
+}
+
+std::string cStringLiteral(llvm::StringRef text) {
+  std::string out = "\"";
+  size_t lineLen = 0;
+  for (unsigned char c : text) {
+    if (lineLen > 100) {
+      out += "\"\n    \"";
+      lineLen = 0;
+    }
+    switch (c) {
+    case '"': out += "\\\""; break;
+    case '\\': out += "\\\\"; break;
+    case '\n': out += "\\n"; break;
+    case '\t': out += "\\t"; break;
+    case '\r': out += "\\r"; break;
+    case '?': out += "\\?"; break; // no trigraphs
+    default:
+      if (c < 0x20 || c >= 0x7f) {
+        char buf[8];
+        snprintf(buf, sizeof buf, "\\%03o", c);
+        out += buf;
+      } else {
+        out += static_cast<char>(c);
+      }
+    }
+    ++lineLen;
+  }
+  return out + "\"";
+}
+
+} // namespace mm

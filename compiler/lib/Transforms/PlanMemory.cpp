@@ -1,0 +1,122 @@
+//===- PlanMemory.cpp - liveness-based arena planning -----------------------===//
+#include "mm/Compiler/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include <map>
+
+namespace mm {
+#define GEN_PASS_DEF_PLANMEMORY
+#include "mm/Compiler/Passes.h.inc"
+} // namespace mm
+
+using namespace mlir;
+using namespace mm;
+
+namespace {
+
+/// First-fit allocator over [0, inf) with coalescing of freed ranges.
+class Arena {
+public:
+  int64_t allocate(int64_t bytes) {
+    for (auto it = free_.begin(); it != free_.end(); ++it) {
+      if (it->second < bytes)
+        continue;
+      int64_t offset = it->first, size = it->second;
+      free_.erase(it);
+      if (size > bytes)
+        free_[offset + bytes] = size - bytes;
+      return offset;
+    }
+    // Grow: reuse a free range that touches the end, else append.
+    int64_t offset = top_;
+    if (!free_.empty()) {
+      auto last = std::prev(free_.end());
+      if (last->first + last->second == top_) {
+        offset = last->first;
+        free_.erase(last);
+      }
+    }
+    top_ = offset + bytes;
+    return offset;
+  }
+  void release(int64_t offset, int64_t bytes) {
+    auto it = free_.emplace(offset, bytes).first;
+    auto next = std::next(it);
+    if (next != free_.end() && it->first + it->second == next->first) {
+      it->second += next->second;
+      free_.erase(next);
+    }
+    if (it != free_.begin()) {
+      auto prev = std::prev(it);
+      if (prev->first + prev->second == it->first) {
+        prev->second += it->second;
+        free_.erase(it);
+      }
+    }
+  }
+  int64_t size() const { return top_; }
+
+private:
+  std::map<int64_t, int64_t> free_; // offset -> size
+  int64_t top_ = 0;
+};
+
+int64_t bytesOf(Value v) {
+  auto t = cast<RankedTensorType>(v.getType());
+  return t.getNumElements() * (t.getElementType().getIntOrFloatBitWidth() / 8);
+}
+
+struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
+  using PlanMemoryBase::PlanMemoryBase;
+
+  void runOnOperation() override {
+    for (EntryOp entry : getOperation().getBody().getOps<EntryOp>()) {
+      if (failed(planEntry(entry)))
+        return signalPassFailure();
+    }
+  }
+
+  LogicalResult planEntry(EntryOp entry) {
+    Block &block = entry.getBody().front();
+    // Program order index of each op, and each value's last user.
+    DenseMap<Operation *, int64_t> index;
+    int64_t n = 0;
+    for (Operation &op : block) {
+      if (op.getNumRegions())
+        return op.emitOpError("mm-plan-memory expects flat entry bodies; run mm-expand-layers first");
+      index[&op] = n++;
+    }
+    DenseMap<Value, int64_t> lastUse;
+    for (Operation &op : block)
+      for (Value v : op.getOperands())
+        lastUse[v] = std::max(lastUse.lookup(v), index[&op]);
+
+    Arena arena;
+    std::multimap<int64_t, std::pair<int64_t, int64_t>> dying; // last use -> (offset, bytes)
+    Builder b(entry.getContext());
+    for (Operation &op : block) {
+      int64_t at = index[&op];
+      if (!isa<WeightOp, ReturnOp>(&op)) {
+        if (op.getNumResults() != 1)
+          return op.emitOpError("mm-plan-memory supports single-result ops only");
+        Value result = op.getResult(0);
+        int64_t bytes = (bytesOf(result) + alignment - 1) / alignment * alignment;
+        int64_t offset = arena.allocate(bytes);
+        op.setAttr(kOffsetAttr, b.getI64IntegerAttr(offset));
+        // A result nobody reads dies at once; otherwise at its last use.
+        int64_t dies = lastUse.count(result) ? lastUse[result] : at;
+        dying.insert({dies, {offset, bytes}});
+      }
+      // Free what dies here, after this op's result has been placed: an
+      // op never writes over its own inputs.
+      auto range = dying.equal_range(at);
+      for (auto it = range.first; it != range.second; ++it)
+        arena.release(it->second.first, it->second.second);
+      dying.erase(range.first, range.second);
+    }
+    entry->setAttr(kWorkspaceAttr, b.getI64IntegerAttr(arena.size()));
+    return success();
+  }
+};
+
+} // namespace

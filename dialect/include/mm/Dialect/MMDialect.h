@@ -1,0 +1,24 @@
+//===- MMDialect.h - the mm dialect -----------------------------*- C++ -*-===//
+#ifndef MM_DIALECT_MMDIALECT_H
+#define MM_DIALECT_MMDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/RegionKindInterface.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/ControlFlowInterfaces.h"
+#include "mlir/Interfaces/FunctionInterfaces.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "mm/Dialect/MMDialect.h.inc"
+#include "mm/Dialect/MMEnums.h.inc"
+#define GET_ATTRDEF_CLASSES
+#include "mm/Dialect/MMAttrs.h.inc"
+#define GET_OP_CLASSES
+#include "mm/Dialect/MMOps.h.inc"
+
+#endif // MM_DIALECT_MMDIALECT_H

@@ -1,0 +1,497 @@
+//===- MMOps.td - mm operations -----------------------------*- tablegen -*-===//
+#ifndef MM_OPS_TD
+#define MM_OPS_TD
+
+include "mm/Dialect/MMDialect.td"
+include "mm/Dialect/MMAttrs.td"
+include "mlir/IR/SymbolInterfaces.td"
+include "mlir/IR/RegionKindInterface.td"
+include "mlir/Interfaces/FunctionInterfaces.td"
+include "mlir/Interfaces/SideEffectInterfaces.td"
+include "mlir/Interfaces/InferTypeOpInterface.td"
+include "mlir/IR/OpBase.td"
+include "mlir/Interfaces/ControlFlowInterfaces.td"
+
+def MM_F32Tensor : StaticShapeTensorOf<[F32]>;
+def MM_I32Tensor : StaticShapeTensorOf<[I32]>;
+def MM_AnyTensor : StaticShapeTensorOf<[F32, I32]>;
+
+//===----------------------------------------------------------------------===//
+// Model structure
+//===----------------------------------------------------------------------===//
+
+def MM_ModelOp : MM_Op<"model", [SymbolTable, Symbol, IsolatedFromAbove,
+    NoTerminator, SingleBlock, NoRegionArguments]> {
+  let summary = "a whole multimodal model: groups, parameters, layers, stages, entries";
+  let description = [{
+    The top-level container of one model. Its body declares parameter groups
+    (`mm.group`), parameters (`mm.param`), repeated layers (`mm.layer`),
+    training stages (`mm.stage`) and entry points (`mm.entry`).
+
+    `config` is the model's configuration in the shape of Hugging Face's
+    `config.json` (reported by `mmc inspect`); `tokenizer` names a
+    `tokenizer.json` relative to the model file, which `mmc compile` embeds
+    in the shared library.
+
+    Example:
+    ```mlir
+    mm.model @tiny attributes {config = {model_type = "llava"}} {
+      mm.group @language_model
+      mm.param @"language_model.lm_head.weight" : tensor<512x256xf32>
+          group @language_model init #mm.init<normal, 0.02>
+    }
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       OptionalAttr<DictionaryAttr>:$config,
+                       OptionalAttr<StrAttr>:$tokenizer);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "$sym_name attr-dict-with-keyword $body";
+  let hasVerifier = 1;
+}
+
+def MM_GroupOp : MM_Op<"group", [Symbol, HasParent<"ModelOp">]> {
+  let summary = "a parameter group";
+  let description = [{
+    Declares a group of parameters that stages train or freeze together.
+    Every parameter belongs to exactly one group.
+
+    Example: `mm.group @vision_tower`
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name);
+  let assemblyFormat = "$sym_name attr-dict";
+}
+
+def MM_ParamOp : MM_Op<"param", [Symbol, ParentOneOf<["ModelOp", "LayerOp"]>]> {
+  let summary = "a named model parameter";
+  let description = [{
+    Declares a parameter with its Hugging Face checkpoint name, static shape,
+    element type, group and initialiser. Inside an `mm.layer` the name is
+    relative: instance `i` of the layer owns `<prefix>.<i>.<name>`.
+
+    Example:
+    ```mlir
+    mm.param @"multi_modal_projector.linear_1.bias" : tensor<256xf32>
+        group @multi_modal_projector init #mm.init<zeros>
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<MM_F32Tensor>:$type,
+                       OptionalAttr<FlatSymbolRefAttr>:$group,
+                       MM_InitAttr:$init);
+  let assemblyFormat = "$sym_name `:` $type (`group` $group^)? `init` $init attr-dict";
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::mlir::RankedTensorType getTensorType() {
+      return ::llvm::cast<::mlir::RankedTensorType>(getType());
+    }
+  }];
+}
+
+def MM_LayerOp : MM_Op<"layer", [SymbolTable, IsolatedFromAbove,
+    HasParent<"ModelOp">, FunctionOpInterface]> {
+  let summary = "a layer declared once and instantiated `count` times";
+  let description = [{
+    A repeated block (a transformer layer). Its body declares the layer's
+    own parameters with names relative to `prefix` and computes its results
+    from its arguments; `mm.apply_layer` runs a range of its instances in
+    sequence. Instance `i` owns parameters `<prefix>.<i>.<name>`, so HF's
+    `...encoder.layers.3.mlp.fc1.weight` is `mlp.fc1.weight` of instance 3.
+
+    Example:
+    ```mlir
+    mm.layer @block(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+        attributes {count = 2 : i64, prefix = "layers"} {
+      mm.param @"ln.weight" : tensor<8xf32> group @g init #mm.init<ones>
+      %w = mm.weight @"ln.weight" : tensor<8xf32>
+      %y = mm.rms_norm %x, %w {eps = 1.0e-6 : f64} : (tensor<1x4x8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+      mm.yield %y : tensor<1x4x8xf32>
+    }
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<FunctionType>:$function_type,
+                       OptionalAttr<DictArrayAttr>:$arg_attrs,
+                       OptionalAttr<DictArrayAttr>:$res_attrs,
+                       I64Attr:$count, StrAttr:$prefix);
+  let regions = (region SizedRegion<1>:$body);
+  let hasCustomAssemblyFormat = 1;
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::llvm::ArrayRef<::mlir::Type> getArgumentTypes() { return getFunctionType().getInputs(); }
+    ::llvm::ArrayRef<::mlir::Type> getResultTypes() { return getFunctionType().getResults(); }
+    ::mlir::Region *getCallableRegion() { return &getBody(); }
+    /// The full checkpoint name of parameter `name` in instance `index`.
+    std::string instanceParamName(int64_t index, ::llvm::StringRef name);
+  }];
+}
+
+def MM_StageOp : MM_Op<"stage", [Symbol, HasParent<"ModelOp">,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "a training stage: which groups train, on what, with what defaults";
+  let description = [{
+    Declares a training stage: the groups it trains (every other group is
+    frozen), its loss and data kind, and its default hyper-parameters, which
+    `mmrun --train` may override.
+
+    Example:
+    ```mlir
+    mm.stage @stage1 trainable [@multi_modal_projector] loss "lm" data "caption"
+        {lr = 1.0e-3 : f64, batch = 8 : i64, epochs = 1 : i64}
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       FlatSymbolRefArrayAttr:$trainable,
+                       StrAttr:$loss, StrAttr:$data,
+                       DefaultValuedAttr<F64Attr, "1.0e-3">:$lr,
+                       DefaultValuedAttr<StrAttr, "\"cosine\"">:$schedule,
+                       DefaultValuedAttr<F64Attr, "0.03">:$warmup_ratio,
+                       DefaultValuedAttr<F64Attr, "0.0">:$weight_decay,
+                       DefaultValuedAttr<I64Attr, "8">:$batch,
+                       DefaultValuedAttr<I64Attr, "1">:$epochs);
+  let assemblyFormat = "$sym_name `trainable` $trainable `loss` $loss `data` $data attr-dict";
+  let hasVerifier = 1;
+}
+
+def MM_EntryOp : MM_Op<"entry", [IsolatedFromAbove, HasParent<"ModelOp">,
+    FunctionOpInterface]> {
+  let summary = "an entry point of the compiled library";
+  let description = [{
+    A function the compiled `.so` exports: its arguments are run-time inputs
+    (pixels, token ids, the real sequence length), its results the outputs.
+    Shapes are static: the compiled maximum; real lengths arrive at run time.
+
+    Example:
+    ```mlir
+    mm.entry @forward(%ids: tensor<1x8xi32>, %len: tensor<i32>) -> tensor<1x8x16xf32> {
+      %t = mm.weight @"embed.weight" : tensor<32x16xf32>
+      %e = mm.embedding %ids, %t : (tensor<1x8xi32>, tensor<32x16xf32>) -> tensor<1x8x16xf32>
+      mm.return %e : tensor<1x8x16xf32>
+    }
+    ```
+  }];
+  let arguments = (ins SymbolNameAttr:$sym_name,
+                       TypeAttrOf<FunctionType>:$function_type,
+                       OptionalAttr<DictArrayAttr>:$arg_attrs,
+                       OptionalAttr<DictArrayAttr>:$res_attrs);
+  let regions = (region SizedRegion<1>:$body);
+  let hasCustomAssemblyFormat = 1;
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    ::llvm::ArrayRef<::mlir::Type> getArgumentTypes() { return getFunctionType().getInputs(); }
+    ::llvm::ArrayRef<::mlir::Type> getResultTypes() { return getFunctionType().getResults(); }
+    ::mlir::Region *getCallableRegion() { return &getBody(); }
+  }];
+}
+
+def MM_ReturnOp : MM_Op<"return", [Pure, HasParent<"EntryOp">, ReturnLike, Terminator]> {
+  let summary = "returns an entry point's results";
+  let description = [{
+    Terminates an `mm.entry`; the operand types must be its result types.
+
+    Example: `mm.return %logits : tensor<1x8x16xf32>`
+  }];
+  let arguments = (ins Variadic<MM_AnyTensor>:$operands);
+  let assemblyFormat = "($operands^ `:` type($operands))? attr-dict";
+}
+
+def MM_YieldOp : MM_Op<"yield", [Pure, HasParent<"LayerOp">, ReturnLike, Terminator]> {
+  let summary = "yields a layer's results";
+  let description = [{
+    Terminates an `mm.layer`; the operand types must be its result types.
+
+    Example: `mm.yield %y : tensor<1x4x8xf32>`
+  }];
+  let arguments = (ins Variadic<MM_AnyTensor>:$operands);
+  let assemblyFormat = "($operands^ `:` type($operands))? attr-dict";
+}
+
+def MM_WeightOp : MM_Op<"weight", [Pure,
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "the value of a parameter";
+  let description = [{
+    Reads a parameter declared by `mm.param` in the enclosing layer (by its
+    relative name) or model. The result type must be the parameter's type.
+
+    Example: `%w = mm.weight @"multi_modal_projector.linear_1.weight" : tensor<256x128xf32>`
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$param);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$param attr-dict `:` type($result)";
+}
+
+def MM_ApplyLayerOp : MM_Op<"apply_layer", [
+    DeclareOpInterfaceMethods<SymbolUserOpInterface>]> {
+  let summary = "runs instances [begin, end) of a layer in sequence";
+  let description = [{
+    Applies instances `begin`, `begin+1`, ..., `end-1` of an `mm.layer`.
+    With R results, the layer's first R arguments are chained (each
+    instance's results feed the next one's first R arguments); the remaining
+    arguments are context that every instance receives unchanged (a
+    sequence length, or the image features a cross-attention layer reads).
+    LLaVA's use of the vision tower's penultimate layer is `from 0 to count-1`.
+
+    Example:
+    ```mlir
+    %h = mm.apply_layer @clip_layer from 0 to 3 (%x) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
+    ```
+  }];
+  let arguments = (ins FlatSymbolRefAttr:$layer, I64Attr:$begin, I64Attr:$end,
+                       Variadic<MM_AnyTensor>:$inputs);
+  let results = (outs Variadic<MM_AnyTensor>:$results);
+  let assemblyFormat = [{
+    $layer `from` $begin `to` $end `(` $inputs `)` attr-dict `:` functional-type($inputs, $results)
+  }];
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor ops
+//===----------------------------------------------------------------------===//
+
+def MM_EmbeddingOp : MM_Op<"embedding", [Pure]> {
+  let summary = "token embedding lookup";
+  let description = [{
+    `result[b, s, :] = table[ids[b, s], :]`; ids outside `[0, V)` give zeros.
+    Shapes: ids `[B, S]`, table `[V, D]`, result `[B, S, D]`.
+
+    Example:
+    ```mlir
+    %e = mm.embedding %ids, %t : (tensor<1x8xi32>, tensor<32x16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_I32Tensor:$ids, MM_F32Tensor:$table);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$ids `,` $table attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_LinearOp : MM_Op<"linear", [Pure]> {
+  let summary = "y = x W^T + b over the last dimension";
+  let description = [{
+    A fully connected layer with the weight in PyTorch's `[out, in]` layout.
+    Shapes: x `[..., K]`, weight `[N, K]`, optional bias `[N]`, result `[..., N]`.
+
+    Example:
+    ```mlir
+    %y = mm.linear %x, %w, %b : (tensor<1x8x16xf32>, tensor<32x16xf32>, tensor<32xf32>) -> tensor<1x8x32xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$weight,
+                       Optional<MM_F32Tensor>:$bias);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MM_PatchEmbedOp : MM_Op<"patch_embed", [Pure]> {
+  let summary = "non-overlapping convolution that turns an image into patch tokens";
+  let description = [{
+    A `P x P` convolution with stride `P` and no bias (CLIP's
+    `patch_embedding`), patches flattened row-major into a sequence.
+    Shapes: pixels `[B, C, H, W]`, weight `[D, C, P, P]`,
+    result `[B, (H/P)*(W/P), D]`.
+
+    Example:
+    ```mlir
+    %p = mm.patch_embed %pix, %w : (tensor<1x3x64x64xf32>, tensor<128x3x8x8xf32>) -> tensor<1x64x128xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$pixels, MM_F32Tensor:$weight);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$pixels `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_LayerNormOp : MM_Op<"layer_norm", [Pure]> {
+  let summary = "layer normalisation over the last dimension";
+  let description = [{
+    `y = (x - mean) / sqrt(var + eps) * weight + bias`, biased variance.
+    Shapes: x `[..., D]`, weight and bias `[D]`, result like x.
+
+    Example:
+    ```mlir
+    %y = mm.layer_norm %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<1x8x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$weight,
+                       MM_F32Tensor:$bias, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $weight `,` $bias attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_RMSNormOp : MM_Op<"rms_norm", [Pure]> {
+  let summary = "RMS normalisation over the last dimension";
+  let description = [{
+    `y = x / sqrt(mean(x^2) + eps) * weight` (LLaMA).
+    Shapes: x `[..., D]`, weight `[D]`, result like x.
+
+    Example:
+    ```mlir
+    %y = mm.rms_norm %x, %g {eps = 1.0e-6 : f64} : (tensor<1x8x16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$weight, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $weight attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+class MM_UnaryOp<string mnemonic, string math> : MM_Op<mnemonic,
+    [Pure, SameOperandsAndResultType]> {
+  let summary = "elementwise " # mnemonic;
+  let description = "Elementwise `" # math # "`; any static f32 shape.\n\n"
+      # "Example: `%y = mm." # mnemonic # " %x : tensor<1x8x16xf32>`";
+  let arguments = (ins MM_F32Tensor:$input);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+def MM_GeluOp : MM_UnaryOp<"gelu", "y = 0.5 x (1 + erf(x / sqrt(2)))">;
+def MM_QuickGeluOp : MM_UnaryOp<"quick_gelu", "y = x sigmoid(1.702 x)">;
+def MM_SiluOp : MM_UnaryOp<"silu", "y = x sigmoid(x)">;
+def MM_ReluOp : MM_UnaryOp<"relu", "y = max(x, 0)">;
+
+class MM_BinaryOp<string mnemonic, string math> : MM_Op<mnemonic,
+    [Pure, SameOperandsAndResultType, Commutative]> {
+  let summary = "elementwise " # mnemonic;
+  let description = "Elementwise `" # math # "` of two tensors of one static shape "
+      # "(broadcast first with `mm.broadcast`).\n\n"
+      # "Example: `%y = mm." # mnemonic # " %a, %b : tensor<1x8x16xf32>`";
+  let arguments = (ins MM_F32Tensor:$lhs, MM_F32Tensor:$rhs);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def MM_AddOp : MM_BinaryOp<"add", "y = a + b">;
+def MM_MulOp : MM_BinaryOp<"mul", "y = a * b">;
+
+def MM_RoPEOp : MM_Op<"rope", [Pure, SameOperandsAndResultType]> {
+  let summary = "rotary position embedding (LLaMA's rotate-half convention)";
+  let description = [{
+    Rotates each head's `[Dh]` vector by position: with
+    `inv_freq[i] = theta^(-2i/Dh)` and `angle = pos * inv_freq[i mod Dh/2]`,
+    `y = x cos(angle) + rotate_half(x) sin(angle)`, `pos = s`.
+    Shapes: x `[B, S, H*Dh]`, result like x; `num_heads` gives `H`.
+
+    Example:
+    ```mlir
+    %q2 = mm.rope %q {num_heads = 4 : i64, theta = 10000.0 : f64} : tensor<1x8x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, I64Attr:$num_heads, F64Attr:$theta);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let hasVerifier = 1;
+}
+
+def MM_AttentionOp : MM_Op<"attention", [Pure]> {
+  let summary = "multi-head scaled dot-product attention under a mask";
+  let description = [{
+    `softmax(q k^T * scale + mask) v` per head, with grouped K/V heads when
+    `num_kv_heads < num_heads` (head `h` reads K/V head `h / (H / Hkv)`).
+    The optional `length` (a scalar i32) is the real sequence length: keys
+    at or past it are masked for every mask kind; without it every key is
+    real. The `padding` kind requires it. `layout` names the sequence's segments
+    where the mask kind needs them (see `#mm.mask`). The score matrix is
+    never materialised by the generated kernels (online softmax).
+    Shapes: q `[B, S, H*Dh]`, k and v `[B, Skv, Hkv*Dh]`, result like q;
+    `Skv != S` (cross-attention) only with a bidirectional mask.
+
+    Example:
+    ```mlir
+    %o = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
+                       Optional<0DTensorOf<[I32]>>:$length,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads,
+                       MM_MaskAttr:$mask, F64Attr:$scale,
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`,` $length^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// Length of the first layout segment (image or query tokens), else 0.
+    int64_t getPrefixLength();
+  }];
+}
+
+def MM_ConcatOp : MM_Op<"concat", [Pure]> {
+  let summary = "concatenation of two tensors along one axis";
+  let description = [{
+    Shapes agree except along `axis`, where the result has the sum.
+
+    Example:
+    ```mlir
+    %y = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x16xf32>, tensor<1x64x16xf32>) -> tensor<1x65x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$lhs, MM_F32Tensor:$rhs, I64Attr:$axis);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_SliceOp : MM_Op<"slice", [Pure]> {
+  let summary = "a contiguous range along one axis";
+  let description = [{
+    `result = input[..., start : start + size, ...]` along `axis`; the
+    result's extent along `axis` is `size`.
+
+    Example:
+    ```mlir
+    %p = mm.slice %h {axis = 1 : i64, start = 1 : i64} : (tensor<1x65x16xf32>) -> tensor<1x64x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, I64Attr:$axis, I64Attr:$start);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_BroadcastOp : MM_Op<"broadcast", [Pure]> {
+  let summary = "numpy-style broadcast to a larger static shape";
+  let description = [{
+    The input's shape is right-aligned against the result's; each input
+    dimension is 1 or equal to the result's.
+
+    Example:
+    ```mlir
+    %y = mm.broadcast %pos : (tensor<65x16xf32>) -> tensor<1x65x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_MergeImageFeaturesOp : MM_Op<"merge_image_features", [Pure]> {
+  let summary = "scatter image features into the image-token positions";
+  let description = [{
+    LLaVA's merge: the `j`-th position of batch row `b` whose id is
+    `image_token_index` takes `features[b, j]`; other positions keep their
+    text embedding. Shapes: embeds `[B, S, D]`, ids `[B, S]`,
+    features `[B, N, D]`, result like embeds.
+
+    Example:
+    ```mlir
+    %m = mm.merge_image_features %e, %ids, %f {image_token_index = 4 : i64}
+        : (tensor<1x80x16xf32>, tensor<1x80xi32>, tensor<1x64x16xf32>) -> tensor<1x80x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$embeds, MM_I32Tensor:$ids,
+                       MM_F32Tensor:$features, I64Attr:$image_token_index);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$embeds `,` $ids `,` $features attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+#endif // MM_OPS_TD

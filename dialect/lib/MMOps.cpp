@@ -1,0 +1,406 @@
+//===- MMOps.cpp - mm operations: verifiers and custom assembly -------------===//
+#include "mm/Dialect/MMDialect.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/FunctionImplementation.h"
+
+using namespace mlir;
+using namespace mm;
+
+#define GET_OP_CLASSES
+#include "mm/Dialect/MMOps.cpp.inc"
+
+namespace {
+/// Prints a shape as 1x2x3 for diagnostics.
+std::string shapeStr(ArrayRef<int64_t> shape) {
+  std::string s;
+  for (size_t i = 0; i < shape.size(); ++i)
+    s += (i ? "x" : "") + std::to_string(shape[i]);
+  return shape.empty() ? "scalar" : s;
+}
+RankedTensorType tensorOf(Value v) { return cast<RankedTensorType>(v.getType()); }
+} // namespace
+
+//===----------------------------------------------------------------------===//
+// Model structure
+//===----------------------------------------------------------------------===//
+
+LogicalResult ModelOp::verify() {
+  // Parameter names must be unique after layer instantiation, or a
+  // checkpoint could not name them apart.
+  llvm::StringMap<Operation *> seen;
+  for (Operation &op : getBody().front()) {
+    if (auto p = dyn_cast<ParamOp>(op))
+      seen[p.getSymName()] = p;
+  }
+  for (auto layer : getBody().getOps<LayerOp>()) {
+    for (auto p : layer.getBody().getOps<ParamOp>()) {
+      for (int64_t i = 0; i < layer.getCount(); ++i) {
+        std::string full = layer.instanceParamName(i, p.getSymName());
+        if (seen.count(full))
+          return p.emitOpError("instance ") << i << " of layer @" << layer.getSymName()
+                 << " names parameter '" << full << "', which is already declared";
+        seen[full] = p;
+      }
+    }
+  }
+  return success();
+}
+
+LogicalResult ParamOp::verify() {
+  if (!getGroup())
+    return emitOpError("parameter '") << getSymName()
+           << "' is in no group; every parameter must belong to exactly one mm.group";
+  auto model = (*this)->getParentOfType<ModelOp>();
+  Operation *group = model ? SymbolTable::lookupSymbolIn(model, *getGroup()) : nullptr;
+  if (!group || !isa<GroupOp>(group))
+    return emitOpError("parameter '") << getSymName() << "' names group @"
+           << *getGroup() << ", which is not an mm.group of this model";
+  return success();
+}
+
+std::string LayerOp::instanceParamName(int64_t index, StringRef name) {
+  return (getPrefix() + "." + Twine(index) + "." + name).str();
+}
+
+ParseResult LayerOp::parse(OpAsmParser &parser, OperationState &result) {
+  auto buildFuncType = [](Builder &builder, ArrayRef<Type> argTypes, ArrayRef<Type> results,
+                          function_interface_impl::VariadicFlag, std::string &) {
+    return builder.getFunctionType(argTypes, results);
+  };
+  return function_interface_impl::parseFunctionOp(
+      parser, result, /*allowVariadic=*/false, getFunctionTypeAttrName(result.name),
+      buildFuncType, getArgAttrsAttrName(result.name), getResAttrsAttrName(result.name));
+}
+
+void LayerOp::print(OpAsmPrinter &p) {
+  function_interface_impl::printFunctionOp(p, *this, /*isVariadic=*/false,
+                                           getFunctionTypeAttrName(), getArgAttrsAttrName(),
+                                           getResAttrsAttrName());
+}
+
+/// Shared by layers and entries: the terminator returns the declared types.
+static LogicalResult verifyTerminatorTypes(Operation *op, Region &body, ArrayRef<Type> results,
+                                           StringRef what) {
+  if (body.empty())
+    return op->emitOpError("needs a body");
+  Operation *term = body.front().getTerminator();
+  if (term->getOperandTypes() != TypeRange(results))
+    return term->emitOpError("returns ") << term->getOperandTypes() << " but the " << what
+           << " declares results " << TypeRange(results);
+  return success();
+}
+
+LogicalResult LayerOp::verify() {
+  if (getCount() <= 0)
+    return emitOpError("count must be positive, got ") << getCount();
+  if (getPrefix().empty())
+    return emitOpError("needs a non-empty parameter name prefix");
+  return verifyTerminatorTypes(*this, getBody(), getResultTypes(), "layer");
+}
+
+LogicalResult StageOp::verify() {
+  if (getTrainable().empty())
+    return emitOpError("stage @") << getSymName() << " trains no group";
+  if (!(getLr().convertToDouble() > 0.0))
+    return emitOpError("learning rate must be positive");
+  if (getBatch() <= 0 || getEpochs() <= 0)
+    return emitOpError("batch and epochs must be positive");
+  if (getSchedule() != "cosine" && getSchedule() != "constant" && getSchedule() != "linear")
+    return emitOpError("unknown schedule '") << getSchedule()
+           << "'; expected cosine, linear or constant";
+  return success();
+}
+
+LogicalResult StageOp::verifySymbolUses(SymbolTableCollection &tables) {
+  auto model = (*this)->getParentOfType<ModelOp>();
+  for (Attribute a : getTrainable()) {
+    auto ref = cast<FlatSymbolRefAttr>(a);
+    Operation *group = tables.lookupSymbolIn(model, ref);
+    if (!group || !isa<GroupOp>(group))
+      return emitOpError("stage @") << getSymName() << " trains group " << ref
+             << ", which is not an mm.group of this model";
+  }
+  return success();
+}
+
+ParseResult EntryOp::parse(OpAsmParser &parser, OperationState &result) {
+  auto buildFuncType = [](Builder &builder, ArrayRef<Type> argTypes, ArrayRef<Type> results,
+                          function_interface_impl::VariadicFlag, std::string &) {
+    return builder.getFunctionType(argTypes, results);
+  };
+  return function_interface_impl::parseFunctionOp(
+      parser, result, /*allowVariadic=*/false, getFunctionTypeAttrName(result.name),
+      buildFuncType, getArgAttrsAttrName(result.name), getResAttrsAttrName(result.name));
+}
+
+void EntryOp::print(OpAsmPrinter &p) {
+  function_interface_impl::printFunctionOp(p, *this, /*isVariadic=*/false,
+                                           getFunctionTypeAttrName(), getArgAttrsAttrName(),
+                                           getResAttrsAttrName());
+}
+
+LogicalResult EntryOp::verify() {
+  for (Type t : getArgumentTypes()) {
+    auto rt = dyn_cast<RankedTensorType>(t);
+    if (!rt || !rt.hasStaticShape())
+      return emitOpError("arguments must be statically shaped tensors, got ") << t;
+  }
+  return verifyTerminatorTypes(*this, getBody(), getResultTypes(), "entry");
+}
+
+LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &tables) {
+  // Inside a layer the name is relative to the layer; elsewhere the model's.
+  Operation *scope = (*this)->getParentOfType<LayerOp>();
+  if (!scope)
+    scope = (*this)->getParentOfType<ModelOp>();
+  if (!scope)
+    return emitOpError("must be inside an mm.model");
+  auto param = dyn_cast_or_null<ParamOp>(tables.lookupSymbolIn(scope, getParamAttr()));
+  if (!param)
+    return emitOpError("refers to ") << getParamAttr() << ", which is not a parameter declared in the enclosing "
+           << (isa<LayerOp>(scope) ? "layer" : "model");
+  if (param.getType() != getType())
+    return emitOpError("type ") << getType() << " does not match parameter " << getParamAttr()
+           << " of type " << param.getType();
+  return success();
+}
+
+LogicalResult ApplyLayerOp::verifySymbolUses(SymbolTableCollection &tables) {
+  auto model = (*this)->getParentOfType<ModelOp>();
+  auto layer = dyn_cast_or_null<LayerOp>(tables.lookupSymbolIn(model, getLayerAttr()));
+  if (!layer)
+    return emitOpError("refers to ") << getLayerAttr() << ", which is not an mm.layer";
+  if (getBegin() < 0 || getEnd() > layer.getCount() || getBegin() >= getEnd())
+    return emitOpError("instance range [") << getBegin() << ", " << getEnd()
+           << ") is empty or outside layer @" << layer.getSymName() << "'s " << layer.getCount()
+           << " instances";
+  if (TypeRange(getInputs()) != TypeRange(layer.getArgumentTypes()))
+    return emitOpError("inputs ") << TypeRange(getInputs()) << " do not match layer @"
+           << layer.getSymName() << "'s arguments " << TypeRange(layer.getArgumentTypes());
+  if (getResultTypes() != TypeRange(layer.getResultTypes()))
+    return emitOpError("results do not match layer @") << layer.getSymName() << "'s results";
+  ArrayRef<Type> args = layer.getArgumentTypes(), results = layer.getResultTypes();
+  if (getEnd() - getBegin() > 1 &&
+      (args.size() < results.size() || args.take_front(results.size()) != results))
+    return emitOpError("chaining several instances needs a layer whose first ")
+           << results.size() << " arguments have its result types";
+  return success();
+}
+
+//===----------------------------------------------------------------------===//
+// Tensor ops
+//===----------------------------------------------------------------------===//
+
+LogicalResult EmbeddingOp::verify() {
+  auto ids = tensorOf(getIds()), table = tensorOf(getTable()), out = tensorOf(getResult());
+  if (table.getRank() != 2)
+    return emitOpError("table must be [V, D], got ") << shapeStr(table.getShape());
+  SmallVector<int64_t> expect(ids.getShape());
+  expect.push_back(table.getDimSize(1));
+  if (out.getShape() != ArrayRef<int64_t>(expect))
+    return emitOpError("result shape ") << shapeStr(out.getShape()) << " should be "
+           << shapeStr(expect);
+  return success();
+}
+
+LogicalResult LinearOp::verify() {
+  auto x = tensorOf(getInput()), w = tensorOf(getWeight()), y = tensorOf(getResult());
+  if (x.getRank() < 1 || w.getRank() != 2)
+    return emitOpError("needs input [..., K] and weight [N, K]");
+  int64_t k = x.getShape().back(), n = w.getDimSize(0);
+  if (w.getDimSize(1) != k)
+    return emitOpError("weight ") << shapeStr(w.getShape()) << " does not contract with input "
+           << shapeStr(x.getShape()) << ": expected [N, " << k << "]";
+  if (getBias()) {
+    auto b = tensorOf(getBias());
+    if (b.getRank() != 1 || b.getDimSize(0) != n)
+      return emitOpError("bias ") << shapeStr(b.getShape()) << " should be [" << n << "]";
+  }
+  SmallVector<int64_t> expect(x.getShape());
+  expect.back() = n;
+  if (y.getShape() != ArrayRef<int64_t>(expect))
+    return emitOpError("result shape ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
+  return success();
+}
+
+LogicalResult PatchEmbedOp::verify() {
+  auto x = tensorOf(getPixels()), w = tensorOf(getWeight()), y = tensorOf(getResult());
+  if (x.getRank() != 4 || w.getRank() != 4)
+    return emitOpError("needs pixels [B, C, H, W] and weight [D, C, P, P]");
+  int64_t c = x.getDimSize(1), h = x.getDimSize(2), wd = x.getDimSize(3);
+  int64_t d = w.getDimSize(0), p = w.getDimSize(2);
+  if (w.getDimSize(1) != c || w.getDimSize(3) != p)
+    return emitOpError("weight ") << shapeStr(w.getShape()) << " does not fit " << c
+           << " channels with square patches";
+  if (h % p || wd % p)
+    return emitOpError("image ") << h << "x" << wd << " is not a multiple of the patch size " << p;
+  SmallVector<int64_t> expect{x.getDimSize(0), (h / p) * (wd / p), d};
+  if (y.getShape() != ArrayRef<int64_t>(expect))
+    return emitOpError("result shape ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
+  return success();
+}
+
+static LogicalResult verifyNorm(Operation *op, Value input, ArrayRef<Value> vectors, Value result,
+                                double eps) {
+  auto x = tensorOf(input);
+  if (x.getRank() < 1)
+    return op->emitOpError("input must have at least one dimension");
+  int64_t d = x.getShape().back();
+  for (Value v : vectors) {
+    auto t = tensorOf(v);
+    if (t.getRank() != 1 || t.getDimSize(0) != d)
+      return op->emitOpError("scale/shift ") << shapeStr(t.getShape()) << " should be [" << d << "]";
+  }
+  if (result.getType() != input.getType())
+    return op->emitOpError("result type must equal the input type");
+  if (!(eps > 0.0))
+    return op->emitOpError("eps must be positive");
+  return success();
+}
+
+LogicalResult LayerNormOp::verify() {
+  return verifyNorm(*this, getInput(), {getWeight(), getBias()}, getResult(),
+                    getEps().convertToDouble());
+}
+
+LogicalResult RMSNormOp::verify() {
+  return verifyNorm(*this, getInput(), {getWeight()}, getResult(), getEps().convertToDouble());
+}
+
+LogicalResult RoPEOp::verify() {
+  auto x = tensorOf(getInput());
+  if (x.getRank() != 3)
+    return emitOpError("input must be [B, S, H*Dh]");
+  int64_t h = getNumHeads();
+  if (h <= 0 || x.getDimSize(2) % h || (x.getDimSize(2) / h) % 2)
+    return emitOpError("width ") << x.getDimSize(2) << " does not split into " << h
+           << " heads of even size";
+  return success();
+}
+
+int64_t AttentionOp::getPrefixLength() {
+  if (auto layout = getLayoutAttr())
+    return layout.getSizes()[0];
+  return 0;
+}
+
+LogicalResult AttentionOp::verify() {
+  auto q = tensorOf(getQuery()), k = tensorOf(getKey()), v = tensorOf(getValue());
+  if (q.getRank() != 3 || k.getRank() != 3 || v.getRank() != 3)
+    return emitOpError("query, key and value must be [B, S, heads*head_dim]");
+  int64_t h = getNumHeads(), hkv = getNumKvHeads();
+  if (h <= 0 || hkv <= 0 || h % hkv)
+    return emitOpError("num_heads ") << h << " must be a positive multiple of num_kv_heads " << hkv;
+  if (q.getDimSize(2) % h)
+    return emitOpError("query width ") << q.getDimSize(2) << " does not split into " << h << " heads";
+  int64_t dh = q.getDimSize(2) / h;
+  if (k.getShape() != v.getShape())
+    return emitOpError("key ") << shapeStr(k.getShape()) << " and value " << shapeStr(v.getShape())
+           << " shapes differ";
+  if (k.getDimSize(0) != q.getDimSize(0) || k.getDimSize(2) != hkv * dh)
+    return emitOpError("key/value ") << shapeStr(k.getShape()) << " should be [" << q.getDimSize(0)
+           << ", Skv, " << hkv * dh << "]";
+  if (getResult().getType() != getQuery().getType())
+    return emitOpError("result type must equal the query type");
+  if (!(getScale().convertToDouble() > 0.0))
+    return emitOpError("scale must be positive");
+
+  MaskKind mask = getMask();
+  if (mask == MaskKind::Padding && !getLength())
+    return emitOpError("a padding mask needs the run-time length operand");
+  int64_t s = q.getDimSize(1);
+  if (k.getDimSize(1) != s && mask != MaskKind::Bidirectional)
+    return emitOpError("cross-attention (") << s << " queries, " << k.getDimSize(1)
+           << " keys) needs a bidirectional mask, got " << stringifyMaskKind(mask);
+
+  SeqLayoutAttr layout = getLayoutAttr();
+  auto needLayout = [&](StringRef first, StringRef second) -> LogicalResult {
+    if (!layout)
+      return emitOpError("mask ") << stringifyMaskKind(mask) << " needs a sequence layout #mm.seq_layout<"
+             << first << " = N, " << second << " = M>";
+    if (layout.getNames().size() != 2 || layout.getNames()[0].getValue() != first ||
+        layout.getNames()[1].getValue() != second)
+      return emitOpError("mask ") << stringifyMaskKind(mask) << " needs segments (" << first << ", "
+             << second << ") in that order, got " << layout;
+    return success();
+  };
+  switch (mask) {
+  case MaskKind::ImagePrefixCausal:
+    if (failed(needLayout("image", "text"))) return failure();
+    break;
+  case MaskKind::ItmBidirectional:
+  case MaskKind::ItgMultimodalCausal:
+  case MaskKind::ItcUnimodal:
+    if (failed(needLayout("query", "text"))) return failure();
+    break;
+  default:
+    break;
+  }
+  if (layout && layout.getTotal() != s)
+    return emitOpError("sequence layout ") << layout << " covers " << layout.getTotal()
+           << " positions but the sequence has " << s;
+  return success();
+}
+
+LogicalResult ConcatOp::verify() {
+  auto a = tensorOf(getLhs()), b = tensorOf(getRhs()), y = tensorOf(getResult());
+  int64_t axis = getAxis();
+  if (a.getRank() != b.getRank() || axis < 0 || axis >= a.getRank())
+    return emitOpError("operands must have one rank and axis must be in range");
+  SmallVector<int64_t> expect(a.getShape());
+  for (int64_t i = 0; i < a.getRank(); ++i)
+    if (i != axis && a.getDimSize(i) != b.getDimSize(i))
+      return emitOpError("operand shapes ") << shapeStr(a.getShape()) << " and "
+             << shapeStr(b.getShape()) << " differ outside axis " << axis;
+  expect[axis] += b.getDimSize(axis);
+  if (y.getShape() != ArrayRef<int64_t>(expect))
+    return emitOpError("result shape ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
+  return success();
+}
+
+LogicalResult SliceOp::verify() {
+  auto x = tensorOf(getInput()), y = tensorOf(getResult());
+  int64_t axis = getAxis();
+  if (x.getRank() != y.getRank() || axis < 0 || axis >= x.getRank())
+    return emitOpError("input and result must have one rank and axis must be in range");
+  for (int64_t i = 0; i < x.getRank(); ++i)
+    if (i != axis && x.getDimSize(i) != y.getDimSize(i))
+      return emitOpError("result shape ") << shapeStr(y.getShape()) << " differs from input "
+             << shapeStr(x.getShape()) << " outside axis " << axis;
+  if (getStart() < 0 || getStart() + y.getDimSize(axis) > x.getDimSize(axis))
+    return emitOpError("slice [") << getStart() << ", " << getStart() + y.getDimSize(axis)
+           << ") runs outside the input's " << x.getDimSize(axis) << " positions";
+  return success();
+}
+
+LogicalResult BroadcastOp::verify() {
+  auto x = tensorOf(getInput()), y = tensorOf(getResult());
+  if (x.getRank() > y.getRank())
+    return emitOpError("cannot broadcast ") << shapeStr(x.getShape()) << " to a lower rank";
+  int64_t off = y.getRank() - x.getRank();
+  for (int64_t i = 0; i < x.getRank(); ++i)
+    if (x.getDimSize(i) != 1 && x.getDimSize(i) != y.getDimSize(off + i))
+      return emitOpError("cannot broadcast ") << shapeStr(x.getShape()) << " to "
+             << shapeStr(y.getShape());
+  return success();
+}
+
+LogicalResult MergeImageFeaturesOp::verify() {
+  auto e = tensorOf(getEmbeds()), ids = tensorOf(getIds()), f = tensorOf(getFeatures());
+  if (e.getRank() != 3 || ids.getRank() != 2 || f.getRank() != 3)
+    return emitOpError("needs embeds [B, S, D], ids [B, S] and features [B, N, D]");
+  if (ids.getDimSize(0) != e.getDimSize(0) || ids.getDimSize(1) != e.getDimSize(1))
+    return emitOpError("ids ") << shapeStr(ids.getShape()) << " do not match embeds "
+           << shapeStr(e.getShape());
+  if (f.getDimSize(0) != e.getDimSize(0) || f.getDimSize(2) != e.getDimSize(2))
+    return emitOpError("features ") << shapeStr(f.getShape()) << " do not match embeds "
+           << shapeStr(e.getShape()) << " in batch and width";
+  if (f.getDimSize(1) > e.getDimSize(1))
+    return emitOpError("") << f.getDimSize(1) << " image features do not fit a sequence of "
+           << e.getDimSize(1);
+  if (getResult().getType() != getEmbeds().getType())
+    return emitOpError("result type must equal the embeds type");
+  return success();
+}

@@ -1,0 +1,69 @@
+/*===- abi.h - the C ABI between a compiled model and the runtime --*- C -*-===*
+ *
+ * A library built by `mmc compile` exports one symbol, `mm_model_v1`, which
+ * returns a description of the model. Everything structural (parameters
+ * with names, shapes and groups; stages; entry signatures; the model's
+ * configuration) is in the manifest JSON; this header fixes only what code
+ * needs to call in.
+ *
+ * Entry call: fn(params, args, results, workspace)
+ *   params    - one pointer per parameter, in manifest order
+ *   args      - one pointer per entry argument, in manifest order
+ *   results   - one pointer per entry result (written by the entry)
+ *   workspace - workspace_bytes of scratch, 64-byte aligned
+ * Returns 0 on success. On a CUDA library all pointers are device pointers,
+ * allocated and copied through `device`; on a CPU library `device` is NULL.
+ *
+ * The ABI version changes whenever this header changes incompatibly.
+ *===----------------------------------------------------------------------===*/
+#ifndef MM_ABI_H
+#define MM_ABI_H
+
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define MM_ABI_VERSION 1u
+#define MM_MODEL_SYMBOL "mm_model_v1"
+
+typedef int (*mm_entry_fn)(void *const *params, void *const *args, void *const *results,
+                           void *workspace);
+
+typedef struct mm_entry_desc {
+  const char *name;
+  mm_entry_fn fn;
+  uint64_t workspace_bytes;
+  int32_t num_args;
+  int32_t num_results;
+} mm_entry_desc;
+
+typedef struct mm_device_ops {
+  void *(*alloc)(uint64_t bytes);
+  void (*free)(void *ptr);
+  int (*upload)(void *dst_device, const void *src_host, uint64_t bytes);
+  int (*download)(void *dst_host, const void *src_device, uint64_t bytes);
+  int (*synchronize)(void);
+  const char *(*last_error)(void);
+} mm_device_ops;
+
+typedef struct mm_model_desc {
+  uint32_t abi_version;        /* MM_ABI_VERSION of the compiler that built it */
+  uint32_t struct_size;        /* sizeof(mm_model_desc) there */
+  const char *target;          /* "cpu" or "cuda" */
+  const char *manifest_json;   /* see docs/ARCHITECTURE.md, "The manifest" */
+  const char *tokenizer_json;  /* Hugging Face tokenizer.json, or "" */
+  int32_t num_params;
+  int32_t num_entries;
+  const mm_entry_desc *entries;
+  const mm_device_ops *device; /* NULL: host memory */
+} mm_model_desc;
+
+typedef const mm_model_desc *(*mm_model_fn)(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* MM_ABI_H */

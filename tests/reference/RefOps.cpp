@@ -1,0 +1,291 @@
+// Plain C++ reference kernels; see RefOps.h for shapes and semantics.
+#include "RefOps.h"
+
+#include <algorithm>
+#include <cmath>
+#include <stdexcept>
+#include <string>
+
+namespace mm::ref {
+
+namespace {
+
+void require(bool cond, const char* what) {
+  if (!cond) throw std::invalid_argument(std::string("mm::ref: ") + what);
+}
+
+double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); }
+
+}  // namespace
+
+void linear(const float* x, const float* w, const float* b, float* y, int64_t M, int64_t K,
+            int64_t N) {
+  for (int64_t m = 0; m < M; ++m) {
+    for (int64_t n = 0; n < N; ++n) {
+      double acc = b ? static_cast<double>(b[n]) : 0.0;
+      for (int64_t k = 0; k < K; ++k)
+        acc += static_cast<double>(x[m * K + k]) * static_cast<double>(w[n * K + k]);
+      y[m * N + n] = static_cast<float>(acc);
+    }
+  }
+}
+
+void embedding(const int32_t* ids, const float* table, float* y, int64_t T, int64_t V, int64_t D) {
+  for (int64_t t = 0; t < T; ++t) {
+    const int64_t id = ids[t];
+    for (int64_t d = 0; d < D; ++d)
+      y[t * D + d] = (id >= 0 && id < V) ? table[id * D + d] : 0.0f;
+  }
+}
+
+void patchEmbed(const float* pix, const float* w, float* y, int64_t B, int64_t C, int64_t H,
+                int64_t W, int64_t P, int64_t D) {
+  require(P > 0, "patchEmbed: P must be positive");
+  const int64_t gh = H / P, gw = W / P, N = gh * gw;
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t py = 0; py < gh; ++py) {
+      for (int64_t px = 0; px < gw; ++px) {
+        const int64_t patch = py * gw + px;
+        for (int64_t d = 0; d < D; ++d) {
+          double acc = 0.0;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t i = 0; i < P; ++i)
+              for (int64_t j = 0; j < P; ++j) {
+                const float pv = pix[((b * C + c) * H + (py * P + i)) * W + (px * P + j)];
+                const float wv = w[((d * C + c) * P + i) * P + j];
+                acc += static_cast<double>(pv) * static_cast<double>(wv);
+              }
+          y[(b * N + patch) * D + d] = static_cast<float>(acc);
+        }
+      }
+    }
+  }
+}
+
+void layerNorm(const float* x, const float* g, const float* b, float* y, int64_t M, int64_t D,
+               float eps) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * D;
+    double mean = 0.0;
+    for (int64_t d = 0; d < D; ++d) mean += row[d];
+    mean /= static_cast<double>(D);
+    double var = 0.0;
+    for (int64_t d = 0; d < D; ++d) {
+      const double c = row[d] - mean;
+      var += c * c;
+    }
+    var /= static_cast<double>(D);
+    const double inv = 1.0 / std::sqrt(var + static_cast<double>(eps));
+    for (int64_t d = 0; d < D; ++d) {
+      const double gv = g ? g[d] : 1.0;
+      const double bv = b ? b[d] : 0.0;
+      y[m * D + d] = static_cast<float>((row[d] - mean) * inv * gv + bv);
+    }
+  }
+}
+
+void rmsNorm(const float* x, const float* g, float* y, int64_t M, int64_t D, float eps) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float* row = x + m * D;
+    double ms = 0.0;
+    for (int64_t d = 0; d < D; ++d) ms += static_cast<double>(row[d]) * row[d];
+    ms /= static_cast<double>(D);
+    const double inv = 1.0 / std::sqrt(ms + static_cast<double>(eps));
+    for (int64_t d = 0; d < D; ++d) {
+      const double gv = g ? g[d] : 1.0;
+      y[m * D + d] = static_cast<float>(row[d] * inv * gv);
+    }
+  }
+}
+
+void gelu(const float* x, float* y, int64_t n) {
+  const double invSqrt2 = 1.0 / std::sqrt(2.0);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    y[i] = static_cast<float>(0.5 * v * (1.0 + std::erf(v * invSqrt2)));
+  }
+}
+
+void quickGelu(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    y[i] = static_cast<float>(v * sigmoid(1.702 * v));
+  }
+}
+
+void silu(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    y[i] = static_cast<float>(v * sigmoid(v));
+  }
+}
+
+void relu(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y[i] = x[i] > 0.0f ? x[i] : 0.0f;
+}
+
+void add(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<float>(static_cast<double>(a[i]) + static_cast<double>(b[i]));
+}
+
+void mul(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<float>(static_cast<double>(a[i]) * static_cast<double>(b[i]));
+}
+
+void rope(const float* x, float* y, int64_t B, int64_t S, int64_t H, int64_t Dh, float theta,
+          int64_t posOffset) {
+  require(Dh % 2 == 0, "rope: head dim must be even");
+  const int64_t half = Dh / 2;
+  std::vector<float> invFreq(half);
+  for (int64_t i = 0; i < half; ++i) {
+    const float e = static_cast<float>(2 * i) / static_cast<float>(Dh);
+    invFreq[i] = 1.0f / std::pow(theta, e);
+  }
+  std::vector<double> tmp(Dh);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t s = 0; s < S; ++s) {
+      const float pos = static_cast<float>(posOffset + s);
+      for (int64_t h = 0; h < H; ++h) {
+        const int64_t base = ((b * S + s) * H + h) * Dh;
+        for (int64_t i = 0; i < half; ++i) {
+          const double a = static_cast<double>(pos * invFreq[i]);  // float32 angle, as HF
+          const double c = std::cos(a), sn = std::sin(a);
+          const double x1 = x[base + i], x2 = x[base + i + half];
+          tmp[i] = x1 * c - x2 * sn;
+          tmp[i + half] = x2 * c + x1 * sn;
+        }
+        for (int64_t d = 0; d < Dh; ++d) y[base + d] = static_cast<float>(tmp[d]);
+      }
+    }
+  }
+}
+
+bool maskAllows(Mask m, int64_t q, int64_t k, int64_t length, int64_t prefixLen) {
+  if (k < 0 || k >= length) return false;
+  switch (m) {
+    case Mask::Bidirectional:
+    case Mask::Padding:
+    case Mask::ItmBidirectional:
+      return true;
+    case Mask::Causal:
+    case Mask::ImagePrefixCausal:
+      return k <= q;
+    case Mask::ItgMultimodalCausal:
+      if (q < prefixLen) return k < prefixLen;
+      return k < prefixLen || k <= q;
+    case Mask::ItcUnimodal:
+      return (q < prefixLen) == (k < prefixLen);
+  }
+  return false;
+}
+
+void attention(const float* q, const float* k, const float* v, float* y, int64_t B, int64_t S,
+               int64_t H, int64_t Hkv, int64_t Dh, Mask mask, int64_t length, int64_t prefixLen,
+               float scale) {
+  require(Hkv > 0 && H % Hkv == 0, "attention: H must be a multiple of Hkv");
+  const int64_t group = H / Hkv;
+  const int64_t qStride = H * Dh, kvStride = Hkv * Dh;
+  std::vector<double> score(S);
+  std::vector<char> allowed(S);
+  std::vector<double> acc(Dh);
+  for (int64_t b = 0; b < B; ++b) {
+    for (int64_t h = 0; h < H; ++h) {
+      const int64_t kh = h / group;
+      for (int64_t i = 0; i < S; ++i) {
+        const float* qi = q + (b * S + i) * qStride + h * Dh;
+        double maxScore = -INFINITY;
+        bool any = false;
+        for (int64_t j = 0; j < S; ++j) {
+          allowed[j] = maskAllows(mask, i, j, length, prefixLen);
+          if (!allowed[j]) continue;
+          const float* kj = k + (b * S + j) * kvStride + kh * Dh;
+          double dot = 0.0;
+          for (int64_t d = 0; d < Dh; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+          score[j] = dot * static_cast<double>(scale);
+          maxScore = std::max(maxScore, score[j]);
+          any = true;
+        }
+        std::fill(acc.begin(), acc.end(), 0.0);
+        if (any) {
+          double denom = 0.0;
+          for (int64_t j = 0; j < S; ++j) {
+            if (!allowed[j]) continue;
+            const double p = std::exp(score[j] - maxScore);
+            denom += p;
+            const float* vj = v + (b * S + j) * kvStride + kh * Dh;
+            for (int64_t d = 0; d < Dh; ++d) acc[d] += p * vj[d];
+          }
+          for (int64_t d = 0; d < Dh; ++d) acc[d] /= denom;
+        }
+        float* yi = y + (b * S + i) * qStride + h * Dh;
+        for (int64_t d = 0; d < Dh; ++d) yi[d] = static_cast<float>(acc[d]);
+      }
+    }
+  }
+}
+
+void mergeImageFeatures(const float* embeds, const int32_t* ids, const float* feats, float* y,
+                        int64_t B, int64_t S, int64_t D, int64_t Nimg, int32_t imageToken) {
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t j = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      const float* src = embeds + (b * S + s) * D;
+      if (ids[b * S + s] == imageToken && j < Nimg) {
+        src = feats + (b * Nimg + j) * D;
+        ++j;
+      }
+      std::copy(src, src + D, y + (b * S + s) * D);
+    }
+  }
+}
+
+void concat(const float* a, const float* b, float* y, int64_t outer, int64_t na, int64_t nb,
+            int64_t inner) {
+  const int64_t n = na + nb;
+  for (int64_t o = 0; o < outer; ++o) {
+    std::copy(a + o * na * inner, a + (o + 1) * na * inner, y + o * n * inner);
+    std::copy(b + o * nb * inner, b + (o + 1) * nb * inner, y + (o * n + na) * inner);
+  }
+}
+
+void slice(const float* x, float* y, int64_t outer, int64_t n, int64_t start, int64_t size,
+           int64_t inner) {
+  require(start >= 0 && size >= 0 && start + size <= n, "slice: range outside the axis");
+  for (int64_t o = 0; o < outer; ++o) {
+    const float* src = x + (o * n + start) * inner;
+    std::copy(src, src + size * inner, y + o * size * inner);
+  }
+}
+
+void broadcastTo(const float* x, float* y, const std::vector<int64_t>& inShape,
+                 const std::vector<int64_t>& outShape) {
+  const size_t rank = outShape.size();
+  require(inShape.size() <= rank, "broadcastTo: input rank exceeds output rank");
+  // Input dims aligned to the output (leading 1s) and their row-major strides,
+  // with stride 0 on broadcast axes.
+  std::vector<int64_t> inDims(rank, 1), inStride(rank, 0);
+  const size_t lead = rank - inShape.size();
+  for (size_t i = 0; i < inShape.size(); ++i) inDims[lead + i] = inShape[i];
+  int64_t stride = 1;
+  for (size_t i = rank; i-- > 0;) {
+    require(inDims[i] == outShape[i] || inDims[i] == 1, "broadcastTo: incompatible shapes");
+    inStride[i] = (inDims[i] == 1 && outShape[i] != 1) ? 0 : stride;
+    stride *= inDims[i];
+  }
+  int64_t total = 1;
+  for (int64_t d : outShape) total *= d;
+  std::vector<int64_t> idx(rank, 0);
+  for (int64_t o = 0; o < total; ++o) {
+    int64_t off = 0;
+    for (size_t i = 0; i < rank; ++i) off += idx[i] * inStride[i];
+    y[o] = x[off];
+    for (size_t i = rank; i-- > 0;) {  // odometer increment, last axis fastest
+      if (++idx[i] < outShape[i]) break;
+      idx[i] = 0;
+    }
+  }
+}
+
+}  // namespace mm::ref
