@@ -32,8 +32,8 @@ AtomicFile::AtomicFile(const std::string &path)
       tmpPath_(path + ".tmp." + std::to_string(static_cast<long>(::getpid()))) {
   if (path.empty())
     throw Error("cannot write a file with an empty path");
-  fd_ = ::open(tmpPath_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
-               0644);
+  fd_ = ::open(tmpPath_.c_str(),
+               O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
   if (fd_ < 0) {
     int err = errno;
     throw Error(path_ + ": cannot create temporary file '" + tmpPath_ +
@@ -91,13 +91,14 @@ void AtomicFile::commit() {
     int err = errno;
     ::unlink(tmpPath_.c_str());
     committed_ = true;
-    throw Error(path_ + ": cannot rename '" + tmpPath_ + "' over it: " +
-                std::strerror(err));
+    throw Error(path_ + ": cannot rename '" + tmpPath_ +
+                "' over it: " + std::strerror(err));
   }
   committed_ = true;
   // Make the rename itself durable. Best effort: some filesystems refuse
   // fsync on directories, and the data is already safely in place.
-  int dirFd = ::open(parentDir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  int dirFd =
+      ::open(parentDir(path_).c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
   if (dirFd >= 0) {
     (void)::fsync(dirFd);
     ::close(dirFd);

@@ -66,8 +66,8 @@ Image loadImage(const std::string &path) {
   stbi_uc *pixels = stbi_load_from_file(f, &w, &h, &channels, 3);
   if (!pixels) {
     const char *reason = stbi_failure_reason();
-    throw Error(path + ": cannot decode image: " +
-                (reason ? reason : "unknown error"));
+    throw Error(
+        path + ": cannot decode image: " + (reason ? reason : "unknown error"));
   }
   std::unique_ptr<stbi_uc, void (*)(void *)> owner(pixels, &stbi_image_free);
   if (w <= 0 || h <= 0)
@@ -95,9 +95,9 @@ void savePng(const std::string &path, const Image &image) {
   if (image.width > std::numeric_limits<int>::max() / 3)
     throw Error(path + ": image is too wide to encode as PNG");
   std::string png;
-  int ok = stbi_write_png_to_func(&appendToString, &png, image.width,
-                                  image.height, 3, image.rgb.data(),
-                                  image.width * 3);
+  int ok =
+      stbi_write_png_to_func(&appendToString, &png, image.width, image.height,
+                             3, image.rgb.data(), image.width * 3);
   if (!ok || png.empty())
     throw Error(path + ": PNG encoding failed");
   detail::AtomicFile out(path);
@@ -128,9 +128,9 @@ double cubicKernel(double x) {
 /// Fixed-point filter taps for resampling one axis from IN to OUT samples.
 struct AxisCoeffs {
   int ksize = 0;
-  std::vector<int> first;  // first input sample used by each output sample
-  std::vector<int> count;  // number of input samples used
-  std::vector<int32_t> k;  // OUT * ksize taps
+  std::vector<int> first; // first input sample used by each output sample
+  std::vector<int> count; // number of input samples used
+  std::vector<int32_t> k; // OUT * ksize taps
 };
 
 AxisCoeffs computeCoeffs(int inSize, int outSize) {
@@ -242,8 +242,8 @@ Image resizeBicubic(const Image &image, int newWidth, int newHeight) {
                 std::to_string(newWidth) + "x" + std::to_string(newHeight));
   if (uint64_t(newWidth) * uint64_t(newHeight) * 3 >
       uint64_t(std::numeric_limits<int32_t>::max()))
-    throw Error("resizeBicubic: target size " + std::to_string(newWidth) +
-                "x" + std::to_string(newHeight) + " is too large");
+    throw Error("resizeBicubic: target size " + std::to_string(newWidth) + "x" +
+                std::to_string(newHeight) + " is too large");
   // Horizontal first, then vertical; a pass that changes nothing is skipped.
   if (newWidth == image.width && newHeight == image.height)
     return image;
@@ -286,8 +286,8 @@ void clipResizeSize(int width, int height, int shortestEdge, int &newWidth,
   bool wide = width > height; // HF: short side is the width when w <= h
   int shortSide = wide ? height : width;
   int longSide = wide ? width : height;
-  double other = double(int64_t(shortestEdge) * int64_t(longSide)) /
-                 double(shortSide);
+  double other =
+      double(int64_t(shortestEdge) * int64_t(longSide)) / double(shortSide);
   if (other >= double(std::numeric_limits<int>::max()))
     throw Error("clipResizeSize: resizing " + std::to_string(width) + "x" +
                 std::to_string(height) + " to shortest edge " +
@@ -345,8 +345,9 @@ std::vector<float> preprocessClip(const Image &image, const ClipPreprocess &p) {
       bool inside = rowInside && sx >= 0 && sx < src->width;
       size_t o = size_t(y) * p.cropWidth + x;
       for (int c = 0; c < 3; ++c) {
-        uint8_t v = inside ? src->rgb[(size_t(sy) * src->width + size_t(sx)) * 3 + c]
-                           : 0;
+        uint8_t v =
+            inside ? src->rgb[(size_t(sy) * src->width + size_t(sx)) * 3 + c]
+                   : 0;
         out[size_t(c) * plane + o] = lut[c][v];
       }
     }

@@ -32,9 +32,9 @@ struct DTypeEntry {
 };
 
 constexpr DTypeEntry kDTypes[] = {
-    {DType::F32, "F32", 4},  {DType::F64, "F64", 8}, {DType::F16, "F16", 2},
+    {DType::F32, "F32", 4},   {DType::F64, "F64", 8}, {DType::F16, "F16", 2},
     {DType::BF16, "BF16", 2}, {DType::I64, "I64", 8}, {DType::I32, "I32", 4},
-    {DType::I16, "I16", 2},  {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
+    {DType::I16, "I16", 2},   {DType::I8, "I8", 1},   {DType::U8, "U8", 1},
     {DType::BOOL, "BOOL", 1},
 };
 
@@ -55,7 +55,8 @@ const char *dtypeName(DType dtype) {
 size_t dtypeSize(DType dtype) {
   const DTypeEntry *e = lookup(dtype);
   if (!e)
-    throw Error("invalid DType value " + std::to_string(static_cast<int>(dtype)));
+    throw Error("invalid DType value " +
+                std::to_string(static_cast<int>(dtype)));
   return e->size;
 }
 
@@ -116,6 +117,17 @@ std::optional<uint64_t> checkedBytes(const std::vector<int64_t> &shape,
 }
 
 std::string quoted(const std::string &s) { return "'" + s + "'"; }
+
+/// nlohmann's message without its "[json.exception.parse_error.101] " tag.
+std::string jsonMessage(const nlohmann::json::exception &e) {
+  std::string msg = e.what();
+  if (!msg.empty() && msg[0] == '[') {
+    size_t close = msg.find("] ");
+    if (close != std::string::npos)
+      msg.erase(0, close + 2);
+  }
+  return msg;
+}
 
 } // namespace
 
@@ -209,7 +221,7 @@ SafetensorsFile SafetensorsFile::open(const std::string &path) {
   try {
     header = nlohmann::json::parse(headerBegin, headerEnd);
   } catch (const nlohmann::json::exception &e) {
-    throw fail(std::string("header is not valid JSON: ") + e.what());
+    throw fail("header is not valid JSON: " + jsonMessage(e));
   }
   if (!header.is_object())
     throw fail(std::string("header is a JSON ") + header.type_name() +
@@ -267,8 +279,7 @@ SafetensorsFile SafetensorsFile::open(const std::string &path) {
     for (const nlohmann::json &d : *sh) {
       if (!d.is_number_integer())
         throw tensorFail(name, std::string("\"shape\" holds a JSON ") +
-                                   d.type_name() +
-                                   " value, expected integers");
+                                   d.type_name() + " value, expected integers");
       if (d.is_number_unsigned()) {
         uint64_t u = d.get<uint64_t>();
         if (u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
@@ -304,7 +315,8 @@ SafetensorsFile SafetensorsFile::open(const std::string &path) {
     std::string offStr = "[" + std::to_string(info.begin) + ", " +
                          std::to_string(info.end) + "]";
     if (info.end < info.begin)
-      throw tensorFail(name, "data_offsets " + offStr + " end before they begin");
+      throw tensorFail(name,
+                       "data_offsets " + offStr + " end before they begin");
     if (info.end > file.dataSize_)
       throw tensorFail(name, "data_offsets " + offStr +
                                  " run past the end of the data section (" +
@@ -421,7 +433,7 @@ void writeSafetensors(const std::string &path,
     json = header.dump();
   } catch (const nlohmann::json::exception &e) {
     // dump() throws on invalid UTF-8 in names or metadata.
-    throw fail(std::string("cannot encode the header: ") + e.what());
+    throw fail("cannot encode the header: " + jsonMessage(e));
   }
   json.append((8 - json.size() % 8) % 8, ' ');
   uint8_t lenBytes[8];

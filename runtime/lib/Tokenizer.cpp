@@ -214,6 +214,17 @@ std::vector<std::string_view> splitWords(std::string_view text) {
 
 std::string jsonTypeName(const json &j) { return j.type_name(); }
 
+/// nlohmann's message without its "[json.exception.parse_error.101] " tag.
+std::string jsonMessage(const nlohmann::json::exception &e) {
+  std::string msg = e.what();
+  if (!msg.empty() && msg[0] == '[') {
+    size_t close = msg.find("] ");
+    if (close != std::string::npos)
+      msg.erase(0, close + 2);
+  }
+  return msg;
+}
+
 } // namespace
 
 //===----------------------------------------------------------------------===//
@@ -250,15 +261,19 @@ bool optBool(const json &obj, const char *key) {
 } // namespace
 
 Tokenizer Tokenizer::fromFile(const std::string &path) {
+  return fromJson(readFile(path), path);
+}
+
+Tokenizer Tokenizer::fromJson(const std::string &text,
+                              const std::string &path) {
   Tokenizer tok;
   tok.path_ = path;
-  std::string text = readFile(path);
 
   json root;
   try {
     root = json::parse(text);
   } catch (const json::exception &e) {
-    tok.fail(std::string("not valid JSON: ") + e.what());
+    tok.fail("not valid JSON: " + jsonMessage(e));
   }
   if (!root.is_object())
     tok.fail("top level is a JSON " + jsonTypeName(root) +
@@ -285,7 +300,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
     if (modelType != "BPE")
       tok.fail("unsupported model type \"" + modelType +
                "\" (only \"BPE\" is supported)");
-    for (const char *key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
+    for (const char *key :
+         {"continuing_subword_prefix", "end_of_word_suffix"}) {
       auto it = model.find(key);
       if (it != model.end() && !it->is_null() &&
           !(it->is_string() && it->get<std::string>().empty()))
@@ -312,9 +328,9 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
       if (!j.is_number_integer())
         tok.fail(what + ": id is a JSON " + jsonTypeName(j) +
                  ", expected an integer");
-      if (j.is_number_unsigned() ? j.get<uint64_t>() >= limit
-                                 : j.get<int64_t>() < 0 ||
-                                       uint64_t(j.get<int64_t>()) >= limit)
+      if (j.is_number_unsigned()
+              ? j.get<uint64_t>() >= limit
+              : j.get<int64_t>() < 0 || uint64_t(j.get<int64_t>()) >= limit)
         tok.fail(what + ": id " + j.dump() + " is out of range [0, " +
                  std::to_string(limit) + ")");
       return int32_t(j.get<int64_t>());
@@ -376,7 +392,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
                 return a.id < b.id;
               });
 
-    // --- merges ---------------------------------------------------------------
+    // --- merges
+    // ---------------------------------------------------------------
     auto lookupVocab = [&](const std::string &token) -> std::optional<int32_t> {
       auto it = tok.tokenToId_.find(token);
       if (it == tok.tokenToId_.end())
@@ -396,7 +413,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
           const std::string &s = m.get_ref<const std::string &>();
           size_t space = s.find(' ');
           if (space == std::string::npos || space == 0 ||
-              space + 1 >= s.size() || s.find(' ', space + 1) != std::string::npos)
+              space + 1 >= s.size() ||
+              s.find(' ', space + 1) != std::string::npos)
             tok.fail(what + " \"" + s + "\" is not of the form \"a b\"");
           left = s.substr(0, space);
           right = s.substr(space + 1);
@@ -411,9 +429,11 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
         std::string shown = what + " (\"" + left + "\", \"" + right + "\")";
         auto l = lookupVocab(left), r = lookupVocab(right);
         if (!l)
-          tok.fail(shown + " names \"" + left + "\", which is not in the vocabulary");
+          tok.fail(shown + " names \"" + left +
+                   "\", which is not in the vocabulary");
         if (!r)
-          tok.fail(shown + " names \"" + right + "\", which is not in the vocabulary");
+          tok.fail(shown + " names \"" + right +
+                   "\", which is not in the vocabulary");
         auto merged = lookupVocab(left + right);
         if (!merged)
           tok.fail(shown + " produces \"" + left + right +
@@ -423,7 +443,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
       }
     }
 
-    // --- BPE options ------------------------------------------------------------
+    // --- BPE options
+    // ------------------------------------------------------------
     auto unkIt = model.find("unk_token");
     if (unkIt != model.end() && !unkIt->is_null()) {
       if (!unkIt->is_string())
@@ -438,7 +459,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
     tok.byteFallback_ = optBool(model, "byte_fallback");
     tok.ignoreMerges_ = optBool(model, "ignore_merges");
 
-    // --- normalizer -----------------------------------------------------------
+    // --- normalizer
+    // -----------------------------------------------------------
     std::function<void(const json &)> checkNormalizer = [&](const json &n) {
       if (n.is_null())
         return;
@@ -460,7 +482,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
     if (root.contains("normalizer"))
       checkNormalizer(root["normalizer"]);
 
-    // --- pre_tokenizer --------------------------------------------------------
+    // --- pre_tokenizer
+    // --------------------------------------------------------
     std::function<void(const json &)> readPreTokenizer = [&](const json &p) {
       if (p.is_null())
         return;
@@ -490,7 +513,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
     if (root.contains("pre_tokenizer"))
       readPreTokenizer(root["pre_tokenizer"]);
 
-    // --- decoder --------------------------------------------------------------
+    // --- decoder
+    // --------------------------------------------------------------
     std::function<void(const json &)> readDecoder = [&](const json &d) {
       if (d.is_null())
         return;
@@ -512,7 +536,8 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
     if (root.contains("decoder"))
       readDecoder(root["decoder"]);
 
-    // --- post_processor -------------------------------------------------------
+    // --- post_processor
+    // -------------------------------------------------------
     auto specialIdsOf = [&](const json &pair, const std::string &what) {
       // RobertaProcessing / BertProcessing: ["<s>", 0]
       if (!pair.is_array() || pair.size() != 2 || !pair[0].is_string())
@@ -562,13 +587,14 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
                        "\" is not listed in \"special_tokens\"");
             for (const json &id : (*entry)["ids"])
               (seenA ? suffix : prefix)
-                  .push_back(checkId(id, "TemplateProcessing \"" + name + "\""));
+                  .push_back(
+                      checkId(id, "TemplateProcessing \"" + name + "\""));
           } else if (piece.is_object() && piece.contains("Sequence")) {
             const json &seq = piece["Sequence"];
-            std::string id = seq.is_object() && seq.contains("id") &&
-                                     seq["id"].is_string()
-                                 ? seq["id"].get<std::string>()
-                                 : "";
+            std::string id =
+                seq.is_object() && seq.contains("id") && seq["id"].is_string()
+                    ? seq["id"].get<std::string>()
+                    : "";
             if (id != "A")
               tok.fail("TemplateProcessing single template uses sequence \"" +
                        id + "\", expected \"A\"");
@@ -591,12 +617,13 @@ Tokenizer Tokenizer::fromFile(const std::string &path) {
     if (root.contains("post_processor"))
       readPost(root["post_processor"]);
   } catch (const json::exception &e) {
-    tok.fail(std::string("malformed tokenizer.json: ") + e.what());
+    tok.fail("malformed tokenizer.json: " + jsonMessage(e));
   }
 
-  // --- BOS / EOS --------------------------------------------------------------
-  auto byName = [&](std::initializer_list<const char *> names)
-      -> std::optional<int32_t> {
+  // --- BOS / EOS
+  // --------------------------------------------------------------
+  auto byName =
+      [&](std::initializer_list<const char *> names) -> std::optional<int32_t> {
     for (const char *n : names) {
       auto it = tok.tokenToId_.find(n);
       if (it != tok.tokenToId_.end())
@@ -713,9 +740,9 @@ void Tokenizer::encodeWord(const std::string &word,
           syms[next[pos]] != c.right)
         continue; // stale
       int32_t victim = next[pos];
-      syms[pos] = merges_.at((uint64_t(uint32_t(c.left)) << 32) |
-                             uint32_t(c.right))
-                      .second;
+      syms[pos] =
+          merges_.at((uint64_t(uint32_t(c.left)) << 32) | uint32_t(c.right))
+              .second;
       alive[victim] = 0;
       next[pos] = next[victim];
       if (next[pos] >= 0)
@@ -765,9 +792,7 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text,
   std::vector<int32_t> out;
   if (addSpecial)
     out = prefixIds_;
-  auto isSpace = [](char c) {
-    return c == ' ' || (c >= '\t' && c <= '\r');
-  };
+  auto isSpace = [](char c) { return c == ' ' || (c >= '\t' && c <= '\r'); };
   size_t segStart = 0, i = 0;
   while (i < text.size()) {
     const AddedToken *match = nullptr;

@@ -6,6 +6,7 @@
 #include "mlir/IR/DialectRegistry.h"
 #include "mlir/Parser/Parser.h"
 #include "mlir/Pass/PassManager.h"
+#include "llvm/Support/MemoryBuffer.h"
 #include "llvm/Support/SourceMgr.h"
 
 using namespace mlir;
@@ -16,6 +17,11 @@ void registerMMDialects(DialectRegistry &registry) { registry.insert<MMDialect>(
 
 OwningOpRef<ModuleOp> parseModelFile(const std::string &path, MLIRContext &ctx, ModelOp &model) {
   model = nullptr;
+  if (auto buf = llvm::MemoryBuffer::getFile(path); !buf) {
+    llvm::errs() << "mmc: error: cannot read model file '" << path << "': " << buf.getError().message()
+                 << "\n";
+    return nullptr;
+  }
   // Parsing verifies; the handler in the caller's context prints
   // diagnostics with file:line:col.
   OwningOpRef<ModuleOp> module = parseSourceFile<ModuleOp>(path, &ctx);

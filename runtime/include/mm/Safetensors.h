@@ -53,8 +53,11 @@ struct TensorInfo {
 };
 
 /// A validated, read-only view of a .safetensors file. The file is mapped
-/// into memory; copies of a SafetensorsFile share the mapping, which lives
-/// until the last copy is destroyed.
+/// into memory (private, read-only); copies of a SafetensorsFile share the
+/// mapping, which lives until the last copy is destroyed. A truncated or
+/// corrupt file is rejected by open(); as with any mmap, the file must not be
+/// truncated by someone else while it is open (writeSafetensors never does:
+/// it replaces files by rename, so open mappings keep the old contents).
 class SafetensorsFile {
 public:
   /// Opens and validates PATH. Throws mm::Error on any problem.

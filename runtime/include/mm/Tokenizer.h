@@ -1,4 +1,5 @@
-//===- Tokenizer.h - Hugging Face tokenizer.json (byte-level BPE) -*- C++ -*-===//
+//===- Tokenizer.h - Hugging Face tokenizer.json (byte-level BPE) -*- C++
+//-*-===//
 //
 // Loads the subset of Hugging Face's tokenizer.json that byte-level BPE
 // tokenizers (GPT-2 style) use:
@@ -49,6 +50,10 @@ class Tokenizer {
 public:
   /// Loads a Hugging Face tokenizer.json. Throws mm::Error naming PATH.
   static Tokenizer fromFile(const std::string &path);
+  /// Parses tokenizer.json text held in memory (e.g. embedded in a compiled
+  /// model). NAME stands in for the file name in error messages and path().
+  static Tokenizer fromJson(const std::string &jsonText,
+                            const std::string &name);
 
   /// Tokenizes TEXT (UTF-8; invalid bytes are tolerated). With ADDSPECIAL the
   /// post-processor's template is applied (e.g. a leading BOS).
@@ -71,6 +76,7 @@ public:
   std::optional<int32_t> bosId() const { return bos_; }
   std::optional<int32_t> eosId() const { return eos_; }
 
+  /// The path given to fromFile (or the NAME given to fromJson).
   const std::string &path() const { return path_; }
 
   struct AddedToken {

@@ -1,10 +1,12 @@
 //===- ImageTest.cpp - tests for mm/Image.h -------------------------------===//
 
-#include "mm/Error.h"
 #include "mm/Image.h"
+#include "mm/Error.h"
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
@@ -484,8 +486,8 @@ TEST(Image, PreprocessHandComputedNoResize) {
   std::vector<float> out = mm::preprocessClip(img, p);
   ASSERT_EQ(out.size(), 3u * 3 * 3);
   // CHW: channel c, row y, col x at c*9 + y*3 + x.
-  EXPECT_NEAR(out[0 * 9 + 0 * 3 + 0], 1.930336254f, 1e-5f); // (1-m0)/s0
-  EXPECT_NEAR(out[1 * 9 + 1 * 3 + 1], 0.168897239f, 1e-5f); // (128/255-m1)/s1
+  EXPECT_NEAR(out[0 * 9 + 0 * 3 + 0], 1.930336254f, 1e-5f);  // (1-m0)/s0
+  EXPECT_NEAR(out[1 * 9 + 1 * 3 + 1], 0.168897239f, 1e-5f);  // (128/255-m1)/s1
   EXPECT_NEAR(out[2 * 9 + 2 * 3 + 2], -1.480219769f, 1e-5f); // (0-m2)/s2
   EXPECT_NEAR(out[0 * 9 + 0 * 3 + 1], -0.48145466f / 0.26862954f, 1e-5f);
 }
@@ -527,8 +529,10 @@ TEST(Image, PreprocessMatchesPillowPipeline) {
   for (int c = 0; c < 3; ++c)
     for (int y = 0; y < 32; ++y)
       for (int x = 0; x < 32; ++x) {
-        uint8_t v = resized[(size_t(y + top) * pc.outWidth + (x + left)) * 3 + c];
-        float e = std::abs(out[size_t(c) * 1024 + y * 32 + x] - normalized(v, c));
+        uint8_t v =
+            resized[(size_t(y + top) * pc.outWidth + (x + left)) * 3 + c];
+        float e =
+            std::abs(out[size_t(c) * 1024 + y * 32 + x] - normalized(v, c));
         maxErr = std::max(maxErr, e);
       }
   EXPECT_LE(maxErr, tol);

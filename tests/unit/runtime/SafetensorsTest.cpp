@@ -1,7 +1,7 @@
 //===- SafetensorsTest.cpp - tests for mm/Safetensors.h -------------------===//
 
-#include "mm/Error.h"
 #include "mm/Safetensors.h"
+#include "mm/Error.h"
 
 #include <gtest/gtest.h>
 
@@ -97,11 +97,11 @@ TEST(Safetensors, DTypeNamesAndSizes) {
     mm::DType dt;
     const char *name;
     size_t size;
-  } cases[] = {{mm::DType::F32, "F32", 4},  {mm::DType::F64, "F64", 8},
-               {mm::DType::F16, "F16", 2},  {mm::DType::BF16, "BF16", 2},
-               {mm::DType::I64, "I64", 8},  {mm::DType::I32, "I32", 4},
-               {mm::DType::I16, "I16", 2},  {mm::DType::I8, "I8", 1},
-               {mm::DType::U8, "U8", 1},    {mm::DType::BOOL, "BOOL", 1}};
+  } cases[] = {{mm::DType::F32, "F32", 4}, {mm::DType::F64, "F64", 8},
+               {mm::DType::F16, "F16", 2}, {mm::DType::BF16, "BF16", 2},
+               {mm::DType::I64, "I64", 8}, {mm::DType::I32, "I32", 4},
+               {mm::DType::I16, "I16", 2}, {mm::DType::I8, "I8", 1},
+               {mm::DType::U8, "U8", 1},   {mm::DType::BOOL, "BOOL", 1}};
   for (const auto &c : cases) {
     EXPECT_STREQ(mm::dtypeName(c.dt), c.name);
     EXPECT_EQ(mm::dtypeSize(c.dt), c.size);
@@ -228,8 +228,9 @@ TEST(Safetensors, EmptyFileAndNoMetadata) {
 
 TEST(Safetensors, ReadsHandWrittenFileWithUnpaddedHeader) {
   // Another writer's file: no padding, tensors listed out of order.
-  std::string header = R"({"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]},)"
-                       R"("a":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}})";
+  std::string header =
+      R"({"b":{"dtype":"U8","shape":[2],"data_offsets":[4,6]},)"
+      R"("a":{"dtype":"I16","shape":[2],"data_offsets":[0,4]}})";
   std::string path = tempPath("handmade.safetensors");
   writeBytes(path, rawFile(header, std::string("\x01\x00\x02\x00\x07\x08", 6)));
   mm::SafetensorsFile f = mm::SafetensorsFile::open(path);
@@ -293,11 +294,14 @@ TEST(Safetensors, FailedWriteLeavesOldFileIntact) {
       },
       {"atomic.safetensors", "'v'", "twice"});
   expectError(
-      [&] { mm::writeSafetensors(path, {{"v", mm::DType::F32, {2}, nullptr}}); },
+      [&] {
+        mm::writeSafetensors(path, {{"v", mm::DType::F32, {2}, nullptr}});
+      },
       {"atomic.safetensors", "no data"});
   expectError(
       [&] {
-        mm::writeSafetensors(path, {{"__metadata__", mm::DType::U8, {0}, nullptr}});
+        mm::writeSafetensors(path,
+                             {{"__metadata__", mm::DType::U8, {0}, nullptr}});
       },
       {"atomic.safetensors", "__metadata__"});
   expectV1(path);
@@ -319,7 +323,9 @@ TEST(Safetensors, WriteIntoUnwritableDirectoryLeavesOldFile) {
   ASSERT_EQ(::chmod(dir.c_str(), 0555), 0);
   float w = 2.0f;
   expectError(
-      [&] { mm::writeSafetensors(path, {{"v", mm::DType::F32, {1}, &w}}); },
+      [&] {
+        mm::writeSafetensors(path, {{"v", mm::DType::F32, {1}, &w}});
+      },
       {"model.safetensors"});
   ::chmod(dir.c_str(), 0755);
   expectV1(path);
@@ -331,7 +337,9 @@ TEST(Safetensors, WriteIntoMissingDirectoryNamesPath) {
   std::string path = tempPath("no_such_dir") + "/x.safetensors";
   float w = 2.0f;
   expectError(
-      [&] { mm::writeSafetensors(path, {{"v", mm::DType::F32, {1}, &w}}); },
+      [&] {
+        mm::writeSafetensors(path, {{"v", mm::DType::F32, {1}, &w}});
+      },
       {"x.safetensors", "No such file"});
 }
 
@@ -397,10 +405,10 @@ TEST(Safetensors, MissingFields) {
                   rawFile(R"({"w":{"dtype":"F32","data_offsets":[0,4]}})",
                           std::string(4, '\0')),
                   {"tensor 'w'", "missing \"shape\""});
-  expectOpenError("nooffsets.safetensors",
-                  rawFile(R"({"w":{"dtype":"F32","shape":[1]}})",
-                          std::string(4, '\0')),
-                  {"tensor 'w'", "missing \"data_offsets\""});
+  expectOpenError(
+      "nooffsets.safetensors",
+      rawFile(R"({"w":{"dtype":"F32","shape":[1]}})", std::string(4, '\0')),
+      {"tensor 'w'", "missing \"data_offsets\""});
 }
 
 TEST(Safetensors, WrongJsonTypes) {

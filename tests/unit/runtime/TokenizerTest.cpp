@@ -1,7 +1,7 @@
 //===- TokenizerTest.cpp - tests for mm/Tokenizer.h -----------------------===//
 
-#include "mm/Error.h"
 #include "mm/Tokenizer.h"
+#include "mm/Error.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
@@ -119,32 +119,52 @@ void expectLoadError(const std::string &name, const std::string &text,
 
 /// A small byte-level BPE with merges (ids chosen by hand).
 json tinyTokenizer() {
-  json vocab = {{"<|endoftext|>", 0}, {"h", 1},     {"e", 2},    {"l", 3},
-                {"o", 4},             {"\u0120", 5}, {"w", 6},    {"r", 7},
-                {"d", 8},             {"he", 9},     {"ll", 10},  {"hell", 11},
-                {"hello", 12},        {"\u0120w", 13}, {"or", 14}, {"\u0120wor", 15},
-                {"ld", 16},           {"a", 17},     {"b", 18},   {"\u0120\u0120", 19},
-                {"\u0120b", 20},      {"o\u0120", 21}};
-  json merges = json::array({"o \u0120", "h e", "l l", json::array({"he", "ll"}),
-                             "hell o", "\u0120 w", "o r", "\u0120w or", "l d",
-                             "\u0120 \u0120", "\u0120 b"});
+  json vocab = {{"<|endoftext|>", 0},
+                {"h", 1},
+                {"e", 2},
+                {"l", 3},
+                {"o", 4},
+                {"\u0120", 5},
+                {"w", 6},
+                {"r", 7},
+                {"d", 8},
+                {"he", 9},
+                {"ll", 10},
+                {"hell", 11},
+                {"hello", 12},
+                {"\u0120w", 13},
+                {"or", 14},
+                {"\u0120wor", 15},
+                {"ld", 16},
+                {"a", 17},
+                {"b", 18},
+                {"\u0120\u0120", 19},
+                {"\u0120b", 20},
+                {"o\u0120", 21}};
+  json merges = json::array(
+      {"o \u0120", "h e", "l l", json::array({"he", "ll"}), "hell o",
+       "\u0120 w", "o r", "\u0120w or", "l d", "\u0120 \u0120", "\u0120 b"});
   return {
       {"version", "1.0"},
-      {"added_tokens",
-       json::array({{{"id", 0},
-                     {"content", "<|endoftext|>"},
-                     {"special", true},
-                     {"lstrip", false},
-                     {"rstrip", false},
-                     {"normalized", false},
-                     {"single_word", false}}})},
+      {"added_tokens", json::array({{{"id", 0},
+                                     {"content", "<|endoftext|>"},
+                                     {"special", true},
+                                     {"lstrip", false},
+                                     {"rstrip", false},
+                                     {"normalized", false},
+                                     {"single_word", false}}})},
       {"normalizer", nullptr},
       {"pre_tokenizer",
-       {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}}},
+       {{"type", "ByteLevel"},
+        {"add_prefix_space", false},
+        {"use_regex", true}}},
       {"post_processor", nullptr},
       {"decoder", {{"type", "ByteLevel"}}},
       {"model",
-       {{"type", "BPE"}, {"vocab", vocab}, {"merges", merges}, {"unk_token", nullptr}}},
+       {{"type", "BPE"},
+        {"vocab", vocab},
+        {"merges", merges},
+        {"unk_token", nullptr}}},
   };
 }
 
@@ -165,11 +185,11 @@ TEST(Tokenizer, ByteLevelFileBasics) {
   EXPECT_EQ(tok.tokenToId("A"), std::optional<int32_t>(5 + 'A'));
   EXPECT_EQ(tok.tokenToId("\u0120"), std::optional<int32_t>(5 + ' '));
   EXPECT_FALSE(tok.tokenToId(" ").has_value());
-  EXPECT_EQ(tok.idToToken(5), "\u0100");          // byte 0
-  EXPECT_EQ(tok.idToToken(5 + '\n'), "\u010A");   // byte 10
-  EXPECT_EQ(tok.idToToken(5 + 0x7F), "\u0121");   // DEL
-  EXPECT_EQ(tok.idToToken(5 + 0xAD), "\u0143");   // soft hyphen
-  EXPECT_EQ(tok.idToToken(5 + 0xE9), "\u00E9");   // printable Latin-1
+  EXPECT_EQ(tok.idToToken(5), "\u0100");        // byte 0
+  EXPECT_EQ(tok.idToToken(5 + '\n'), "\u010A"); // byte 10
+  EXPECT_EQ(tok.idToToken(5 + 0x7F), "\u0121"); // DEL
+  EXPECT_EQ(tok.idToToken(5 + 0xAD), "\u0143"); // soft hyphen
+  EXPECT_EQ(tok.idToToken(5 + 0xE9), "\u00E9"); // printable Latin-1
   EXPECT_EQ(tok.idToToken(4), "<image>");
   EXPECT_THROW(tok.idToToken(261), mm::Error);
   EXPECT_THROW(tok.idToToken(-1), mm::Error);
@@ -182,7 +202,8 @@ TEST(Tokenizer, ByteLevelRoundTripsArbitraryText) {
     allBytes.push_back(char(b));
   for (const std::string &text :
        {std::string(""), std::string("Hello, world!"),
-        std::string("Gr\u00fc\u00dfe, w\u00f6rld! \u4f60\u597d \U0001F642\n\tend  "),
+        std::string(
+            "Gr\u00fc\u00dfe, w\u00f6rld! \u4f60\u597d \U0001F642\n\tend  "),
         std::string("  leading and trailing spaces   "),
         std::string("it's   they'll\r\n\n 12345 abc123 ...!!"), allBytes,
         std::string("\xff\xfe broken \xc3 utf8 \xe2\x82")}) {
@@ -267,7 +288,8 @@ TEST(Tokenizer, TemplateSequencesAndStripping) {
   json j = tinyTokenizer();
   j["model"]["vocab"]["<bos>"] = 22;
   j["model"]["vocab"]["<tag>"] = 23;
-  j["added_tokens"].push_back({{"id", 22}, {"content", "<bos>"}, {"special", true}});
+  j["added_tokens"].push_back(
+      {{"id", 22}, {"content", "<bos>"}, {"special", true}});
   j["added_tokens"].push_back({{"id", 23},
                                {"content", "<tag>"},
                                {"special", false},
@@ -277,14 +299,13 @@ TEST(Tokenizer, TemplateSequencesAndStripping) {
   // Sequence[ByteLevel, TemplateProcessing(<bos> $A <|endoftext|>)].
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
-      {"pretokenizers",
-       json::array({{{"type", "Split"},
-                     {"pattern", {{"Regex", "ignored"}}},
-                     {"behavior", "Isolated"},
-                     {"invert", false}},
-                    {{"type", "ByteLevel"},
-                     {"add_prefix_space", false},
-                     {"use_regex", false}}})}};
+      {"pretokenizers", json::array({{{"type", "Split"},
+                                      {"pattern", {{"Regex", "ignored"}}},
+                                      {"behavior", "Isolated"},
+                                      {"invert", false}},
+                                     {{"type", "ByteLevel"},
+                                      {"add_prefix_space", false},
+                                      {"use_regex", false}}})}};
   j["post_processor"] = {
       {"type", "Sequence"},
       {"processors",
@@ -292,13 +313,15 @@ TEST(Tokenizer, TemplateSequencesAndStripping) {
            {{{"type", "ByteLevel"}, {"trim_offsets", false}},
             {{"type", "TemplateProcessing"},
              {"single",
-              json::array({{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}},
-                           {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
-                           {{"SpecialToken",
-                             {{"id", "<|endoftext|>"}, {"type_id", 0}}}}})},
+              json::array(
+                  {{{"SpecialToken", {{"id", "<bos>"}, {"type_id", 0}}}},
+                   {{"Sequence", {{"id", "A"}, {"type_id", 0}}}},
+                   {{"SpecialToken",
+                     {{"id", "<|endoftext|>"}, {"type_id", 0}}}}})},
              {"pair", json::array()},
              {"special_tokens",
-              {{"<bos>", {{"id", "<bos>"}, {"ids", {22}}, {"tokens", {"<bos>"}}}},
+              {{"<bos>",
+                {{"id", "<bos>"}, {"ids", {22}}, {"tokens", {"<bos>"}}}},
                {"<|endoftext|>",
                 {{"id", "<|endoftext|>"},
                  {"ids", {0}},
@@ -306,8 +329,10 @@ TEST(Tokenizer, TemplateSequencesAndStripping) {
   mm::Tokenizer tok = loadJson("llama3ish.json", j);
   EXPECT_EQ(tok.bosId(), std::optional<int32_t>(22));
   EXPECT_EQ(tok.eosId(), std::optional<int32_t>(0));
-  EXPECT_EQ(tok.encode("hello world"), (std::vector<int32_t>{22, 12, 15, 16, 0}));
-  EXPECT_EQ(tok.encode("hello world", false), (std::vector<int32_t>{12, 15, 16}));
+  EXPECT_EQ(tok.encode("hello world"),
+            (std::vector<int32_t>{22, 12, 15, 16, 0}));
+  EXPECT_EQ(tok.encode("hello world", false),
+            (std::vector<int32_t>{12, 15, 16}));
   // lstrip/rstrip swallow the spaces around <tag>.
   EXPECT_EQ(tok.encode("hello  <tag>  hello", false),
             (std::vector<int32_t>{12, 23, 12}));
@@ -334,6 +359,21 @@ TEST(Tokenizer, LongWordMergesCorrectly) {
   EXPECT_EQ(ids.back(), 3);
 }
 
+TEST(Tokenizer, FromJsonText) {
+  mm::Tokenizer tok =
+      mm::Tokenizer::fromJson(tinyTokenizer().dump(), "model.so (embedded)");
+  EXPECT_EQ(tok.path(), "model.so (embedded)");
+  EXPECT_EQ(tok.encode("hello world"), (std::vector<int32_t>{12, 15, 16}));
+  try {
+    mm::Tokenizer::fromJson("{\"model\": 3}", "model.so (embedded)");
+    ADD_FAILURE() << "expected mm::Error";
+  } catch (const mm::Error &e) {
+    EXPECT_NE(std::string(e.what()).find("model.so (embedded)"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 //===----------------------------------------------------------------------===//
 // Load errors
 //===----------------------------------------------------------------------===//
@@ -354,12 +394,12 @@ TEST(Tokenizer, MalformedFiles) {
                   {"not valid JSON"});
   expectLoadError("empty.json", "", {"not valid JSON"});
   expectLoadError("array.json", "[1, 2]", {"expected an object"});
-  expectLoadError("nomodel.json", R"({"version": "1.0"})", {"missing \"model\""});
+  expectLoadError("nomodel.json", R"({"version": "1.0"})",
+                  {"missing \"model\""});
   expectLoadError("wordpiece.json",
                   R"({"model": {"type": "WordPiece", "vocab": {}}})",
                   {"unsupported model type \"WordPiece\""});
-  expectLoadError("novocab.json", R"({"model": {"type": "BPE"}})",
-                  {"vocab"});
+  expectLoadError("novocab.json", R"({"model": {"type": "BPE"}})", {"vocab"});
 
   json j = tinyTokenizer();
   j["model"]["merges"].push_back("x y");

@@ -79,7 +79,7 @@ def MM_ParamOp : MM_Op<"param", [Symbol, ParentOneOf<["ModelOp", "LayerOp"]>]> {
                        TypeAttrOf<MM_F32Tensor>:$type,
                        OptionalAttr<FlatSymbolRefAttr>:$group,
                        MM_InitAttr:$init);
-  let assemblyFormat = "$sym_name `:` $type (`group` $group^)? `init` $init attr-dict";
+  let assemblyFormat = "$sym_name `:` $type (`group` $group^)? `init` qualified($init) attr-dict";
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     ::mlir::RankedTensorType getTensorType() {

@@ -1,0 +1,43 @@
+//===- Llava.h - preparing LLaVA inputs and reading its outputs -*- C++ -*-===//
+//
+// The model-family glue between user input (an image, a prompt or token ids)
+// and a compiled LLaVA `forward` entry: CLIP preprocessing with the sizes of
+// the model's vision_config, expansion of the image token to the image's
+// feature positions, padding to the compiled sequence length.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_LLAVA_H
+#define MM_LLAVA_H
+
+#include "mm/Model.h"
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mm {
+
+struct LlavaShape {
+  int64_t imageSize = 0;     // vision_config.image_size
+  int64_t imagePositions = 0; // features per image (patches, no CLS)
+  int64_t maxSequence = 0;   // compiled sequence length
+  int64_t vocab = 0;
+  int32_t imageToken = 0;
+  int32_t padToken = 0;
+};
+
+/// Reads the shape facts from a model's manifest and its forward entry.
+LlavaShape llavaShape(const CompiledModel &model);
+
+/// Replaces each image token by `positions` copies of it.
+std::vector<int32_t> expandImageTokens(const std::vector<int32_t> &ids, int32_t imageToken, int64_t positions);
+
+/// The forward entry's arguments: pixel values (zeros without an image),
+/// expanded ids padded to the compiled length, and the real length. Throws
+/// mm::Error if the ids do not fit or the image-token count is wrong.
+std::vector<HostTensor> llavaForwardArgs(const CompiledModel &model, const std::vector<int32_t> &expandedIds,
+                                         const std::optional<std::string> &imagePath);
+
+} // namespace mm
+
+#endif // MM_LLAVA_H

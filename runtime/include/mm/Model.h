@@ -1,0 +1,88 @@
+//===- Model.h - a compiled model library, loaded ---------------*- C++ -*-===//
+//
+// `CompiledModel::load("llava-tiny.so")` opens a library built by `mmc
+// compile`, checks its ABI version and reads its manifest: parameters,
+// groups, stages, entries with their argument and result shapes, and the
+// model's configuration. `run` calls an entry on host buffers, moving them
+// to and from the device when the library is a CUDA one.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_MODEL_H
+#define MM_MODEL_H
+
+#include "mm/abi.h"
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace mm {
+
+enum class ElemType { F32, I32 };
+
+struct TensorSpec {
+  std::string name;
+  std::vector<int64_t> shape;
+  ElemType type = ElemType::F32;
+  int64_t numel() const;
+  int64_t bytes() const { return numel() * 4; }
+};
+
+struct ParamSpec : TensorSpec {
+  std::string group;
+  std::string init = "normal"; // zeros | ones | normal
+  double std = 0.0;
+};
+
+struct EntrySpec {
+  std::string name;
+  std::vector<TensorSpec> args, results;
+  uint64_t workspaceBytes = 0;
+  const mm_entry_desc *desc = nullptr;
+};
+
+/// A host buffer for one argument or result.
+struct HostTensor {
+  std::vector<uint8_t> bytes;
+  template <typename T> T *as() { return reinterpret_cast<T *>(bytes.data()); }
+  template <typename T> const T *as() const { return reinterpret_cast<const T *>(bytes.data()); }
+};
+
+class CompiledModel {
+public:
+  /// Loads a library; throws mm::Error naming the file if it is missing, not
+  /// a model library, built for another ABI, or carries a corrupt manifest.
+  static CompiledModel load(const std::string &path);
+  CompiledModel(CompiledModel &&other) noexcept;
+  CompiledModel &operator=(CompiledModel &&) = delete;
+  ~CompiledModel();
+
+  const std::string &path() const { return path_; }
+  const std::string &target() const { return target_; }
+  const std::string &name() const { return name_; }
+  const nlohmann::json &manifest() const { return manifest_; }
+  const nlohmann::json &config() const { return manifest_.at("config"); }
+  const std::string &tokenizerJson() const { return tokenizerJson_; }
+  const std::vector<ParamSpec> &params() const { return params_; }
+  const EntrySpec &entry(const std::string &name) const; // throws if absent
+  bool hasEntry(const std::string &name) const;
+
+  /// Runs `entry` with one host pointer per parameter (manifest order) and
+  /// host argument buffers; returns the results. Throws on failure.
+  std::vector<HostTensor> run(const std::string &entry, const std::vector<const float *> &params,
+                              const std::vector<HostTensor> &args) const;
+
+private:
+  CompiledModel() = default;
+  void *handle_ = nullptr;
+  const mm_model_desc *desc_ = nullptr;
+  std::string path_, target_, name_, tokenizerJson_;
+  nlohmann::json manifest_;
+  std::vector<ParamSpec> params_;
+  std::vector<EntrySpec> entries_;
+};
+
+} // namespace mm
+
+#endif // MM_MODEL_H

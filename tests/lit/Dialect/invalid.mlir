@@ -1,0 +1,308 @@
+// RUN: mmc-opt %s -split-input-file -verify-diagnostics
+// COM: Each verifier rejects what a model file must not say, with a message that says why.
+
+mm.model @stage_unknown_group {
+  mm.group @g
+  // expected-error @+1 {{stage @s trains group @nope, which is not an mm.group of this model}}
+  mm.stage @s trainable [@nope] loss "lm" data "caption"
+}
+
+// -----
+
+mm.model @param_no_group {
+  mm.group @g
+  // expected-error @+1 {{parameter 'w' is in no group; every parameter must belong to exactly one mm.group}}
+  mm.param @"w" : tensor<4xf32> init #mm.init<zeros>
+}
+
+// -----
+
+mm.model @param_bad_group {
+  mm.group @g
+  // expected-error @+1 {{names group @h, which is not an mm.group of this model}}
+  mm.param @"w" : tensor<4xf32> group @h init #mm.init<zeros>
+}
+
+// -----
+
+mm.model @stage_nothing {
+  mm.group @g
+  // expected-error @+1 {{stage @s trains no group}}
+  mm.stage @s trainable [] loss "lm" data "caption"
+}
+
+// -----
+
+mm.model @stage_schedule {
+  mm.group @g
+  // expected-error @+1 {{unknown schedule 'step'}}
+  mm.stage @s trainable [@g] loss "lm" data "caption" {schedule = "step"}
+}
+
+// -----
+
+mm.model @mask_needs_layout {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{mask itg_multimodal_causal needs a sequence layout #mm.seq_layout<query = N, text = M>}}
+    %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @mask_layout_too_long {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{covers 6 positions but the sequence has 4}}
+    %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @mask_wrong_segments {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{mask itc_unimodal needs segments (query, text) in that order}}
+    %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<text = 2, query = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @image_prefix_needs_image {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{mask image_prefix_causal needs segments (image, text) in that order}}
+    %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<image_prefix_causal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @padding_needs_length {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{a padding mask needs the run-time length operand}}
+    %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<padding>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @cross_attention_causal {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %y: tensor<1x6x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{cross-attention (4 queries, 6 keys) needs a bidirectional mask, got causal}}
+    %a = mm.attention %x, %y, %y {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x6x8xf32>, tensor<1x6x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @heads {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{num_heads 3 must be a positive multiple of num_kv_heads 2}}
+    %a = mm.attention %x, %x, %x {num_heads = 3 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+// expected-error @+1 {{segment 'query' must have a positive length, got 0}}
+#bad = #mm.seq_layout<query = 0, text = 4>
+
+// -----
+
+mm.model @linear_mismatch {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %w: tensor<16x7xf32>) -> tensor<1x4x16xf32> {
+    // expected-error @+1 {{weight 16x7 does not contract with input 1x4x8: expected [N, 8]}}
+    %y = mm.linear %x, %w : (tensor<1x4x8xf32>, tensor<16x7xf32>) -> tensor<1x4x16xf32>
+    mm.return %y : tensor<1x4x16xf32>
+  }
+}
+
+// -----
+
+mm.model @linear_bias {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %w: tensor<16x8xf32>, %b: tensor<8xf32>) -> tensor<1x4x16xf32> {
+    // expected-error @+1 {{bias 8 should be [16]}}
+    %y = mm.linear %x, %w, %b : (tensor<1x4x8xf32>, tensor<16x8xf32>, tensor<8xf32>) -> tensor<1x4x16xf32>
+    mm.return %y : tensor<1x4x16xf32>
+  }
+}
+
+// -----
+
+mm.model @linear_result {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %w: tensor<16x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{result shape 1x4x8 should be 1x4x16}}
+    %y = mm.linear %x, %w : (tensor<1x4x8xf32>, tensor<16x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %y : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @add_mismatch {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %y: tensor<1x4x9xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{requires the same type for all operands and results}}
+    %z = "mm.add"(%x, %y) : (tensor<1x4x8xf32>, tensor<1x4x9xf32>) -> tensor<1x4x8xf32>
+    mm.return %z : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @norm_shape {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %g: tensor<4xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{scale/shift 4 should be [8]}}
+    %y = mm.rms_norm %x, %g {eps = 1.0e-6 : f64} : (tensor<1x4x8xf32>, tensor<4xf32>) -> tensor<1x4x8xf32>
+    mm.return %y : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @patch_size {
+  mm.entry @f(%x: tensor<1x3x10x10xf32>, %w: tensor<8x3x4x4xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{image 10x10 is not a multiple of the patch size 4}}
+    %y = mm.patch_embed %x, %w : (tensor<1x3x10x10xf32>, tensor<8x3x4x4xf32>) -> tensor<1x4x8xf32>
+    mm.return %y : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @rope_heads {
+  mm.entry @f(%x: tensor<1x4x12xf32>) -> tensor<1x4x12xf32> {
+    // expected-error @+1 {{width 12 does not split into 4 heads of even size}}
+    %y = mm.rope %x {num_heads = 4 : i64, theta = 10000.0 : f64} : tensor<1x4x12xf32>
+    mm.return %y : tensor<1x4x12xf32>
+  }
+}
+
+// -----
+
+mm.model @slice_range {
+  mm.entry @f(%x: tensor<1x5x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{slice [2, 6) runs outside the input's 5 positions}}
+    %y = mm.slice %x {axis = 1 : i64, start = 2 : i64} : (tensor<1x5x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %y : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @concat_shape {
+  mm.entry @f(%a: tensor<1x1x8xf32>, %b: tensor<1x4x9xf32>) -> tensor<1x5x8xf32> {
+    // expected-error @+1 {{operand shapes 1x1x8 and 1x4x9 differ outside axis 1}}
+    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<1x1x8xf32>, tensor<1x4x9xf32>) -> tensor<1x5x8xf32>
+    mm.return %y : tensor<1x5x8xf32>
+  }
+}
+
+// -----
+
+mm.model @broadcast_shape {
+  mm.entry @f(%a: tensor<3x8xf32>) -> tensor<1x5x8xf32> {
+    // expected-error @+1 {{cannot broadcast 3x8 to 1x5x8}}
+    %y = mm.broadcast %a : (tensor<3x8xf32>) -> tensor<1x5x8xf32>
+    mm.return %y : tensor<1x5x8xf32>
+  }
+}
+
+// -----
+
+mm.model @merge_width {
+  mm.entry @f(%e: tensor<1x8x16xf32>, %ids: tensor<1x8xi32>, %f: tensor<1x4x8xf32>) -> tensor<1x8x16xf32> {
+    // expected-error @+1 {{features 1x4x8 do not match embeds 1x8x16 in batch and width}}
+    %y = mm.merge_image_features %e, %ids, %f {image_token_index = 4 : i64} : (tensor<1x8x16xf32>, tensor<1x8xi32>, tensor<1x4x8xf32>) -> tensor<1x8x16xf32>
+    mm.return %y : tensor<1x8x16xf32>
+  }
+}
+
+// -----
+
+mm.model @embedding_shape {
+  mm.entry @f(%ids: tensor<1x8xi32>, %t: tensor<32x16xf32>) -> tensor<1x8x8xf32> {
+    // expected-error @+1 {{result shape 1x8x8 should be 1x8x16}}
+    %y = mm.embedding %ids, %t : (tensor<1x8xi32>, tensor<32x16xf32>) -> tensor<1x8x8xf32>
+    mm.return %y : tensor<1x8x8xf32>
+  }
+}
+
+// -----
+
+mm.model @weight_type {
+  mm.group @g
+  mm.param @"w" : tensor<4xf32> group @g init #mm.init<zeros>
+  mm.entry @f() -> tensor<8xf32> {
+    // expected-error @+1 {{type 'tensor<8xf32>' does not match parameter @w of type 'tensor<4xf32>'}}
+    %w = mm.weight @"w" : tensor<8xf32>
+    mm.return %w : tensor<8xf32>
+  }
+}
+
+// -----
+
+mm.model @weight_unknown {
+  mm.entry @f() -> tensor<8xf32> {
+    // expected-error @+1 {{refers to @nope, which is not a parameter declared in the enclosing model}}
+    %w = mm.weight @"nope" : tensor<8xf32>
+    mm.return %w : tensor<8xf32>
+  }
+}
+
+// -----
+
+mm.model @entry_return {
+  // expected-error @+2 {{returns 'tensor<4xf32>' but the entry declares results 'tensor<8xf32>'}}
+  mm.entry @f(%x: tensor<4xf32>) -> tensor<8xf32> {
+    mm.return %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @apply_range {
+  mm.group @g
+  mm.layer @block(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers"} {
+    mm.yield %x : tensor<4xf32>
+  }
+  mm.entry @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+    // expected-error @+1 {{instance range [1, 3) is empty or outside layer @block's 2 instances}}
+    %y = mm.apply_layer @block from 1 to 3 (%x) : (tensor<4xf32>) -> tensor<4xf32>
+    mm.return %y : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @duplicate_names {
+  mm.group @g
+  mm.param @"layers.0.w" : tensor<4xf32> group @g init #mm.init<zeros>
+  mm.layer @block(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers"} {
+    // expected-error @+1 {{instance 0 of layer @block names parameter 'layers.0.w', which is already declared}}
+    mm.param @"w" : tensor<4xf32> group @g init #mm.init<zeros>
+    mm.yield %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @dynamic_shape {
+  mm.group @g
+  // expected-error @+1 {{attribute 'type' failed to satisfy constraint}}
+  mm.param @"w" : tensor<?xf32> group @g init #mm.init<zeros>
+}
+
+// -----
+
+mm.model @init_kind {
+  mm.group @g
+  // expected-error @+1 {{unknown initialiser 'xavier'; expected zeros, ones or normal}}
+  mm.param @"w" : tensor<4xf32> group @g init #mm.init<xavier>
+}

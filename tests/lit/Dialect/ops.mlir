@@ -1,0 +1,118 @@
+// RUN: mmc-opt %s -split-input-file | mmc-opt -split-input-file | FileCheck %s
+// COM: Every op and attribute of the mm dialect parses, prints, and parses again.
+
+// CHECK-LABEL: mm.model @structure
+// CHECK: mm.group @g
+// CHECK: mm.param @embed.weight : tensor<32x16xf32> group @g init #mm.init<normal, 2.000000e-02>
+// CHECK: mm.param @norm.weight : tensor<16xf32> group @g init #mm.init<ones>
+// CHECK: mm.param @norm.bias : tensor<16xf32> group @g init #mm.init<zeros>
+// CHECK: mm.stage @s trainable [@g] loss "lm" data "caption"
+// CHECK-SAME: batch = 4
+mm.model @structure attributes {config = {model_type = "llava"}} {
+  mm.group @g
+  mm.param @"embed.weight" : tensor<32x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"norm.weight" : tensor<16xf32> group @g init #mm.init<ones>
+  mm.param @"norm.bias" : tensor<16xf32> group @g init #mm.init<zeros>
+  mm.stage @s trainable [@g] loss "lm" data "caption" {batch = 4 : i64, lr = 1.0e-3 : f64}
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @layers
+// CHECK: mm.layer @block(%{{.*}}: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> attributes {count = 2 : i64, prefix = "layers"}
+// CHECK: mm.weight @ln.weight : tensor<8xf32>
+// CHECK: mm.rms_norm
+// CHECK: mm.yield
+// CHECK: mm.entry @forward
+// CHECK: mm.apply_layer @block from 0 to 2
+mm.model @layers {
+  mm.group @g
+  mm.layer @block(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> attributes {count = 2 : i64, prefix = "layers"} {
+    mm.param @"ln.weight" : tensor<8xf32> group @g init #mm.init<ones>
+    %w = mm.weight @"ln.weight" : tensor<8xf32>
+    %y = mm.rms_norm %x, %w {eps = 1.0e-6 : f64} : (tensor<1x4x8xf32>, tensor<8xf32>) -> tensor<1x4x8xf32>
+    mm.yield %y : tensor<1x4x8xf32>
+  }
+  mm.entry @forward(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    %y = mm.apply_layer @block from 0 to 2 (%x) : (tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %y : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @tensor_ops
+mm.model @tensor_ops {
+  mm.group @g
+  mm.param @"t" : tensor<32x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"w" : tensor<16x3x4x4xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"v" : tensor<16xf32> group @g init #mm.init<ones>
+  mm.param @"p" : tensor<5x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"l" : tensor<8x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.entry @forward(%ids: tensor<1x8xi32>, %pix: tensor<1x3x8x8xf32>, %len: tensor<i32>) -> tensor<1x8x8xf32> {
+    %t = mm.weight @"t" : tensor<32x16xf32>
+    %w = mm.weight @"w" : tensor<16x3x4x4xf32>
+    %v = mm.weight @"v" : tensor<16xf32>
+    %p = mm.weight @"p" : tensor<5x16xf32>
+    %l = mm.weight @"l" : tensor<8x16xf32>
+    // CHECK: mm.embedding
+    %e = mm.embedding %ids, %t : (tensor<1x8xi32>, tensor<32x16xf32>) -> tensor<1x8x16xf32>
+    // CHECK: mm.patch_embed
+    %pe = mm.patch_embed %pix, %w : (tensor<1x3x8x8xf32>, tensor<16x3x4x4xf32>) -> tensor<1x4x16xf32>
+    // CHECK: mm.broadcast
+    %c = mm.broadcast %v : (tensor<16xf32>) -> tensor<1x1x16xf32>
+    // CHECK: mm.concat %{{.*}}, %{{.*}} {axis = 1 : i64}
+    %cat = mm.concat %c, %pe {axis = 1 : i64} : (tensor<1x1x16xf32>, tensor<1x4x16xf32>) -> tensor<1x5x16xf32>
+    %pb = mm.broadcast %p : (tensor<5x16xf32>) -> tensor<1x5x16xf32>
+    // CHECK: mm.add
+    %s = mm.add %cat, %pb : tensor<1x5x16xf32>
+    // CHECK: mm.layer_norm
+    %n = mm.layer_norm %s, %v, %v {eps = 1.0e-5 : f64} : (tensor<1x5x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<1x5x16xf32>
+    // CHECK: mm.attention {{.*}}mask = #mm.mask<bidirectional>
+    %a = mm.attention %n, %n, %n {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 0.35 : f64} : (tensor<1x5x16xf32>, tensor<1x5x16xf32>, tensor<1x5x16xf32>) -> tensor<1x5x16xf32>
+    // CHECK: mm.slice
+    %f = mm.slice %a {axis = 1 : i64, start = 1 : i64} : (tensor<1x5x16xf32>) -> tensor<1x4x16xf32>
+    // CHECK: mm.gelu
+    %g = mm.gelu %f : tensor<1x4x16xf32>
+    // CHECK: mm.quick_gelu
+    %qg = mm.quick_gelu %g : tensor<1x4x16xf32>
+    // CHECK: mm.relu
+    %r = mm.relu %qg : tensor<1x4x16xf32>
+    // CHECK: mm.merge_image_features {{.*}}{image_token_index = 4 : i64}
+    %m = mm.merge_image_features %e, %ids, %r {image_token_index = 4 : i64} : (tensor<1x8x16xf32>, tensor<1x8xi32>, tensor<1x4x16xf32>) -> tensor<1x8x16xf32>
+    // CHECK: mm.rms_norm
+    %rn = mm.rms_norm %m, %v {eps = 1.0e-6 : f64} : (tensor<1x8x16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
+    // CHECK: mm.rope
+    %q = mm.rope %rn {num_heads = 2 : i64, theta = 10000.0 : f64} : tensor<1x8x16xf32>
+    %kv = mm.linear %rn, %l : (tensor<1x8x16xf32>, tensor<8x16xf32>) -> tensor<1x8x8xf32>
+    // CHECK: mm.attention {{.*}}mask = #mm.mask<causal>
+    %ca = mm.attention %q, %kv, %kv, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 0.35 : f64} : (tensor<1x8x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>, tensor<i32>) -> tensor<1x8x16xf32>
+    // CHECK: mm.silu
+    %si = mm.silu %ca : tensor<1x8x16xf32>
+    // CHECK: mm.mul
+    %mu = mm.mul %si, %rn : tensor<1x8x16xf32>
+    // CHECK: mm.linear
+    %o = mm.linear %mu, %l : (tensor<1x8x16xf32>, tensor<8x16xf32>) -> tensor<1x8x8xf32>
+    mm.return %o : tensor<1x8x8xf32>
+  }
+}
+
+// -----
+
+// COM: Every mask kind with the layout it needs.
+// CHECK-LABEL: mm.model @masks
+// CHECK: #mm.seq_layout<query = 2, text = 2>, mask = #mm.mask<itm_bidirectional>
+// CHECK: #mm.mask<itg_multimodal_causal>
+// CHECK: #mm.mask<itc_unimodal>
+// CHECK: #mm.seq_layout<image = 1, text = 3>, mask = #mm.mask<image_prefix_causal>
+// CHECK: #mm.mask<padding>
+mm.model @masks {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %len: tensor<i32>) -> tensor<1x4x8xf32> {
+    %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    %b = mm.attention %a, %a, %a {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    %c = mm.attention %b, %b, %b {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    %d = mm.attention %c, %c, %c {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<image_prefix_causal>, layout = #mm.seq_layout<image = 1, text = 3>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    %e = mm.attention %d, %d, %d, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<padding>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<i32>) -> tensor<1x4x8xf32>
+    mm.return %e : tensor<1x4x8xf32>
+  }
+}

@@ -1,0 +1,44 @@
+// RUN: mmc compile %s --emit=cpp | FileCheck %s
+// RUN: mmc compile %s --target cuda --emit=cuda | FileCheck %s --check-prefix=CUDA
+
+// COM: Identical ops (same op, shapes, attributes) share one kernel; shapes are
+// COM: baked in as constants; parameters, arguments and arena buffers are
+// COM: addressed from the entry's tables; the result is copied out at the end.
+// CHECK: // mm.linear: x[2,8] w[4,8] b[4] -> y[2,4]
+// CHECK-NEXT: static void k0_linear(const float * __restrict x, const float * __restrict w, const float * __restrict b, float * __restrict y) {
+// CHECK-NEXT:   for (int64_t i = 0; i < 8; ++i) {
+// CHECK:          for (int64_t k = 0; k < 8; ++k) acc += xr[k] * wr[k];
+// CHECK:          y[i] = acc + b[n];
+// CHECK: static void k1_silu(
+// CHECK-NOT: k2_linear
+// CHECK: static int entry_forward(
+// CHECK-NEXT: char *arena = (char *)workspace;
+// CHECK: k0_linear((const float *)args[0], (const float *)params[0], (const float *)params[1], (float *)(arena + 0));
+// CHECK-NEXT: k1_silu((const float *)(arena + 0), (float *)(arena + 64));
+// CHECK-NEXT: k0_linear((const float *)args[0], (const float *)params[0], (const float *)params[1], (float *)(arena + 0));
+// CHECK-NEXT: k2_mul((const float *)(arena + 64), (const float *)(arena + 0), (float *)(arena + 128));
+// CHECK-NEXT: memcpy(results[0], (const float *)(arena + 128), 32);
+// CHECK: static const mm_entry_desc kEntries[] = {
+// CHECK-NEXT: {"forward", entry_forward, 192ull, 1, 1},
+// CHECK: extern "C" __attribute__((visibility("default"))) const mm_model_desc *mm_model_v1(void)
+
+// CUDA: __global__ void k0_linear(const float * __restrict__ x
+// CUDA: for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < 8; i += (int64_t)blockDim.x * gridDim.x) {
+// CUDA: k0_linear<<<mm_blocks(8), 256>>>(
+// CUDA-NEXT: if (mm_check(cudaGetLastError(), "k0_linear")) return 1;
+// CUDA: cudaMemcpyDeviceToDevice
+// CUDA: static const mm_device_ops kDevice
+mm.model @tiny {
+  mm.group @g
+  mm.param @"w" : tensor<4x8xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"b" : tensor<4xf32> group @g init #mm.init<zeros>
+  mm.entry @forward(%x: tensor<2x8xf32>) -> tensor<2x4xf32> {
+    %w = mm.weight @"w" : tensor<4x8xf32>
+    %b = mm.weight @"b" : tensor<4xf32>
+    %y = mm.linear %x, %w, %b : (tensor<2x8xf32>, tensor<4x8xf32>, tensor<4xf32>) -> tensor<2x4xf32>
+    %s = mm.silu %y : tensor<2x4xf32>
+    %z = mm.linear %x, %w, %b : (tensor<2x8xf32>, tensor<4x8xf32>, tensor<4xf32>) -> tensor<2x4xf32>
+    %o = mm.mul %s, %z : tensor<2x4xf32>
+    mm.return %o : tensor<2x4xf32>
+  }
+}

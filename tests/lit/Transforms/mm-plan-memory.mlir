@@ -1,0 +1,58 @@
+// RUN: mmc-opt %s -split-input-file -pass-pipeline='builtin.module(mm.model(mm-plan-memory))' | FileCheck %s
+
+// COM: A chain a -> b -> c -> d of 4 KiB tensors needs only two live buffers:
+// COM: each result is placed before its input is freed (no in-place writes),
+// COM: and the buffer freed by the last read is reused.
+// CHECK-LABEL: mm.model @chain
+// CHECK: mm.entry @f
+// CHECK-SAME: mm.workspace_bytes = 8192
+// CHECK: mm.relu %{{.*}} {mm.offset = 0 : i64}
+// CHECK: mm.relu %{{.*}} {mm.offset = 4096 : i64}
+// CHECK: mm.relu %{{.*}} {mm.offset = 0 : i64}
+// CHECK: mm.relu %{{.*}} {mm.offset = 4096 : i64}
+mm.model @chain {
+  mm.entry @f(%x: tensor<1024xf32>) -> tensor<1024xf32> {
+    %a = mm.relu %x : tensor<1024xf32>
+    %b = mm.relu %a : tensor<1024xf32>
+    %c = mm.relu %b : tensor<1024xf32>
+    %d = mm.relu %c : tensor<1024xf32>
+    mm.return %d : tensor<1024xf32>
+  }
+}
+
+// -----
+
+// COM: A value read late (the residual %a) stays live across the ops in between.
+// CHECK-LABEL: mm.model @residual
+// CHECK: mm.workspace_bytes = 12288
+// CHECK: %[[A:.*]] = mm.relu %{{.*}} {mm.offset = 0 : i64}
+// CHECK: mm.relu %[[A]] {mm.offset = 4096 : i64}
+// CHECK: mm.relu %{{.*}} {mm.offset = 8192 : i64}
+// CHECK: mm.add %[[A]], %{{.*}} {mm.offset = 4096 : i64}
+mm.model @residual {
+  mm.entry @f(%x: tensor<1024xf32>) -> tensor<1024xf32> {
+    %a = mm.relu %x : tensor<1024xf32>
+    %b = mm.relu %a : tensor<1024xf32>
+    %c = mm.relu %b : tensor<1024xf32>
+    %d = mm.add %a, %c : tensor<1024xf32>
+    mm.return %d : tensor<1024xf32>
+  }
+}
+
+// -----
+
+// COM: Parameters need no arena space; sizes are rounded up to the 64-byte alignment.
+// CHECK-LABEL: mm.model @weights
+// CHECK: mm.workspace_bytes = 64
+// CHECK: mm.weight @w : tensor<3xf32>
+// CHECK-NOT: mm.offset
+// CHECK: mm.add {{.*}} {mm.offset = 0 : i64}
+mm.model @weights {
+  mm.group @g
+  mm.param @"w" : tensor<3xf32> group @g init #mm.init<ones>
+  mm.entry @f(%x: tensor<3xf32>) -> tensor<3xf32> {
+    %w = mm.weight @"w" : tensor<3xf32>
+    %y = mm.add %x, %w : tensor<3xf32>
+    mm.return %y : tensor<3xf32>
+  }
+}
