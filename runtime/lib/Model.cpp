@@ -151,7 +151,8 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
     // Host memory: call straight in. 64-byte aligned workspace.
     std::vector<uint8_t> workspaceStore(e.workspaceBytes + 64);
     void *workspace = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(workspaceStore.data()) + 63) & ~uintptr_t(63));
-    std::vector<void *> p(params.begin(), params.end()), a, r;
+    std::vector<void *> p, a, r;
+    for (const float *ptr : params) p.push_back(const_cast<float *>(ptr));
     for (auto &t : args) a.push_back(const_cast<uint8_t *>(t.bytes.data()));
     for (auto &t : results) r.push_back(t.bytes.data());
     if (e.desc->fn(p.data(), a.data(), r.data(), workspace) != 0)

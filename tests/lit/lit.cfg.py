@@ -16,3 +16,5 @@ config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "I
 tool_dirs = [os.path.join(config.mm_obj_root, "bin"), config.llvm_tools_dir]
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(["mmc", "mmc-opt", "mmrun"], tool_dirs)
+import sys
+config.substitutions.append(("%python", sys.executable))

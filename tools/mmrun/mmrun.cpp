@@ -142,7 +142,8 @@ int runForward(const Options &o) {
               o.weights.empty() ? ("seed " + std::to_string(o.seed)).c_str() : o.weights.c_str());
   for (int i = 0; i < k; ++i) {
     int32_t id = order[i];
-    std::string text = tokenizer ? tokenizer->decode({id}) : "";
+    // The model's vocabulary may be larger than the tokenizer's (padding rows).
+    std::string text = tokenizer && id < tokenizer->vocabSize() ? tokenizer->decode({id}) : "";
     std::string shown;
     for (char c : text) shown += (c == '\n') ? std::string("\\n") : std::string(1, c);
     std::printf("  %d. id %-6d %-12s logit %9.4f  p %.4f\n", i + 1, id, ("'" + shown + "'").c_str(), last[id],

@@ -340,6 +340,28 @@ TEST(Tokenizer, TemplateSequencesAndStripping) {
   EXPECT_EQ(tok.decode({22, 12, 23, 0}, true), "hello<tag>");
 }
 
+TEST(Tokenizer, IgnoreMergesAndByteFallback) {
+  json j = tinyTokenizer();
+  j["model"]["merges"].erase(4); // "hell o"
+  mm::Tokenizer plain = loadJson("nohello.json", j);
+  EXPECT_EQ(plain.encode("hello"), (std::vector<int32_t>{11, 4}));
+  j["model"]["ignore_merges"] = true;
+  mm::Tokenizer whole = loadJson("ignore.json", j);
+  EXPECT_EQ(whole.encode("hello"), (std::vector<int32_t>{12}));
+
+  // Not byte-level: characters missing from the vocabulary fall back to
+  // <0xXX> byte tokens.
+  json k = tinyTokenizer();
+  k["pre_tokenizer"] = nullptr;
+  k["decoder"] = nullptr;
+  k["model"]["vocab"]["<0x21>"] = 22;
+  k["model"]["vocab"]["<0xC3>"] = 23;
+  k["model"]["vocab"]["<0xA9>"] = 24;
+  k["model"]["byte_fallback"] = true;
+  mm::Tokenizer fb = loadJson("fallback.json", k);
+  EXPECT_EQ(fb.encode("he!\u00e9"), (std::vector<int32_t>{9, 22, 23, 24}));
+}
+
 TEST(Tokenizer, AddPrefixSpace) {
   json j = tinyTokenizer();
   j["pre_tokenizer"]["add_prefix_space"] = true;
