@@ -1,9 +1,10 @@
 //===- KernelsTest.cpp - every generated kernel against the plain reference -===//
 //
-// One model file holds one entry per op case. The test compiles it once with
-// `mmc compile` for the backend under test (MM_TEST_TARGET=cpu by default,
-// `cuda` on a GPU machine), runs each entry on random inputs and compares
-// every output element with the reference kernels in tests/reference/RefOps.
+// kernels.mlir beside this file holds one entry per op case. The test
+// compiles it once with `mmc compile` for the backend under test
+// (MM_TEST_TARGET=cpu by default, `cuda` on a GPU machine), runs each entry on
+// random inputs and compares every output element with the reference kernels
+// in tests/reference/RefOps.
 // NaN or infinity in an output never passes.
 //
 //===----------------------------------------------------------------------===//
@@ -24,84 +25,6 @@ namespace {
 
 using mm::HostTensor;
 
-// The cases. Names of entries match the tests below.
-const char *kModel = R"mlir(
-mm.model @kernels {
-  mm.group @g
-  mm.param @"w" : tensor<12x20xf32> group @g init #mm.init<normal, 0.5>
-  mm.entry @linear_bias(%x: tensor<2x3x20xf32>, %b: tensor<12xf32>) -> tensor<2x3x12xf32> {
-    %w = mm.weight @"w" : tensor<12x20xf32>
-    %y = mm.linear %x, %w, %b : (tensor<2x3x20xf32>, tensor<12x20xf32>, tensor<12xf32>) -> tensor<2x3x12xf32>
-    mm.return %y : tensor<2x3x12xf32>
-  }
-  mm.entry @linear(%x: tensor<5x7xf32>, %w: tensor<3x7xf32>) -> tensor<5x3xf32> {
-    %y = mm.linear %x, %w : (tensor<5x7xf32>, tensor<3x7xf32>) -> tensor<5x3xf32>
-    mm.return %y : tensor<5x3xf32>
-  }
-  mm.entry @embedding(%ids: tensor<2x6xi32>, %t: tensor<10x8xf32>) -> tensor<2x6x8xf32> {
-    %y = mm.embedding %ids, %t : (tensor<2x6xi32>, tensor<10x8xf32>) -> tensor<2x6x8xf32>
-    mm.return %y : tensor<2x6x8xf32>
-  }
-  mm.entry @patch_embed(%p: tensor<2x3x8x12xf32>, %w: tensor<5x3x4x4xf32>) -> tensor<2x6x5xf32> {
-    %y = mm.patch_embed %p, %w : (tensor<2x3x8x12xf32>, tensor<5x3x4x4xf32>) -> tensor<2x6x5xf32>
-    mm.return %y : tensor<2x6x5xf32>
-  }
-  mm.entry @layer_norm(%x: tensor<3x4x16xf32>, %g: tensor<16xf32>, %b: tensor<16xf32>) -> tensor<3x4x16xf32> {
-    %y = mm.layer_norm %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<3x4x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<3x4x16xf32>
-    mm.return %y : tensor<3x4x16xf32>
-  }
-  mm.entry @rms_norm(%x: tensor<3x16xf32>, %g: tensor<16xf32>) -> tensor<3x16xf32> {
-    %y = mm.rms_norm %x, %g {eps = 1.0e-6 : f64} : (tensor<3x16xf32>, tensor<16xf32>) -> tensor<3x16xf32>
-    mm.return %y : tensor<3x16xf32>
-  }
-  mm.entry @gelu(%x: tensor<37xf32>) -> tensor<37xf32> {
-    %y = mm.gelu %x : tensor<37xf32>
-    mm.return %y : tensor<37xf32>
-  }
-  mm.entry @quick_gelu(%x: tensor<37xf32>) -> tensor<37xf32> {
-    %y = mm.quick_gelu %x : tensor<37xf32>
-    mm.return %y : tensor<37xf32>
-  }
-  mm.entry @silu(%x: tensor<37xf32>) -> tensor<37xf32> {
-    %y = mm.silu %x : tensor<37xf32>
-    mm.return %y : tensor<37xf32>
-  }
-  mm.entry @relu(%x: tensor<37xf32>) -> tensor<37xf32> {
-    %y = mm.relu %x : tensor<37xf32>
-    mm.return %y : tensor<37xf32>
-  }
-  mm.entry @add(%a: tensor<4x9xf32>, %b: tensor<4x9xf32>) -> tensor<4x9xf32> {
-    %y = mm.add %a, %b : tensor<4x9xf32>
-    mm.return %y : tensor<4x9xf32>
-  }
-  mm.entry @mul(%a: tensor<4x9xf32>, %b: tensor<4x9xf32>) -> tensor<4x9xf32> {
-    %y = mm.mul %a, %b : tensor<4x9xf32>
-    mm.return %y : tensor<4x9xf32>
-  }
-  mm.entry @rope(%x: tensor<2x40x24xf32>) -> tensor<2x40x24xf32> {
-    %y = mm.rope %x {num_heads = 3 : i64, theta = 10000.0 : f64} : tensor<2x40x24xf32>
-    mm.return %y : tensor<2x40x24xf32>
-  }
-  mm.entry @concat(%a: tensor<2x1x4xf32>, %b: tensor<2x3x4xf32>) -> tensor<2x4x4xf32> {
-    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<2x1x4xf32>, tensor<2x3x4xf32>) -> tensor<2x4x4xf32>
-    mm.return %y : tensor<2x4x4xf32>
-  }
-  mm.entry @slice(%x: tensor<2x6x3xf32>) -> tensor<2x3x3xf32> {
-    %y = mm.slice %x {axis = 1 : i64, start = 2 : i64} : (tensor<2x6x3xf32>) -> tensor<2x3x3xf32>
-    mm.return %y : tensor<2x3x3xf32>
-  }
-  mm.entry @broadcast(%x: tensor<5x1xf32>) -> tensor<2x5x4xf32> {
-    %y = mm.broadcast %x : (tensor<5x1xf32>) -> tensor<2x5x4xf32>
-    mm.return %y : tensor<2x5x4xf32>
-  }
-  mm.entry @merge_image_features(%e: tensor<2x7x4xf32>, %ids: tensor<2x7xi32>, %f: tensor<2x3x4xf32>) -> tensor<2x7x4xf32> {
-    %y = mm.merge_image_features %e, %ids, %f {image_token_index = 9 : i64} : (tensor<2x7x4xf32>, tensor<2x7xi32>, tensor<2x3x4xf32>) -> tensor<2x7x4xf32>
-    mm.return %y : tensor<2x7x4xf32>
-  }
-@ATTENTION@
-}
-)mlir";
-
 struct MaskCase {
   const char *name, *mask, *layout;
   mm::ref::Mask kind;
@@ -116,23 +39,6 @@ const MaskCase kMasks[] = {
     {"attn_itc_unimodal", "itc_unimodal", "query = 2, text = 4", mm::ref::Mask::ItcUnimodal},
 };
 
-/// Attention cases: B=2, S=6, 4 query heads over 2 K/V heads (grouped), Dh=8,
-/// with the run-time length operand (5 of 6 positions real).
-std::string attentionEntries() {
-  std::string s;
-  for (const MaskCase &m : kMasks) {
-    std::string layout = *m.layout ? std::string(", layout = #mm.seq_layout<") + m.layout + ">" : "";
-    s += std::string("  mm.entry @") + m.name +
-         "(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> "
-         "tensor<2x6x32xf32> {\n"
-         "    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<" +
-         m.mask + ">" + layout +
-         ", scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> "
-         "tensor<2x6x32xf32>\n    mm.return %y : tensor<2x6x32xf32>\n  }\n";
-  }
-  return s;
-}
-
 std::string target() {
   const char *t = getenv("MM_TEST_TARGET");
   return t && *t ? t : "cpu";
@@ -141,15 +47,20 @@ std::string target() {
 class Kernels : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
-    std::string dir = ::testing::TempDir() + "mm_kernels_" + target() + "_" + std::to_string(getpid());
-    std::string cmd = "mkdir -p '" + dir + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0);
-    std::string text = kModel;
-    text.replace(text.find("@ATTENTION@"), 11, attentionEntries());
-    std::ofstream(dir + "/kernels.mlir") << text;
-    std::string so = dir + "/kernels.so";
-    cmd = std::string(MMC_PATH) + " compile '" + dir + "/kernels.mlir' --target " + target() + " -o '" + so + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    // On a GPU machine without the compiler, a library built elsewhere with
+    // `mmc compile tests/unit/compiler/kernels.mlir --target cuda` is given.
+    std::string so;
+    if (const char *prebuilt = getenv("MM_TEST_PREBUILT_SO"); prebuilt && *prebuilt) {
+      so = prebuilt;
+    } else {
+      std::string dir = ::testing::TempDir() + "mm_kernels_" + target() + "_" + std::to_string(getpid());
+      std::string cmd = "mkdir -p '" + dir + "'";
+      ASSERT_EQ(std::system(cmd.c_str()), 0);
+      so = dir + "/kernels.so";
+      cmd = std::string(MMC_PATH) + " compile '" MM_SOURCE_DIR "/tests/unit/compiler/kernels.mlir' --target " +
+            target() + " -o '" + so + "'";
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
     model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
   }
   static void TearDownTestSuite() { model_.reset(); }
@@ -173,8 +84,14 @@ protected:
   /// Runs `entry` and compares its only result with `expected`.
   static void check(const std::string &entry, const std::vector<HostTensor> &args, const std::vector<float> &expected,
                     const std::vector<const float *> &params = {}) {
+    // Entries that read no parameter still get a valid buffer for each one:
+    // a CUDA library uploads every parameter.
+    static std::vector<std::vector<float>> zeros;
+    if (zeros.empty())
+      for (const mm::ParamSpec &spec : model_->params()) zeros.emplace_back(spec.numel(), 0.0f);
     std::vector<const float *> p = params;
-    if (p.empty()) p.assign(model_->params().size(), nullptr);
+    if (p.empty())
+      for (const auto &z : zeros) p.push_back(z.data());
     std::vector<HostTensor> out = model_->run(entry, p, args);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_EQ(out[0].bytes.size(), expected.size() * 4) << entry;

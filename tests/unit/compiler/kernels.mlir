@@ -1,0 +1,104 @@
+// One entry per op case of tests/unit/compiler/KernelsTest.cpp, which compiles this
+// file for the backend under test and checks every entry against tests/reference/RefOps.
+mm.model @kernels {
+  mm.group @g
+  mm.param @"w" : tensor<12x20xf32> group @g init #mm.init<normal, 0.5>
+  mm.entry @linear_bias(%x: tensor<2x3x20xf32>, %b: tensor<12xf32>) -> tensor<2x3x12xf32> {
+    %w = mm.weight @"w" : tensor<12x20xf32>
+    %y = mm.linear %x, %w, %b : (tensor<2x3x20xf32>, tensor<12x20xf32>, tensor<12xf32>) -> tensor<2x3x12xf32>
+    mm.return %y : tensor<2x3x12xf32>
+  }
+  mm.entry @linear(%x: tensor<5x7xf32>, %w: tensor<3x7xf32>) -> tensor<5x3xf32> {
+    %y = mm.linear %x, %w : (tensor<5x7xf32>, tensor<3x7xf32>) -> tensor<5x3xf32>
+    mm.return %y : tensor<5x3xf32>
+  }
+  mm.entry @embedding(%ids: tensor<2x6xi32>, %t: tensor<10x8xf32>) -> tensor<2x6x8xf32> {
+    %y = mm.embedding %ids, %t : (tensor<2x6xi32>, tensor<10x8xf32>) -> tensor<2x6x8xf32>
+    mm.return %y : tensor<2x6x8xf32>
+  }
+  mm.entry @patch_embed(%p: tensor<2x3x8x12xf32>, %w: tensor<5x3x4x4xf32>) -> tensor<2x6x5xf32> {
+    %y = mm.patch_embed %p, %w : (tensor<2x3x8x12xf32>, tensor<5x3x4x4xf32>) -> tensor<2x6x5xf32>
+    mm.return %y : tensor<2x6x5xf32>
+  }
+  mm.entry @layer_norm(%x: tensor<3x4x16xf32>, %g: tensor<16xf32>, %b: tensor<16xf32>) -> tensor<3x4x16xf32> {
+    %y = mm.layer_norm %x, %g, %b {eps = 1.0e-5 : f64} : (tensor<3x4x16xf32>, tensor<16xf32>, tensor<16xf32>) -> tensor<3x4x16xf32>
+    mm.return %y : tensor<3x4x16xf32>
+  }
+  mm.entry @rms_norm(%x: tensor<3x16xf32>, %g: tensor<16xf32>) -> tensor<3x16xf32> {
+    %y = mm.rms_norm %x, %g {eps = 1.0e-6 : f64} : (tensor<3x16xf32>, tensor<16xf32>) -> tensor<3x16xf32>
+    mm.return %y : tensor<3x16xf32>
+  }
+  mm.entry @gelu(%x: tensor<37xf32>) -> tensor<37xf32> {
+    %y = mm.gelu %x : tensor<37xf32>
+    mm.return %y : tensor<37xf32>
+  }
+  mm.entry @quick_gelu(%x: tensor<37xf32>) -> tensor<37xf32> {
+    %y = mm.quick_gelu %x : tensor<37xf32>
+    mm.return %y : tensor<37xf32>
+  }
+  mm.entry @silu(%x: tensor<37xf32>) -> tensor<37xf32> {
+    %y = mm.silu %x : tensor<37xf32>
+    mm.return %y : tensor<37xf32>
+  }
+  mm.entry @relu(%x: tensor<37xf32>) -> tensor<37xf32> {
+    %y = mm.relu %x : tensor<37xf32>
+    mm.return %y : tensor<37xf32>
+  }
+  mm.entry @add(%a: tensor<4x9xf32>, %b: tensor<4x9xf32>) -> tensor<4x9xf32> {
+    %y = mm.add %a, %b : tensor<4x9xf32>
+    mm.return %y : tensor<4x9xf32>
+  }
+  mm.entry @mul(%a: tensor<4x9xf32>, %b: tensor<4x9xf32>) -> tensor<4x9xf32> {
+    %y = mm.mul %a, %b : tensor<4x9xf32>
+    mm.return %y : tensor<4x9xf32>
+  }
+  mm.entry @rope(%x: tensor<2x40x24xf32>) -> tensor<2x40x24xf32> {
+    %y = mm.rope %x {num_heads = 3 : i64, theta = 10000.0 : f64} : tensor<2x40x24xf32>
+    mm.return %y : tensor<2x40x24xf32>
+  }
+  mm.entry @concat(%a: tensor<2x1x4xf32>, %b: tensor<2x3x4xf32>) -> tensor<2x4x4xf32> {
+    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<2x1x4xf32>, tensor<2x3x4xf32>) -> tensor<2x4x4xf32>
+    mm.return %y : tensor<2x4x4xf32>
+  }
+  mm.entry @slice(%x: tensor<2x6x3xf32>) -> tensor<2x3x3xf32> {
+    %y = mm.slice %x {axis = 1 : i64, start = 2 : i64} : (tensor<2x6x3xf32>) -> tensor<2x3x3xf32>
+    mm.return %y : tensor<2x3x3xf32>
+  }
+  mm.entry @broadcast(%x: tensor<5x1xf32>) -> tensor<2x5x4xf32> {
+    %y = mm.broadcast %x : (tensor<5x1xf32>) -> tensor<2x5x4xf32>
+    mm.return %y : tensor<2x5x4xf32>
+  }
+  mm.entry @merge_image_features(%e: tensor<2x7x4xf32>, %ids: tensor<2x7xi32>, %f: tensor<2x3x4xf32>) -> tensor<2x7x4xf32> {
+    %y = mm.merge_image_features %e, %ids, %f {image_token_index = 9 : i64} : (tensor<2x7x4xf32>, tensor<2x7xi32>, tensor<2x3x4xf32>) -> tensor<2x7x4xf32>
+    mm.return %y : tensor<2x7x4xf32>
+  }
+  // Attention: B=2, S=6, 4 query heads over 2 K/V heads (grouped), Dh=8, run-time length 5 of 6.
+  mm.entry @attn_bidirectional(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+  mm.entry @attn_causal(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+  mm.entry @attn_padding(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<padding>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+  mm.entry @attn_image_prefix_causal(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<image_prefix_causal>, layout = #mm.seq_layout<image = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+  mm.entry @attn_itm_bidirectional(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+  mm.entry @attn_itg_multimodal_causal(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+  mm.entry @attn_itc_unimodal(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
+    mm.return %y : tensor<2x6x32xf32>
+  }
+}
