@@ -36,7 +36,7 @@ LogicalResult ModelOp::verify() {
   }
   for (auto layer : getBody().getOps<LayerOp>()) {
     for (auto p : layer.getBody().getOps<ParamOp>()) {
-      for (int64_t i = 0; i < layer.getCount(); ++i) {
+      for (int64_t i = 0, e = static_cast<int64_t>(layer.getCount()); i < e; ++i) {
         std::string full = layer.instanceParamName(i, p.getSymName());
         if (seen.count(full))
           return p.emitOpError("instance ") << i << " of layer @" << layer.getSymName()
@@ -93,8 +93,8 @@ static LogicalResult verifyTerminatorTypes(Operation *op, Region &body, ArrayRef
 }
 
 LogicalResult LayerOp::verify() {
-  if (getCount() <= 0)
-    return emitOpError("count must be positive, got ") << getCount();
+  if (getCountAttr().getInt() <= 0)
+    return emitOpError("count must be positive, got ") << getCountAttr().getInt();
   if (getPrefix().empty())
     return emitOpError("needs a non-empty parameter name prefix");
   return verifyTerminatorTypes(*this, getBody(), getResultTypes(), "layer");
@@ -172,8 +172,9 @@ LogicalResult ApplyLayerOp::verifySymbolUses(SymbolTableCollection &tables) {
   auto layer = dyn_cast_or_null<LayerOp>(tables.lookupSymbolIn(model, getLayerAttr()));
   if (!layer)
     return emitOpError("refers to ") << getLayerAttr() << ", which is not an mm.layer";
-  if (getBegin() < 0 || getEnd() > layer.getCount() || getBegin() >= getEnd())
-    return emitOpError("instance range [") << getBegin() << ", " << getEnd()
+  int64_t begin = getBeginAttr().getInt(), end = getEndAttr().getInt();
+  if (begin < 0 || end > layer.getCountAttr().getInt() || begin >= end)
+    return emitOpError("instance range [") << begin << ", " << end
            << ") is empty or outside layer @" << layer.getSymName() << "'s " << layer.getCount()
            << " instances";
   if (TypeRange(getInputs()) != TypeRange(layer.getArgumentTypes()))
@@ -182,7 +183,7 @@ LogicalResult ApplyLayerOp::verifySymbolUses(SymbolTableCollection &tables) {
   if (getResultTypes() != TypeRange(layer.getResultTypes()))
     return emitOpError("results do not match layer @") << layer.getSymName() << "'s results";
   ArrayRef<Type> args = layer.getArgumentTypes(), results = layer.getResultTypes();
-  if (getEnd() - getBegin() > 1 &&
+  if (end - begin > 1 &&
       (args.size() < results.size() || args.take_front(results.size()) != results))
     return emitOpError("chaining several instances needs a layer whose first ")
            << results.size() << " arguments have its result types";
@@ -369,8 +370,9 @@ LogicalResult SliceOp::verify() {
     if (i != axis && x.getDimSize(i) != y.getDimSize(i))
       return emitOpError("result shape ") << shapeStr(y.getShape()) << " differs from input "
              << shapeStr(x.getShape()) << " outside axis " << axis;
-  if (getStart() < 0 || getStart() + y.getDimSize(axis) > x.getDimSize(axis))
-    return emitOpError("slice [") << getStart() << ", " << getStart() + y.getDimSize(axis)
+  int64_t start = getStartAttr().getInt();
+  if (start < 0 || start + y.getDimSize(axis) > x.getDimSize(axis))
+    return emitOpError("slice [") << start << ", " << start + y.getDimSize(axis)
            << ") runs outside the input's " << x.getDimSize(axis) << " positions";
   return success();
 }

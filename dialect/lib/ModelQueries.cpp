@@ -17,7 +17,7 @@ std::vector<ParameterInfo> collectParameters(ModelOp model) {
     if (auto param = dyn_cast<ParamOp>(op)) {
       out.push_back(infoFor(param, param.getSymName().str()));
     } else if (auto layer = dyn_cast<LayerOp>(op)) {
-      for (int64_t i = 0; i < layer.getCount(); ++i)
+      for (int64_t i = 0, e = static_cast<int64_t>(layer.getCount()); i < e; ++i)
         for (auto param : layer.getBody().getOps<ParamOp>())
           out.push_back(infoFor(param, layer.instanceParamName(i, param.getSymName())));
     }

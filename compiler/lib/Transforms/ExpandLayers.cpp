@@ -30,7 +30,7 @@ struct ExpandLayersPass : public mm::impl::ExpandLayersBase<ExpandLayersPass> {
       }
       OpBuilder builder(apply);
       SmallVector<Value> current(apply.getInputs());
-      for (int64_t i = apply.getBegin(); i < apply.getEnd(); ++i) {
+      for (int64_t i = apply.getBeginAttr().getInt(), e = apply.getEndAttr().getInt(); i < e; ++i) {
         Block &body = layer.getBody().front();
         IRMapping map;
         for (auto [arg, value] : llvm::zip(body.getArguments(), current))
@@ -58,7 +58,7 @@ struct ExpandLayersPass : public mm::impl::ExpandLayersBase<ExpandLayersPass> {
     // layer's place so declaration order (and checkpoint order) is kept.
     for (LayerOp layer : llvm::make_early_inc_range(model.getBody().getOps<LayerOp>())) {
       OpBuilder builder(layer);
-      for (int64_t i = 0; i < layer.getCount(); ++i)
+      for (int64_t i = 0, e = static_cast<int64_t>(layer.getCount()); i < e; ++i)
         for (ParamOp param : layer.getBody().getOps<ParamOp>()) {
           auto copy = cast<ParamOp>(builder.clone(*param));
           copy.setSymName(layer.instanceParamName(i, param.getSymName()));

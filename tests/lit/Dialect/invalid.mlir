@@ -306,3 +306,12 @@ mm.model @init_kind {
   // expected-error @+1 {{unknown initialiser 'xavier'; expected zeros, ones or normal}}
   mm.param @"w" : tensor<4xf32> group @g init #mm.init<xavier>
 }
+
+// -----
+
+mm.model @layer_count {
+  // expected-error @+1 {{count must be positive, got -1}}
+  mm.layer @block(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = -1 : i64, prefix = "layers"} {
+    mm.yield %x : tensor<4xf32>
+  }
+}
