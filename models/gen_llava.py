@@ -170,45 +170,61 @@ def generate(c):
     param("language_model.lm_head.weight", [c["vocab"], TD], "language_model")
     w("")
     w("  // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.")
-    w(f'  mm.stage @stage1 trainable [@multi_modal_projector] loss "lm" data "caption" '
+    w(f'  mm.stage @stage1 trainable [@multi_modal_projector] loss @lm_loss data "caption" '
       f'{{lr = {fl(c["stage_lr1"])}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
       f'batch = {c["batch1"]} : i64, epochs = 1 : i64}}')
     w("  // Stage 2: visual instruction tuning (projector + LLM), loss on assistant turns only.")
-    w(f'  mm.stage @stage2 trainable [@multi_modal_projector, @language_model] loss "lm" data "conversation" '
+    w(f'  mm.stage @stage2 trainable [@multi_modal_projector, @language_model] loss @lm_loss data "conversation" '
       f'{{lr = {fl(c["stage_lr2"])}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
       f'batch = {c["batch2"]} : i64, epochs = 1 : i64}}')
     w("")
     pix = t(1, 3, c["image"], c["image"])
     ind = "    "
+
+    def model_graph():
+        w(f"    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.")
+        weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, 3, c["patch"], c["patch"]])
+        w(f"{ind}%patches = mm.patch_embed %pixel_values, %patch_w : ({pix}, {t(VD, 3, c['patch'], c['patch'])}) -> {t(1, P, VD)}")
+        weight("cls_w", f"{vm}.embeddings.class_embedding", [VD])
+        w(f"{ind}%cls = mm.broadcast %cls_w : ({t(VD)}) -> {t(1, 1, VD)}")
+        w(f"{ind}%tokens = mm.concat %cls, %patches {{axis = 1 : i64}} : ({t(1, 1, VD)}, {t(1, P, VD)}) -> {x_v}")
+        weight("pos_w", f"{vm}.embeddings.position_embedding.weight", [V, VD])
+        w(f"{ind}%pos = mm.broadcast %pos_w : ({t(V, VD)}) -> {x_v}")
+        w(f"{ind}%embeds = mm.add %tokens, %pos : {x_v}")
+        ln("pre", "embeds", f"{vm}.pre_layrnorm", VD, [1, V])
+        w(f"{ind}%hidden = mm.apply_layer @clip_encoder_layer from 0 to {c['vlayers'] - 1} (%pre) : ({x_v}) -> {x_v}")
+        w(f"    // vision_feature_select_strategy = default: drop [CLS].")
+        w(f"{ind}%features = mm.slice %hidden {{axis = 1 : i64, start = 1 : i64}} : ({x_v}) -> {t(1, P, VD)}")
+        w(f"    // Projector.")
+        lin("proj1", "features", [1, P], "multi_modal_projector.linear_1", TD, VD)
+        w(f"{ind}%proj_act = mm.gelu %proj1 : {t(1, P, TD)}")
+        lin("image_embeds", "proj_act", [1, P], "multi_modal_projector.linear_2", TD, TD)
+        w(f"    // LLM: text embeddings with the image features at the <image> positions.")
+        weight("embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
+        w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, S, dtype='i32')}, {t(c['vocab'], TD)}) -> {x_t}")
+        w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %image_embeds {{image_token_index = {c['image_token']} : i64}} "
+          f": ({x_t}, {t(1, S, dtype='i32')}, {t(1, P, TD)}) -> {x_t}")
+        w(f"{ind}%decoded = mm.apply_layer @llama_decoder_layer from 0 to {c['tlayers']} (%merged, %length) : ({x_t}, {x_len}) -> {x_t}")
+        rms("final", "decoded", f"{lm}.norm")
+        lin("logits", "final", xs, "language_model.lm_head", c["vocab"], TD, bias=False)
+
     w(f'  mm.entry @forward(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
       f'%input_ids: {t(1, S, dtype="i32")} {{mm.name = "input_ids"}}, %length: {x_len} {{mm.name = "length"}})')
     w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
-    w(f"    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.")
-    weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, 3, c["patch"], c["patch"]])
-    w(f"{ind}%patches = mm.patch_embed %pixel_values, %patch_w : ({pix}, {t(VD, 3, c['patch'], c['patch'])}) -> {t(1, P, VD)}")
-    weight("cls_w", f"{vm}.embeddings.class_embedding", [VD])
-    w(f"{ind}%cls = mm.broadcast %cls_w : ({t(VD)}) -> {t(1, 1, VD)}")
-    w(f"{ind}%tokens = mm.concat %cls, %patches {{axis = 1 : i64}} : ({t(1, 1, VD)}, {t(1, P, VD)}) -> {x_v}")
-    weight("pos_w", f"{vm}.embeddings.position_embedding.weight", [V, VD])
-    w(f"{ind}%pos = mm.broadcast %pos_w : ({t(V, VD)}) -> {x_v}")
-    w(f"{ind}%embeds = mm.add %tokens, %pos : {x_v}")
-    ln("pre", "embeds", f"{vm}.pre_layrnorm", VD, [1, V])
-    w(f"{ind}%hidden = mm.apply_layer @clip_encoder_layer from 0 to {c['vlayers'] - 1} (%pre) : ({x_v}) -> {x_v}")
-    w(f"    // vision_feature_select_strategy = default: drop [CLS].")
-    w(f"{ind}%features = mm.slice %hidden {{axis = 1 : i64, start = 1 : i64}} : ({x_v}) -> {t(1, P, VD)}")
-    w(f"    // Projector.")
-    lin("proj1", "features", [1, P], "multi_modal_projector.linear_1", TD, VD)
-    w(f"{ind}%proj_act = mm.gelu %proj1 : {t(1, P, TD)}")
-    lin("image_embeds", "proj_act", [1, P], "multi_modal_projector.linear_2", TD, TD)
-    w(f"    // LLM: text embeddings with the image features at the <image> positions.")
-    weight("embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
-    w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, S, dtype='i32')}, {t(c['vocab'], TD)}) -> {x_t}")
-    w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %image_embeds {{image_token_index = {c['image_token']} : i64}} "
-      f": ({x_t}, {t(1, S, dtype='i32')}, {t(1, P, TD)}) -> {x_t}")
-    w(f"{ind}%decoded = mm.apply_layer @llama_decoder_layer from 0 to {c['tlayers']} (%merged, %length) : ({x_t}, {x_len}) -> {x_t}")
-    rms("final", "decoded", f"{lm}.norm")
-    lin("logits", "final", xs, "language_model.lm_head", c["vocab"], TD, bias=False)
+    model_graph()
     w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
+    w("  }")
+    w("")
+    w("  // The loss of the training stages: the same graph, then cross-entropy summed over")
+    w("  // the positions whose target is not -100 (targets[t] is the label of position t).")
+    w(f'  mm.entry @lm_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
+      f'%input_ids: {t(1, S, dtype="i32")} {{mm.name = "input_ids"}}, '
+      f'%targets: {t(1, S, dtype="i32")} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
+    w(f'      -> ({t(dtype="f32")} {{mm.name = "loss"}}) {{')
+    model_graph()
+    w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} "
+      f": ({t(1, S, c['vocab'])}, {t(1, S, dtype='i32')}) -> {t(dtype='f32')}")
+    w(f"{ind}mm.return %loss : {t(dtype='f32')}")
     w("  }")
     w("}")
     return "\n".join(L) + "\n"

@@ -115,9 +115,9 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
   mm.param @"language_model.lm_head.weight" : tensor<512x256xf32> group @language_model init #mm.init<normal, 0.02>
 
   // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.
-  mm.stage @stage1 trainable [@multi_modal_projector] loss "lm" data "caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
+  mm.stage @stage1 trainable [@multi_modal_projector] loss @lm_loss data "caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
   // Stage 2: visual instruction tuning (projector + LLM), loss on assistant turns only.
-  mm.stage @stage2 trainable [@multi_modal_projector, @language_model] loss "lm" data "conversation" {lr = 2.000000e-04 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
+  mm.stage @stage2 trainable [@multi_modal_projector, @language_model] loss @lm_loss data "conversation" {lr = 2.000000e-04 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
 
   mm.entry @forward(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x128xi32> {mm.name = "input_ids"}, %length: tensor<i32> {mm.name = "length"})
       -> (tensor<1x128x512xf32> {mm.name = "logits"}) {
@@ -154,5 +154,45 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
     %logits_w = mm.weight @"language_model.lm_head.weight" : tensor<512x256xf32>
     %logits = mm.linear %final, %logits_w : (tensor<1x128x256xf32>, tensor<512x256xf32>) -> tensor<1x128x512xf32>
     mm.return %logits : tensor<1x128x512xf32>
+  }
+
+  // The loss of the training stages: the same graph, then cross-entropy summed over
+  // the positions whose target is not -100 (targets[t] is the label of position t).
+  mm.entry @lm_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x128xi32> {mm.name = "input_ids"}, %targets: tensor<1x128xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
+      -> (tensor<f32> {mm.name = "loss"}) {
+    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.
+    %patch_w = mm.weight @"vision_tower.vision_model.embeddings.patch_embedding.weight" : tensor<128x3x8x8xf32>
+    %patches = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x64x64xf32>, tensor<128x3x8x8xf32>) -> tensor<1x64x128xf32>
+    %cls_w = mm.weight @"vision_tower.vision_model.embeddings.class_embedding" : tensor<128xf32>
+    %cls = mm.broadcast %cls_w : (tensor<128xf32>) -> tensor<1x1x128xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x128xf32>, tensor<1x64x128xf32>) -> tensor<1x65x128xf32>
+    %pos_w = mm.weight @"vision_tower.vision_model.embeddings.position_embedding.weight" : tensor<65x128xf32>
+    %pos = mm.broadcast %pos_w : (tensor<65x128xf32>) -> tensor<1x65x128xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x65x128xf32>
+    %pre_g = mm.weight @"vision_tower.vision_model.pre_layrnorm.weight" : tensor<128xf32>
+    %pre_b = mm.weight @"vision_tower.vision_model.pre_layrnorm.bias" : tensor<128xf32>
+    %pre = mm.layer_norm %embeds, %pre_g, %pre_b {eps = 1.000000e-05 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    %hidden = mm.apply_layer @clip_encoder_layer from 0 to 3 (%pre) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
+    // vision_feature_select_strategy = default: drop [CLS].
+    %features = mm.slice %hidden {axis = 1 : i64, start = 1 : i64} : (tensor<1x65x128xf32>) -> tensor<1x64x128xf32>
+    // Projector.
+    %proj1_w = mm.weight @"multi_modal_projector.linear_1.weight" : tensor<256x128xf32>
+    %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<256xf32>
+    %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x64x128xf32>, tensor<256x128xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
+    %proj_act = mm.gelu %proj1 : tensor<1x64x256xf32>
+    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
+    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
+    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
+    // LLM: text embeddings with the image features at the <image> positions.
+    %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<512x256xf32>
+    %text = mm.embedding %input_ids, %embed_w : (tensor<1x128xi32>, tensor<512x256xf32>) -> tensor<1x128x256xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 4 : i64} : (tensor<1x128x256xf32>, tensor<1x128xi32>, tensor<1x64x256xf32>) -> tensor<1x128x256xf32>
+    %decoded = mm.apply_layer @llama_decoder_layer from 0 to 4 (%merged, %length) : (tensor<1x128x256xf32>, tensor<i32>) -> tensor<1x128x256xf32>
+    %final_g = mm.weight @"language_model.model.norm.weight" : tensor<256xf32>
+    %final = mm.rms_norm %decoded, %final_g {eps = 1.000000e-06 : f64} : (tensor<1x128x256xf32>, tensor<256xf32>) -> tensor<1x128x256xf32>
+    %logits_w = mm.weight @"language_model.lm_head.weight" : tensor<512x256xf32>
+    %logits = mm.linear %final, %logits_w : (tensor<1x128x256xf32>, tensor<512x256xf32>) -> tensor<1x128x512xf32>
+    %loss = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64} : (tensor<1x128x512xf32>, tensor<1x128xi32>) -> tensor<f32>
+    mm.return %loss : tensor<f32>
   }
 }

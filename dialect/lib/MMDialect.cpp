@@ -9,6 +9,7 @@ using namespace mlir;
 using namespace mm;
 
 #include "mm/Dialect/MMDialect.cpp.inc"
+#include "mm/Dialect/MMInterfaces.cpp.inc"
 
 void MMDialect::initialize() {
   addOperations<

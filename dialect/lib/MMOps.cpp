@@ -122,6 +122,13 @@ LogicalResult StageOp::verifySymbolUses(SymbolTableCollection &tables) {
       return emitOpError("stage @") << getSymName() << " trains group " << ref
              << ", which is not an mm.group of this model";
   }
+  auto loss = dyn_cast_or_null<EntryOp>(tables.lookupSymbolIn(model, getLossAttr()));
+  if (!loss)
+    return emitOpError("stage @") << getSymName() << " names loss " << getLossAttr()
+           << ", which is not an mm.entry of this model";
+  auto result = loss.getNumResults() == 1 ? dyn_cast<RankedTensorType>(loss.getResultTypes()[0]) : nullptr;
+  if (!result || result.getRank() != 0 || !isa<FloatType>(result.getElementType()))
+    return emitOpError("loss entry @") << loss.getSymName() << " must return one floating-point scalar";
   return success();
 }
 
@@ -404,5 +411,21 @@ LogicalResult MergeImageFeaturesOp::verify() {
            << e.getDimSize(1);
   if (getResult().getType() != getEmbeds().getType())
     return emitOpError("result type must equal the embeds type");
+  return success();
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  auto logits = tensorOf(getLogits()), targets = tensorOf(getTargets());
+  if (logits.getRank() < 1 || logits.getShape().drop_back() != targets.getShape())
+    return emitOpError("targets ") << shapeStr(targets.getShape()) << " must have the logits' shape "
+           << shapeStr(logits.getShape()) << " without its last (vocabulary) dimension";
+  if (tensorOf(getResult()).getElementType() != logits.getElementType())
+    return emitOpError("the loss must have the logits' element type");
+  return success();
+}
+
+LogicalResult ReduceSumOp::verify() {
+  if (tensorOf(getResult()).getElementType() != tensorOf(getInput()).getElementType())
+    return emitOpError("the sum must have the input's element type");
   return success();
 }

@@ -36,6 +36,10 @@ std::vector<int32_t> expandImageTokens(const std::vector<int32_t> &ids, int32_t 
   return out;
 }
 
+std::vector<float> llavaPixelValues(const LlavaShape &s, const std::string &imagePath) {
+  return preprocessClip(loadImage(imagePath), clipDefaults((int)s.imageSize));
+}
+
 std::vector<HostTensor> llavaForwardArgs(const CompiledModel &model, const std::vector<int32_t> &ids,
                                          const std::optional<std::string> &imagePath) {
   LlavaShape s = llavaShape(model);
@@ -60,7 +64,7 @@ std::vector<HostTensor> llavaForwardArgs(const CompiledModel &model, const std::
   std::vector<HostTensor> args(3);
   args[0].bytes.assign(fwd.args[0].bytes(), 0);
   if (imagePath) {
-    std::vector<float> pixels = preprocessClip(loadImage(*imagePath), clipDefaults((int)s.imageSize));
+    std::vector<float> pixels = llavaPixelValues(s, *imagePath);
     if ((int64_t)pixels.size() * 4 != fwd.args[0].bytes())
       throw Error("preprocessed image has " + std::to_string(pixels.size()) + " values; the model takes " +
                   std::to_string(fwd.args[0].numel()));

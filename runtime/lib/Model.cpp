@@ -22,6 +22,7 @@ TensorSpec tensorFromJson(const nlohmann::json &j, const std::string &where) {
   std::string dtype = j.at("dtype").get<std::string>();
   if (dtype == "F32") t.type = ElemType::F32;
   else if (dtype == "I32") t.type = ElemType::I32;
+  else if (dtype == "F64") t.type = ElemType::F64;
   else throw Error(where + ": tensor '" + t.name + "' has unsupported dtype " + dtype);
   for (int64_t d : t.shape)
     if (d < 0) throw Error(where + ": tensor '" + t.name + "' has a negative dimension");
@@ -133,6 +134,11 @@ const EntrySpec &CompiledModel::entry(const std::string &name) const {
 
 std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::vector<const float *> &params,
                                            const std::vector<HostTensor> &args) const {
+  return run(name, std::vector<const void *>(params.begin(), params.end()), args);
+}
+
+std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::vector<const void *> &params,
+                                           const std::vector<HostTensor> &args) const {
   const EntrySpec &e = entry(name);
   if (params.size() != params_.size())
     throw Error("entry '" + name + "' needs " + std::to_string(params_.size()) + " parameters, got " +
@@ -152,7 +158,7 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
     std::vector<uint8_t> workspaceStore(e.workspaceBytes + 64);
     void *workspace = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(workspaceStore.data()) + 63) & ~uintptr_t(63));
     std::vector<void *> p, a, r;
-    for (const float *ptr : params) p.push_back(const_cast<float *>(ptr));
+    for (const void *ptr : params) p.push_back(const_cast<void *>(ptr));
     for (auto &t : args) a.push_back(const_cast<uint8_t *>(t.bytes.data()));
     for (auto &t : results) r.push_back(t.bytes.data());
     if (e.desc->fn(p.data(), a.data(), r.data(), workspace) != 0)

@@ -78,8 +78,10 @@ void ParameterStore::loadSafetensors(const std::string &path) {
   SafetensorsFile file = SafetensorsFile::open(path);
   std::unordered_map<std::string, size_t> byName;
   for (size_t i = 0; i < specs_.size(); ++i) byName[specs_[i].name] = i;
+  // Training checkpoints (Checkpoint.h) also hold optimizer state under
+  // "optimizer.*"; it is not a weight, so loading weights skips it.
   for (const TensorInfo &t : file.tensors())
-    if (!byName.count(t.name))
+    if (t.name.rfind("optimizer.", 0) != 0 && !byName.count(t.name))
       throw Error(path + ": tensor '" + t.name + "' is not a parameter of this model (is it a checkpoint of another model?)");
   std::vector<std::string> missing;
   for (const ParamSpec &p : specs_)

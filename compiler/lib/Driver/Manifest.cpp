@@ -4,6 +4,7 @@
 #include "mm/Dialect/ModelQueries.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
+#include "llvm/ADT/StringSet.h"
 
 using namespace mlir;
 namespace json = llvm::json;
@@ -41,7 +42,7 @@ json::Array shapeOf(RankedTensorType t) {
 
 const char *dtypeOf(Type t) {
   Type e = cast<RankedTensorType>(t).getElementType();
-  return e.isInteger(32) ? "I32" : "F32";
+  return e.isInteger(32) ? "I32" : e.isF64() ? "F64" : "F32";
 }
 
 json::Array tensorList(ArrayRef<Type> types, ArrayAttr attrs, StringRef prefix) {
@@ -86,7 +87,7 @@ json::Object buildManifest(ModelOp model, StringRef target) {
     total += p.type.getNumElements();
     json::Object init{{"kind", stringifyInitKind(p.init.getKind()).str()}};
     if (p.init.getKind() == InitKind::Normal) init["std"] = p.init.getScale().convertToDouble();
-    plist.push_back(json::Object{{"name", p.name}, {"shape", shapeOf(p.type)}, {"dtype", "F32"},
+    plist.push_back(json::Object{{"name", p.name}, {"shape", shapeOf(p.type)}, {"dtype", dtypeOf(p.type)},
                                  {"group", p.group}, {"init", std::move(init)}});
   }
   m["parameters"] = std::move(plist);
@@ -94,15 +95,25 @@ json::Object buildManifest(ModelOp model, StringRef target) {
 
   json::Array stages;
   for (StageOp s : model.getBody().getOps<StageOp>()) {
-    json::Array trainable;
-    for (Attribute a : s.getTrainable())
+    json::Array trainable, trainableParams;
+    llvm::StringSet<> groups;
+    for (Attribute a : s.getTrainable()) {
       trainable.push_back(cast<FlatSymbolRefAttr>(a).getValue().str());
+      groups.insert(cast<FlatSymbolRefAttr>(a).getValue());
+    }
+    // The order of the training step's gradient results.
+    for (const ParameterInfo &p : params)
+      if (groups.contains(p.group)) trainableParams.push_back(p.name);
     stages.push_back(json::Object{
         {"name", s.getSymName().str()}, {"trainable", std::move(trainable)},
         {"loss", s.getLoss().str()}, {"data", s.getData().str()}, {"lr", s.getLr().convertToDouble()},
         {"schedule", s.getSchedule().str()}, {"warmup_ratio", s.getWarmupRatio().convertToDouble()},
         {"weight_decay", s.getWeightDecay().convertToDouble()}, {"batch", s.getBatch()},
-        {"epochs", s.getEpochs()}});
+        {"epochs", s.getEpochs()}, {"loss_entry", s.getLoss().str()},
+        {"trainable_parameters", std::move(trainableParams)}});
+    std::string train = ("train_" + s.getSymName()).str();
+    if (SymbolTable::lookupSymbolIn(model, train))
+      (*stages.back().getAsObject())["train_entry"] = train;
   }
   m["stages"] = std::move(stages);
 

@@ -42,6 +42,8 @@ void buildCompilePipeline(OpPassManager &pm) {
   // Layers first: memory planning and code generation expect flat entry
   // bodies with every parameter at the top level.
   modelPm.addPass(createExpandLayers());
+  // Autodiff on flat entries, so each stage's step sees every op of its loss.
+  modelPm.addPass(createAutodiff());
   // Planning last: it reads the final op order of each entry.
   modelPm.addPass(createPlanMemory());
 }

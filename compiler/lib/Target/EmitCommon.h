@@ -9,7 +9,7 @@ namespace mm::detail {
 
 /// `(const float *)params[3]`, `(float *)(arena + 128)`, ...
 inline std::string bufferExpr(const Buffer &b, bool output) {
-  std::string type = std::string(output ? "" : "const ") + (b.isInt ? "int32_t *" : "float *");
+  std::string type = std::string(output ? "" : "const ") + b.ctype + " *";
   switch (b.kind) {
   case Buffer::Param: return "(" + type + ")params[" + std::to_string(b.index) + "]";
   case Buffer::Arg: return "(" + type + ")args[" + std::to_string(b.index) + "]";

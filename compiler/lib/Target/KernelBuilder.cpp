@@ -37,21 +37,27 @@ std::string subst(std::string text, std::map<std::string, std::string> vars) {
 
 std::string num(int64_t v) { return std::to_string(v); }
 
-/// A float literal that round-trips (e.g. `1.702f`, `1e-05f`).
+/// A literal of the kernel's element type `T`, exact in double.
 std::string flt(double v) {
   std::ostringstream os;
-  os.precision(9);
+  os.precision(17);
   os << v;
   std::string s = os.str();
   if (s.find_first_of(".eE") == std::string::npos && s.find("inf") == std::string::npos)
     s += ".0";
-  return s + "f";
+  return "(T)" + s;
 }
 
 RankedTensorType typeOf(Value v) { return cast<RankedTensorType>(v.getType()); }
+
+/// The C type of a tensor's elements.
+std::string cType(Type element) {
+  if (element.isInteger(32)) return "int32_t";
+  if (element.isF64()) return "double";
+  return "float";
+}
 std::string argType(Value v, bool output) {
-  bool isInt = typeOf(v).getElementType().isInteger(32);
-  return std::string(output ? "" : "const ") + (isInt ? "int32_t *" : "float *");
+  return std::string(output ? "" : "const ") + cType(typeOf(v).getElementType()) + " *";
 }
 std::string shapeLegend(Value v) {
   std::string s = "[";
@@ -72,9 +78,14 @@ Kernel makeKernel(Operation *op, ArrayRef<std::string> names, int64_t domain, st
   legend += " -> y" + shapeLegend(op->getResult(0));
   k.comment = legend;
   k.domain = domain;
+  // Bodies are written over `T`, the op's floating-point element type.
+  Type element = typeOf(op->getResult(0)).getElementType();
+  for (Value v : op->getOperands())
+    if (isa<FloatType>(typeOf(v).getElementType())) element = typeOf(v).getElementType();
+  k.elementType = cType(element);
   k.body = std::move(body);
   k.name = llvm::join(llvm::split(op->getName().getStringRef().drop_front(3), '.'), "_");
-  k.key = k.comment + "\n" + k.body;
+  k.key = k.comment + "\n" + k.elementType + "\n" + k.body;
   return k;
 }
 
@@ -82,8 +93,8 @@ Kernel linear(LinearOp op) {
   auto x = typeOf(op.getInput()), w = typeOf(op.getWeight());
   int64_t k = x.getShape().back(), n = w.getDimSize(0), m = x.getNumElements() / k;
   std::string body = subst(R"(const int64_t m = i / $N, n = i % $N;
-const float *xr = x + m * $K, *wr = w + n * $K;
-float acc = 0.0f;
+const T *xr = x + m * $K, *wr = w + n * $K;
+T acc = 0;
 MM_SIMD_SUM
 for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
 y[i] = acc$BIAS;
@@ -98,7 +109,7 @@ Kernel embedding(EmbeddingOp op) {
   int64_t v = table.getDimSize(0), d = table.getDimSize(1);
   std::string body = subst(R"(const int64_t t = i / $D, d = i % $D;
 const int32_t id = ids[t];
-y[i] = (id >= 0 && id < $V) ? table[(int64_t)id * $D + d] : 0.0f;
+y[i] = (id >= 0 && id < $V) ? table[(int64_t)id * $D + d] : (T)0;
 )", {{"D", num(d)}, {"V", num(v)}});
   return makeKernel(op, {"ids", "table"}, typeOf(op.getResult()).getNumElements(), body);
 }
@@ -110,11 +121,11 @@ Kernel patchEmbed(PatchEmbedOp op) {
   int64_t gw = wd / p, np = (h / p) * gw;
   std::string body = subst(R"(const int64_t d = i % $D, p = (i / $D) % $NP, b = i / ($D * $NP);
 const int64_t py = p / $GW, px = p % $GW;
-float acc = 0.0f;
+T acc = 0;
 for (int64_t c = 0; c < $C; ++c)
   for (int64_t u = 0; u < $P; ++u) {
-    const float *row = pix + ((b * $C + c) * $H + py * $P + u) * $W + px * $P;
-    const float *wr = w + ((d * $C + c) * $P + u) * $P;
+    const T *row = pix + ((b * $C + c) * $H + py * $P + u) * $W + px * $P;
+    const T *wr = w + ((d * $C + c) * $P + u) * $P;
     for (int64_t v = 0; v < $P; ++v) acc += row[v] * wr[v];
   }
 y[i] = acc;
@@ -126,14 +137,14 @@ y[i] = acc;
 Kernel layerNorm(LayerNormOp op) {
   auto x = typeOf(op.getInput());
   int64_t d = x.getShape().back();
-  std::string body = subst(R"(const float *xr = x + i * $D;
-float *yr = y + i * $D;
-float mean = 0.0f, var = 0.0f;
+  std::string body = subst(R"(const T *xr = x + i * $D;
+T *yr = y + i * $D;
+T mean = 0, var = 0;
 for (int64_t d = 0; d < $D; ++d) mean += xr[d];
 mean /= $D;
-for (int64_t d = 0; d < $D; ++d) { const float t = xr[d] - mean; var += t * t; }
+for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
 var /= $D;
-const float inv = 1.0f / sqrtf(var + $EPS);
+const T inv = 1 / sqrt(var + $EPS);
 for (int64_t d = 0; d < $D; ++d) yr[d] = (xr[d] - mean) * inv * g[d] + b[d];
 )", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
   return makeKernel(op, {"x", "g", "b"}, x.getNumElements() / d, body);
@@ -142,18 +153,18 @@ for (int64_t d = 0; d < $D; ++d) yr[d] = (xr[d] - mean) * inv * g[d] + b[d];
 Kernel rmsNorm(RMSNormOp op) {
   auto x = typeOf(op.getInput());
   int64_t d = x.getShape().back();
-  std::string body = subst(R"(const float *xr = x + i * $D;
-float *yr = y + i * $D;
-float ss = 0.0f;
+  std::string body = subst(R"(const T *xr = x + i * $D;
+T *yr = y + i * $D;
+T ss = 0;
 for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
-const float inv = 1.0f / sqrtf(ss / $D + $EPS);
+const T inv = 1 / sqrt(ss / $D + $EPS);
 for (int64_t d = 0; d < $D; ++d) yr[d] = g[d] * (xr[d] * inv);
 )", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
   return makeKernel(op, {"x", "g"}, x.getNumElements() / d, body);
 }
 
 Kernel unary(Operation *op, StringRef expr) {
-  std::string body = "const float v = x[i];\ny[i] = " + expr.str() + ";\n";
+  std::string body = "const T v = x[i];\ny[i] = " + expr.str() + ";\n";
   return makeKernel(op, {"x"}, typeOf(op->getResult(0)).getNumElements(), body);
 }
 
@@ -168,14 +179,14 @@ Kernel rope(RoPEOp op) {
   std::string body = subst(R"(const int64_t j = i % $HALF, h = (i / $HALF) % $H;
 const int64_t s = (i / ($HALF * $H)) % $S, b = i / ($HALF * $H * $S);
 const int64_t base = ((b * $S + s) * $H + h) * $DH;
-const float inv_freq = 1.0f / powf($THETA, (float)(2 * j) / (float)$DH);
-const float angle = (float)s * inv_freq;
-const float c = cosf(angle), sn = sinf(angle);
-const float x1 = x[base + j], x2 = x[base + j + $HALF];
+const T inv_freq = 1 / pow($THETA, (T)(2 * j) / (T)$DH);
+const T angle = $SIGN(T)s * inv_freq;
+const T c = cos(angle), sn = sin(angle);
+const T x1 = x[base + j], x2 = x[base + j + $HALF];
 y[base + j] = x1 * c - x2 * sn;
 y[base + j + $HALF] = x2 * c + x1 * sn;
 )", {{"HALF", num(dh / 2)}, {"H", num(h)}, {"S", num(s)}, {"DH", num(dh)},
-     {"THETA", flt(op.getTheta().convertToDouble())}});
+     {"THETA", flt(op.getTheta().convertToDouble())}, {"SIGN", op.getInverse() ? "-" : ""}});
   return makeKernel(op, {"x"}, x.getNumElements() / 2, body);
 }
 
@@ -207,28 +218,28 @@ Kernel attention(AttentionOp op) {
 const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
 const int64_t kvh = h / $GROUP;
 const int64_t len = $LEN;
-const float *qr = q + (b * $S + qi) * $QW + h * $DH;
-float m = -INFINITY, l = 0.0f, acc[$DH];
-for (int64_t d = 0; d < $DH; ++d) acc[d] = 0.0f;
+const T *qr = q + (b * $S + qi) * $QW + h * $DH;
+T m = -INFINITY, l = 0, acc[$DH];
+for (int64_t d = 0; d < $DH; ++d) acc[d] = 0;
 for (int64_t kj = 0; kj < $SKV; ++kj) {
   if (!($MASK)) continue;
-  const float *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
-  const float *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
-  float score = 0.0f;
+  const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
+  const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
+  T score = 0;
   for (int64_t d = 0; d < $DH; ++d) score += qr[d] * kr[d];
   score *= $SCALE;
   if (score > m) {
-    const float corr = expf(m - score);
+    const T corr = exp(m - score);
     l *= corr;
     for (int64_t d = 0; d < $DH; ++d) acc[d] *= corr;
     m = score;
   }
-  const float p = expf(score - m);
+  const T p = exp(score - m);
   l += p;
   for (int64_t d = 0; d < $DH; ++d) acc[d] += p * vr[d];
 }
-float *yr = y + (b * $S + qi) * $QW + h * $DH;
-const float inv = l > 0.0f ? 1.0f / l : 0.0f;
+T *yr = y + (b * $S + qi) * $QW + h * $DH;
+const T inv = l > 0 ? 1 / l : 0;
 for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
 )", {{"MASK", maskCondition(op.getMask(), s == skv)}});
   body = subst(body, {{"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)}, {"H", num(h)}, {"GROUP", num(h / hkv)},
@@ -291,7 +302,7 @@ Kernel mergeImageFeatures(MergeImageFeaturesOp op) {
   auto e = typeOf(op.getEmbeds()), f = typeOf(op.getFeatures());
   std::string body = subst(R"(const int64_t d = i % $D, s = (i / $D) % $S, b = i / ($D * $S);
 const int32_t *row = ids + b * $S;
-float out = embeds[i];
+T out = embeds[i];
 if (row[s] == $TOKEN) {
   int64_t j = 0;
   for (int64_t t = 0; t < s; ++t) j += (row[t] == $TOKEN);
@@ -303,6 +314,375 @@ y[i] = out;
   return makeKernel(op, {"embeds", "ids", "feats"}, e.getNumElements(), body);
 }
 
+
+//===----------------------------------------------------------------------===//
+// Losses and backward kernels. Legend: dy is the gradient of the loss with
+// respect to the forward op's result, rows are all leading positions.
+//===----------------------------------------------------------------------===//
+
+/// cross_entropy: logits[R,V], targets[R] -> y[] = sum of counted rows' -log softmax.
+Kernel crossEntropy(CrossEntropyOp op) {
+  auto l = typeOf(op.getLogits());
+  int64_t v = l.getShape().back(), r = l.getNumElements() / v;
+  std::string body = subst(R"(T total = 0;
+for (int64_t r = 0; r < $R; ++r) {
+  const int32_t t = targets[r];
+  if (t == $IGNORE || t < 0 || t >= $V) continue;
+  const T *row = logits + r * $V;
+  T m = row[0];
+  for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
+  T sum = 0;
+  for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
+  total += m + log(sum) - row[t];
+}
+y[0] = total;
+)", {{"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
+  return makeKernel(op, {"logits", "targets"}, 1, body);
+}
+
+/// cross_entropy_grad: one row per work item; softmax recomputed, never stored.
+Kernel crossEntropyGrad(CrossEntropyGradOp op) {
+  auto l = typeOf(op.getLogits());
+  int64_t v = l.getShape().back();
+  std::string body = subst(R"(const int32_t t = targets[i];
+const T *row = logits + i * $V;
+T *out = y + i * $V;
+if (t == $IGNORE || t < 0 || t >= $V) {
+  for (int64_t j = 0; j < $V; ++j) out[j] = 0;
+} else {
+  T m = row[0];
+  for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
+  T sum = 0;
+  for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
+  const T scale = g[0] / sum;
+  for (int64_t j = 0; j < $V; ++j) out[j] = exp(row[j] - m) * scale;
+  out[t] -= g[0];
+}
+)", {{"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
+  return makeKernel(op, {"logits", "targets", "g"}, l.getNumElements() / v, body);
+}
+
+Kernel reduceSum(ReduceSumOp op) {
+  std::string body = "T total = 0;\nfor (int64_t j = 0; j < " + num(typeOf(op.getInput()).getNumElements()) +
+                     "; ++j) total += x[j];\ny[0] = total;\n";
+  return makeKernel(op, {"x"}, 1, body);
+}
+
+Kernel fill(FillOp op) {
+  return makeKernel(op, {"v"}, typeOf(op.getResult()).getNumElements(), "y[i] = v[0];\n");
+}
+
+Kernel constant(ConstantOp op) {
+  return makeKernel(op, {}, typeOf(op.getResult()).getNumElements(),
+                    "y[i] = " + flt(op.getValue().convertToDouble()) + ";\n");
+}
+
+/// linear_grad_input: dy[M,N], w[N,K] -> dx[M,K].
+Kernel linearGradInput(LinearGradInputOp op) {
+  auto w = typeOf(op.getWeight());
+  int64_t n = w.getDimSize(0), k = w.getDimSize(1);
+  std::string body = subst(R"(const int64_t m = i / $K, k = i % $K;
+const T *dyr = dy + m * $N;
+T acc = 0;
+for (int64_t n = 0; n < $N; ++n) acc += dyr[n] * w[n * $K + k];
+y[i] = acc;
+)", {{"N", num(n)}, {"K", num(k)}});
+  return makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements(), body);
+}
+
+/// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows.
+Kernel linearGradWeight(LinearGradWeightOp op) {
+  auto w = typeOf(op.getResult());
+  int64_t n = w.getDimSize(0), k = w.getDimSize(1), m = typeOf(op.getInput()).getNumElements() / k;
+  std::string body = subst(R"(const int64_t n = i / $K, k = i % $K;
+T acc = 0;
+for (int64_t m = 0; m < $M; ++m) acc += dy[m * $N + n] * x[m * $K + k];
+y[i] = acc;
+)", {{"N", num(n)}, {"K", num(k)}, {"M", num(m)}});
+  return makeKernel(op, {"dy", "x"}, n * k, body);
+}
+
+/// reduce_to: x[I...] -> y[O...], summing the broadcast dimensions.
+Kernel reduceTo(ReduceToOp op) {
+  auto in = typeOf(op.getInput()), out = typeOf(op.getResult());
+  int64_t ri = in.getRank(), off = ri - out.getRank();
+  SmallVector<int64_t> stride(ri, 1);
+  for (int64_t d = ri - 2; d >= 0; --d) stride[d] = stride[d + 1] * in.getDimSize(d + 1);
+  SmallVector<bool> reduced(ri);
+  int64_t count = 1;
+  for (int64_t d = 0; d < ri; ++d) {
+    reduced[d] = d < off || (out.getDimSize(d - off) == 1 && in.getDimSize(d) != 1);
+    if (reduced[d]) count *= in.getDimSize(d);
+  }
+  std::string body = "int64_t rem = i, base = 0;\n";
+  for (int64_t d = ri - 1; d >= off; --d) {
+    int64_t od = out.getDimSize(d - off);
+    body += "{ const int64_t c = rem % " + num(od) + "; rem /= " + num(od) + ";" +
+            (reduced[d] ? " (void)c;" : " base += c * " + num(stride[d]) + ";") + " }\n";
+  }
+  body += "T acc = 0;\nfor (int64_t r = 0; r < " + num(count) + "; ++r) {\n  int64_t rr = r, at = base;\n";
+  for (int64_t d = ri - 1; d >= 0; --d)
+    if (reduced[d])
+      body += "  at += (rr % " + num(in.getDimSize(d)) + ") * " + num(stride[d]) + "; rr /= " +
+              num(in.getDimSize(d)) + ";\n";
+  body += "  acc += x[at];\n}\ny[i] = acc;\n";
+  return makeKernel(op, {"x"}, out.getNumElements(), body);
+}
+
+/// embedding_grad: ids[T], dy[T,D] -> dtable[V,D] (a scatter-add, as a gather per row).
+Kernel embeddingGrad(EmbeddingGradOp op) {
+  auto g = typeOf(op.getGrad());
+  int64_t d = g.getShape().back(), t = g.getNumElements() / d;
+  std::string body = subst(R"(const int64_t v = i / $D, d = i % $D;
+T acc = 0;
+for (int64_t t = 0; t < $TOK; ++t)
+  if (ids[t] == v) acc += dy[t * $D + d];
+y[i] = acc;
+)", {{"D", num(d)}, {"TOK", num(t)}});
+  return makeKernel(op, {"ids", "dy"}, typeOf(op.getResult()).getNumElements(), body);
+}
+
+/// patch_embed_grad_weight: pix[B,C,H,W], dy[B,NP,D] -> dW[D,C,P,P].
+Kernel patchEmbedGradWeight(PatchEmbedGradWeightOp op) {
+  auto x = typeOf(op.getPixels()), w = typeOf(op.getResult());
+  int64_t b = x.getDimSize(0), c = x.getDimSize(1), h = x.getDimSize(2), wd = x.getDimSize(3);
+  int64_t d = w.getDimSize(0), p = w.getDimSize(2), gw = wd / p, np = (h / p) * gw;
+  std::string body = subst(R"(const int64_t v = i % $P, u = (i / $P) % $P, c = (i / ($P * $P)) % $C, d = i / ($P * $P * $C);
+T acc = 0;
+for (int64_t b = 0; b < $B; ++b)
+  for (int64_t p = 0; p < $NP; ++p) {
+    const int64_t py = p / $GW, px = p % $GW;
+    acc += pix[((b * $C + c) * $H + py * $P + u) * $W + px * $P + v] * dy[(b * $NP + p) * $D + d];
+  }
+y[i] = acc;
+)", {{"P", num(p)}, {"C", num(c)}, {"B", num(b)}, {"NP", num(np)}, {"GW", num(gw)}, {"H", num(h)},
+     {"W", num(wd)}, {"D", num(d)}});
+  return makeKernel(op, {"pix", "dy"}, w.getNumElements(), body);
+}
+
+/// layer_norm_grad_input: one row per work item.
+Kernel layerNormGradInput(LayerNormGradInputOp op) {
+  int64_t d = typeOf(op.getInput()).getShape().back();
+  std::string body = subst(R"(const T *xr = x + i * $D, *dyr = dy + i * $D;
+T *out = y + i * $D;
+T mean = 0, var = 0;
+for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+mean /= $D;
+for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
+const T rstd = 1 / sqrt(var / $D + $EPS);
+T mg = 0, mgx = 0;
+for (int64_t d = 0; d < $D; ++d) {
+  const T g = dyr[d] * w[d];
+  mg += g;
+  mgx += g * (xr[d] - mean) * rstd;
+}
+mg /= $D;
+mgx /= $D;
+for (int64_t d = 0; d < $D; ++d) out[d] = rstd * (dyr[d] * w[d] - mg - (xr[d] - mean) * rstd * mgx);
+)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return makeKernel(op, {"dy", "x", "w"}, typeOf(op.getInput()).getNumElements() / d, body);
+}
+
+/// layer_norm_grad_weight: one feature per work item, rows' statistics recomputed.
+Kernel layerNormGradWeight(LayerNormGradWeightOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t d = x.getShape().back(), rows = x.getNumElements() / d;
+  std::string body = subst(R"(T acc = 0;
+for (int64_t r = 0; r < $R; ++r) {
+  const T *xr = x + r * $D;
+  T mean = 0, var = 0;
+  for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+  mean /= $D;
+  for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
+  acc += dy[r * $D + i] * (xr[i] - mean) / sqrt(var / $D + $EPS);
+}
+y[i] = acc;
+)", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return makeKernel(op, {"dy", "x"}, d, body);
+}
+
+Kernel rmsNormGradInput(RMSNormGradInputOp op) {
+  int64_t d = typeOf(op.getInput()).getShape().back();
+  std::string body = subst(R"(const T *xr = x + i * $D, *dyr = dy + i * $D;
+T *out = y + i * $D;
+T ss = 0, mgx = 0;
+for (int64_t d = 0; d < $D; ++d) { ss += xr[d] * xr[d]; mgx += dyr[d] * w[d] * xr[d]; }
+const T r = 1 / sqrt(ss / $D + $EPS);
+mgx /= $D;
+for (int64_t d = 0; d < $D; ++d) out[d] = r * dyr[d] * w[d] - xr[d] * r * r * r * mgx;
+)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return makeKernel(op, {"dy", "x", "w"}, typeOf(op.getInput()).getNumElements() / d, body);
+}
+
+Kernel rmsNormGradWeight(RMSNormGradWeightOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t d = x.getShape().back(), rows = x.getNumElements() / d;
+  std::string body = subst(R"(T acc = 0;
+for (int64_t r = 0; r < $R; ++r) {
+  const T *xr = x + r * $D;
+  T ss = 0;
+  for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+  acc += dy[r * $D + i] * xr[i] / sqrt(ss / $D + $EPS);
+}
+y[i] = acc;
+)", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return makeKernel(op, {"dy", "x"}, d, body);
+}
+
+Kernel activationGrad(ActivationGradOp op) {
+  std::string derivative;
+  switch (op.getKind()) {
+  case ActivationKind::Gelu:
+    derivative = "(T)0.5 * (1 + erf(v * (T)0.70710678118654752)) + v * exp((T)-0.5 * v * v) * "
+                 "(T)0.39894228040143268";
+    break;
+  case ActivationKind::QuickGelu:
+    derivative = "s + (T)1.702 * v * s * (1 - s)";
+    break;
+  case ActivationKind::Silu:
+    derivative = "s * (1 + v * (1 - s))";
+    break;
+  case ActivationKind::Relu:
+    derivative = "v > 0 ? (T)1 : (T)0";
+    break;
+  }
+  std::string sigmoid = op.getKind() == ActivationKind::QuickGelu ? "1 / (1 + exp((T)-1.702 * v))"
+                                                                  : "1 / (1 + exp(-v))";
+  std::string body = "const T v = x[i];\nconst T s = " + sigmoid + ";\n(void)s;\ny[i] = dy[i] * (" +
+                     derivative + ");\n";
+  return makeKernel(op, {"dy", "x"}, typeOf(op.getResult()).getNumElements(), body);
+}
+
+Kernel pad(PadOp op) {
+  auto x = typeOf(op.getInput()), y = typeOf(op.getResult());
+  int64_t axis = op.getAxis(), outer, inner;
+  splitAt(y, axis, outer, inner);
+  std::string body = subst(R"(const int64_t in = i % $INNER, j = (i / $INNER) % $NY, o = i / ($INNER * $NY);
+const int64_t s = j - $START;
+y[i] = (s >= 0 && s < $NX) ? x[(o * $NX + s) * $INNER + in] : (T)0;
+)", {{"INNER", num(inner)}, {"NY", num(y.getDimSize(axis))}, {"NX", num(x.getDimSize(axis))},
+     {"START", num(op.getStartAttr().getInt())}});
+  return makeKernel(op, {"x"}, y.getNumElements(), body);
+}
+
+Kernel gatherImageFeatures(GatherImageFeaturesOp op) {
+  auto in = typeOf(op.getInput()), out = typeOf(op.getResult());
+  std::string body = subst(R"(const int64_t d = i % $D, j = (i / $D) % $N, b = i / ($D * $N);
+const int32_t *row = ids + b * $S;
+T v = 0;
+int64_t seen = 0;
+for (int64_t s = 0; s < $S; ++s)
+  if (row[s] == $TOKEN) {
+    if (seen == j) { v = x[(b * $S + s) * $D + d]; break; }
+    ++seen;
+  }
+y[i] = v;
+)", {{"D", num(in.getDimSize(2))}, {"S", num(in.getDimSize(1))}, {"N", num(out.getDimSize(1))},
+     {"TOKEN", num(op.getImageTokenIndex())}});
+  return makeKernel(op, {"x", "ids"}, out.getNumElements(), body);
+}
+
+/// Shared constants of the attention backward kernels.
+template <typename OpT>
+std::map<std::string, std::string> attentionVars(OpT op, Value q, Value k) {
+  auto qt = typeOf(q), kt = typeOf(k);
+  int64_t s = qt.getDimSize(1), skv = kt.getDimSize(1), h = op.getNumHeads();
+  int64_t hkv = op.getNumKvHeads(), dh = qt.getDimSize(2) / h;
+  int64_t prefix = op.getLayoutAttr() ? op.getLayoutAttr().getSizes()[0] : 0;
+  return {{"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)},
+          {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
+          {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(prefix)},
+          {"SCALE", flt(op.getScale().convertToDouble())}};
+}
+
+/// attention_stats: q[B,S,H*Dh], k[B,Skv,Hkv*Dh] -> lse[B,H,S].
+Kernel attentionStats(AttentionStatsOp op) {
+  auto q = typeOf(op.getQuery());
+  int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
+  std::string body = subst(R"(const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
+const int64_t kvh = h / $GROUP, len = $LEN;
+const T *qr = q + (b * $S + qi) * $QW + h * $DH;
+T m = -INFINITY, l = 0;
+for (int64_t kj = 0; kj < $SKV; ++kj) {
+  if (!($MASK)) continue;
+  const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
+  T score = 0;
+  for (int64_t d = 0; d < $DH; ++d) score += qr[d] * kr[d];
+  score *= $SCALE;
+  if (score > m) { l *= exp(m - score); m = score; }
+  l += exp(score - m);
+}
+y[i] = l > 0 ? m + log(l) : (T)0;
+)", {{"MASK", maskCondition(op.getMask(), s == skv)}});
+  body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
+  SmallVector<std::string> names{"q", "k"};
+  if (op.getLength()) names.push_back("length");
+  return makeKernel(op, names, q.getDimSize(0) * op.getNumHeads() * s, body);
+}
+
+/// The attention gradients. With p = exp(score - lse) and Drow = dy . out for
+/// the query row: dq = scale * sum_k p (dy.v - Drow) k; dk = scale * sum_q
+/// p (dy.v - Drow) q; dv = sum_q p dy.
+enum class AttnGrad { Query, Key, Value };
+template <typename OpT>
+Kernel attentionGrad(OpT op, AttnGrad which) {
+  auto q = typeOf(op.getQuery());
+  int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
+  std::string body;
+  if (which == AttnGrad::Query) {
+    body = R"(const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
+const int64_t kvh = h / $GROUP, len = $LEN;
+const int64_t row = (b * $S + qi) * $QW + h * $DH;
+const T lrow = lse[(b * $H + h) * $S + qi];
+T drow = 0, acc[$DH];
+for (int64_t d = 0; d < $DH; ++d) { drow += dy[row + d] * out[row + d]; acc[d] = 0; }
+for (int64_t kj = 0; kj < $SKV; ++kj) {
+  if (!($MASK)) continue;
+  const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
+  const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
+  T score = 0, dp = 0;
+  for (int64_t d = 0; d < $DH; ++d) { score += q[row + d] * kr[d]; dp += dy[row + d] * vr[d]; }
+  const T ds = exp(score * $SCALE - lrow) * (dp - drow) * $SCALE;
+  for (int64_t d = 0; d < $DH; ++d) acc[d] += ds * kr[d];
+}
+for (int64_t d = 0; d < $DH; ++d) y[row + d] = acc[d];
+)";
+  } else {
+    body = R"(const int64_t kj = i % $SKV, kvh = (i / $SKV) % $HKV, b = i / ($SKV * $HKV);
+const int64_t kv = (b * $SKV + kj) * $KW + kvh * $DH;
+T acc[$DH];
+for (int64_t d = 0; d < $DH; ++d) acc[d] = 0;
+for (int64_t g = 0; g < $GROUP; ++g) {
+  const int64_t h = kvh * $GROUP + g;
+  for (int64_t qi = 0; qi < $S; ++qi) {
+    const int64_t len = $LEN;
+    if (!($MASK)) continue;
+    const int64_t row = (b * $S + qi) * $QW + h * $DH;
+    T score = 0;
+    for (int64_t d = 0; d < $DH; ++d) score += q[row + d] * k[kv + d];
+    const T p = exp(score * $SCALE - lse[(b * $H + h) * $S + qi]);
+$UPDATE  }
+}
+for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
+)";
+    std::string update =
+        which == AttnGrad::Value
+            ? "    for (int64_t d = 0; d < $DH; ++d) acc[d] += p * dy[row + d];\n"
+            : "    T dp = 0, drow = 0;\n"
+              "    for (int64_t d = 0; d < $DH; ++d) { dp += dy[row + d] * v[kv + d]; drow += dy[row + d] * out[row + d]; }\n"
+              "    const T ds = p * (dp - drow) * $SCALE;\n"
+              "    for (int64_t d = 0; d < $DH; ++d) acc[d] += ds * q[row + d];\n";
+    body = subst(body, {{"UPDATE", update}});
+  }
+  body = subst(body, {{"MASK", maskCondition(op.getMask(), s == skv)}});
+  body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
+  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
+  if (op.getLength()) names.push_back("length");
+  int64_t domain = which == AttnGrad::Query ? q.getDimSize(0) * op.getNumHeads() * s
+                                            : q.getDimSize(0) * op.getNumKvHeads() * skv;
+  return makeKernel(op, names, domain, body);
+}
+
 } // namespace
 
 FailureOr<Kernel> buildKernel(Operation *op) {
@@ -312,10 +692,10 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](PatchEmbedOp o) { return patchEmbed(o); })
       .Case([](LayerNormOp o) { return layerNorm(o); })
       .Case([](RMSNormOp o) { return rmsNorm(o); })
-      .Case([](GeluOp o) { return unary(o, "0.5f * v * (1.0f + erff(v * 0.70710678118654752f))"); })
-      .Case([](QuickGeluOp o) { return unary(o, "v / (1.0f + expf(-1.702f * v))"); })
-      .Case([](SiluOp o) { return unary(o, "v / (1.0f + expf(-v))"); })
-      .Case([](ReluOp o) { return unary(o, "v > 0.0f ? v : 0.0f"); })
+      .Case([](GeluOp o) { return unary(o, "(T)0.5 * v * (1 + erf(v * (T)0.70710678118654752))"); })
+      .Case([](QuickGeluOp o) { return unary(o, "v / (1 + exp((T)-1.702 * v))"); })
+      .Case([](SiluOp o) { return unary(o, "v / (1 + exp(-v))"); })
+      .Case([](ReluOp o) { return unary(o, "v > 0 ? v : (T)0"); })
       .Case([](AddOp o) { return binary(o, "+"); })
       .Case([](MulOp o) { return binary(o, "*"); })
       .Case([](RoPEOp o) { return rope(o); })
@@ -324,6 +704,27 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](SliceOp o) { return slice(o); })
       .Case([](BroadcastOp o) { return broadcast(o); })
       .Case([](MergeImageFeaturesOp o) { return mergeImageFeatures(o); })
+      .Case([](CrossEntropyOp o) { return crossEntropy(o); })
+      .Case([](CrossEntropyGradOp o) { return crossEntropyGrad(o); })
+      .Case([](ReduceSumOp o) { return reduceSum(o); })
+      .Case([](FillOp o) { return fill(o); })
+      .Case([](ConstantOp o) { return constant(o); })
+      .Case([](LinearGradInputOp o) { return linearGradInput(o); })
+      .Case([](LinearGradWeightOp o) { return linearGradWeight(o); })
+      .Case([](ReduceToOp o) { return reduceTo(o); })
+      .Case([](EmbeddingGradOp o) { return embeddingGrad(o); })
+      .Case([](PatchEmbedGradWeightOp o) { return patchEmbedGradWeight(o); })
+      .Case([](LayerNormGradInputOp o) { return layerNormGradInput(o); })
+      .Case([](LayerNormGradWeightOp o) { return layerNormGradWeight(o); })
+      .Case([](RMSNormGradInputOp o) { return rmsNormGradInput(o); })
+      .Case([](RMSNormGradWeightOp o) { return rmsNormGradWeight(o); })
+      .Case([](ActivationGradOp o) { return activationGrad(o); })
+      .Case([](PadOp o) { return pad(o); })
+      .Case([](GatherImageFeaturesOp o) { return gatherImageFeatures(o); })
+      .Case([](AttentionStatsOp o) { return attentionStats(o); })
+      .Case([](AttentionGradQueryOp o) { return attentionGrad(o, AttnGrad::Query); })
+      .Case([](AttentionGradKeyOp o) { return attentionGrad(o, AttnGrad::Key); })
+      .Case([](AttentionGradValueOp o) { return attentionGrad(o, AttnGrad::Value); })
       .Default([](Operation *) { return std::nullopt; });
   if (!k) {
     op->emitOpError("has no kernel in target code generation");
@@ -333,6 +734,7 @@ FailureOr<Kernel> buildKernel(Operation *op) {
 }
 
 const char *kernelPrelude() {
+  // <math.h> in C++ brings the float and double overloads of exp, sqrt, ...
   return R"(#include <math.h>
 #include <stdint.h>
 #include <string.h>

@@ -8,6 +8,11 @@ using namespace mlir;
 
 namespace mm {
 
+std::string elementCType(Type tensorType) {
+  Type e = cast<RankedTensorType>(tensorType).getElementType();
+  return e.isInteger(32) ? "int32_t" : e.isF64() ? "double" : "float";
+}
+
 FailureOr<Program> buildProgram(ModelOp model) {
   Program program;
   llvm::StringMap<int64_t> paramIndex;
@@ -30,14 +35,13 @@ FailureOr<Program> buildProgram(ModelOp model) {
 
     DenseMap<Value, Buffer> where;
     for (BlockArgument arg : entry.getArguments())
-      where[arg] = {Buffer::Arg, arg.getArgNumber(),
-                    cast<RankedTensorType>(arg.getType()).getElementType().isInteger(32)};
+      where[arg] = {Buffer::Arg, arg.getArgNumber(), elementCType(arg.getType())};
     for (Operation &op : entry.getBody().front()) {
       if (auto w = dyn_cast<WeightOp>(op)) {
         auto it = paramIndex.find(w.getParam());
         if (it == paramIndex.end())
           return w.emitOpError("names no top-level parameter"), failure();
-        where[w.getResult()] = {Buffer::Param, it->second, false};
+        where[w.getResult()] = {Buffer::Param, it->second, elementCType(w.getType())};
         continue;
       }
       if (auto ret = dyn_cast<ReturnOp>(op)) {
@@ -59,7 +63,7 @@ FailureOr<Program> buildProgram(ModelOp model) {
       auto offset = op.getAttrOfType<IntegerAttr>(kOffsetAttr);
       if (!offset)
         return op.emitOpError("has no arena offset; run mm-plan-memory first"), failure();
-      KernelCall call{it->second, {}, {Buffer::Arena, offset.getInt(), false}};
+      KernelCall call{it->second, {}, {Buffer::Arena, offset.getInt(), elementCType(op.getResult(0).getType())}};
       for (Value v : op.getOperands())
         call.operands.push_back(where.lookup(v));
       where[op.getResult(0)] = call.result;

@@ -32,6 +32,11 @@ LlavaShape llavaShape(const CompiledModel &model);
 /// Replaces each image token by `positions` copies of it.
 std::vector<int32_t> expandImageTokens(const std::vector<int32_t> &ids, int32_t imageToken, int64_t positions);
 
+/// An image file, CLIP-preprocessed at the model's vision size: CHW floats,
+/// 3 x imageSize x imageSize (what pixel_values holds). Throws mm::Error
+/// naming IMAGEPATH if it is missing or cannot be decoded.
+std::vector<float> llavaPixelValues(const LlavaShape &shape, const std::string &imagePath);
+
 /// The forward entry's arguments: pixel values (zeros without an image),
 /// expanded ids padded to the compiled length, and the real length. Throws
 /// mm::Error if the ids do not fit or the image-token count is wrong.

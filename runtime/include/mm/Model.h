@@ -19,14 +19,14 @@
 
 namespace mm {
 
-enum class ElemType { F32, I32 };
+enum class ElemType { F32, I32, F64 };
 
 struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
   ElemType type = ElemType::F32;
   int64_t numel() const;
-  int64_t bytes() const { return numel() * 4; }
+  int64_t bytes() const { return numel() * (type == ElemType::F64 ? 8 : 4); }
 };
 
 struct ParamSpec : TensorSpec {
@@ -68,9 +68,12 @@ public:
   const EntrySpec &entry(const std::string &name) const; // throws if absent
   bool hasEntry(const std::string &name) const;
 
-  /// Runs `entry` with one host pointer per parameter (manifest order) and
-  /// host argument buffers; returns the results. Throws on failure.
+  /// Runs `entry` with one host pointer per parameter (manifest order; f32
+  /// data, or f64 for f64 parameters) and host argument buffers; returns the
+  /// results. Throws on failure.
   std::vector<HostTensor> run(const std::string &entry, const std::vector<const float *> &params,
+                              const std::vector<HostTensor> &args) const;
+  std::vector<HostTensor> run(const std::string &entry, const std::vector<const void *> &params,
                               const std::vector<HostTensor> &args) const;
 
 private:

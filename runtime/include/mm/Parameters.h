@@ -27,6 +27,8 @@ public:
   /// Loads every parameter from a safetensors file. Throws mm::Error naming
   /// the file for: a tensor the model does not have, a parameter the file
   /// lacks, a shape that differs, or a dtype that is not F32/F16/BF16.
+  /// Tensors named "optimizer.*" (a training checkpoint's optimizer state)
+  /// are ignored, so a checkpoint loads as weights.
   void loadSafetensors(const std::string &path);
 
   /// Writes all parameters (F32, manifest order) atomically.

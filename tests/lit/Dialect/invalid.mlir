@@ -4,7 +4,7 @@
 mm.model @stage_unknown_group {
   mm.group @g
   // expected-error @+1 {{stage @s trains group @nope, which is not an mm.group of this model}}
-  mm.stage @s trainable [@nope] loss "lm" data "caption"
+  mm.stage @s trainable [@nope] loss @loss data "caption"
 }
 
 // -----
@@ -28,7 +28,7 @@ mm.model @param_bad_group {
 mm.model @stage_nothing {
   mm.group @g
   // expected-error @+1 {{stage @s trains no group}}
-  mm.stage @s trainable [] loss "lm" data "caption"
+  mm.stage @s trainable [] loss @loss data "caption"
 }
 
 // -----
@@ -36,7 +36,7 @@ mm.model @stage_nothing {
 mm.model @stage_schedule {
   mm.group @g
   // expected-error @+1 {{unknown schedule 'step'}}
-  mm.stage @s trainable [@g] loss "lm" data "caption" {schedule = "step"}
+  mm.stage @s trainable [@g] loss @loss data "caption" {schedule = "step"}
 }
 
 // -----
@@ -313,5 +313,34 @@ mm.model @layer_count {
   // expected-error @+1 {{count must be positive, got -1}}
   mm.layer @block(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = -1 : i64, prefix = "layers"} {
     mm.yield %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @stage_unknown_loss {
+  mm.group @g
+  // expected-error @+1 {{stage @s names loss @nope, which is not an mm.entry of this model}}
+  mm.stage @s trainable [@g] loss @nope data "caption"
+}
+
+// -----
+
+mm.model @stage_loss_not_scalar {
+  mm.group @g
+  // expected-error @+1 {{loss entry @f must return one floating-point scalar}}
+  mm.stage @s trainable [@g] loss @f data "caption"
+  mm.entry @f(%x: tensor<4xf32>) -> tensor<4xf32> {
+    mm.return %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @cross_entropy_shape {
+  mm.entry @f(%x: tensor<4x32xf32>, %t: tensor<3xi32>) -> tensor<f32> {
+    // expected-error @+1 {{targets 3 must have the logits' shape 4x32 without its last (vocabulary) dimension}}
+    %l = mm.cross_entropy %x, %t : (tensor<4x32xf32>, tensor<3xi32>) -> tensor<f32>
+    mm.return %l : tensor<f32>
   }
 }

@@ -6,14 +6,18 @@
 // CHECK: mm.param @embed.weight : tensor<32x16xf32> group @g init #mm.init<normal, 2.000000e-02>
 // CHECK: mm.param @norm.weight : tensor<16xf32> group @g init #mm.init<ones>
 // CHECK: mm.param @norm.bias : tensor<16xf32> group @g init #mm.init<zeros>
-// CHECK: mm.stage @s trainable [@g] loss "lm" data "caption"
+// CHECK: mm.stage @s trainable [@g] loss @loss data "caption"
 // CHECK-SAME: batch = 4
 mm.model @structure attributes {config = {model_type = "llava"}} {
   mm.group @g
   mm.param @"embed.weight" : tensor<32x16xf32> group @g init #mm.init<normal, 0.02>
   mm.param @"norm.weight" : tensor<16xf32> group @g init #mm.init<ones>
   mm.param @"norm.bias" : tensor<16xf32> group @g init #mm.init<zeros>
-  mm.stage @s trainable [@g] loss "lm" data "caption" {batch = 4 : i64, lr = 1.0e-3 : f64}
+  mm.stage @s trainable [@g] loss @loss data "caption" {batch = 4 : i64, lr = 1.0e-3 : f64}
+  mm.entry @loss(%x: tensor<4x32xf32>, %t: tensor<4xi32>) -> tensor<f32> {
+    %l = mm.cross_entropy %x, %t {ignore_index = -100 : i64} : (tensor<4x32xf32>, tensor<4xi32>) -> tensor<f32>
+    mm.return %l : tensor<f32>
+  }
 }
 
 // -----

@@ -19,7 +19,7 @@ namespace mm {
 struct Buffer {
   enum Kind { Param, Arg, Arena } kind;
   int64_t index; // parameter index, argument index, or arena byte offset
-  bool isInt;    // i32 elements, else f32
+  std::string ctype; // element type in C: float, double, int32_t
 };
 
 struct KernelCall {
@@ -47,6 +47,9 @@ struct Program {
   std::vector<EntryProgram> entries;
   int64_t numParams = 0;
 };
+
+/// The C type of a tensor type's elements.
+std::string elementCType(mlir::Type tensorType);
 
 /// Expects `mm-expand-layers` and `mm-plan-memory` to have run.
 mlir::FailureOr<Program> buildProgram(ModelOp model);

@@ -28,7 +28,8 @@ struct Kernel {
   std::string key;               // op, shapes and attributes: equal keys share code
   std::vector<KernelArg> args;   // operands in order, then the result `y`
   int64_t domain = 0;            // number of work items; the body sees `i`
-  std::string body;              // statements for work item `i` (int64_t)
+  std::string body;              // statements for work item `i` (int64_t), over `T`
+  std::string elementType;       // what `T` is: float or double
   std::string comment;           // shape legend, printed above the kernel
 };
 

@@ -17,6 +17,27 @@ def ExpandLayers : Pass<"mm-expand-layers", "::mm::ModelOp"> {
   }];
 }
 
+def Autodiff : Pass<"mm-autodiff", "::mm::ModelOp"> {
+  let summary = "Build each stage's training step by reverse-mode differentiation";
+  let description = [{
+    For every `mm.stage`, clones its loss entry into `@train_<stage>`, which
+    returns the loss and then the gradient of the loss with respect to each
+    of the stage's trainable parameters, in model declaration order.
+    Gradients come from each op's `VJPOpInterface` rule, walking the entry
+    backwards. Only *active* values (those a trainable parameter reaches)
+    receive gradients: nothing flows back through a subgraph no trainable
+    parameter feeds (LLaVA's vision tower), and through frozen layers with a
+    trainable adapter below them (the LLM in LLaVA's stage 1) only
+    activation gradients are built, never weight gradients. Forward values
+    the backward ops read are the saved activations. Runs after
+    `mm-expand-layers` (it needs flat entries) and before `mm-plan-memory`.
+  }];
+  let options = [
+    Option<"stages", "stages", "std::string", "\"\"",
+           "Comma-separated stages to build (default: all)">
+  ];
+}
+
 def PlanMemory : Pass<"mm-plan-memory", "::mm::ModelOp"> {
   let summary = "Assign every intermediate tensor an offset in one arena per entry";
   let description = [{

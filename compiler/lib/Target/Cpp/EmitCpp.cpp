@@ -19,6 +19,7 @@ std::string emitCpp(const Program &p, const EmbeddedData &data) {
   for (const Kernel &k : p.kernels) {
     s += "// " + k.comment + "\n";
     s += "static void " + k.name + "(" + kernelParams(k, " __restrict") + ") {\n";
+    s += "  typedef " + k.elementType + " T;\n";
     s += "  for (int64_t i = 0; i < " + std::to_string(k.domain) + "; ++i) {\n";
     s += indent(k.body, "    ");
     s += "  }\n}\n\n";

@@ -31,6 +31,7 @@ static unsigned mm_blocks(int64_t n) {
   for (const Kernel &k : p.kernels) {
     s += "// " + k.comment + "\n";
     s += "__global__ void " + k.name + "(" + kernelParams(k, " __restrict__") + ") {\n";
+    s += "  typedef " + k.elementType + " T;\n";
     s += "  for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < " +
          std::to_string(k.domain) + "; i += (int64_t)blockDim.x * gridDim.x) {\n";
     s += indent(k.body, "    ");

@@ -15,6 +15,7 @@
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
 #include "mm/Dialect/MMDialect.h.inc"
+#include "mm/Dialect/MMInterfaces.h.inc"
 #include "mm/Dialect/MMEnums.h.inc"
 #define GET_ATTRDEF_CLASSES
 #include "mm/Dialect/MMAttrs.h.inc"

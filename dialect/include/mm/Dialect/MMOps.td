@@ -4,6 +4,7 @@
 
 include "mm/Dialect/MMDialect.td"
 include "mm/Dialect/MMAttrs.td"
+include "mm/Dialect/MMInterfaces.td"
 include "mlir/IR/SymbolInterfaces.td"
 include "mlir/IR/RegionKindInterface.td"
 include "mlir/Interfaces/FunctionInterfaces.td"
@@ -12,9 +13,11 @@ include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/IR/OpBase.td"
 include "mlir/Interfaces/ControlFlowInterfaces.td"
 
-def MM_F32Tensor : StaticShapeTensorOf<[F32]>;
+// Real tensors are f32; f64 serves the finite-difference checks of VJP rules.
+def MM_F32Tensor : StaticShapeTensorOf<[F32, F64]>;
 def MM_I32Tensor : StaticShapeTensorOf<[I32]>;
-def MM_AnyTensor : StaticShapeTensorOf<[F32, I32]>;
+def MM_AnyTensor : StaticShapeTensorOf<[F32, F64, I32]>;
+def MM_Scalar : 0DTensorOf<[F32, F64]>;
 
 //===----------------------------------------------------------------------===//
 // Model structure
@@ -131,18 +134,20 @@ def MM_StageOp : MM_Op<"stage", [Symbol, HasParent<"ModelOp">,
   let summary = "a training stage: which groups train, on what, with what defaults";
   let description = [{
     Declares a training stage: the groups it trains (every other group is
-    frozen), its loss and data kind, and its default hyper-parameters, which
-    `mmrun --train` may override.
+    frozen), the entry that computes its loss (one scalar: the sum of the
+    per-token losses of one sample), the kind of data it reads, and its
+    default hyper-parameters, which `mmrun --train` may override.
+    `mm-autodiff` adds the stage's training step, `@train_<stage>`.
 
     Example:
     ```mlir
-    mm.stage @stage1 trainable [@multi_modal_projector] loss "lm" data "caption"
+    mm.stage @stage1 trainable [@multi_modal_projector] loss @lm_loss data "caption"
         {lr = 1.0e-3 : f64, batch = 8 : i64, epochs = 1 : i64}
     ```
   }];
   let arguments = (ins SymbolNameAttr:$sym_name,
                        FlatSymbolRefArrayAttr:$trainable,
-                       StrAttr:$loss, StrAttr:$data,
+                       FlatSymbolRefAttr:$loss, StrAttr:$data,
                        DefaultValuedAttr<F64Attr, "1.0e-3">:$lr,
                        DefaultValuedAttr<StrAttr, "\"cosine\"">:$schedule,
                        DefaultValuedAttr<F64Attr, "0.03">:$warmup_ratio,
@@ -248,7 +253,7 @@ def MM_ApplyLayerOp : MM_Op<"apply_layer", [
 // Tensor ops
 //===----------------------------------------------------------------------===//
 
-def MM_EmbeddingOp : MM_Op<"embedding", [Pure]> {
+def MM_EmbeddingOp : MM_Op<"embedding", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "token embedding lookup";
   let description = [{
     `result[b, s, :] = table[ids[b, s], :]`; ids outside `[0, V)` give zeros.
@@ -265,7 +270,7 @@ def MM_EmbeddingOp : MM_Op<"embedding", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_LinearOp : MM_Op<"linear", [Pure]> {
+def MM_LinearOp : MM_Op<"linear", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "y = x W^T + b over the last dimension";
   let description = [{
     A fully connected layer with the weight in PyTorch's `[out, in]` layout.
@@ -285,7 +290,7 @@ def MM_LinearOp : MM_Op<"linear", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_PatchEmbedOp : MM_Op<"patch_embed", [Pure]> {
+def MM_PatchEmbedOp : MM_Op<"patch_embed", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "non-overlapping convolution that turns an image into patch tokens";
   let description = [{
     A `P x P` convolution with stride `P` and no bias (CLIP's
@@ -304,7 +309,7 @@ def MM_PatchEmbedOp : MM_Op<"patch_embed", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_LayerNormOp : MM_Op<"layer_norm", [Pure]> {
+def MM_LayerNormOp : MM_Op<"layer_norm", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "layer normalisation over the last dimension";
   let description = [{
     `y = (x - mean) / sqrt(var + eps) * weight + bias`, biased variance.
@@ -322,7 +327,7 @@ def MM_LayerNormOp : MM_Op<"layer_norm", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_RMSNormOp : MM_Op<"rms_norm", [Pure]> {
+def MM_RMSNormOp : MM_Op<"rms_norm", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "RMS normalisation over the last dimension";
   let description = [{
     `y = x / sqrt(mean(x^2) + eps) * weight` (LLaMA).
@@ -340,7 +345,7 @@ def MM_RMSNormOp : MM_Op<"rms_norm", [Pure]> {
 }
 
 class MM_UnaryOp<string mnemonic, string math> : MM_Op<mnemonic,
-    [Pure, SameOperandsAndResultType]> {
+    [Pure, SameOperandsAndResultType, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "elementwise " # mnemonic;
   let description = "Elementwise `" # math # "`; any static f32 shape.\n\n"
       # "Example: `%y = mm." # mnemonic # " %x : tensor<1x8x16xf32>`";
@@ -355,7 +360,7 @@ def MM_SiluOp : MM_UnaryOp<"silu", "y = x sigmoid(x)">;
 def MM_ReluOp : MM_UnaryOp<"relu", "y = max(x, 0)">;
 
 class MM_BinaryOp<string mnemonic, string math> : MM_Op<mnemonic,
-    [Pure, SameOperandsAndResultType, Commutative]> {
+    [Pure, SameOperandsAndResultType, Commutative, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "elementwise " # mnemonic;
   let description = "Elementwise `" # math # "` of two tensors of one static shape "
       # "(broadcast first with `mm.broadcast`).\n\n"
@@ -368,12 +373,13 @@ class MM_BinaryOp<string mnemonic, string math> : MM_Op<mnemonic,
 def MM_AddOp : MM_BinaryOp<"add", "y = a + b">;
 def MM_MulOp : MM_BinaryOp<"mul", "y = a * b">;
 
-def MM_RoPEOp : MM_Op<"rope", [Pure, SameOperandsAndResultType]> {
+def MM_RoPEOp : MM_Op<"rope", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>, SameOperandsAndResultType]> {
   let summary = "rotary position embedding (LLaMA's rotate-half convention)";
   let description = [{
     Rotates each head's `[Dh]` vector by position: with
     `inv_freq[i] = theta^(-2i/Dh)` and `angle = pos * inv_freq[i mod Dh/2]`,
-    `y = x cos(angle) + rotate_half(x) sin(angle)`, `pos = s`.
+    `y = x cos(angle) + rotate_half(x) sin(angle)`, `pos = s`. With
+    `inverse` it rotates by `-angle` (the transpose, which is its VJP).
     Shapes: x `[B, S, H*Dh]`, result like x; `num_heads` gives `H`.
 
     Example:
@@ -381,13 +387,14 @@ def MM_RoPEOp : MM_Op<"rope", [Pure, SameOperandsAndResultType]> {
     %q2 = mm.rope %q {num_heads = 4 : i64, theta = 10000.0 : f64} : tensor<1x8x64xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$input, I64Attr:$num_heads, F64Attr:$theta);
+  let arguments = (ins MM_F32Tensor:$input, I64Attr:$num_heads, F64Attr:$theta,
+                       DefaultValuedAttr<BoolAttr, "false">:$inverse);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = "$input attr-dict `:` type($result)";
   let hasVerifier = 1;
 }
 
-def MM_AttentionOp : MM_Op<"attention", [Pure]> {
+def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "multi-head scaled dot-product attention under a mask";
   let description = [{
     `softmax(q k^T * scale + mask) v` per head, with grouped K/V heads when
@@ -423,7 +430,7 @@ def MM_AttentionOp : MM_Op<"attention", [Pure]> {
   }];
 }
 
-def MM_ConcatOp : MM_Op<"concat", [Pure]> {
+def MM_ConcatOp : MM_Op<"concat", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "concatenation of two tensors along one axis";
   let description = [{
     Shapes agree except along `axis`, where the result has the sum.
@@ -439,7 +446,7 @@ def MM_ConcatOp : MM_Op<"concat", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_SliceOp : MM_Op<"slice", [Pure]> {
+def MM_SliceOp : MM_Op<"slice", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "a contiguous range along one axis";
   let description = [{
     `result = input[..., start : start + size, ...]` along `axis`; the
@@ -456,7 +463,7 @@ def MM_SliceOp : MM_Op<"slice", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_BroadcastOp : MM_Op<"broadcast", [Pure]> {
+def MM_BroadcastOp : MM_Op<"broadcast", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "numpy-style broadcast to a larger static shape";
   let description = [{
     The input's shape is right-aligned against the result's; each input
@@ -473,7 +480,7 @@ def MM_BroadcastOp : MM_Op<"broadcast", [Pure]> {
   let hasVerifier = 1;
 }
 
-def MM_MergeImageFeaturesOp : MM_Op<"merge_image_features", [Pure]> {
+def MM_MergeImageFeaturesOp : MM_Op<"merge_image_features", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "scatter image features into the image-token positions";
   let description = [{
     LLaVA's merge: the `j`-th position of batch row `b` whose id is
@@ -493,5 +500,344 @@ def MM_MergeImageFeaturesOp : MM_Op<"merge_image_features", [Pure]> {
   let assemblyFormat = "$embeds `,` $ids `,` $features attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
+
+
+//===----------------------------------------------------------------------===//
+// Losses
+//===----------------------------------------------------------------------===//
+
+def MM_CrossEntropyOp : MM_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "summed softmax cross-entropy with an ignore index";
+  let description = [{
+    `sum over positions t with targets[t] != ignore_index of
+    logsumexp(logits[t]) - logits[t, targets[t]]`. The sum (not the mean):
+    the runtime divides by the number of counted targets over a whole
+    optimizer step. Probabilities are never materialised.
+    Shapes: logits `[..., V]`, targets `[...]` (i32), result a scalar.
+
+    Example:
+    ```mlir
+    %l = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64}
+        : (tensor<1x8x32xf32>, tensor<1x8xi32>) -> tensor<f32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$logits, MM_I32Tensor:$targets,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs MM_Scalar:$result);
+  let assemblyFormat = "$logits `,` $targets attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_ReduceSumOp : MM_Op<"reduce_sum", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "the sum of all elements";
+  let description = [{
+    A scalar loss from any tensor (used by the finite-difference checks).
+
+    Example: `%s = mm.reduce_sum %x : (tensor<4x8xf32>) -> tensor<f32>`
+  }];
+  let arguments = (ins MM_F32Tensor:$input);
+  let results = (outs MM_Scalar:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Backward ops (emitted by mm-autodiff; each one's kernel sits beside its
+// forward op's in compiler/lib/Target/KernelBuilder.cpp)
+//===----------------------------------------------------------------------===//
+
+def MM_ConstantOp : MM_Op<"constant", [Pure]> {
+  let summary = "a tensor with every element equal to one value";
+  let description = [{
+    Seeds the backward pass (`1` for the loss) and stands for the gradient
+    of a parameter the loss does not reach (`0`).
+
+    Example: `%one = mm.constant {value = 1.0 : f64} : tensor<f32>`
+  }];
+  let arguments = (ins F64Attr:$value);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+}
+
+def MM_CrossEntropyGradOp : MM_Op<"cross_entropy_grad", [Pure]> {
+  let summary = "gradient of mm.cross_entropy with respect to the logits";
+  let description = [{
+    `dlogits[t] = dloss * (softmax(logits[t]) - onehot(targets[t]))` for
+    counted positions, zero for ignored ones.
+
+    Example:
+    ```mlir
+    %d = mm.cross_entropy_grad %logits, %targets, %dl {ignore_index = -100 : i64}
+        : (tensor<1x8x32xf32>, tensor<1x8xi32>, tensor<f32>) -> tensor<1x8x32xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$logits, MM_I32Tensor:$targets, MM_Scalar:$grad,
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$logits `,` $targets `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_FillOp : MM_Op<"fill", [Pure]> {
+  let summary = "broadcast a scalar to a shape";
+  let description = [{
+    VJP of `mm.reduce_sum`. Example:
+    `%y = mm.fill %s : (tensor<f32>) -> tensor<4x8xf32>`
+  }];
+  let arguments = (ins MM_Scalar:$value);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$value attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_LinearGradInputOp : MM_Op<"linear_grad_input", [Pure]> {
+  let summary = "dx = dy W for y = x W^T";
+  let description = [{
+    Shapes: dy `[..., N]`, weight `[N, K]`, result `[..., K]`.
+
+    Example:
+    ```mlir
+    %dx = mm.linear_grad_input %dy, %w : (tensor<1x8x32xf32>, tensor<32x16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$weight);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $weight attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_LinearGradWeightOp : MM_Op<"linear_grad_weight", [Pure]> {
+  let summary = "dW = dy^T x for y = x W^T (the weight-gradient matmul)";
+  let description = [{
+    Sums over every leading position. Shapes: dy `[..., N]`, x `[..., K]`,
+    result `[N, K]`. mm-autodiff emits it only for trainable weights.
+
+    Example:
+    ```mlir
+    %dw = mm.linear_grad_weight %dy, %x : (tensor<1x8x32xf32>, tensor<1x8x16xf32>) -> tensor<32x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_ReduceToOp : MM_Op<"reduce_to", [Pure]> {
+  let summary = "sum a tensor down to a shape it was broadcast from";
+  let description = [{
+    The VJP of `mm.broadcast` and of bias additions: sums over the leading
+    dimensions the result lacks and over dimensions of size 1 in the result.
+
+    Example: `%db = mm.reduce_to %dy : (tensor<1x8x32xf32>) -> tensor<32xf32>`
+  }];
+  let arguments = (ins MM_F32Tensor:$input);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_EmbeddingGradOp : MM_Op<"embedding_grad", [Pure]> {
+  let summary = "gradient of an embedding table: scatter-add of dy rows";
+  let description = [{
+    `dtable[v] = sum of dy[t] over positions t with ids[t] == v`.
+    Shapes: ids `[B, S]`, dy `[B, S, D]`, result `[V, D]`.
+
+    Example:
+    ```mlir
+    %dt = mm.embedding_grad %ids, %dy : (tensor<1x8xi32>, tensor<1x8x16xf32>) -> tensor<32x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_I32Tensor:$ids, MM_F32Tensor:$grad);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$ids `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_PatchEmbedGradWeightOp : MM_Op<"patch_embed_grad_weight", [Pure]> {
+  let summary = "gradient of a patch-embedding weight";
+  let description = [{
+    Shapes: pixels `[B, C, H, W]`, dy `[B, (H/P)*(W/P), D]`, result `[D, C, P, P]`.
+
+    Example:
+    ```mlir
+    %dw = mm.patch_embed_grad_weight %pix, %dy : (tensor<1x3x8x8xf32>, tensor<1x4x16xf32>) -> tensor<16x3x4x4xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$pixels, MM_F32Tensor:$grad);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$pixels `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_LayerNormGradInputOp : MM_Op<"layer_norm_grad_input", [Pure]> {
+  let summary = "dx of a layer norm";
+  let description = [{
+    With `xhat = (x - mean) * rstd` and `g = dy * weight`:
+    `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` per row.
+
+    Example:
+    ```mlir
+    %dx = mm.layer_norm_grad_input %dy, %x, %w {eps = 1.0e-5 : f64}
+        : (tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_F32Tensor:$weight, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input `,` $weight attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_LayerNormGradWeightOp : MM_Op<"layer_norm_grad_weight", [Pure]> {
+  let summary = "d(weight) of a layer norm: sum over rows of dy * xhat";
+  let description = [{
+    Shapes: dy and x `[..., D]`, result `[D]`. (The bias gradient is
+    `mm.reduce_to` of dy.)
+
+    Example:
+    ```mlir
+    %dw = mm.layer_norm_grad_weight %dy, %x {eps = 1.0e-5 : f64} : (tensor<1x8x16xf32>, tensor<1x8x16xf32>) -> tensor<16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_RMSNormGradInputOp : MM_Op<"rms_norm_grad_input", [Pure]> {
+  let summary = "dx of an RMS norm";
+  let description = [{
+    With `r = rsqrt(mean(x^2) + eps)` and `g = dy * weight`:
+    `dx = r * g - x * r^3 * mean(g * x)` per row.
+
+    Example:
+    ```mlir
+    %dx = mm.rms_norm_grad_input %dy, %x, %w {eps = 1.0e-6 : f64}
+        : (tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_F32Tensor:$weight, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input `,` $weight attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_RMSNormGradWeightOp : MM_Op<"rms_norm_grad_weight", [Pure]> {
+  let summary = "d(weight) of an RMS norm: sum over rows of dy * x * r";
+  let description = [{
+    Example:
+    ```mlir
+    %dw = mm.rms_norm_grad_weight %dy, %x {eps = 1.0e-6 : f64} : (tensor<1x8x16xf32>, tensor<1x8x16xf32>) -> tensor<16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_ActivationKind : I32EnumAttr<"ActivationKind", "elementwise activation", [
+    I32EnumAttrCase<"Gelu", 0, "gelu">,
+    I32EnumAttrCase<"QuickGelu", 1, "quick_gelu">,
+    I32EnumAttrCase<"Silu", 2, "silu">,
+    I32EnumAttrCase<"Relu", 3, "relu">]> {
+  let genSpecializedAttr = 0;
+  let cppNamespace = "::mm";
+}
+
+def MM_ActivationAttr : EnumAttr<MM_Dialect, MM_ActivationKind, "activation"> {
+  let summary = "which activation a gradient op differentiates";
+  let description = [{
+    Example: `#mm.activation<gelu>`
+  }];
+  let assemblyFormat = "`<` $value `>`";
+}
+
+def MM_ActivationGradOp : MM_Op<"activation_grad", [Pure]> {
+  let summary = "dx = dy * f'(x) for an elementwise activation f";
+  let description = [{
+    Example:
+    ```mlir
+    %dx = mm.activation_grad %dy, %x {kind = #mm.activation<silu>} : (tensor<8xf32>, tensor<8xf32>) -> tensor<8xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_ActivationAttr:$kind);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_PadOp : MM_Op<"pad", [Pure]> {
+  let summary = "place a tensor at an offset along one axis of a zero tensor";
+  let description = [{
+    The VJP of `mm.slice`: `result[..., start + i, ...] = input[..., i, ...]`,
+    zeros elsewhere.
+
+    Example:
+    ```mlir
+    %y = mm.pad %x {axis = 1 : i64, start = 1 : i64} : (tensor<1x4x8xf32>) -> tensor<1x5x8xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, I64Attr:$axis, I64Attr:$start);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_GatherImageFeaturesOp : MM_Op<"gather_image_features", [Pure]> {
+  let summary = "read the image-token positions back out (VJP of the merge)";
+  let description = [{
+    `result[b, j] = input[b, s]` for the `j`-th position `s` of row `b` whose
+    id is `image_token_index`; zero where a row has fewer.
+
+    Example:
+    ```mlir
+    %f = mm.gather_image_features %dy, %ids {image_token_index = 4 : i64}
+        : (tensor<1x80x16xf32>, tensor<1x80xi32>) -> tensor<1x64x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_I32Tensor:$ids, I64Attr:$image_token_index);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $ids attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_AttentionStatsOp : MM_Op<"attention_stats", [Pure]> {
+  let summary = "per-row log-sum-exp of the masked, scaled attention scores";
+  let description = [{
+    What the attention backward recomputes probabilities from, so that no
+    score matrix is stored. Attributes as `mm.attention`.
+    Shapes: q `[B, S, H*Dh]`, k `[B, Skv, Hkv*Dh]`, result `[B, H, S]`.
+
+    Example:
+    ```mlir
+    %lse = mm.attention_stats %q, %k, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>) -> tensor<1x4x8xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, Optional<0DTensorOf<[I32]>>:$length,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$query `,` $key (`,` $length^)? attr-dict `:` functional-type(operands, results)";
+}
+
+class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]> {
+  let summary = "gradient of mm.attention with respect to its " # what;
+  let description = [{
+    Recomputes each probability from q, k and the row log-sum-exp of
+    `mm.attention_stats`; `out` is the forward result (for the row terms
+    `dy . out`). Attributes as `mm.attention`.
+
+    Example:
+    ```mlir
+    %d = mm.}] # mnemonic # [{ %q, %k, %v, %dy, %o, %lse, %len {num_heads = 4 : i64,
+        num_kv_heads = 4 : i64, mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
+                       MM_F32Tensor:$grad, MM_F32Tensor:$out, MM_F32Tensor:$lse,
+                       Optional<0DTensorOf<[I32]>>:$length,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value `,` $grad `,` $out `,` $lse (`,` $length^)? attr-dict `:` functional-type(operands, results)
+  }];
+}
+
+def MM_AttentionGradQueryOp : MM_AttentionGradOp<"attention_grad_query", "queries">;
+def MM_AttentionGradKeyOp : MM_AttentionGradOp<"attention_grad_key", "keys">;
+def MM_AttentionGradValueOp : MM_AttentionGradOp<"attention_grad_value", "values">;
 
 #endif // MM_OPS_TD

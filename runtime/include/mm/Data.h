@@ -1,0 +1,120 @@
+//===- Data.h - LLaVA training data: records, templates, samples -*- C++ -*-===//
+//
+// Training data is a LLaVA conversation JSON file: an array of records
+//
+//   {"id": "004539375", "image": "00453/004539375.jpg",
+//    "conversations": [{"from": "human", "value": "<image>\nDescribe it."},
+//                      {"from": "gpt", "value": "A cat on a mat."}, ...]}
+//
+// ("id" may be a string or a number and defaults to the record's index;
+// "image" is optional.) A record becomes one training sample through a chat
+// template, built segment by segment so that which ids are the assistant's
+// is known from the segment, never by re-tokenising:
+//
+//   plain     (stage data "caption"): BOS, image, caption of the first gpt
+//             turn, "\n"; loss on the caption and the "\n".
+//   vicuna_v1 (stage data "conversation"): BOS, SYSTEM + " USER: " + human +
+//             " ASSISTANT:", then " " + gpt, "</s>"; later turns "USER: " +
+//             human + " ASSISTANT:", " " + gpt, "</s>". Loss on each gpt
+//             answer (with the space that separates it from "ASSISTANT:", as
+//             LLaVA's masking does: with a BPE tokenizer that space belongs
+//             to the answer's first token) and its "</s>".
+//
+// Every piece is encoded with addSpecial = false. An "<image>" marker in a
+// human turn becomes the model's image token, expanded to the image's feature
+// positions. targets[t] = ids[t + 1] where position t + 1 is an assistant id,
+// else -100 (also at the last position); padding uses the pad id and -100.
+//
+// Errors throw mm::Error naming the data file and the record (0-based index
+// in the file's array, and its id).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_DATA_H
+#define MM_DATA_H
+
+#include "mm/Llava.h"
+#include "mm/Model.h"
+#include "mm/Tokenizer.h"
+
+#include <cstdint>
+#include <iosfwd>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace mm {
+
+struct ConversationTurn {
+  std::string from; // "human" or "gpt"
+  std::string value;
+};
+
+struct ConversationRecord {
+  std::string id;
+  std::optional<std::string> image; // relative to the image directory
+  std::vector<ConversationTurn> turns;
+  std::string source; // the data file
+  size_t index = 0;   // 0-based position in the file's array
+  /// "FILE: record INDEX (id 'ID')", the prefix of every error about it.
+  std::string where() const;
+};
+
+/// Reads a conversation JSON file. Throws mm::Error naming PATH (and the
+/// record) for unreadable files, bad JSON, a non-array, missing or mistyped
+/// fields, or an empty array.
+std::vector<ConversationRecord> loadConversations(const std::string &path);
+/// The same, from text in memory; NAME stands in for the file name.
+std::vector<ConversationRecord> parseConversations(const std::string &jsonText, const std::string &name);
+
+enum class ChatTemplate { Plain, VicunaV1 };
+/// "caption" -> Plain, "conversation" -> VicunaV1; throws for anything else.
+ChatTemplate chatTemplateForData(const std::string &dataKind);
+const char *chatTemplateName(ChatTemplate t);
+/// vicuna_v1's system prompt.
+extern const char *const kVicunaSystem;
+
+/// What a sample needs from the model and its tokenizer.
+struct SampleFormat {
+  LlavaShape shape; // image size and positions, compiled length, image/pad ids
+  int32_t bos = 1;
+};
+/// Reads the shape from MODEL (llavaShape) and BOS from TOKENIZER. Throws if
+/// the tokenizer has no BOS token.
+SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer);
+
+/// Throws mm::Error (naming the record) if RECORD cannot be turned into a
+/// sample with TEMPLATE: turns not alternating human/gpt from a human one, a
+/// conversation ending on a human turn, no gpt turn, an "<image>" marker
+/// count that does not match the record's image (exactly one with an image,
+/// none without), captions without an image. Cheap: no tokenising.
+void checkRecord(const ConversationRecord &record, ChatTemplate t);
+
+struct TrainingSample {
+  std::string id;
+  std::string where;                    // ConversationRecord::where()
+  std::optional<std::string> imagePath; // image directory + record.image
+  std::vector<int32_t> inputIds;        // image expanded, unpadded, <= maxSequence
+  std::vector<int32_t> targets;         // same length; -100 where no loss
+  int64_t fullLength = 0;               // length before truncation
+  bool truncated() const { return fullLength > (int64_t)inputIds.size(); }
+  int64_t targetCount() const; // targets != -100
+};
+
+/// Builds RECORD's sample (see the top of this file). A sample longer than
+/// the compiled length is truncated to it, with a warning naming the record
+/// written to WARNINGS when that is not null. Throws mm::Error naming the
+/// record for everything checkRecord rejects, text that encodes to the image
+/// token, or a truncation that cuts into the image positions.
+TrainingSample buildSample(const ConversationRecord &record, ChatTemplate t, const Tokenizer &tokenizer,
+                           const SampleFormat &format, const std::string &imageDir,
+                           std::ostream *warnings = nullptr);
+
+/// A train entry's arguments for SAMPLE: pixel_values (the CLIP-preprocessed
+/// image, zeros without one), input_ids and targets padded to the compiled
+/// length (pad id / -100), and the real length. Throws mm::Error naming the
+/// record and the image file if the image is missing or undecodable.
+std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format);
+
+} // namespace mm
+
+#endif // MM_DATA_H

@@ -1,0 +1,288 @@
+//===- Data.cpp - LLaVA training data: records, templates, samples ----------===//
+#include "mm/Data.h"
+#include "mm/Error.h"
+
+#include <nlohmann/json.hpp>
+
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <ostream>
+#include <sstream>
+
+namespace mm {
+
+const char *const kVicunaSystem =
+    "A chat between a curious human and an artificial intelligence assistant. "
+    "The assistant gives helpful, detailed, and polite answers to the human's questions.";
+
+namespace {
+
+const char *const kImageMarker = "<image>";
+
+std::string recordWhere(const std::string &source, size_t index, const std::string &id) {
+  std::string w = source + ": record " + std::to_string(index);
+  if (!id.empty()) w += " (id '" + id + "')";
+  return w;
+}
+
+size_t countMarkers(const std::string &text) {
+  size_t n = 0;
+  for (size_t p = text.find(kImageMarker); p != std::string::npos; p = text.find(kImageMarker, p + 1)) ++n;
+  return n;
+}
+
+const char *jsonType(const nlohmann::json &j) { return j.type_name(); }
+
+} // namespace
+
+std::string ConversationRecord::where() const { return recordWhere(source, index, id); }
+
+std::vector<ConversationRecord> parseConversations(const std::string &text, const std::string &name) {
+  nlohmann::json doc;
+  try {
+    doc = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::parse_error &e) {
+    throw Error(name + ": not valid JSON: " + e.what());
+  }
+  if (!doc.is_array())
+    throw Error(name + ": expected a JSON array of conversation records, found a " + jsonType(doc));
+  if (doc.empty()) throw Error(name + ": holds no records");
+  std::vector<ConversationRecord> out;
+  out.reserve(doc.size());
+  for (size_t i = 0; i < doc.size(); ++i) {
+    const nlohmann::json &r = doc[i];
+    ConversationRecord rec;
+    rec.source = name;
+    rec.index = i;
+    if (!r.is_object())
+      throw Error(recordWhere(name, i, "") + ": expected an object, found a " + jsonType(r));
+    if (r.contains("id")) {
+      const nlohmann::json &id = r["id"];
+      if (id.is_string()) rec.id = id.get<std::string>();
+      else if (id.is_number_integer()) rec.id = std::to_string(id.get<int64_t>());
+      else throw Error(recordWhere(name, i, "") + ": 'id' must be a string or an integer, found a " + jsonType(id));
+    } else {
+      rec.id = std::to_string(i);
+    }
+    std::string where = rec.where();
+    if (r.contains("image") && !r["image"].is_null()) {
+      if (!r["image"].is_string() || r["image"].get<std::string>().empty())
+        throw Error(where + ": 'image' must be a non-empty file name");
+      rec.image = r["image"].get<std::string>();
+    }
+    if (!r.contains("conversations")) throw Error(where + ": missing 'conversations'");
+    const nlohmann::json &conv = r["conversations"];
+    if (!conv.is_array()) throw Error(where + ": 'conversations' must be an array, found a " + jsonType(conv));
+    if (conv.empty()) throw Error(where + ": 'conversations' is empty");
+    for (size_t t = 0; t < conv.size(); ++t) {
+      const nlohmann::json &turn = conv[t];
+      std::string tw = where + ": turn " + std::to_string(t);
+      if (!turn.is_object()) throw Error(tw + ": expected an object, found a " + jsonType(turn));
+      if (!turn.contains("from")) throw Error(tw + ": missing 'from'");
+      if (!turn.contains("value")) throw Error(tw + ": missing 'value'");
+      if (!turn["from"].is_string()) throw Error(tw + ": 'from' must be a string");
+      if (!turn["value"].is_string()) throw Error(tw + ": 'value' must be a string");
+      ConversationTurn ct{turn["from"].get<std::string>(), turn["value"].get<std::string>()};
+      if (ct.from != "human" && ct.from != "gpt")
+        throw Error(tw + ": 'from' is '" + ct.from + "'; expected 'human' or 'gpt'");
+      rec.turns.push_back(std::move(ct));
+    }
+    out.push_back(std::move(rec));
+  }
+  return out;
+}
+
+std::vector<ConversationRecord> loadConversations(const std::string &path) {
+  std::ifstream f(path, std::ios::binary);
+  if (!f) throw Error(path + ": cannot open the training data file: " + std::strerror(errno));
+  std::stringstream ss;
+  ss << f.rdbuf();
+  if (f.bad()) throw Error(path + ": cannot read the training data file");
+  return parseConversations(ss.str(), path);
+}
+
+ChatTemplate chatTemplateForData(const std::string &kind) {
+  if (kind == "caption") return ChatTemplate::Plain;
+  if (kind == "conversation") return ChatTemplate::VicunaV1;
+  throw Error("unknown training data kind '" + kind + "' (expected 'caption' or 'conversation')");
+}
+
+const char *chatTemplateName(ChatTemplate t) { return t == ChatTemplate::Plain ? "plain" : "vicuna_v1"; }
+
+SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer) {
+  SampleFormat f;
+  f.shape = llavaShape(model);
+  if (!tokenizer.bosId())
+    throw Error(tokenizer.path() + ": the tokenizer has no beginning-of-sequence token; training samples need one");
+  f.bos = *tokenizer.bosId();
+  return f;
+}
+
+void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
+  const std::string where = rec.where();
+  if (t == ChatTemplate::Plain) {
+    if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
+      throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
+    if (!rec.image) throw Error(where + ": caption data needs an 'image'");
+    return;
+  }
+  size_t markers = 0;
+  for (size_t i = 0; i < rec.turns.size(); ++i) {
+    const ConversationTurn &turn = rec.turns[i];
+    const char *expected = i % 2 == 0 ? "human" : "gpt";
+    if (turn.from != expected)
+      throw Error(where + ": turn " + std::to_string(i) + " is from '" + turn.from + "'; turns must alternate human, gpt, starting with human");
+    if (turn.from == "human") markers += countMarkers(turn.value);
+    else if (countMarkers(turn.value))
+      throw Error(where + ": turn " + std::to_string(i) + ": a gpt turn cannot hold <image>");
+  }
+  if (rec.turns.size() % 2 != 0)
+    throw Error(where + ": the conversation ends with a human turn that has no gpt answer");
+  if (rec.image && markers != 1)
+    throw Error(where + ": has an image, so exactly one human turn must hold one <image> marker (found " +
+                std::to_string(markers) + ")");
+  if (!rec.image && markers)
+    throw Error(where + ": has an <image> marker but no 'image'");
+}
+
+int64_t TrainingSample::targetCount() const {
+  int64_t n = 0;
+  for (int32_t t : targets) n += t != -100;
+  return n;
+}
+
+namespace {
+
+/// Appends segments, remembering which ids are the assistant's.
+struct SampleWriter {
+  const Tokenizer &tok;
+  const SampleFormat &fmt;
+  const std::string &where;
+  std::vector<int32_t> ids;
+  std::vector<uint8_t> assistant;
+
+  void push(const std::vector<int32_t> &piece, bool isAssistant) {
+    ids.insert(ids.end(), piece.begin(), piece.end());
+    assistant.insert(assistant.end(), piece.size(), isAssistant ? 1 : 0);
+  }
+  void text(const std::string &s, bool isAssistant) {
+    if (s.empty()) return;
+    std::vector<int32_t> piece = tok.encode(s, /*addSpecial=*/false);
+    for (int32_t id : piece)
+      if (id == fmt.shape.imageToken)
+        throw Error(where + ": the text '" + s.substr(0, 40) + (s.size() > 40 ? "..." : "") +
+                    "' encodes to the image token " + std::to_string(id));
+    push(piece, isAssistant);
+  }
+  void image() {
+    push(expandImageTokens({fmt.shape.imageToken}, fmt.shape.imageToken, fmt.shape.imagePositions), false);
+  }
+  /// Text in which "<image>" markers become the (expanded) image token.
+  void textWithImage(const std::string &s) {
+    size_t start = 0;
+    for (size_t p = s.find(kImageMarker); p != std::string::npos; p = s.find(kImageMarker, start)) {
+      text(s.substr(start, p - start), false);
+      image();
+      start = p + std::strlen(kImageMarker);
+    }
+    text(s.substr(start), false);
+  }
+};
+
+} // namespace
+
+TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const Tokenizer &tokenizer,
+                           const SampleFormat &fmt, const std::string &imageDir, std::ostream *warnings) {
+  checkRecord(rec, t);
+  TrainingSample s;
+  s.id = rec.id;
+  s.where = rec.where();
+  if (rec.image) {
+    const std::string &img = *rec.image;
+    s.imagePath = (img[0] == '/' || imageDir.empty()) ? img
+                  : imageDir.back() == '/'            ? imageDir + img
+                                                      : imageDir + "/" + img;
+  }
+  SampleWriter w{tokenizer, fmt, s.where, {}, {}};
+  w.push({fmt.bos}, false);
+  if (t == ChatTemplate::Plain) {
+    w.image();
+    w.text(rec.turns[1].value, true);
+    w.text("\n", true);
+  } else {
+    for (size_t i = 0; i + 1 < rec.turns.size(); i += 2) {
+      std::string human = (i == 0 ? std::string(kVicunaSystem) + " USER: " : std::string("USER: ")) +
+                          rec.turns[i].value + " ASSISTANT:";
+      w.textWithImage(human);
+      w.text(" " + rec.turns[i + 1].value, true);
+      w.text("</s>", true);
+    }
+  }
+
+  const int64_t maxLen = fmt.shape.maxSequence;
+  s.fullLength = (int64_t)w.ids.size();
+  if (s.fullLength > maxLen) {
+    int64_t imageTotal = 0, imageKept = 0;
+    for (int64_t i = 0; i < s.fullLength; ++i)
+      if (w.ids[i] == fmt.shape.imageToken) {
+        ++imageTotal;
+        imageKept += i < maxLen;
+      }
+    if (imageKept != imageTotal)
+      throw Error(s.where + ": " + std::to_string(s.fullLength) + " tokens; truncating to the compiled length " +
+                  std::to_string(maxLen) + " would cut into the image positions");
+    if (warnings)
+      *warnings << "mmrun: warning: " << s.where << ": " << s.fullLength << " tokens (image positions included), "
+                << "truncated to the compiled length " << maxLen << "\n";
+    w.ids.resize(maxLen);
+    w.assistant.resize(maxLen);
+  }
+  s.inputIds = std::move(w.ids);
+  s.targets.assign(s.inputIds.size(), -100);
+  for (size_t i = 0; i + 1 < s.inputIds.size(); ++i)
+    if (w.assistant[i + 1]) s.targets[i] = s.inputIds[i + 1];
+  return s;
+}
+
+std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
+  const int64_t maxLen = fmt.shape.maxSequence;
+  if (entry.args.size() != 4 || entry.args[1].numel() != maxLen || entry.args[2].numel() != maxLen ||
+      entry.args[3].numel() != 1)
+    throw Error("entry '" + entry.name + "' does not take (pixel_values, input_ids[1," + std::to_string(maxLen) +
+                "], targets[1," + std::to_string(maxLen) + "], length)");
+  if ((int64_t)s.inputIds.size() > maxLen || s.targets.size() != s.inputIds.size() || s.inputIds.empty())
+    throw Error(s.where + ": sample of " + std::to_string(s.inputIds.size()) + " tokens does not fit the compiled length " +
+                std::to_string(maxLen));
+  for (int32_t id : s.inputIds)
+    if (id < 0 || id >= fmt.shape.vocab)
+      throw Error(s.where + ": token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
+                  std::to_string(fmt.shape.vocab) + ")");
+  std::vector<HostTensor> args(4);
+  args[0].bytes.assign(entry.args[0].bytes(), 0);
+  if (s.imagePath) {
+    std::vector<float> pixels;
+    try {
+      pixels = llavaPixelValues(fmt.shape, *s.imagePath);
+    } catch (const Error &e) {
+      throw Error(s.where + ": image: " + e.what());
+    }
+    if ((int64_t)pixels.size() != entry.args[0].numel())
+      throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) +
+                  " values; entry '" + entry.name + "' takes " + std::to_string(entry.args[0].numel()));
+    std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
+  }
+  args[1].bytes.resize(maxLen * 4);
+  args[2].bytes.resize(maxLen * 4);
+  int32_t *ids = args[1].as<int32_t>(), *tg = args[2].as<int32_t>();
+  for (int64_t i = 0; i < maxLen; ++i) {
+    bool real = i < (int64_t)s.inputIds.size();
+    ids[i] = real ? s.inputIds[i] : fmt.shape.padToken;
+    tg[i] = real ? s.targets[i] : -100;
+  }
+  args[3].bytes.resize(4);
+  *args[3].as<int32_t>() = (int32_t)s.inputIds.size();
+  return args;
+}
+
+} // namespace mm

@@ -1,0 +1,694 @@
+#!/usr/bin/python3
+"""PyTorch reference of mmc's LLaVA training stages (gradients, losses, weights).
+
+It replays, step by step, the optimizer steps that `mmrun --train STAGE` took
+(the batches mmrun dumped with --dump-batches) from the same initial weights,
+with the forward math of llava_ref.py (imported, not copied) under autograd,
+and compares gradients, losses and final weights the way llm.c checks itself
+against PyTorch.
+
+Usage:
+  llava_train_ref.py --config MANIFEST.json --weights W.safetensors
+                     --batches BATCHES.jsonl --stage NAME
+                     [--steps N] [--total-steps T] [--lr LR] [--max-grad-norm 1.0]
+                     [--dump-grads G.safetensors] [--dump-losses L.json]
+                     [--dump-weights W2.safetensors]
+                     [--compare-grads G.safetensors] [--compare-losses LOG.jsonl]
+                     [--compare-weights W2.safetensors]
+                     [--rtol 1e-4] [--grads-rtol R] [--losses-rtol R] [--weights-rtol R]
+                     [--dtype float32|float64]
+
+  --config    `mmc inspect MODEL.so --json`: "config" (the HF config),
+              "parameters" (name, shape, group), "stages" (name, trainable
+              groups, lr, schedule, warmup_ratio, weight_decay).
+  --weights   initial weights, HF names; tensors named optimizer.* are ignored;
+              every manifest parameter must be present with its shape.
+  --batches   one JSON line per optimizer step:
+                {"step": s, "samples": [{"id": ..., "image": "/abs.png" | null,
+                  "input_ids": [...image token already expanded...],
+                  "targets": [...same length, -100 = ignored...]}]}
+              targets[t] is the label of the logits at position t.
+  --steps     optimizer steps to run (default: every line of --batches).
+  --total-steps  the schedule's length T (default: --steps).
+  --lr        peak learning rate (default: the stage's lr).
+  --max-grad-norm  clip_grad_norm_ threshold (default 1.0; <= 0: no clipping,
+              the norm is still reported).
+  --dtype     float32 (default; what the runtime computes) or float64 (for
+              finite-difference checks and for measuring fp32 rounding).
+
+The runtime's rules, reproduced exactly:
+  * requires_grad only for parameters whose group is in the stage's
+    "trainable" list; frozen parameters are checked to have grad None.
+  * loss of a step = sum over its samples and positions of
+    cross_entropy(logits[t], targets[t]) over targets != -100, divided by the
+    number of such targets in the whole step.  Each sample is its own forward
+    pass (batch 1, its unpadded length).  A step without any target is an error.
+  * A trainable parameter that a step's graph does not reach (e.g. the
+    projector in a text-only step) gets a zero gradient, not None, so AdamW
+    still advances its moments and step count, as a dense runtime does.
+  * torch.nn.utils.clip_grad_norm_(trainable, max_norm); the logged grad_norm
+    is the norm before clipping.
+  * torch.optim.AdamW(betas=(0.9, 0.999), eps=1e-8), two groups:
+    weight_decay = stage weight_decay for parameters of rank >= 2, 0 otherwise.
+  * LambdaLR with Hugging Face's schedules, W = ceil(warmup_ratio * T); update
+    s (0-based) uses lr * lambda(s):  s / max(1, W) while s < W, then
+      cosine:   0.5 * (1 + cos(pi * (s - W) / max(1, T - W)))   (>= 0)
+      linear:   (T - s) / max(1, T - W)                         (>= 0)
+      constant: 1
+    The scheduler steps after each optimizer step.
+
+Outputs:
+  --dump-grads    step 0's gradients (loss after the division, before
+                  clipping) of every trainable parameter, F32, HF names.
+  --dump-losses   JSON list, one {"step", "loss", "lr", "grad_norm"} per step.
+  --dump-weights  every manifest parameter after the last step, F32.
+
+Comparisons (OTHER = mmrun's files; rel = |ours - other| / max(|other|,
+1e-2 * max|other| over the tensor)):
+  --compare-grads    every trainable parameter must be in OTHER, none of the
+                     frozen ones (nor any unknown name) may be; no NaN/Inf;
+                     max rel <= grads rtol.  Prints a table and the worst.
+  --compare-losses   mmrun's --log JSONL (lines with "step" and "loss"; lines
+                     without them are skipped): every step run here must be
+                     there with |a - b| / |b| <= losses rtol.  When the log also
+                     has "lr" / "grad_norm", they are compared the same way.
+  --compare-weights  trainable parameters: max rel <= weights rtol; frozen
+                     parameters must be bit-identical to the initial weights;
+                     optimizer.* tensors in OTHER are ignored.
+Exit status: 0 all good, 1 a comparison failed, 2 bad input.
+
+Threads: torch.set_num_threads($MMC_REF_THREADS) when set.  Deterministic
+algorithms are on.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import llava_ref as R  # noqa: E402
+import make_random_llava as M  # noqa: E402  (write_safetensors)
+
+IGNORE_INDEX = -100
+BETAS = (0.9, 0.999)
+ADAM_EPS = 1e-8
+
+
+class InputError(ValueError):
+    """Bad input files or arguments (exit status 2)."""
+
+
+# --------------------------------------------------------------------------
+# manifest, weights, batches
+# --------------------------------------------------------------------------
+
+def load_manifest(path):
+    """Returns dict(cfg=normalized config, params=[(name, shape, group)], stages={name: stage})."""
+    with open(path) as f:
+        obj = json.load(f)
+    if not isinstance(obj, dict) or not isinstance(obj.get("config"), dict):
+        raise InputError(f"{path}: expected `mmc inspect --json` output with a \"config\" object")
+    try:
+        cfg = R.normalize_config(obj["config"])
+    except (ValueError, KeyError, NotImplementedError) as e:
+        raise InputError(f"{path}: config: {e}")
+    params = []
+    for p in obj.get("parameters") or []:
+        try:
+            params.append((str(p["name"]), tuple(int(d) for d in p["shape"]), str(p["group"])))
+        except (KeyError, TypeError, ValueError):
+            raise InputError(f"{path}: malformed parameter entry {p!r}")
+    if not params:
+        raise InputError(f"{path}: no \"parameters\"")
+    names = [p[0] for p in params]
+    if len(set(names)) != len(names):
+        raise InputError(f"{path}: duplicate parameter names")
+    stages = {}
+    for s in obj.get("stages") or []:
+        if not isinstance(s, dict) or "name" not in s:
+            raise InputError(f"{path}: malformed stage entry {s!r}")
+        stages[str(s["name"])] = s
+    return dict(cfg=cfg, params=params, stages=stages, raw=obj)
+
+
+def stage_settings(manifest, name):
+    st = manifest["stages"].get(name)
+    if st is None:
+        raise InputError(f"no stage {name!r} in the manifest (stages: {', '.join(manifest['stages']) or 'none'})")
+    groups = {g for _, _, g in manifest["params"]}
+    trainable = [str(g) for g in st.get("trainable") or []]
+    if not trainable:
+        raise InputError(f"stage {name!r} trains no group")
+    for g in trainable:
+        if g not in groups:
+            raise InputError(f"stage {name!r}: trainable group {g!r} holds no parameter")
+    schedule = str(st.get("schedule", "constant"))
+    if schedule not in ("cosine", "linear", "constant"):
+        raise InputError(f"stage {name!r}: unknown schedule {schedule!r}")
+    return dict(name=name, trainable=trainable, lr=float(st.get("lr", 0.0)), schedule=schedule,
+                warmup_ratio=float(st.get("warmup_ratio", 0.0)),
+                weight_decay=float(st.get("weight_decay", 0.0)))
+
+
+def load_initial_weights(path, params):
+    """{name: float32 np.ndarray} for exactly the manifest's parameters."""
+    try:
+        arrays = R.read_safetensors(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: {e}")
+    out = {}
+    for name, shape, _ in params:
+        if name not in arrays:
+            raise InputError(f"{path}: missing parameter {name}")
+        a = arrays[name]
+        if tuple(a.shape) != shape:
+            raise InputError(f"{path}: {name}: shape {list(a.shape)}, the manifest says {list(shape)}")
+        if not np.issubdtype(a.dtype, np.floating):
+            raise InputError(f"{path}: {name}: not a floating-point tensor ({a.dtype})")
+        out[name] = np.ascontiguousarray(a, dtype=np.float32)
+    known = set(out)
+    extra = [n for n in arrays if n not in known and not n.startswith("optimizer.")]
+    if extra:
+        print(f"llava_train_ref: note: {path}: ignoring {len(extra)} tensor(s) that are not parameters "
+              f"(first: {extra[0]})", file=sys.stderr)
+    return out
+
+
+def load_batches(path, cfg, steps=None):
+    """Parses BATCHES.jsonl; validates ids, targets and image-token counts."""
+    V = cfg["text"]["vocab_size"]
+    img_tok = cfg["image_token_index"]
+    per_image = R.num_image_tokens(cfg)
+    batches = []
+    with open(path) as f:
+        for lineno, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            where = f"{path}:{lineno}"
+            try:
+                b = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{where}: not JSON: {e}")
+            if not isinstance(b, dict) or not isinstance(b.get("samples"), list) or not b["samples"]:
+                raise InputError(f"{where}: expected {{\"step\": s, \"samples\": [...]}} with at least one sample")
+            step = b.get("step", len(batches))
+            samples = []
+            for j, s in enumerate(b["samples"]):
+                sw = f"{where}: sample {j} (id {s.get('id')!r})" if isinstance(s, dict) else f"{where}: sample {j}"
+                if not isinstance(s, dict):
+                    raise InputError(f"{sw}: not an object")
+                ids, tg = s.get("input_ids"), s.get("targets")
+                if not isinstance(ids, list) or not isinstance(tg, list) or not ids:
+                    raise InputError(f"{sw}: input_ids / targets must be non-empty lists")
+                if len(ids) != len(tg):
+                    raise InputError(f"{sw}: {len(ids)} input_ids but {len(tg)} targets")
+                if not all(isinstance(x, int) and 0 <= x < V for x in ids):
+                    raise InputError(f"{sw}: input_ids must be integers in [0, {V})")
+                if not all(isinstance(x, int) and (x == IGNORE_INDEX or 0 <= x < V) for x in tg):
+                    raise InputError(f"{sw}: targets must be -100 or integers in [0, {V})")
+                image = s.get("image")
+                images = [] if image is None else (list(image) if isinstance(image, list) else [image])
+                if not all(isinstance(p, str) for p in images):
+                    raise InputError(f"{sw}: image must be a path, a list of paths, or null")
+                n_img = sum(1 for x in ids if x == img_tok)
+                if n_img != per_image * len(images):
+                    raise InputError(f"{sw}: {n_img} image tokens, expected {per_image} x {len(images)} image(s)")
+                samples.append(dict(id=s.get("id"), images=images, input_ids=ids, targets=tg))
+            batches.append(dict(step=step, samples=samples))
+            if steps is not None and len(batches) >= steps:
+                break
+    if not batches:
+        raise InputError(f"{path}: no batches")
+    if steps is not None and len(batches) < steps:
+        raise InputError(f"{path}: {len(batches)} batches, --steps asks for {steps}")
+    return batches
+
+
+# --------------------------------------------------------------------------
+# learning-rate schedule (Hugging Face semantics)
+# --------------------------------------------------------------------------
+
+def warmup_steps(warmup_ratio, total_steps):
+    """TrainingArguments.get_warmup_steps: ceil(T * warmup_ratio)."""
+    return int(math.ceil(total_steps * warmup_ratio))
+
+
+def schedule_lambda(schedule, W, T):
+    """lambda(s) multiplying the peak lr for update s (0-based)."""
+    def f(s):
+        if s < W:
+            return float(s) / float(max(1, W))
+        if schedule == "constant":
+            return 1.0
+        if schedule == "linear":
+            return max(0.0, float(T - s) / float(max(1, T - W)))
+        if schedule == "cosine":
+            progress = float(s - W) / float(max(1, T - W))
+            return max(0.0, 0.5 * (1.0 + math.cos(math.pi * progress)))
+        raise ValueError(f"unknown schedule {schedule!r}")
+    return f
+
+
+# --------------------------------------------------------------------------
+# model under autograd
+# --------------------------------------------------------------------------
+
+class TensorWeights(R.Weights):
+    """llava_ref's weight accessor over live torch tensors (leaves with grads)."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    def has(self, name):
+        return name in self.tensors
+
+    def get(self, name, shape=None):
+        if name not in self.tensors:
+            raise KeyError(f"missing weight {name}")
+        t = self.tensors[name]
+        if shape is not None and tuple(t.shape) != tuple(shape):
+            raise ValueError(f"weight {name}: shape {tuple(t.shape)}, expected {tuple(shape)}")
+        return t
+
+    def opt(self, name, shape=None):
+        return self.get(name, shape) if name in self.tensors else None
+
+
+class PixelCache:
+    def __init__(self, cfg, dtype):
+        self.cfg, self.dtype, self.cache = cfg, dtype, {}
+
+    def __call__(self, path):
+        if path not in self.cache:
+            try:
+                pix = R.preprocess_image(path, self.cfg["vision"]["image_size"])
+            except (OSError, ValueError) as e:
+                raise InputError(f"image {path}: {e}")
+            self.cache[path] = torch.from_numpy(pix).to(self.dtype)
+        return self.cache[path]
+
+
+def sample_logits(cfg, W, sample, pixels_of):
+    """One sample's logits [S, V] with autograd (llava_ref's math)."""
+    t = cfg["text"]
+    V, D = t["vocab_size"], t["hidden_size"]
+    ids = torch.tensor(sample["input_ids"], dtype=torch.long)
+    table = W.get("language_model.model.embed_tokens.weight", (V, D))
+    embeds = table[ids]
+    if sample["images"]:
+        pixels = torch.stack([pixels_of(p) for p in sample["images"]])
+        feats = R.image_features(cfg, W, pixels).reshape(-1, D)
+        embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
+    return R.language_model(cfg, W, embeds)
+
+
+def sample_loss_sum(cfg, W, sample, pixels_of):
+    """(sum of cross-entropy over targets != -100, number of such targets)."""
+    tg = torch.tensor(sample["targets"], dtype=torch.long)
+    n = int((tg != IGNORE_INDEX).sum())
+    if n == 0:  # contributes nothing to the loss nor to any gradient
+        return None, 0
+    logits = sample_logits(cfg, W, sample, pixels_of)
+    return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
+
+
+def step_loss(cfg, W, batch, pixels_of, backward=True):
+    """The step's loss (sum CE / count); with backward=True accumulates grads
+    sample by sample (d(sum_i CE_i / N) = sum_i d(CE_i / N)).  Returns
+    (loss as a python float, count)."""
+    n_total = sum(sum(1 for x in s["targets"] if x != IGNORE_INDEX) for s in batch["samples"])
+    if n_total == 0:
+        raise InputError(f"step {batch['step']}: no target != -100 in any sample")
+    total = None
+    for s in batch["samples"]:
+        ce, _ = sample_loss_sum(cfg, W, s, pixels_of)
+        if ce is None:
+            continue
+        part = ce / n_total
+        if backward and part.requires_grad:
+            part.backward()
+        part = part.detach()
+        total = part if total is None else total + part
+    return float(total), n_total
+
+
+# --------------------------------------------------------------------------
+# training
+# --------------------------------------------------------------------------
+
+class Trainer:
+    def __init__(self, manifest, stage, init_arrays, lr=None, total_steps=1, max_grad_norm=1.0,
+                 dtype=torch.float32):
+        self.cfg = manifest["cfg"]
+        self.params = manifest["params"]
+        self.stage = stage
+        self.dtype = dtype
+        self.max_grad_norm = max_grad_norm
+        trainable_groups = set(stage["trainable"])
+        self.tensors = {}
+        self.trainable, self.frozen = [], []
+        for name, _, group in self.params:
+            t = torch.from_numpy(np.array(init_arrays[name], dtype=np.float32)).to(dtype)
+            if group in trainable_groups:
+                t.requires_grad_(True)
+                self.trainable.append(name)
+            else:
+                self.frozen.append(name)
+            self.tensors[name] = t
+        if not self.trainable:
+            raise InputError(f"stage {stage['name']!r}: no trainable parameter")
+        self.W = TensorWeights(self.tensors)
+        self.pixels = PixelCache(self.cfg, dtype)
+        decay = [self.tensors[n] for n in self.trainable if self.tensors[n].dim() >= 2]
+        no_decay = [self.tensors[n] for n in self.trainable if self.tensors[n].dim() < 2]
+        groups = []
+        if decay:
+            groups.append({"params": decay, "weight_decay": stage["weight_decay"]})
+        if no_decay:
+            groups.append({"params": no_decay, "weight_decay": 0.0})
+        self.peak_lr = stage["lr"] if lr is None else float(lr)
+        self.opt = torch.optim.AdamW(groups, lr=self.peak_lr, betas=BETAS, eps=ADAM_EPS, foreach=False)
+        self.W_steps = warmup_steps(stage["warmup_ratio"], total_steps)
+        self.T = total_steps
+        self.lam = schedule_lambda(stage["schedule"], self.W_steps, total_steps)
+        self.sched = torch.optim.lr_scheduler.LambdaLR(self.opt, lr_lambda=self.lam)
+
+    def compute_grads(self, batch):
+        """zero grads, loss, backward; afterwards every trainable parameter has a
+        grad (zeros where the graph did not reach it) and no frozen one has."""
+        for n in self.trainable:
+            self.tensors[n].grad = None
+        loss, count = step_loss(self.cfg, self.W, batch, self.pixels, backward=True)
+        for n in self.frozen:
+            assert self.tensors[n].grad is None, f"frozen parameter {n} received a gradient"
+        for n in self.trainable:
+            p = self.tensors[n]
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+        return loss, count
+
+    def grads(self):
+        return {n: self.tensors[n].grad.detach().clone() for n in self.trainable}
+
+    def clip(self):
+        ps = [self.tensors[n] for n in self.trainable]
+        if self.max_grad_norm > 0:
+            norm = torch.nn.utils.clip_grad_norm_(ps, self.max_grad_norm)
+        else:
+            norm = torch.norm(torch.stack([torch.norm(p.grad.detach(), 2.0) for p in ps]), 2.0)
+        return float(norm)
+
+    def step(self, batch):
+        """One optimizer step.  Returns (record, pre-clip grads or None)."""
+        loss, count = self.compute_grads(batch)
+        lr = float(self.opt.param_groups[0]["lr"])
+        grads = self.grads()
+        norm = self.clip()
+        self.opt.step()
+        self.sched.step()
+        rec = dict(step=batch["step"], loss=loss, lr=lr, grad_norm=norm, targets=count)
+        return rec, grads
+
+    def weights(self):
+        return {n: self.tensors[n].detach().to(torch.float32).numpy().copy() for n, _, _ in self.params}
+
+
+# --------------------------------------------------------------------------
+# comparisons
+# --------------------------------------------------------------------------
+
+def tensor_diff(a, b):
+    """(max_abs, max_rel, ok_finite); rel = |a-b| / max(|b|, 1e-2*max|b|)."""
+    a64 = np.asarray(a, dtype=np.float64).reshape(-1)
+    b64 = np.asarray(b, dtype=np.float64).reshape(-1)
+    finite = bool(np.all(np.isfinite(a64)) and np.all(np.isfinite(b64)))
+    if not finite or a64.size == 0:
+        return float("nan") if not finite else 0.0, float("nan") if not finite else 0.0, finite
+    diff = np.abs(a64 - b64)
+    floor = 1e-2 * float(np.max(np.abs(b64)))
+    rel = diff / np.maximum(np.abs(b64), max(floor, 1e-30))
+    return float(diff.max()), float(rel.max()), True
+
+
+def _read_other(path):
+    try:
+        return R.read_safetensors(path)
+    except (OSError, ValueError) as e:
+        raise InputError(f"{path}: {e}")
+
+
+def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exact=None):
+    """ours: {name: array} for the trainable parameters.  frozen_exact: for
+    weights, {name: initial array} that OTHER must hold bit-identically."""
+    other = _read_other(other_path)
+    ok = True
+    problems = []
+    frozen_set = set(frozen)
+    known = set(trainable) | frozen_set
+    rows = []
+    for n in trainable:
+        if n not in other:
+            problems.append(f"{n}: missing in {other_path}")
+            rows.append((n, float("nan"), float("nan"), "MISSING"))
+            continue
+        b = other[n]
+        if tuple(b.shape) != tuple(ours[n].shape):
+            problems.append(f"{n}: shape {list(b.shape)} in {other_path}, expected {list(ours[n].shape)}")
+            rows.append((n, float("nan"), float("nan"), "SHAPE"))
+            continue
+        mabs, mrel, finite = tensor_diff(ours[n], b)
+        if not finite:
+            status = "NAN"
+            problems.append(f"{n}: non-finite values (ours {int(np.sum(~np.isfinite(ours[n])))}, "
+                            f"other {int(np.sum(~np.isfinite(np.asarray(b, np.float64))))})")
+        elif mrel > rtol:
+            status = "FAIL"
+            problems.append(f"{n}: max rel {mrel:.3e} > {rtol:g}")
+        else:
+            status = "ok"
+        rows.append((n, mabs, mrel, status))
+    if frozen_exact is not None:
+        for n in frozen:
+            if n not in other:
+                problems.append(f"{n} (frozen): missing in {other_path}")
+                rows.append((n, float("nan"), float("nan"), "MISSING"))
+                continue
+            b = np.asarray(other[n])
+            a = frozen_exact[n]
+            same = tuple(b.shape) == tuple(a.shape) and np.array_equal(
+                np.asarray(b, np.float32).view(np.uint32), np.asarray(a, np.float32).view(np.uint32))
+            if not same:
+                problems.append(f"{n}: frozen parameter changed")
+                rows.append((n, float("nan"), float("nan"), "CHANGED"))
+    for n in other:
+        if n in known and (frozen_exact is not None or n not in frozen_set):
+            continue
+        if kind == "weights" and n.startswith("optimizer."):
+            continue
+        if n in frozen_set:
+            problems.append(f"{n}: {other_path} holds a gradient of a frozen parameter")
+        else:
+            problems.append(f"{n}: {other_path} holds a tensor that is not a "
+                            f"{'trainable ' if kind == 'grads' else ''}parameter")
+    width = max([len(r[0]) for r in rows] + [4])
+    print(f"== {kind}: ours vs {other_path} (rel = |ours-other| / max(|other|, 1e-2*max|other|), rtol {rtol:g})")
+    print(f"{'name':<{width}}  {'max_abs':>11}  {'max_rel':>11}  status")
+    for n, mabs, mrel, status in rows:
+        print(f"{n:<{width}}  {mabs:11.4e}  {mrel:11.4e}  {status}")
+    finite_rows = [r for r in rows if r[3] in ("ok", "FAIL")]
+    if finite_rows:
+        worst = max(finite_rows, key=lambda r: r[2])
+        print(f"worst {kind}: {worst[0]} max_rel={worst[2]:.4e} max_abs={worst[1]:.4e}")
+    if problems:
+        ok = False
+        for p in problems:
+            print(f"FAIL {kind}: {p}")
+    print(("PASS " if ok else "FAIL ") + f"{kind}: {len(rows)} tensors compared")
+    return ok
+
+
+def read_loss_log(path):
+    """mmrun --log JSONL (or a JSON list as --dump-losses writes) -> {step: record}."""
+    with open(path) as f:
+        text = f.read()
+    recs = []
+    stripped = text.lstrip()
+    if stripped.startswith("["):
+        recs = json.loads(text)
+    else:
+        for lineno, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                recs.append(json.loads(line))
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{lineno}: not JSON: {e}")
+    out = {}
+    for r in recs:
+        if isinstance(r, dict) and "step" in r and "loss" in r:
+            s = int(r["step"])
+            if s in out:
+                raise InputError(f"{path}: step {s} logged twice")
+            out[s] = r
+    if not out:
+        raise InputError(f"{path}: no line with \"step\" and \"loss\"")
+    return out
+
+
+def scalar_rel(a, b):
+    if not (math.isfinite(a) and math.isfinite(b)):
+        return float("nan")
+    d = abs(a - b)
+    return 0.0 if d == 0 else d / max(abs(b), 1e-30)
+
+
+def compare_losses(records, other_path, rtol):
+    other = read_loss_log(other_path)
+    ok = True
+    extra = sorted(set(other) - {r["step"] for r in records})
+    print(f"== losses: ours vs {other_path} (rel = |ours-other| / |other|, rtol {rtol:g})")
+    print(f"{'step':>5}  {'ours':>14}  {'other':>14}  {'rel':>10}  extra")
+    worst = (0.0, None)
+    for r in records:
+        o = other.get(r["step"])
+        if o is None:
+            print(f"{r['step']:>5}  {r['loss']:14.8f}  {'missing':>14}")
+            print(f"FAIL losses: step {r['step']} missing in {other_path}")
+            ok = False
+            continue
+        notes = []
+        rel = scalar_rel(r["loss"], float(o["loss"]))
+        bad = not (rel <= rtol)
+        for key in ("lr", "grad_norm"):
+            if key in o and o[key] is not None:
+                kr = scalar_rel(r[key], float(o[key]))
+                notes.append(f"{key} {float(o[key]):.6g} (ours {r[key]:.6g}, rel {kr:.1e})")
+                if not (kr <= rtol):
+                    bad = True
+                    print(f"FAIL losses: step {r['step']}: {key} ours {r[key]!r} other {o[key]!r} rel {kr:.3e}")
+        if rel == rel and rel > worst[0]:
+            worst = (rel, r["step"])
+        print(f"{r['step']:>5}  {r['loss']:14.8f}  {float(o['loss']):14.8f}  {rel:10.3e}  {'; '.join(notes)}")
+        if bad:
+            ok = False
+            if not (rel <= rtol):
+                print(f"FAIL losses: step {r['step']}: loss rel {rel:.3e} > {rtol:g}")
+    if extra:
+        print(f"note: {other_path} has {len(extra)} more step(s) than were run here (from {extra[0]}); not compared")
+    if worst[1] is not None:
+        print(f"worst loss: step {worst[1]} rel={worst[0]:.4e}")
+    print(("PASS " if ok else "FAIL ") + f"losses: {len(records)} steps compared")
+    return ok
+
+
+# --------------------------------------------------------------------------
+# CLI
+# --------------------------------------------------------------------------
+
+def run_training(manifest, stage, init, batches, total_steps, lr, max_grad_norm, dtype, log=print):
+    tr = Trainer(manifest, stage, init, lr=lr, total_steps=total_steps, max_grad_norm=max_grad_norm, dtype=dtype)
+    log(f"stage {stage['name']}: {len(tr.trainable)} trainable / {len(tr.frozen)} frozen tensors "
+        f"({sum(tr.tensors[n].numel() for n in tr.trainable)} trainable values); schedule {stage['schedule']} "
+        f"T={total_steps} W={tr.W_steps} peak lr {tr.peak_lr:g} wd {stage['weight_decay']:g} "
+        f"max_grad_norm {max_grad_norm:g} dtype {str(dtype).replace('torch.', '')}")
+    records, grads0 = [], None
+    for i, b in enumerate(batches):
+        rec, grads = tr.step(b)
+        if i == 0:
+            grads0 = grads
+        records.append(rec)
+        log(f"step {rec['step']:>4}  loss {rec['loss']:.8f}  lr {rec['lr']:.6e}  grad_norm {rec['grad_norm']:.6e}  "
+            f"targets {rec['targets']}  samples {len(b['samples'])}")
+    return tr, records, grads0
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--config", required=True, help="mmc inspect --json output")
+    ap.add_argument("--weights", required=True, help="initial weights (safetensors)")
+    ap.add_argument("--batches", required=True, help="mmrun --dump-batches JSONL")
+    ap.add_argument("--stage", required=True)
+    ap.add_argument("--steps", type=int)
+    ap.add_argument("--total-steps", type=int)
+    ap.add_argument("--lr", type=float)
+    ap.add_argument("--max-grad-norm", type=float, default=1.0)
+    ap.add_argument("--dtype", choices=["float32", "float64"], default="float32")
+    ap.add_argument("--dump-grads")
+    ap.add_argument("--dump-losses")
+    ap.add_argument("--dump-weights")
+    ap.add_argument("--compare-grads")
+    ap.add_argument("--compare-losses")
+    ap.add_argument("--compare-weights")
+    ap.add_argument("--rtol", type=float, default=1e-4, help="default tolerance of every comparison")
+    ap.add_argument("--grads-rtol", type=float)
+    ap.add_argument("--losses-rtol", type=float)
+    ap.add_argument("--weights-rtol", type=float)
+    args = ap.parse_args(argv)
+
+    threads = os.environ.get("MMC_REF_THREADS")
+    if threads:
+        torch.set_num_threads(int(threads))
+    torch.manual_seed(0)
+    torch.use_deterministic_algorithms(True)
+    dtype = torch.float64 if args.dtype == "float64" else torch.float32
+
+    try:
+        if args.steps is not None and args.steps < 1:
+            raise InputError("--steps must be >= 1")
+        manifest = load_manifest(args.config)
+        stage = stage_settings(manifest, args.stage)
+        init = load_initial_weights(args.weights, manifest["params"])
+        batches = load_batches(args.batches, manifest["cfg"], args.steps)
+        N = len(batches)
+        T = args.total_steps if args.total_steps is not None else N
+        if T < N:
+            raise InputError(f"--total-steps {T} is less than the {N} steps run")
+        tr, records, grads0 = run_training(manifest, stage, init, batches, T, args.lr, args.max_grad_norm, dtype)
+    except (InputError, KeyError, OSError) as e:
+        print(f"llava_train_ref: error: {e}", file=sys.stderr)
+        return 2
+
+    bad = [r for r in records if not (math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]))]
+    final = tr.weights()
+    g32 = {n: grads0[n].to(torch.float32).numpy() for n in tr.trainable}
+    meta = {"format": "pt", "stage": stage["name"], "producer": "llava_train_ref.py"}
+    if args.dump_grads:
+        M.write_safetensors(args.dump_grads, g32, "F32", dict(meta, content="step-0 gradients before clipping"))
+    if args.dump_losses:
+        with open(args.dump_losses, "w") as f:
+            json.dump([{k: r[k] for k in ("step", "loss", "lr", "grad_norm")} for r in records], f, indent=1)
+    if args.dump_weights:
+        M.write_safetensors(args.dump_weights, final, "F32", dict(meta, content=f"weights after {len(records)} steps"))
+    if bad:
+        print(f"llava_train_ref: error: non-finite loss or gradient norm at step {bad[0]['step']}", file=sys.stderr)
+        return 1
+
+    ok = True
+    try:
+        if args.compare_grads:
+            ok &= compare_tensors("grads", g32, args.compare_grads, tr.trainable, tr.frozen,
+                                  args.grads_rtol if args.grads_rtol is not None else args.rtol)
+        if args.compare_losses:
+            ok &= compare_losses(records, args.compare_losses,
+                                 args.losses_rtol if args.losses_rtol is not None else args.rtol)
+        if args.compare_weights:
+            ok &= compare_tensors("weights", {n: final[n] for n in tr.trainable}, args.compare_weights,
+                                  tr.trainable, tr.frozen,
+                                  args.weights_rtol if args.weights_rtol is not None else args.rtol,
+                                  frozen_exact=init)
+    except (InputError, OSError) as e:
+        print(f"llava_train_ref: error: {e}", file=sys.stderr)
+        return 2
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
