@@ -466,7 +466,10 @@ int runTraining(const TrainOptions &o) {
     throw Error("--stop-at " + std::to_string(*o.stopAt) + " is not after the checkpoint's step " +
                 std::to_string(start));
 
-  if (!o.quiet)
+  if (!o.quiet && start >= end)
+    std::fprintf(stderr, "mmrun: %s already holds all %lld steps of %s; nothing to train\n", o.resume.c_str(),
+                 (long long)total, stage.name.c_str());
+  else if (!o.quiet)
     std::fprintf(stderr,
                  "mmrun: training %s of %s: %zu tensors (%lld parameters) trainable; %zu records (%s); steps "
                  "%lld..%lld of %lld, %lld samples each (batch %lld x grad-accum %lld); lr %g %s, %lld warm-up "

@@ -3,6 +3,7 @@
 //   mmrun MODEL.so --forward [--weights W.safetensors | --seed S] [--image IMG]
 //                  (--prompt TEXT | --tokens ID,ID,...) [--dump-logits FILE] [--top K]
 //   mmrun MODEL.so --save-init W.safetensors [--seed S]
+//   mmrun MODEL.so --train STAGE --data FILE.json [--image-dir DIR] ...   (mm/Trainer.h)
 //
 //===----------------------------------------------------------------------===//
 #include "mm/Error.h"
@@ -10,6 +11,7 @@
 #include "mm/Model.h"
 #include "mm/Parameters.h"
 #include "mm/Tokenizer.h"
+#include "mm/Trainer.h"
 
 #include <algorithm>
 #include <cmath>
@@ -22,12 +24,12 @@
 
 namespace {
 
-const char *kUsage =
+const char *kForwardUsage =
     "usage: mmrun MODEL.so --forward [--weights W.safetensors | --seed S] [--image IMG]\n"
     "                      (--prompt TEXT | --tokens ID,ID,...) [--dump-logits FILE] [--top K]\n"
     "       mmrun MODEL.so --save-init W.safetensors [--seed S]\n"
-    "       mmrun MODEL.so --info\n"
-    "\n"
+    "       mmrun MODEL.so --info\n";
+const char *kForwardOptions =
     "  --forward         run the forward pass and print the top-K next tokens of the last position\n"
     "  --weights FILE    load parameters from safetensors (Hugging Face names); default: seeded init\n"
     "  --seed S          seed of the initialisation (default 0)\n"
@@ -36,6 +38,7 @@ const char *kUsage =
     "  --tokens IDS      token ids; the image token id expands to the image's feature positions\n"
     "  --dump-logits F   write all logits as raw little-endian f32 [positions x vocabulary]\n"
     "  --save-init FILE  write the seeded initial weights\n";
+const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + "\n" + kForwardOptions;
 
 struct Options {
   std::string model, mode, weights, saveInit, prompt, tokens, dumpLogits;
@@ -68,8 +71,8 @@ Options parse(int argc, char **argv) {
     else if (o.model.empty()) o.model = f;
     else throw mm::Error("more than one model file ('" + o.model + "', '" + f + "')");
   }
-  if (o.model.empty()) throw mm::Error(std::string("no model library given\n") + kUsage);
-  if (o.mode.empty()) throw mm::Error(std::string("nothing to do: give --forward, --save-init or --info\n") + kUsage);
+  if (o.model.empty()) throw mm::Error("no model library given\n" + kUsage);
+  if (o.mode.empty()) throw mm::Error("nothing to do: give --forward, --train, --save-init or --info\n" + kUsage);
   return o;
 }
 
@@ -167,6 +170,10 @@ int runSaveInit(const Options &o) {
 
 int main(int argc, char **argv) {
   try {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    bool help = std::count(args.begin(), args.end(), "-h") + std::count(args.begin(), args.end(), "--help");
+    if (!help && std::count(args.begin(), args.end(), "--train"))
+      return mm::runTraining(mm::parseTrainOptions(args));
     Options o = parse(argc, argv);
     if (o.mode == "forward") return runForward(o);
     if (o.mode == "save-init") return runSaveInit(o);

@@ -111,6 +111,16 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
          << ", warmup " << o->getNumber("warmup_ratio").value_or(0) << "), weight decay "
          << o->getNumber("weight_decay").value_or(0) << ", batch " << o->getInteger("batch").value_or(0)
          << ", epochs " << o->getInteger("epochs").value_or(0) << "\n";
+      if (auto flops = o->getInteger("flops_per_sample")) {
+        os << "    training step (" << o->getString("train_entry").value_or("") << "): "
+           << llvm::format("%.3f", *flops / 1e9) << " GFLOP per sample";
+        if (auto *b = o->getObject("bytes"))
+          os << "; bytes: parameters " << withCommas(b->getInteger("parameters").value_or(0)) << ", gradients "
+             << withCommas(b->getInteger("gradients").value_or(0)) << ", optimizer state "
+             << withCommas(b->getInteger("optimizer_state").value_or(0)) << ", activations "
+             << withCommas(b->getInteger("activations").value_or(0));
+        os << "\n";
+      }
     }
 
   os << "\nentry points:\n";
@@ -119,6 +129,12 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
       auto *o = e.getAsObject();
       auto list = [](const json::Array *a) {
         std::string s;
+        if (a && a->size() > 6) {
+          // Training steps return one gradient per trainable parameter.
+          auto *first = (*a)[0].getAsObject();
+          return first->getString("name").value_or("").str() + ": " + first->getString("dtype").value_or("").str() +
+                 shapeStr(first->get("shape")) + ", ... " + std::to_string(a->size() - 1) + " more";
+        }
         if (a)
           for (auto &t : *a) {
             auto *to = t.getAsObject();
@@ -131,6 +147,8 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
          << list(o->getArray("results")) << ")";
       if (auto ws = o->getInteger("workspace_bytes"))
         os << ", workspace " << withCommas(*ws) << " bytes";
+      if (auto flops = o->getInteger("flops"))
+        os << ", " << llvm::format("%.3f", *flops / 1e9) << " GFLOP";
       os << "\n";
     }
   int64_t total = m.getInteger("total_parameters").value_or(0);

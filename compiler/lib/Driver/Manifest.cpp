@@ -5,6 +5,7 @@
 
 #include "mlir/IR/BuiltinAttributes.h"
 #include "llvm/ADT/StringSet.h"
+#include "llvm/ADT/TypeSwitch.h"
 
 using namespace mlir;
 namespace json = llvm::json;
@@ -56,6 +57,53 @@ json::Array tensorList(ArrayRef<Type> types, ArrayAttr attrs, StringRef prefix) 
                                {"dtype", dtypeOf(t)}});
   }
   return out;
+}
+
+int64_t numel(Value v) { return cast<RankedTensorType>(v.getType()).getNumElements(); }
+
+/// Floating-point operations of one op: matmul-like work exactly (2 per
+/// multiply-add), elementwise and normalisation work at a few per element.
+template <typename AttnOp>
+int64_t attentionFlops(AttnOp op, int64_t perPair) {
+  auto q = cast<RankedTensorType>(op.getQuery().getType());
+  int64_t skv = cast<RankedTensorType>(op.getKey().getType()).getDimSize(1);
+  int64_t dh = q.getDimSize(2) / op.getNumHeads();
+  return perPair * q.getDimSize(0) * (int64_t)op.getNumHeads() * q.getDimSize(1) * skv * dh;
+}
+
+int64_t opFlops(Operation *op) {
+  return llvm::TypeSwitch<Operation *, int64_t>(op)
+      .Case([](LinearOp o) { return 2 * numel(o.getResult()) * cast<RankedTensorType>(o.getWeight().getType()).getDimSize(1); })
+      .Case([](LinearGradInputOp o) { return 2 * numel(o.getResult()) * cast<RankedTensorType>(o.getWeight().getType()).getDimSize(0); })
+      .Case([](LinearGradWeightOp o) {
+        auto w = cast<RankedTensorType>(o.getResult().getType());
+        return 2 * numel(o.getInput()) / w.getDimSize(1) * w.getNumElements();
+      })
+      .Case([](PatchEmbedOp o) { return 2 * numel(o.getResult()) * numel(o.getWeight()) / cast<RankedTensorType>(o.getWeight().getType()).getDimSize(0); })
+      .Case([](PatchEmbedGradWeightOp o) { return 2 * numel(o.getPixels()) * cast<RankedTensorType>(o.getResult().getType()).getDimSize(0); })
+      .Case([](AttentionOp o) { return attentionFlops(o, 4); })
+      .Case([](AttentionStatsOp o) { return attentionFlops(o, 2); })
+      .Case([](AttentionGradQueryOp o) { return attentionFlops(o, 6); })
+      .Case([](AttentionGradKeyOp o) { return attentionFlops(o, 6); })
+      .Case([](AttentionGradValueOp o) { return attentionFlops(o, 4); })
+      .Case<LayerNormOp, RMSNormOp, LayerNormGradInputOp, RMSNormGradInputOp>(
+          [](Operation *o) { return 5 * numel(o->getResult(0)); })
+      .Case<CrossEntropyOp, CrossEntropyGradOp>([](Operation *o) { return 3 * numel(o->getOperand(0)); })
+      .Case<WeightOp, ReturnOp, EmbeddingOp, ConstantOp, SliceOp, ConcatOp, BroadcastOp, PadOp>(
+          [](Operation *) { return int64_t(0); })
+      .Default([](Operation *o) {
+        int64_t n = 0;
+        for (Value v : o->getOperands()) n = std::max(n, numel(v));
+        return n;
+      });
+}
+
+int64_t entryFlops(EntryOp e) {
+  int64_t total = 0;
+  e.walk([&](Operation *op) {
+    if (op != e.getOperation()) total += opFlops(op);
+  });
+  return total;
 }
 
 } // namespace
@@ -112,8 +160,23 @@ json::Object buildManifest(ModelOp model, StringRef target) {
         {"epochs", s.getEpochs()}, {"loss_entry", s.getLoss().str()},
         {"trainable_parameters", std::move(trainableParams)}});
     std::string train = ("train_" + s.getSymName()).str();
-    if (SymbolTable::lookupSymbolIn(model, train))
-      (*stages.back().getAsObject())["train_entry"] = train;
+    if (auto step = dyn_cast_or_null<EntryOp>(SymbolTable::lookupSymbolIn(model, train))) {
+      json::Object &so = *stages.back().getAsObject();
+      so["train_entry"] = train;
+      // What one training step costs (one sample of the compiled shape).
+      int64_t paramBytes = 0, trainBytes = 0;
+      for (const ParameterInfo &p : params) {
+        int64_t bytes = p.type.getNumElements() * (p.type.getElementType().isF64() ? 8 : 4);
+        paramBytes += bytes;
+        if (groups.contains(p.group)) trainBytes += bytes;
+      }
+      so["flops_per_sample"] = entryFlops(step);
+      json::Object bytes{{"parameters", paramBytes}, {"gradients", trainBytes},
+                         {"optimizer_state", 2 * trainBytes}};
+      if (auto ws = step->getAttrOfType<IntegerAttr>(kWorkspaceAttr))
+        bytes["activations"] = ws.getInt();
+      so["bytes"] = std::move(bytes);
+    }
   }
   m["stages"] = std::move(stages);
 
@@ -124,6 +187,7 @@ json::Object buildManifest(ModelOp model, StringRef target) {
                     {"results", tensorList(e.getResultTypes(), e.getResAttrsAttr(), "result")}};
     if (auto ws = e->getAttrOfType<IntegerAttr>(kWorkspaceAttr))
       eo["workspace_bytes"] = ws.getInt();
+    eo["flops"] = entryFlops(e);
     entries.push_back(std::move(eo));
   }
   m["entries"] = std::move(entries);

@@ -6,6 +6,7 @@
 // COM: addressed from the entry's tables; the result is copied out at the end.
 // CHECK: // mm.linear: x[2,8] w[4,8] b[4] -> y[2,4]
 // CHECK-NEXT: static void k0_linear(const float * __restrict x, const float * __restrict w, const float * __restrict b, float * __restrict y) {
+// CHECK-NEXT:   typedef float T;
 // CHECK-NEXT:   for (int64_t i = 0; i < 8; ++i) {
 // CHECK:          for (int64_t k = 0; k < 8; ++k) acc += xr[k] * wr[k];
 // CHECK:          y[i] = acc + b[n];

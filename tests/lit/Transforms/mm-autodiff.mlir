@@ -1,0 +1,67 @@
+// RUN: mmc-opt %s -split-input-file -pass-pipeline='builtin.module(mm.model(mm-autodiff))' | FileCheck %s
+
+// COM: A frozen tower feeds a trainable adapter feeding a frozen head: the tower
+// COM: gets no backward at all, the head only an activation gradient (no
+// COM: weight-gradient matmul for its frozen weight), the adapter its weight
+// COM: gradient. Results: the loss, then one gradient per trainable parameter.
+// CHECK-LABEL: mm.model @adapter
+// CHECK: mm.entry @train_s(%[[X:.*]]: tensor<2x4xf32>, %[[T:.*]]: tensor<2xi32>) -> (tensor<f32> {mm.name = "loss"}, tensor<4x4xf32> {mm.name = "grad:adapter.w"})
+// CHECK-SAME: mm.stage = "s"
+// CHECK: %[[TW:.*]] = mm.weight @tower.w
+// CHECK: %[[F:.*]] = mm.linear %[[X]], %[[TW]]
+// CHECK: %[[AW:.*]] = mm.weight @adapter.w
+// CHECK: %[[A:.*]] = mm.linear %[[F]], %[[AW]]
+// CHECK: %[[HW:.*]] = mm.weight @head.w
+// CHECK: %[[L:.*]] = mm.linear %[[A]], %[[HW]]
+// CHECK: %[[LOSS:.*]] = mm.cross_entropy %[[L]], %[[T]]
+// CHECK: %[[ONE:.*]] = mm.constant {value = 1.000000e+00 : f64} : tensor<f32>
+// CHECK: %[[DL:.*]] = mm.cross_entropy_grad %[[L]], %[[T]], %[[ONE]]
+// CHECK-NEXT: %[[DA:.*]] = mm.linear_grad_input %[[DL]], %[[HW]]
+// CHECK-NEXT: %[[DW:.*]] = mm.linear_grad_weight %[[DA]], %[[F]]
+// CHECK-NEXT: mm.return %[[LOSS]], %[[DW]]
+// CHECK-NOT: linear_grad
+mm.model @adapter {
+  mm.group @tower
+  mm.group @adapter
+  mm.group @head
+  mm.param @"tower.w" : tensor<4x4xf32> group @tower init #mm.init<normal, 0.02>
+  mm.param @"adapter.w" : tensor<4x4xf32> group @adapter init #mm.init<normal, 0.02>
+  mm.param @"head.w" : tensor<8x4xf32> group @head init #mm.init<normal, 0.02>
+  mm.stage @s trainable [@adapter] loss @loss data "caption"
+  mm.entry @loss(%x: tensor<2x4xf32>, %t: tensor<2xi32>) -> tensor<f32> {
+    %tw = mm.weight @"tower.w" : tensor<4x4xf32>
+    %f = mm.linear %x, %tw : (tensor<2x4xf32>, tensor<4x4xf32>) -> tensor<2x4xf32>
+    %aw = mm.weight @"adapter.w" : tensor<4x4xf32>
+    %a = mm.linear %f, %aw : (tensor<2x4xf32>, tensor<4x4xf32>) -> tensor<2x4xf32>
+    %hw = mm.weight @"head.w" : tensor<8x4xf32>
+    %l = mm.linear %a, %hw : (tensor<2x4xf32>, tensor<8x4xf32>) -> tensor<2x8xf32>
+    %loss = mm.cross_entropy %l, %t : (tensor<2x8xf32>, tensor<2xi32>) -> tensor<f32>
+    mm.return %loss : tensor<f32>
+  }
+}
+
+// -----
+
+// COM: A parameter read twice gets the sum of both reads' gradients; a
+// COM: trainable parameter the loss never reaches gets zeros.
+// CHECK-LABEL: mm.model @reuse
+// CHECK: mm.entry @train_s
+// CHECK: mm.fill
+// CHECK: %[[G1:.*]] = mm.mul
+// CHECK: %[[G2:.*]] = mm.mul
+// CHECK: %[[SUM:.*]] = mm.add %[[G1]], %[[G2]]
+// CHECK: %[[Z:.*]] = mm.constant {value = 0.000000e+00 : f64} : tensor<3xf32>
+// CHECK: mm.return %{{.*}}, %[[SUM]], %[[Z]]
+mm.model @reuse {
+  mm.group @g
+  mm.param @"a" : tensor<3xf32> group @g init #mm.init<ones>
+  mm.param @"unused" : tensor<3xf32> group @g init #mm.init<ones>
+  mm.stage @s trainable [@g] loss @loss data "none"
+  mm.entry @loss() -> tensor<f32> {
+    %a = mm.weight @"a" : tensor<3xf32>
+    %b = mm.weight @"a" : tensor<3xf32>
+    %s = mm.mul %a, %b : tensor<3xf32>
+    %l = mm.reduce_sum %s : (tensor<3xf32>) -> tensor<f32>
+    mm.return %l : tensor<f32>
+  }
+}
