@@ -377,29 +377,37 @@ Kernel constant(ConstantOp op) {
                     "y[i] = " + flt(op.getValue().convertToDouble()) + ";\n");
 }
 
-/// linear_grad_input: dy[M,N], w[N,K] -> dx[M,K].
+/// linear_grad_input: dy[M,N], w[N,K] -> dx[M,K]; one row m per work item,
+/// accumulated over n along contiguous rows of w.
 Kernel linearGradInput(LinearGradInputOp op) {
   auto w = typeOf(op.getWeight());
   int64_t n = w.getDimSize(0), k = w.getDimSize(1);
-  std::string body = subst(R"(const int64_t m = i / $K, k = i % $K;
-const T *dyr = dy + m * $N;
-T acc = 0;
-for (int64_t n = 0; n < $N; ++n) acc += dyr[n] * w[n * $K + k];
-y[i] = acc;
+  std::string body = subst(R"(const T *dyr = dy + i * $N;
+T *out = y + i * $K;
+for (int64_t k = 0; k < $K; ++k) out[k] = 0;
+for (int64_t n = 0; n < $N; ++n) {
+  const T g = dyr[n];
+  const T *wr = w + n * $K;
+  for (int64_t k = 0; k < $K; ++k) out[k] += g * wr[k];
+}
 )", {{"N", num(n)}, {"K", num(k)}});
-  return makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements(), body);
+  return makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements() / k, body);
 }
 
-/// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows.
+/// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows;
+/// one row n of dW per work item, accumulated along contiguous rows of x.
 Kernel linearGradWeight(LinearGradWeightOp op) {
   auto w = typeOf(op.getResult());
   int64_t n = w.getDimSize(0), k = w.getDimSize(1), m = typeOf(op.getInput()).getNumElements() / k;
-  std::string body = subst(R"(const int64_t n = i / $K, k = i % $K;
-T acc = 0;
-for (int64_t m = 0; m < $M; ++m) acc += dy[m * $N + n] * x[m * $K + k];
-y[i] = acc;
+  std::string body = subst(R"(T *out = y + i * $K;
+for (int64_t k = 0; k < $K; ++k) out[k] = 0;
+for (int64_t m = 0; m < $M; ++m) {
+  const T g = dy[m * $N + i];
+  const T *xr = x + m * $K;
+  for (int64_t k = 0; k < $K; ++k) out[k] += g * xr[k];
+}
 )", {{"N", num(n)}, {"K", num(k)}, {"M", num(m)}});
-  return makeKernel(op, {"dy", "x"}, n * k, body);
+  return makeKernel(op, {"dy", "x"}, n, body);
 }
 
 /// reduce_to: x[I...] -> y[O...], summing the broadcast dimensions.

@@ -1,0 +1,306 @@
+//===- DataTest.cpp - tests for mm/Data.h ---------------------------------===//
+//
+// Chat templates and label masks on hand-written records, checked id by id
+// with the byte-level tokenizer (byte b -> id 5 + b; <s> 1, </s> 2,
+// <pad> 3, <image> 4), truncation, padding, and every load error.
+//
+//===----------------------------------------------------------------------===//
+#include "mm/Data.h"
+#include "mm/Error.h"
+#include "mm/Llava.h"
+
+#include "TrainTestUtil.h"
+
+#include <gtest/gtest.h>
+
+#include <cstring>
+#include <sstream>
+
+using namespace mmtest;
+
+namespace {
+
+const int32_t IMG = 4, BOS = 1, EOS = 2, PAD = 3, IGN = -100;
+
+mm::SampleFormat format(int64_t maxSequence = 400, int64_t imagePositions = 4) {
+  mm::SampleFormat f;
+  f.shape.imageSize = 16;
+  f.shape.imagePositions = imagePositions;
+  f.shape.maxSequence = maxSequence;
+  f.shape.vocab = 272;
+  f.shape.imageToken = IMG;
+  f.shape.padToken = PAD;
+  f.bos = BOS;
+  return f;
+}
+
+const mm::Tokenizer &tokenizer() {
+  static mm::Tokenizer t = mm::Tokenizer::fromFile(byteTokenizerPath());
+  return t;
+}
+
+mm::ConversationRecord parseOne(const std::string &json) {
+  return mm::parseConversations("[" + json + "]", "data.json").at(0);
+}
+
+/// targets[t] = ids[t + 1] where position t + 1 is the assistant's.
+std::vector<int32_t> expectedTargets(const std::vector<int32_t> &ids, const std::vector<bool> &assistant) {
+  std::vector<int32_t> t(ids.size(), IGN);
+  for (size_t i = 0; i + 1 < ids.size(); ++i)
+    if (assistant[i + 1]) t[i] = ids[i + 1];
+  return t;
+}
+
+struct Builder {
+  std::vector<int32_t> ids;
+  std::vector<bool> assistant;
+  Builder &add(const std::vector<int32_t> &piece, bool a) {
+    append(ids, piece);
+    assistant.insert(assistant.end(), piece.size(), a);
+    return *this;
+  }
+};
+
+std::string errorOf(const std::function<void()> &f) {
+  try {
+    f();
+  } catch (const mm::Error &e) {
+    return e.what();
+  }
+  return "(no error)";
+}
+
+} // namespace
+
+TEST(Data, PlainTemplateIdsAndTargets) {
+  mm::ConversationRecord r = parseOne(R"({"id": "c1", "image": "x.png", "conversations": [
+      {"from": "human", "value": "<image>\nignored for captions"}, {"from": "gpt", "value": "a cat"}]})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), format(), "/imgs");
+  Builder b;
+  b.add({BOS}, false).add({IMG, IMG, IMG, IMG}, false).add(bytes("a cat"), true).add(bytes("\n"), true);
+  EXPECT_EQ(s.inputIds, b.ids);
+  EXPECT_EQ(s.targets, expectedTargets(b.ids, b.assistant));
+  // Spelled out: the last image position predicts 'a', "\n" predicts nothing.
+  std::vector<int32_t> t = {IGN, IGN, IGN, IGN, 5 + 'a', 5 + ' ', 5 + 'c', 5 + 'a', 5 + 't', 5 + '\n', IGN};
+  EXPECT_EQ(s.targets, t);
+  EXPECT_EQ(s.targetCount(), 6);
+  EXPECT_EQ(s.id, "c1");
+  EXPECT_EQ(*s.imagePath, "/imgs/x.png");
+  EXPECT_FALSE(s.truncated());
+}
+
+TEST(Data, VicunaOneTurnWithImage) {
+  mm::ConversationRecord r = parseOne(R"({"id": 7, "image": "a/b.jpg", "conversations": [
+      {"from": "human", "value": "<image>\nHi?"}, {"from": "gpt", "value": "Yo."}]})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::VicunaV1, tokenizer(), format(), "imgs/");
+  Builder b;
+  b.add({BOS}, false)
+      .add(bytes(std::string(mm::kVicunaSystem) + " USER: "), false)
+      .add({IMG, IMG, IMG, IMG}, false)
+      .add(bytes("\nHi? ASSISTANT:"), false)
+      .add(bytes(" Yo."), true)
+      .add({EOS}, true);
+  EXPECT_EQ(s.inputIds, b.ids);
+  EXPECT_EQ(s.targets, expectedTargets(b.ids, b.assistant));
+  EXPECT_EQ(s.targetCount(), 5); // " Yo." and </s>
+  EXPECT_EQ(s.id, "7");
+  EXPECT_EQ(*s.imagePath, "imgs/a/b.jpg");
+  // The system prompt is LLaVA's vicuna_v1 one.
+  EXPECT_EQ(std::string(mm::kVicunaSystem),
+            "A chat between a curious human and an artificial intelligence assistant. The assistant gives "
+            "helpful, detailed, and polite answers to the human's questions.");
+}
+
+TEST(Data, VicunaTwoTurnsTextOnlyMasksEveryHumanTurn) {
+  mm::ConversationRecord r = parseOne(R"({"id": "t", "conversations": [
+      {"from": "human", "value": "A"}, {"from": "gpt", "value": "B"},
+      {"from": "human", "value": "C"}, {"from": "gpt", "value": "D"}]})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::VicunaV1, tokenizer(), format(), "");
+  Builder b;
+  b.add({BOS}, false)
+      .add(bytes(std::string(mm::kVicunaSystem) + " USER: A ASSISTANT:"), false)
+      .add(bytes(" B"), true)
+      .add({EOS}, true)
+      .add(bytes("USER: C ASSISTANT:"), false)
+      .add(bytes(" D"), true)
+      .add({EOS}, true);
+  EXPECT_EQ(s.inputIds, b.ids);
+  EXPECT_EQ(s.targets, expectedTargets(b.ids, b.assistant));
+  EXPECT_EQ(s.targetCount(), 6);
+  EXPECT_FALSE(s.imagePath);
+  // The </s> of turn 1 predicts nothing ("USER" is not the assistant's).
+  size_t firstEos = std::find(s.inputIds.begin(), s.inputIds.end(), EOS) - s.inputIds.begin();
+  EXPECT_EQ(s.targets[firstEos], IGN);
+  EXPECT_EQ(s.targets[firstEos - 1], EOS);
+}
+
+TEST(Data, ImageMarkerInTheMiddleOfALaterTurn) {
+  mm::ConversationRecord r = parseOne(R"({"id": "m", "image": "i.png", "conversations": [
+      {"from": "human", "value": "Hello"}, {"from": "gpt", "value": "Hi"},
+      {"from": "human", "value": "Look: <image> ok?"}, {"from": "gpt", "value": "Nice"}]})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::VicunaV1, tokenizer(), format(), "d");
+  Builder b;
+  b.add({BOS}, false)
+      .add(bytes(std::string(mm::kVicunaSystem) + " USER: Hello ASSISTANT:"), false)
+      .add(bytes(" Hi"), true)
+      .add({EOS}, true)
+      .add(bytes("USER: Look: "), false)
+      .add({IMG, IMG, IMG, IMG}, false)
+      .add(bytes(" ok? ASSISTANT:"), false)
+      .add(bytes(" Nice"), true)
+      .add({EOS}, true);
+  EXPECT_EQ(s.inputIds, b.ids);
+  EXPECT_EQ(s.targets, expectedTargets(b.ids, b.assistant));
+}
+
+TEST(Data, TruncationWarnsOnceAndMasksTheLastPosition) {
+  mm::ConversationRecord r = parseOne(R"({"id": "long1", "image": "x.png", "conversations": [
+      {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "abcdefghijklmnopqrstuvwxyz"}]})");
+  std::ostringstream warn;
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), format(12), "", &warn);
+  ASSERT_EQ(s.inputIds.size(), 12u);
+  EXPECT_EQ(s.fullLength, 1 + 4 + 26 + 1);
+  EXPECT_TRUE(s.truncated());
+  std::vector<int32_t> ids = {BOS, IMG, IMG, IMG, IMG};
+  append(ids, bytes("abcdefg"));
+  EXPECT_EQ(s.inputIds, ids);
+  std::vector<int32_t> t = {IGN, IGN, IGN, IGN};
+  append(t, bytes("abcdefg"));
+  t.push_back(IGN); // the cut-off 'h' is not predicted
+  EXPECT_EQ(s.targets, t);
+  EXPECT_NE(warn.str().find("data.json: record 0 (id 'long1')"), std::string::npos) << warn.str();
+  EXPECT_NE(warn.str().find("truncated to the compiled length 12"), std::string::npos) << warn.str();
+  // Without a warnings stream nothing is written (the trainer warns once per sample).
+  mm::TrainingSample again = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), format(12), "", nullptr);
+  EXPECT_EQ(again.inputIds, s.inputIds);
+}
+
+TEST(Data, TruncationIntoTheImageIsAnError) {
+  mm::ConversationRecord r = parseOne(R"({"id": "img", "image": "x.png", "conversations": [
+      {"from": "human", "value": "Some words first <image>"}, {"from": "gpt", "value": "x"}]})");
+  std::string e = errorOf(
+      [&] { mm::buildSample(r, mm::ChatTemplate::VicunaV1, tokenizer(), format(200, 64), ""); });
+  EXPECT_NE(e.find("data.json: record 0 (id 'img')"), std::string::npos) << e;
+  EXPECT_NE(e.find("cut into the image positions"), std::string::npos) << e;
+}
+
+TEST(Data, TrainArgsPadAndCarryTheImage) {
+  TempDir dir("data_args");
+  writePng(dir / "p.png", 20, 18);
+  mm::ConversationRecord r = parseOne(R"({"id": "p", "image": "p.png", "conversations": [
+      {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "ok"}]})");
+  mm::SampleFormat f = format(16);
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), f, dir.path());
+  mm::EntrySpec e;
+  e.name = "train_stage1";
+  e.args = {{"pixel_values", {1, 3, 16, 16}, mm::ElemType::F32},
+            {"input_ids", {1, 16}, mm::ElemType::I32},
+            {"targets", {1, 16}, mm::ElemType::I32},
+            {"length", {}, mm::ElemType::I32}};
+  std::vector<mm::HostTensor> a = mm::trainArgs(e, s, f);
+  ASSERT_EQ(a.size(), 4u);
+  std::vector<float> pixels = mm::llavaPixelValues(f.shape, dir / "p.png");
+  ASSERT_EQ(a[0].bytes.size(), pixels.size() * 4);
+  EXPECT_EQ(std::memcmp(a[0].bytes.data(), pixels.data(), a[0].bytes.size()), 0);
+  const int32_t *ids = a[1].as<int32_t>(), *tg = a[2].as<int32_t>();
+  ASSERT_EQ(s.inputIds.size(), 8u); // BOS, 4 image, 'o', 'k', '\n'
+  for (int i = 0; i < 16; ++i) {
+    EXPECT_EQ(ids[i], i < 8 ? s.inputIds[i] : PAD) << i;
+    EXPECT_EQ(tg[i], i < 8 ? s.targets[i] : IGN) << i;
+  }
+  EXPECT_EQ(*a[3].as<int32_t>(), 8);
+
+  // A missing image names the data file, the record and the image.
+  mm::TrainingSample missing = s;
+  missing.imagePath = dir / "nope.png";
+  std::string err = errorOf([&] { mm::trainArgs(e, missing, f); });
+  EXPECT_NE(err.find("data.json: record 0 (id 'p')"), std::string::npos) << err;
+  EXPECT_NE(err.find("nope.png"), std::string::npos) << err;
+}
+
+TEST(Data, LoadErrorsNameTheFileAndRecord) {
+  TempDir dir("data_errors");
+  auto loadErr = [&](const std::string &text) {
+    writeText(dir / "d.json", text);
+    return errorOf([&] { mm::loadConversations(dir / "d.json"); });
+  };
+  std::string file = dir / "d.json";
+  std::string e = loadErr("[{\"id\": 1,");
+  EXPECT_NE(e.find(file + ": not valid JSON"), std::string::npos) << e;
+  e = loadErr("{\"id\": 1}");
+  EXPECT_NE(e.find(file + ": expected a JSON array"), std::string::npos) << e;
+  e = loadErr("[]");
+  EXPECT_NE(e.find(file + ": holds no records"), std::string::npos) << e;
+  e = loadErr(R"([{"id": "a", "conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "y"}]},
+                  {"id": "b"}])");
+  EXPECT_NE(e.find(file + ": record 1 (id 'b'): missing 'conversations'"), std::string::npos) << e;
+  e = loadErr(R"([{"id": "a", "conversations": [{"from": "human"}]}])");
+  EXPECT_NE(e.find(file + ": record 0 (id 'a'): turn 0: missing 'value'"), std::string::npos) << e;
+  e = loadErr(R"([{"conversations": [{"value": "x"}]}])");
+  EXPECT_NE(e.find(file + ": record 0 (id '0'): turn 0: missing 'from'"), std::string::npos) << e;
+  e = loadErr(R"([{"id": "a", "conversations": [{"from": "system", "value": "x"}]}])");
+  EXPECT_NE(e.find("'from' is 'system'"), std::string::npos) << e;
+  e = loadErr(R"([{"id": "a", "image": 3, "conversations": []}])");
+  EXPECT_NE(e.find(file + ": record 0 (id 'a'): 'image' must be"), std::string::npos) << e;
+  e = loadErr(R"([{"id": [1], "conversations": []}])");
+  EXPECT_NE(e.find(file + ": record 0: 'id' must be"), std::string::npos) << e;
+  e = loadErr(R"([{"id": "a", "conversations": "hi"}])");
+  EXPECT_NE(e.find("'conversations' must be an array"), std::string::npos) << e;
+  e = loadErr(R"([3])");
+  EXPECT_NE(e.find(file + ": record 0: expected an object"), std::string::npos) << e;
+  e = errorOf([&] { mm::loadConversations(dir / "missing.json"); });
+  EXPECT_NE(e.find(dir / "missing.json"), std::string::npos) << e;
+  EXPECT_NE(e.find("cannot open"), std::string::npos) << e;
+
+  writeText(dir / "ok.json", R"([{"id": "a", "image": "i.png", "conversations": [
+      {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "y"}]}])");
+  std::vector<mm::ConversationRecord> ok = mm::loadConversations(dir / "ok.json");
+  ASSERT_EQ(ok.size(), 1u);
+  EXPECT_EQ(ok[0].source, dir / "ok.json");
+  EXPECT_EQ(*ok[0].image, "i.png");
+  ASSERT_EQ(ok[0].turns.size(), 2u);
+  EXPECT_EQ(ok[0].turns[1].value, "y");
+}
+
+TEST(Data, RecordsThatDoNotFitTheTemplate) {
+  auto err = [&](const std::string &json, mm::ChatTemplate t) {
+    return errorOf([&] { mm::checkRecord(parseOne(json), t); });
+  };
+  using T = mm::ChatTemplate;
+  std::string e = err(R"({"id": "a", "conversations": [{"from": "human", "value": "<image>"},
+                        {"from": "gpt", "value": "y"}]})", T::Plain);
+  EXPECT_NE(e.find("data.json: record 0 (id 'a'): caption data needs an 'image'"), std::string::npos) << e;
+  e = err(R"({"id": "a", "image": "i", "conversations": [{"from": "human", "value": "<image>"}]})", T::Plain);
+  EXPECT_NE(e.find("needs a human turn followed by a gpt turn"), std::string::npos) << e;
+  e = err(R"({"id": "a", "image": "i", "conversations": [{"from": "human", "value": "no marker"},
+            {"from": "gpt", "value": "y"}]})", T::VicunaV1);
+  EXPECT_NE(e.find("exactly one human turn must hold one <image> marker (found 0)"), std::string::npos) << e;
+  e = err(R"({"id": "a", "conversations": [{"from": "human", "value": "<image>"},
+            {"from": "gpt", "value": "y"}]})", T::VicunaV1);
+  EXPECT_NE(e.find("has an <image> marker but no 'image'"), std::string::npos) << e;
+  e = err(R"({"id": "a", "conversations": [{"from": "gpt", "value": "x"}, {"from": "human", "value": "y"}]})",
+          T::VicunaV1);
+  EXPECT_NE(e.find("turn 0 is from 'gpt'"), std::string::npos) << e;
+  e = err(R"({"id": "a", "conversations": [{"from": "human", "value": "x"}, {"from": "gpt", "value": "y"},
+            {"from": "human", "value": "z"}]})", T::VicunaV1);
+  EXPECT_NE(e.find("ends with a human turn"), std::string::npos) << e;
+  e = err(R"({"id": "a", "image": "i", "conversations": [{"from": "human", "value": "<image>"},
+            {"from": "gpt", "value": "see <image>"}]})", T::VicunaV1);
+  EXPECT_NE(e.find("a gpt turn cannot hold <image>"), std::string::npos) << e;
+  // A caption that spells the image token is caught while building.
+  e = errorOf([&] {
+    mm::buildSample(parseOne(R"({"id": "a", "image": "i", "conversations": [{"from": "human", "value": "<image>"},
+                       {"from": "gpt", "value": "a <image> b"}]})"),
+                    T::Plain, tokenizer(), format(), "");
+  });
+  EXPECT_NE(e.find("encodes to the image token"), std::string::npos) << e;
+}
+
+TEST(Data, TemplateForDataKind) {
+  EXPECT_EQ(mm::chatTemplateForData("caption"), mm::ChatTemplate::Plain);
+  EXPECT_EQ(mm::chatTemplateForData("conversation"), mm::ChatTemplate::VicunaV1);
+  EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::Plain), "plain");
+  EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::VicunaV1), "vicuna_v1");
+  std::string e = errorOf([] { mm::chatTemplateForData("video"); });
+  EXPECT_NE(e.find("'video'"), std::string::npos) << e;
+}
