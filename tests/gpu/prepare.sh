@@ -12,6 +12,7 @@ ARCH=${CUDA_ARCH:-sm_90}
 ./build/bin/mmc compile models/llava-tiny.mlir -o "$D/llava-tiny-cpu.so"
 ./build/bin/mmc compile models/llava-tiny.mlir --target cuda --cuda-arch "$ARCH" -o "$D/llava-tiny-cuda.so"
 ./build/bin/mmc compile tests/unit/compiler/kernels.mlir --target cuda --cuda-arch "$ARCH" -o "$D/kernels-cuda.so"
+./build/bin/mmc compile tests/unit/compiler/gradients.mlir --target cuda --cuda-arch "$ARCH" -o "$D/gradients-cuda.so"
 ./build/bin/mmrun "$D/llava-tiny-cpu.so" --save-init "$D/weights.safetensors" --seed 5
 cp models/samples/red-circle-blue-square.png "$D/image.png"
 cp build/bin/mmrun build/bin/mm-unittests "$D/"

@@ -15,6 +15,9 @@ Subcommands:
   variant  --out MODEL.mlir --seq N
         models/gen_llava.py's llava-tiny with the compiled sequence length N
         (max_position_embeddings raised to match), tokenizer copied next to it.
+  patch-manifest --in M.json --out M2.json --seq N
+        The manifest of that variant without compiling it (only the config's
+        max_sequence_length / max_position_embeddings differ): for --dry-run.
   init     --manifest M --out W.safetensors [--seed S]
         Seeded initial weights following the manifest's initialisers (normal
         std / ones / zeros): the --dry-run stand-in for `mmrun --save-init`.
@@ -320,6 +323,17 @@ def cmd_variant(a):
     return 0
 
 
+def cmd_patch_manifest(a):
+    man = load_manifest(a.inp)
+    cfg = man["config"]
+    cfg["max_sequence_length"] = a.seq
+    tc = cfg.get("text_config") or {}
+    tc["max_position_embeddings"] = max(int(tc.get("max_position_embeddings", 0)), a.seq)
+    with open(a.out, "w") as f:
+        json.dump(man, f, indent=1)
+    return 0
+
+
 def cmd_init(a):
     man = load_manifest(a.manifest)
     rng = np.random.default_rng(a.seed)
@@ -435,6 +449,10 @@ def main(argv=None):
     p = sub.add_parser("variant")
     p.add_argument("--out", required=True)
     p.add_argument("--seq", type=int, required=True)
+    p = sub.add_parser("patch-manifest")
+    p.add_argument("--in", dest="inp", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--seq", type=int, required=True)
     p = sub.add_parser("init")
     p.add_argument("--manifest", required=True)
     p.add_argument("--out", required=True)
@@ -461,7 +479,7 @@ def main(argv=None):
         if a.cmd == "records":
             make_records(a.out_dir, a.seed)
             return 0
-        return {"fit": cmd_fit, "variant": cmd_variant, "init": cmd_init, "perturb": cmd_perturb,
+        return {"fit": cmd_fit, "variant": cmd_variant, "patch-manifest": cmd_patch_manifest, "init": cmd_init, "perturb": cmd_perturb,
                 "batches": cmd_batches, "check-batches": cmd_check_batches}[a.cmd](a)
     except Unsupported as e:
         print(f"make_llava_train_data: unsupported: {e}", file=sys.stderr)

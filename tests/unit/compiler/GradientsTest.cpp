@@ -25,12 +25,21 @@ using mm::HostTensor;
 class Gradients : public ::testing::TestWithParam<std::string> {
 protected:
   static void SetUpTestSuite() {
-    std::string dir = ::testing::TempDir() + "mm_gradients_" + std::to_string(getpid());
-    ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
-    std::string so = dir + "/gradients.so";
-    std::string cmd = std::string(MMC_PATH) + " compile '" MM_SOURCE_DIR "/tests/unit/compiler/gradients.mlir' -o '" +
-                      so + "'";
-    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    // MM_TEST_TARGET=cuda checks the CUDA backend; on a GPU machine without
+    // the compiler, MM_TEST_PREBUILT_GRADIENTS_SO names a library built
+    // elsewhere (tests/gpu/prepare.sh).
+    const char *target = getenv("MM_TEST_TARGET");
+    std::string so;
+    if (const char *prebuilt = getenv("MM_TEST_PREBUILT_GRADIENTS_SO"); prebuilt && *prebuilt) {
+      so = prebuilt;
+    } else {
+      std::string dir = ::testing::TempDir() + "mm_gradients_" + std::to_string(getpid());
+      ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
+      so = dir + "/gradients.so";
+      std::string cmd = std::string(MMC_PATH) + " compile '" MM_SOURCE_DIR "/tests/unit/compiler/gradients.mlir' -o '" +
+                        so + "' --target " + (target && *target ? target : "cpu");
+      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    }
     model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
   }
   static void TearDownTestSuite() { model_.reset(); }
