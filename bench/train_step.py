@@ -1,0 +1,122 @@
+#!/usr/bin/python3
+"""One training step per stage of a compiled model against PyTorch, in one run.
+
+usage: bench/train_step.py MODEL.so [--reps N] [--threads T]
+
+For each stage: the compiled `train_<stage>` entry (called through the C ABI
+with ctypes: one sample at the compiled sequence length, image included) and
+the PyTorch reference (tests/reference/llava_train_ref.py: the same math,
+same sample, gradients only for the stage's trainable parameters, OpenBLAS)
+are timed on the same machine with the same thread count. Reports ms per
+sample, the FLOPs mmc counts for the step, and the ratio.
+"""
+import argparse
+import ctypes
+import json
+import os
+import statistics
+import sys
+import time
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
+
+
+class Entry(ctypes.Structure):
+    _fields_ = [("name", ctypes.c_char_p), ("fn", ctypes.c_void_p), ("workspace", ctypes.c_uint64),
+                ("num_args", ctypes.c_int32), ("num_results", ctypes.c_int32)]
+
+
+class Desc(ctypes.Structure):
+    _fields_ = [("abi", ctypes.c_uint32), ("size", ctypes.c_uint32), ("target", ctypes.c_char_p),
+                ("manifest", ctypes.c_char_p), ("tokenizer", ctypes.c_char_p), ("num_params", ctypes.c_int32),
+                ("num_entries", ctypes.c_int32), ("entries", ctypes.POINTER(Entry)), ("device", ctypes.c_void_p)]
+
+
+FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
+
+
+def timed(fn, reps):
+    fn()  # warm-up
+    times = []
+    for _ in range(reps):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model")
+    ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=2)
+    a = ap.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
+    import torch
+    import llava_ref as R
+    import llava_train_ref as TR
+    torch.set_num_threads(a.threads)
+
+    lib = ctypes.CDLL(os.path.abspath(a.model))
+    lib.mm_model_v1.restype = ctypes.POINTER(Desc)
+    desc = lib.mm_model_v1().contents
+    manifest = json.loads(desc.manifest)
+    rng = np.random.default_rng(0)
+    params = {p["name"]: (rng.standard_normal(p["shape"]) * 0.02).astype(np.float32) for p in manifest["parameters"]}
+    for p in manifest["parameters"]:
+        if p["init"]["kind"] == "ones":
+            params[p["name"]][...] = 1
+    pointers = (ctypes.c_void_p * len(params))(*[params[p["name"]].ctypes.data for p in manifest["parameters"]])
+    cfg = R.normalize_config(manifest["config"])
+    entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
+    specs = {e["name"]: e for e in manifest["entries"]}
+
+    # One sample filling the compiled length: BOS, the image, text; loss on the second half.
+    S = specs["forward"]["args"][1]["shape"][1]
+    P = R.num_image_tokens(cfg)
+    image_token = manifest["config"]["image_token_index"]
+    ids = [1] + [image_token] * P + list(rng.integers(5, 200, S - P - 1))
+    targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
+    size = cfg["vision"]["image_size"]
+    pixels = rng.standard_normal((3, size, size)).astype(np.float32)
+
+    print(f"model {manifest['name']}: sequence {S}, threads {a.threads}, torch {torch.__version__} "
+          f"({torch.get_num_threads()} threads), median of {a.reps}")
+    print(f"{'stage':8s} {'GFLOP':>7s} {'mmc ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} {'GFLOP/s':>8s} {'torch/mmc':>9s}")
+    for stage in manifest["stages"]:
+        name = stage["train_entry"]
+        entry, spec = entries[name], specs[name]
+        args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
+        results = [np.zeros(r["shape"], np.float32) for r in spec["results"]]
+        workspace = np.zeros(entry.workspace // 4 + 16, np.float32)
+        A = (ctypes.c_void_p * 4)(*[x.ctypes.data for x in args])
+        Rs = (ctypes.c_void_p * len(results))(*[x.ctypes.data for x in results])
+        fn = FN(entry.fn)
+        mmc_s = timed(lambda: fn(pointers, A, Rs, workspace.ctypes.data), a.reps)
+
+        trainable = set(stage["trainable"])
+        tensors = {}
+        for p in manifest["parameters"]:
+            t = torch.from_numpy(params[p["name"]].copy())
+            t.requires_grad_(p["group"] in trainable)
+            tensors[p["name"]] = t
+        W = TR.TensorWeights(tensors)
+        wrt = [tensors[n] for n in stage["trainable_parameters"]]
+        pix = torch.from_numpy(pixels)
+        sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
+
+        def torch_step():
+            ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
+            torch.autograd.grad(ce, wrt, allow_unused=True)
+
+        torch_s = timed(torch_step, a.reps)
+        gflop = stage["flops_per_sample"] / 1e9
+        print(f"{stage['name']:8s} {gflop:7.3f} {mmc_s * 1e3:9.1f} {gflop / mmc_s:8.2f} {torch_s * 1e3:9.1f} "
+              f"{gflop / torch_s:8.2f} {torch_s / mmc_s:9.2f}")
+
+
+if __name__ == "__main__":
+    main()
