@@ -6,6 +6,7 @@
 #include "mm/Model.h"
 #include "mm/Optimizer.h"
 #include "mm/Parameters.h"
+#include "mm/Safetensors.h"
 #include "mm/Tokenizer.h"
 
 #include <nlohmann/json.hpp>
@@ -17,6 +18,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -27,7 +29,8 @@ const char *const kTrainUsage =
     "       mmrun MODEL.so --train STAGE --data FILE.json [--image-dir DIR] [--steps N | --epochs E]\n"
     "                      [--batch B] [--grad-accum K] [--lr LR] [--max-grad-norm X] [--seed S]\n"
     "                      [--init CKPT | --resume CKPT] [--save CKPT] [--save-every N] [--stop-at K]\n"
-    "                      [--log FILE.jsonl] [--dump-batches FILE.jsonl] [--print-every N]\n"
+    "                      [--log FILE.jsonl] [--dump-batches FILE.jsonl] [--dump-grads FILE]\n"
+    "                      [--print-every N]\n"
     "\n"
     "  --train STAGE     train the model's stage STAGE (see --info: stages) with its train entry\n"
     "  --data FILE       LLaVA conversation JSON: [{\"id\", \"image\", \"conversations\": [...]}, ...]\n"
@@ -46,6 +49,8 @@ const char *const kTrainUsage =
     "  --stop-at K       stop after step K (saving to --save); --resume continues it\n"
     "  --log FILE        one JSON line per step: step, loss, lr, grad_norm, tokens_per_s\n"
     "  --dump-batches F  one JSON line per step: its samples' ids, image paths, input ids, targets\n"
+    "  --dump-grads F    safetensors of the first step's gradients (divided by its target tokens,\n"
+    "                    before clipping), under the trainable parameters' names\n"
     "  --print-every N   progress line every N steps when stderr is not a terminal (default 10)\n";
 
 namespace {
@@ -355,8 +360,9 @@ TrainOptions parseTrainOptions(const std::vector<std::string> &a) {
     else if (f == "--resume") o.resume = value();
     else if (f == "--log") o.log = value();
     else if (f == "--dump-batches") o.dumpBatches = value();
+    else if (f == "--dump-grads") o.dumpGrads = value();
     else if (f == "--print-every") o.printEvery = parseInt(f, value(), 1);
-    else if (f == "--weights") throw Error("--weights does not apply to --train; start from weights with --init");
+    else if (f == "--weights") throw Error("--weights does not apply to --train; use --init to start from weights");
     else if (!f.empty() && f[0] == '-') throw Error("unknown option '" + f + "' for --train\nusage:\n" + kTrainUsage);
     else if (o.model.empty()) o.model = f;
     else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
@@ -403,6 +409,12 @@ int runTraining(const TrainOptions &o) {
   if (entry.results.size() != trainIdx.size() + 1 || entry.results[0].numel() != 1)
     throw Error(model.path() + ": entry '" + entry.name + "' returns " + std::to_string(entry.results.size()) +
                 " results; expected the loss and " + std::to_string(trainIdx.size()) + " gradients");
+  for (size_t i = 0; i < params.size(); ++i)
+    if (params.spec(i).type != ElemType::F32)
+      throw Error(model.path() + ": parameter '" + params.spec(i).name + "' is not F32; training needs F32 parameters");
+  for (size_t j = 0; j < entry.results.size(); ++j)
+    if (entry.results[j].type != ElemType::F32)
+      throw Error(model.path() + ": entry '" + entry.name + "' result " + std::to_string(j) + " is not F32");
   for (size_t j = 0; j < trainIdx.size(); ++j)
     if (entry.results[j + 1].shape != trainSpecs[j].shape)
       throw Error(model.path() + ": entry '" + entry.name + "' result " + std::to_string(j + 1) +
@@ -453,9 +465,12 @@ int runTraining(const TrainOptions &o) {
   AdamW opt(trainSpecs, adamOpts);
   int64_t start = 0;
   if (!o.resume.empty()) {
-    start = loadCheckpoint(o.resume, model.name(), stage.name, params, opt).step;
-    if (start > total)
-      throw Error(o.resume + ": has " + std::to_string(start) + " steps done of " + std::to_string(total));
+    const CheckpointState loaded = loadCheckpoint(o.resume, model.name(), stage.name, params, opt);
+    start = loaded.step;
+    if (start > total || loaded.dataPosition != start * perStep)
+      throw Error(o.resume + ": inconsistent checkpoint: step " + std::to_string(start) + " of " +
+                  std::to_string(total) + " at data position " + std::to_string(loaded.dataPosition) + " (" +
+                  std::to_string(perStep) + " samples per step)");
   } else if (!o.init.empty()) {
     params.loadSafetensors(o.init);
   } else {
@@ -526,11 +541,13 @@ int runTraining(const TrainOptions &o) {
         orderEpoch = epoch;
       }
       const size_t idx = order[pos % (int64_t)n];
+      std::ostringstream warning; // once per sample, not once per epoch
       TrainingSample s = buildSample(records[idx], tmpl, tokenizer, format, o.imageDir,
-                                     warned[idx] ? nullptr : &std::cerr);
-      if (s.truncated()) {
-        if (!warned[idx]) progress.breakLine();
-        warned[idx] = 1;
+                                     warned[idx] ? nullptr : &warning);
+      if (s.truncated()) warned[idx] = 1;
+      if (!warning.str().empty()) {
+        progress.breakLine();
+        std::cerr << warning.str() << std::flush;
       }
       std::vector<HostTensor> results = model.run(entry.name, paramPtrs, trainArgs(entry, s, format));
       const float loss = results[0].as<float>()[0];
@@ -574,6 +591,15 @@ int runTraining(const TrainOptions &o) {
     const float countF = (float)count;
     for (auto &g : grads)
       for (float &x : g) x /= countF;
+    if (!o.dumpGrads.empty() && step == start) {
+      std::vector<TensorToWrite> out;
+      for (size_t j = 0; j < grads.size(); ++j)
+        out.push_back({trainSpecs[j].name, DType::F32, trainSpecs[j].shape, grads[j].data()});
+      writeSafetensors(o.dumpGrads, out,
+                       {{"mm.model", model.name()}, {"mm.stage", stage.name}, {"mm.step", std::to_string(done)},
+                        {"content", "gradients of step " + std::to_string(done) +
+                                        " (divided by its target tokens, before clipping)"}});
+    }
     const double gradNorm = clipGradNorm(grads, set.maxGradNorm);
     if (!std::isfinite(gradNorm)) {
       progress.breakLine();

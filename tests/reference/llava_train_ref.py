@@ -43,6 +43,10 @@ The runtime's rules, reproduced exactly:
     cross_entropy(logits[t], targets[t]) over targets != -100, divided by the
     number of such targets in the whole step.  Each sample is its own forward
     pass (batch 1, its unpadded length).  A step without any target is an error.
+  * Gradients are accumulated sample by sample into buffers of their own
+    (torch.autograd.grad, not .backward(): PyTorch can give two leaves .grad
+    views of one buffer, e.g. class_embedding and position_embedding, which
+    later in-place accumulation or clipping would corrupt).
   * A trainable parameter that a step's graph does not reach (e.g. the
     projector in a text-only step) gets a zero gradient, not None, so AdamW
     still advances its moments and step count, as a dense runtime does.
@@ -149,6 +153,12 @@ def stage_settings(manifest, name):
     for g in trainable:
         if g not in groups:
             raise InputError(f"stage {name!r}: trainable group {g!r} holds no parameter")
+    listed = st.get("trainable_parameters")
+    if listed is not None:  # newer manifests also list the trainable tensors: must agree with the groups
+        derived = [n for n, _, g in manifest["params"] if g in trainable]
+        if sorted(map(str, listed)) != sorted(derived):
+            raise InputError(f"stage {name!r}: trainable_parameters ({len(listed)}) disagree with the parameters "
+                             f"of groups {trainable} ({len(derived)})")
     schedule = str(st.get("schedule", "constant"))
     if schedule not in ("cosine", "linear", "constant"):
         raise InputError(f"stage {name!r}: unknown schedule {schedule!r}")
@@ -319,24 +329,37 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
     return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
 
 
-def step_loss(cfg, W, batch, pixels_of, backward=True):
-    """The step's loss (sum CE / count); with backward=True accumulates grads
-    sample by sample (d(sum_i CE_i / N) = sum_i d(CE_i / N)).  Returns
-    (loss as a python float, count)."""
+def step_loss(cfg, W, batch, pixels_of, wrt=None):
+    """The step's loss (sum CE / count) as a python float, the target count,
+    and, when WRT (a list of leaf tensors) is given, d loss / d WRT as a list
+    (None where the graph does not reach a tensor).
+
+    The gradient is accumulated sample by sample (d(sum_i CE_i / N) =
+    sum_i d(CE_i / N)) into buffers owned here, with torch.autograd.grad
+    rather than .backward(): autograd may hand a leaf, as its .grad, a view of
+    a buffer that another leaf's .grad also views (class_embedding and
+    position_embedding both receive slices of one gradient), and then a later
+    in-place accumulation or clipping of one would silently change the other."""
     n_total = sum(sum(1 for x in s["targets"] if x != IGNORE_INDEX) for s in batch["samples"])
     if n_total == 0:
         raise InputError(f"step {batch['step']}: no target != -100 in any sample")
     total = None
+    acc = [None] * len(wrt) if wrt is not None else None
     for s in batch["samples"]:
-        ce, _ = sample_loss_sum(cfg, W, s, pixels_of)
+        with torch.set_grad_enabled(wrt is not None):
+            ce, _ = sample_loss_sum(cfg, W, s, pixels_of)
         if ce is None:
             continue
         part = ce / n_total
-        if backward and part.requires_grad:
-            part.backward()
+        if wrt is not None and part.requires_grad:
+            gs = torch.autograd.grad(part, wrt, allow_unused=True)
+            for i, g in enumerate(gs):
+                if g is not None:
+                    acc[i] = g.detach().clone(memory_format=torch.contiguous_format) if acc[i] is None \
+                        else acc[i] + g
         part = part.detach()
         total = part if total is None else total + part
-    return float(total), n_total
+    return float(total), n_total, acc
 
 
 # --------------------------------------------------------------------------
@@ -383,15 +406,15 @@ class Trainer:
     def compute_grads(self, batch):
         """zero grads, loss, backward; afterwards every trainable parameter has a
         grad (zeros where the graph did not reach it) and no frozen one has."""
-        for n in self.trainable:
-            self.tensors[n].grad = None
-        loss, count = step_loss(self.cfg, self.W, batch, self.pixels, backward=True)
+        leaves = [self.tensors[n] for n in self.trainable]
+        for p in leaves:
+            p.grad = None
+        loss, count, grads = step_loss(self.cfg, self.W, batch, self.pixels, wrt=leaves)
         for n in self.frozen:
-            assert self.tensors[n].grad is None, f"frozen parameter {n} received a gradient"
-        for n in self.trainable:
-            p = self.tensors[n]
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
+            t = self.tensors[n]
+            assert t.grad is None and not t.requires_grad, f"frozen parameter {n} received a gradient"
+        for p, g in zip(leaves, grads):
+            p.grad = torch.zeros_like(p) if g is None else g
         return loss, count
 
     def grads(self):
@@ -406,7 +429,7 @@ class Trainer:
         return float(norm)
 
     def step(self, batch):
-        """One optimizer step.  Returns (record, pre-clip grads or None)."""
+        """One optimizer step.  Returns (record, {name: gradient before clipping})."""
         loss, count = self.compute_grads(batch)
         lr = float(self.opt.param_groups[0]["lr"])
         grads = self.grads()
@@ -610,8 +633,7 @@ def run_training(manifest, stage, init, batches, total_steps, lr, max_grad_norm,
 
 
 def main(argv=None):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--config", required=True, help="mmc inspect --json output")
     ap.add_argument("--weights", required=True, help="initial weights (safetensors)")
     ap.add_argument("--batches", required=True, help="mmrun --dump-batches JSONL")

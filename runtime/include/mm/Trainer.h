@@ -41,6 +41,7 @@ struct TrainOptions {
   std::string resume;                // --resume CKPT
   std::string log;                   // --log FILE.jsonl
   std::string dumpBatches;           // --dump-batches FILE.jsonl
+  std::string dumpGrads;             // --dump-grads FILE: the first step's gradients (before clipping)
   int64_t printEvery = 10;           // --print-every N (progress lines when stderr is not a terminal)
   bool quiet = false;                // no progress, banner or summary (tests)
 };

@@ -18,8 +18,9 @@
 // The embedded tokenizer is the byte-level one of
 // models/tokenizers/byte-level.tokenizer.json (ids 0-4 <unk> <s> </s> <pad>
 // <image>, byte b -> 5 + b), built here so the library needs no files.
-// A sample containing the DEL byte (id 5 + 0x7f) gets a NaN loss, so tests
-// can check that training stops on one.
+// A sample containing the DEL byte (id 5 + 0x7f) gets a NaN loss, and one
+// containing the SOH byte (id 5 + 0x01) an infinite gradient element, so
+// tests can check that training stops on them.
 //
 //===----------------------------------------------------------------------===//
 #include "mm/abi.h"
@@ -35,7 +36,7 @@
 namespace {
 
 constexpr int V = 272, D = 8, S = 256, IMG = 16, PATCH = 8, GRID = IMG / PATCH;
-constexpr int32_t IMAGE_TOKEN = 4, PAD_TOKEN = 3, NAN_TOKEN = 5 + 0x7f;
+constexpr int32_t IMAGE_TOKEN = 4, PAD_TOKEN = 3, NAN_TOKEN = 5 + 0x7f, INF_TOKEN = 5 + 0x01;
 
 using nlohmann::json;
 
@@ -202,8 +203,11 @@ int train(void *const *params, void *const *args, float *loss, float *gBias, flo
   if (!hidden(E, pixels, ids, len, h)) return 1;
   std::vector<double> gW(V * D, 0.0), gb(V, 0.0), gE(V * D, 0.0), z(V);
   double total = 0;
-  bool poison = false;
-  for (int t = 0; t < len; ++t) poison |= ids[t] == NAN_TOKEN;
+  bool poison = false, infinite = false;
+  for (int t = 0; t < len; ++t) {
+    poison |= ids[t] == NAN_TOKEN;
+    infinite |= ids[t] == INF_TOKEN;
+  }
   for (int t = 0; t < len; ++t) {
     int32_t y = targets[t];
     if (y == -100) continue;
@@ -230,6 +234,7 @@ int train(void *const *params, void *const *args, float *loss, float *gBias, flo
   *loss = poison ? std::numeric_limits<float>::quiet_NaN() : (float)total;
   for (int i = 0; i < V; ++i) gBias[i] = (float)gb[i];
   for (int i = 0; i < V * D; ++i) gHead[i] = (float)gW[i];
+  if (infinite) gHead[0] = std::numeric_limits<float>::infinity();
   if (gEmbed)
     for (int i = 0; i < V * D; ++i) gEmbed[i] = (float)gE[i];
   return 0;
