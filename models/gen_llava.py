@@ -132,40 +132,77 @@ def generate(c):
     lm = "language_model.model"
     param(f"{lm}.embed_tokens.weight", [c["vocab"], TD], "language_model")
     x_len = t(dtype="i32")
-    w(f"  mm.layer @llama_decoder_layer(%x: {x_t}, %len: {x_len}) -> {x_t}")
-    w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers"}} {{')
-    for n, shape in [("q_proj", [TD, TD]), ("k_proj", [kvw, TD]), ("v_proj", [kvw, TD]), ("o_proj", [TD, TD]),
-                     ]:
-        param(f"self_attn.{n}.weight", shape, "language_model", ind=ind)
-    param("mlp.gate_proj.weight", [c["tinter"], TD], "language_model", ind=ind)
-    param("mlp.up_proj.weight", [c["tinter"], TD], "language_model", ind=ind)
-    param("mlp.down_proj.weight", [TD, c["tinter"]], "language_model", ind=ind)
-    param("input_layernorm.weight", [TD], "language_model", "#mm.init<ones>", ind=ind)
-    param("post_attention_layernorm.weight", [TD], "language_model", "#mm.init<ones>", ind=ind)
-    xs = [1, S]
-    def rms(out, x, name):
-        weight(out + "_g", name + ".weight", [TD])
-        w(f"{ind}%{out} = mm.rms_norm %{x}, %{out}_g {{eps = {fl(c['rms_eps'])}}} : ({x_t}, {t(TD)}) -> {x_t}")
-    rms("n1", "x", "input_layernorm")
-    lin("q", "n1", xs, "self_attn.q_proj", TD, TD, bias=False)
-    lin("k", "n1", xs, "self_attn.k_proj", kvw, TD, bias=False)
-    lin("v", "n1", xs, "self_attn.v_proj", kvw, TD, bias=False)
-    w(f"{ind}%qr = mm.rope %q {{num_heads = {c['theads']} : i64, theta = {fl(10000.0)}}} : {x_t}")
-    w(f"{ind}%kr = mm.rope %k {{num_heads = {c['tkv']} : i64, theta = {fl(10000.0)}}} : {t(1, S, kvw)}")
-    w(f"{ind}%attn = mm.attention %qr, %kr, %v, %len {{num_heads = {c['theads']} : i64, num_kv_heads = {c['tkv']} : i64, "
-      f"mask = #mm.mask<causal>, scale = {fl(1 / math.sqrt(tdh))}}} : ({x_t}, {t(1, S, kvw)}, {t(1, S, kvw)}, {x_len}) -> {x_t}")
-    lin("o", "attn", xs, "self_attn.o_proj", TD, TD, bias=False)
-    w(f"{ind}%h = mm.add %x, %o : {x_t}")
-    rms("n2", "h", "post_attention_layernorm")
-    lin("gate", "n2", xs, "mlp.gate_proj", c["tinter"], TD, bias=False)
-    lin("up", "n2", xs, "mlp.up_proj", c["tinter"], TD, bias=False)
-    xi = t(1, S, c["tinter"])
-    w(f"{ind}%act = mm.silu %gate : {xi}")
-    w(f"{ind}%gated = mm.mul %act, %up : {xi}")
-    lin("down", "gated", xs, "mlp.down_proj", TD, c["tinter"], bias=False)
-    w(f"{ind}%y = mm.add %h, %down : {x_t}")
-    w(f"{ind}mm.yield %y : {x_t}")
-    w("  }")
+    cache = t(c["tlayers"], 1, S, kvw)
+
+    def decoder_layer(name, T, mode):
+        """LLaMA decoder layer over T positions. mode: train (the parameters'
+        owner), prefill (also writes the KV cache), decode (reads it)."""
+        xT, kvT = t(1, T, TD), t(1, T, kvw)
+        if mode == "train":
+            w(f"  mm.layer @{name}(%x: {xT}, %len: {x_len}) -> {xT}")
+            w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers"}} {{')
+        else:
+            pos = f"%pos: {x_len}, " if mode == "decode" else ""
+            w(f"  mm.layer @{name}(%x: {xT}, %kc: {cache}, %vc: {cache}, {pos}%len: {x_len}) -> ({xT}, {cache}, {cache})")
+            w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers", '
+              f'parameters_from = @llama_decoder_layer}} {{')
+        if mode == "train":
+            for n, shape in [("q_proj", [TD, TD]), ("k_proj", [kvw, TD]), ("v_proj", [kvw, TD]), ("o_proj", [TD, TD])]:
+                param(f"self_attn.{n}.weight", shape, "language_model", ind=ind)
+            param("mlp.gate_proj.weight", [c["tinter"], TD], "language_model", ind=ind)
+            param("mlp.up_proj.weight", [c["tinter"], TD], "language_model", ind=ind)
+            param("mlp.down_proj.weight", [TD, c["tinter"]], "language_model", ind=ind)
+            param("input_layernorm.weight", [TD], "language_model", "#mm.init<ones>", ind=ind)
+            param("post_attention_layernorm.weight", [TD], "language_model", "#mm.init<ones>", ind=ind)
+        xs = [1, T]
+
+        def rms(out, x, name):
+            weight(out + "_g", name + ".weight", [TD])
+            w(f"{ind}%{out} = mm.rms_norm %{x}, %{out}_g {{eps = {fl(c['rms_eps'])}}} : ({xT}, {t(TD)}) -> {xT}")
+        rms("n1", "x", "input_layernorm")
+        lin("q", "n1", xs, "self_attn.q_proj", TD, TD, bias=False)
+        lin("k", "n1", xs, "self_attn.k_proj", kvw, TD, bias=False)
+        lin("v", "n1", xs, "self_attn.v_proj", kvw, TD, bias=False)
+        off = f", %pos : {x_len}" if mode == "decode" else ""
+        w(f"{ind}%qr = mm.rope %q{off} {{num_heads = {c['theads']} : i64, theta = {fl(10000.0)}}} : {xT}")
+        w(f"{ind}%kr = mm.rope %k{off} {{num_heads = {c['tkv']} : i64, theta = {fl(10000.0)}}} : {kvT}")
+        scale = fl(1 / math.sqrt(tdh))
+        heads = f"num_heads = {c['theads']} : i64, num_kv_heads = {c['tkv']} : i64"
+        if mode in ("prefill", "decode"):
+            p = ", %pos" if mode == "decode" else ""
+            pt = f", {x_len}" if mode == "decode" else ""
+            w(f"{ind}%kc2 = mm.cache_update %kc, %kr{p} {{layer = 0 : i64}} : ({cache}, {kvT}{pt}) -> {cache}")
+            w(f"{ind}%vc2 = mm.cache_update %vc, %v{p} {{layer = 0 : i64}} : ({cache}, {kvT}{pt}) -> {cache}")
+        if mode == "decode":
+            # One new query against every cached position written so far (len = pos + 1).
+            kvS = t(1, S, kvw)
+            w(f"{ind}%kl = mm.cache_read %kc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
+            w(f"{ind}%vl = mm.cache_read %vc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
+            w(f"{ind}%attn = mm.attention %qr, %kl, %vl, %len {{{heads}, mask = #mm.mask<bidirectional>, "
+              f"scale = {scale}}} : ({xT}, {kvS}, {kvS}, {x_len}) -> {xT}")
+        else:
+            w(f"{ind}%attn = mm.attention %qr, %kr, %v, %len {{{heads}, mask = #mm.mask<causal>, "
+              f"scale = {scale}}} : ({xT}, {kvT}, {kvT}, {x_len}) -> {xT}")
+        lin("o", "attn", xs, "self_attn.o_proj", TD, TD, bias=False)
+        w(f"{ind}%h = mm.add %x, %o : {xT}")
+        rms("n2", "h", "post_attention_layernorm")
+        lin("gate", "n2", xs, "mlp.gate_proj", c["tinter"], TD, bias=False)
+        lin("up", "n2", xs, "mlp.up_proj", c["tinter"], TD, bias=False)
+        xi = t(1, T, c["tinter"])
+        w(f"{ind}%act = mm.silu %gate : {xi}")
+        w(f"{ind}%gated = mm.mul %act, %up : {xi}")
+        lin("down", "gated", xs, "mlp.down_proj", TD, c["tinter"], bias=False)
+        w(f"{ind}%y = mm.add %h, %down : {xT}")
+        if mode == "train":
+            w(f"{ind}mm.yield %y : {xT}")
+        else:
+            w(f"{ind}mm.yield %y, %kc2, %vc2 : {xT}, {cache}, {cache}")
+        w("  }")
+
+    decoder_layer("llama_decoder_layer", S, "train")
+    w("  // The same layers (same parameters) for chat: prefill fills the KV cache, decode extends it.")
+    decoder_layer("llama_decoder_layer_prefill", S, "prefill")
+    decoder_layer("llama_decoder_layer_decode", 1, "decode")
     param(f"{lm}.norm.weight", [TD], "language_model", "#mm.init<ones>")
     param("language_model.lm_head.weight", [c["vocab"], TD], "language_model")
     w("")
@@ -181,7 +218,11 @@ def generate(c):
     pix = t(1, 3, c["image"], c["image"])
     ind = "    "
 
-    def model_graph():
+    def rms(out, x, name):
+        weight(out + "_g", name + ".weight", [TD])
+        w(f"{ind}%{out} = mm.rms_norm %{x}, %{out}_g {{eps = {fl(c['rms_eps'])}}} : ({x_t}, {t(TD)}) -> {x_t}")
+
+    def model_graph(prefill=False):
         w(f"    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.")
         weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, 3, c["patch"], c["patch"]])
         w(f"{ind}%patches = mm.patch_embed %pixel_values, %patch_w : ({pix}, {t(VD, 3, c['patch'], c['patch'])}) -> {t(1, P, VD)}")
@@ -204,9 +245,15 @@ def generate(c):
         w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, S, dtype='i32')}, {t(c['vocab'], TD)}) -> {x_t}")
         w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %image_embeds {{image_token_index = {c['image_token']} : i64}} "
           f": ({x_t}, {t(1, S, dtype='i32')}, {t(1, P, TD)}) -> {x_t}")
-        w(f"{ind}%decoded = mm.apply_layer @llama_decoder_layer from 0 to {c['tlayers']} (%merged, %length) : ({x_t}, {x_len}) -> {x_t}")
-        rms("final", "decoded", f"{lm}.norm")
-        lin("logits", "final", xs, "language_model.lm_head", c["vocab"], TD, bias=False)
+        if prefill:
+            w(f"{ind}%dec:3 = mm.apply_layer @llama_decoder_layer_prefill from 0 to {c['tlayers']} "
+              f"(%merged, %k_cache, %v_cache, %length) : ({x_t}, {cache}, {cache}, {x_len}) -> ({x_t}, {cache}, {cache})")
+            decoded = "dec#0"
+        else:
+            w(f"{ind}%decoded = mm.apply_layer @llama_decoder_layer from 0 to {c['tlayers']} (%merged, %length) : ({x_t}, {x_len}) -> {x_t}")
+            decoded = "decoded"
+        rms("final", decoded, f"{lm}.norm")
+        lin("logits", "final", [1, S], "language_model.lm_head", c["vocab"], TD, bias=False)
 
     w(f'  mm.entry @forward(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
       f'%input_ids: {t(1, S, dtype="i32")} {{mm.name = "input_ids"}}, %length: {x_len} {{mm.name = "length"}})')
@@ -225,6 +272,30 @@ def generate(c):
     w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} "
       f": ({t(1, S, c['vocab'])}, {t(1, S, dtype='i32')}) -> {t(dtype='f32')}")
     w(f"{ind}mm.return %loss : {t(dtype='f32')}")
+    w("  }")
+    w("")
+    w("  // Chat: prefill runs the prompt (image included) and fills the KV caches;")
+    w("  // decode runs one new token at `position` against them (length = position + 1).")
+    w(f'  mm.entry @prefill(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
+      f'%input_ids: {t(1, S, dtype="i32")} {{mm.name = "input_ids"}}, %length: {x_len} {{mm.name = "length"}}, '
+      f'%k_cache: {cache} {{mm.name = "k_cache"}}, %v_cache: {cache} {{mm.name = "v_cache"}})')
+    w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
+    model_graph(prefill=True)
+    w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
+    w("  }")
+    x1 = t(1, 1, TD)
+    w(f'  mm.entry @decode(%input_ids: {t(1, 1, dtype="i32")} {{mm.name = "input_ids"}}, '
+      f'%position: {x_len} {{mm.name = "position"}}, %length: {x_len} {{mm.name = "length"}}, '
+      f'%k_cache: {cache} {{mm.name = "k_cache"}}, %v_cache: {cache} {{mm.name = "v_cache"}})')
+    w(f'      -> ({t(1, 1, c["vocab"])} {{mm.name = "logits"}}) {{')
+    weight("embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
+    w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, 1, dtype='i32')}, {t(c['vocab'], TD)}) -> {x1}")
+    w(f"{ind}%dec:3 = mm.apply_layer @llama_decoder_layer_decode from 0 to {c['tlayers']} "
+      f"(%text, %k_cache, %v_cache, %position, %length) : ({x1}, {cache}, {cache}, {x_len}, {x_len}) -> ({x1}, {cache}, {cache})")
+    weight("final_g", f"{lm}.norm.weight", [TD])
+    w(f"{ind}%final = mm.rms_norm %dec#0, %final_g {{eps = {fl(c['rms_eps'])}}} : ({x1}, {t(TD)}) -> {x1}")
+    lin("logits", "final", [1, 1], "language_model.lm_head", c["vocab"], TD, bias=False)
+    w(f"{ind}mm.return %logits : {t(1, 1, c['vocab'])}")
     w("  }")
     w("}")
     return "\n".join(L) + "\n"

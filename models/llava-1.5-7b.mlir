@@ -111,6 +111,71 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     %y = mm.add %h, %down : tensor<1x1024x4096xf32>
     mm.yield %y : tensor<1x1024x4096xf32>
   }
+  // The same layers (same parameters) for chat: prefill fills the KV cache, decode extends it.
+  mm.layer @llama_decoder_layer_prefill(%x: tensor<1x1024x4096xf32>, %kc: tensor<32x1x1024x4096xf32>, %vc: tensor<32x1x1024x4096xf32>, %len: tensor<i32>) -> (tensor<1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>)
+      attributes {count = 32 : i64, prefix = "language_model.model.layers", parameters_from = @llama_decoder_layer} {
+    %n1_g = mm.weight @"input_layernorm.weight" : tensor<4096xf32>
+    %n1 = mm.rms_norm %x, %n1_g {eps = 1.000000e-05 : f64} : (tensor<1x1024x4096xf32>, tensor<4096xf32>) -> tensor<1x1024x4096xf32>
+    %q_w = mm.weight @"self_attn.q_proj.weight" : tensor<4096x4096xf32>
+    %q = mm.linear %n1, %q_w : (tensor<1x1024x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1024x4096xf32>
+    %k_w = mm.weight @"self_attn.k_proj.weight" : tensor<4096x4096xf32>
+    %k = mm.linear %n1, %k_w : (tensor<1x1024x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1024x4096xf32>
+    %v_w = mm.weight @"self_attn.v_proj.weight" : tensor<4096x4096xf32>
+    %v = mm.linear %n1, %v_w : (tensor<1x1024x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1024x4096xf32>
+    %qr = mm.rope %q {num_heads = 32 : i64, theta = 1.000000e+04 : f64} : tensor<1x1024x4096xf32>
+    %kr = mm.rope %k {num_heads = 32 : i64, theta = 1.000000e+04 : f64} : tensor<1x1024x4096xf32>
+    %kc2 = mm.cache_update %kc, %kr {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>, tensor<1x1024x4096xf32>) -> tensor<32x1x1024x4096xf32>
+    %vc2 = mm.cache_update %vc, %v {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>, tensor<1x1024x4096xf32>) -> tensor<32x1x1024x4096xf32>
+    %attn = mm.attention %qr, %kr, %v, %len {num_heads = 32 : i64, num_kv_heads = 32 : i64, mask = #mm.mask<causal>, scale = 8.838835e-02 : f64} : (tensor<1x1024x4096xf32>, tensor<1x1024x4096xf32>, tensor<1x1024x4096xf32>, tensor<i32>) -> tensor<1x1024x4096xf32>
+    %o_w = mm.weight @"self_attn.o_proj.weight" : tensor<4096x4096xf32>
+    %o = mm.linear %attn, %o_w : (tensor<1x1024x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1024x4096xf32>
+    %h = mm.add %x, %o : tensor<1x1024x4096xf32>
+    %n2_g = mm.weight @"post_attention_layernorm.weight" : tensor<4096xf32>
+    %n2 = mm.rms_norm %h, %n2_g {eps = 1.000000e-05 : f64} : (tensor<1x1024x4096xf32>, tensor<4096xf32>) -> tensor<1x1024x4096xf32>
+    %gate_w = mm.weight @"mlp.gate_proj.weight" : tensor<11008x4096xf32>
+    %gate = mm.linear %n2, %gate_w : (tensor<1x1024x4096xf32>, tensor<11008x4096xf32>) -> tensor<1x1024x11008xf32>
+    %up_w = mm.weight @"mlp.up_proj.weight" : tensor<11008x4096xf32>
+    %up = mm.linear %n2, %up_w : (tensor<1x1024x4096xf32>, tensor<11008x4096xf32>) -> tensor<1x1024x11008xf32>
+    %act = mm.silu %gate : tensor<1x1024x11008xf32>
+    %gated = mm.mul %act, %up : tensor<1x1024x11008xf32>
+    %down_w = mm.weight @"mlp.down_proj.weight" : tensor<4096x11008xf32>
+    %down = mm.linear %gated, %down_w : (tensor<1x1024x11008xf32>, tensor<4096x11008xf32>) -> tensor<1x1024x4096xf32>
+    %y = mm.add %h, %down : tensor<1x1024x4096xf32>
+    mm.yield %y, %kc2, %vc2 : tensor<1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>
+  }
+  mm.layer @llama_decoder_layer_decode(%x: tensor<1x1x4096xf32>, %kc: tensor<32x1x1024x4096xf32>, %vc: tensor<32x1x1024x4096xf32>, %pos: tensor<i32>, %len: tensor<i32>) -> (tensor<1x1x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>)
+      attributes {count = 32 : i64, prefix = "language_model.model.layers", parameters_from = @llama_decoder_layer} {
+    %n1_g = mm.weight @"input_layernorm.weight" : tensor<4096xf32>
+    %n1 = mm.rms_norm %x, %n1_g {eps = 1.000000e-05 : f64} : (tensor<1x1x4096xf32>, tensor<4096xf32>) -> tensor<1x1x4096xf32>
+    %q_w = mm.weight @"self_attn.q_proj.weight" : tensor<4096x4096xf32>
+    %q = mm.linear %n1, %q_w : (tensor<1x1x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1x4096xf32>
+    %k_w = mm.weight @"self_attn.k_proj.weight" : tensor<4096x4096xf32>
+    %k = mm.linear %n1, %k_w : (tensor<1x1x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1x4096xf32>
+    %v_w = mm.weight @"self_attn.v_proj.weight" : tensor<4096x4096xf32>
+    %v = mm.linear %n1, %v_w : (tensor<1x1x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1x4096xf32>
+    %qr = mm.rope %q, %pos : tensor<i32> {num_heads = 32 : i64, theta = 1.000000e+04 : f64} : tensor<1x1x4096xf32>
+    %kr = mm.rope %k, %pos : tensor<i32> {num_heads = 32 : i64, theta = 1.000000e+04 : f64} : tensor<1x1x4096xf32>
+    %kc2 = mm.cache_update %kc, %kr, %pos {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>, tensor<1x1x4096xf32>, tensor<i32>) -> tensor<32x1x1024x4096xf32>
+    %vc2 = mm.cache_update %vc, %v, %pos {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>, tensor<1x1x4096xf32>, tensor<i32>) -> tensor<32x1x1024x4096xf32>
+    %kl = mm.cache_read %kc2 {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>) -> tensor<1x1024x4096xf32>
+    %vl = mm.cache_read %vc2 {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>) -> tensor<1x1024x4096xf32>
+    %attn = mm.attention %qr, %kl, %vl, %len {num_heads = 32 : i64, num_kv_heads = 32 : i64, mask = #mm.mask<bidirectional>, scale = 8.838835e-02 : f64} : (tensor<1x1x4096xf32>, tensor<1x1024x4096xf32>, tensor<1x1024x4096xf32>, tensor<i32>) -> tensor<1x1x4096xf32>
+    %o_w = mm.weight @"self_attn.o_proj.weight" : tensor<4096x4096xf32>
+    %o = mm.linear %attn, %o_w : (tensor<1x1x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1x4096xf32>
+    %h = mm.add %x, %o : tensor<1x1x4096xf32>
+    %n2_g = mm.weight @"post_attention_layernorm.weight" : tensor<4096xf32>
+    %n2 = mm.rms_norm %h, %n2_g {eps = 1.000000e-05 : f64} : (tensor<1x1x4096xf32>, tensor<4096xf32>) -> tensor<1x1x4096xf32>
+    %gate_w = mm.weight @"mlp.gate_proj.weight" : tensor<11008x4096xf32>
+    %gate = mm.linear %n2, %gate_w : (tensor<1x1x4096xf32>, tensor<11008x4096xf32>) -> tensor<1x1x11008xf32>
+    %up_w = mm.weight @"mlp.up_proj.weight" : tensor<11008x4096xf32>
+    %up = mm.linear %n2, %up_w : (tensor<1x1x4096xf32>, tensor<11008x4096xf32>) -> tensor<1x1x11008xf32>
+    %act = mm.silu %gate : tensor<1x1x11008xf32>
+    %gated = mm.mul %act, %up : tensor<1x1x11008xf32>
+    %down_w = mm.weight @"mlp.down_proj.weight" : tensor<4096x11008xf32>
+    %down = mm.linear %gated, %down_w : (tensor<1x1x11008xf32>, tensor<4096x11008xf32>) -> tensor<1x1x4096xf32>
+    %y = mm.add %h, %down : tensor<1x1x4096xf32>
+    mm.yield %y, %kc2, %vc2 : tensor<1x1x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>
+  }
   mm.param @"language_model.model.norm.weight" : tensor<4096xf32> group @language_model init #mm.init<ones>
   mm.param @"language_model.lm_head.weight" : tensor<32064x4096xf32> group @language_model init #mm.init<normal, 0.02>
 
@@ -194,5 +259,55 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     %logits = mm.linear %final, %logits_w : (tensor<1x1024x4096xf32>, tensor<32064x4096xf32>) -> tensor<1x1024x32064xf32>
     %loss = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64} : (tensor<1x1024x32064xf32>, tensor<1x1024xi32>) -> tensor<f32>
     mm.return %loss : tensor<f32>
+  }
+
+  // Chat: prefill runs the prompt (image included) and fills the KV caches;
+  // decode runs one new token at `position` against them (length = position + 1).
+  mm.entry @prefill(%pixel_values: tensor<1x3x336x336xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x1024xi32> {mm.name = "input_ids"}, %length: tensor<i32> {mm.name = "length"}, %k_cache: tensor<32x1x1024x4096xf32> {mm.name = "k_cache"}, %v_cache: tensor<32x1x1024x4096xf32> {mm.name = "v_cache"})
+      -> (tensor<1x1024x32064xf32> {mm.name = "logits"}) {
+    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.
+    %patch_w = mm.weight @"vision_tower.vision_model.embeddings.patch_embedding.weight" : tensor<1024x3x14x14xf32>
+    %patches = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x336x336xf32>, tensor<1024x3x14x14xf32>) -> tensor<1x576x1024xf32>
+    %cls_w = mm.weight @"vision_tower.vision_model.embeddings.class_embedding" : tensor<1024xf32>
+    %cls = mm.broadcast %cls_w : (tensor<1024xf32>) -> tensor<1x1x1024xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1024xf32>, tensor<1x576x1024xf32>) -> tensor<1x577x1024xf32>
+    %pos_w = mm.weight @"vision_tower.vision_model.embeddings.position_embedding.weight" : tensor<577x1024xf32>
+    %pos = mm.broadcast %pos_w : (tensor<577x1024xf32>) -> tensor<1x577x1024xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x577x1024xf32>
+    %pre_g = mm.weight @"vision_tower.vision_model.pre_layrnorm.weight" : tensor<1024xf32>
+    %pre_b = mm.weight @"vision_tower.vision_model.pre_layrnorm.bias" : tensor<1024xf32>
+    %pre = mm.layer_norm %embeds, %pre_g, %pre_b {eps = 1.000000e-05 : f64} : (tensor<1x577x1024xf32>, tensor<1024xf32>, tensor<1024xf32>) -> tensor<1x577x1024xf32>
+    %hidden = mm.apply_layer @clip_encoder_layer from 0 to 23 (%pre) : (tensor<1x577x1024xf32>) -> tensor<1x577x1024xf32>
+    // vision_feature_select_strategy = default: drop [CLS].
+    %features = mm.slice %hidden {axis = 1 : i64, start = 1 : i64} : (tensor<1x577x1024xf32>) -> tensor<1x576x1024xf32>
+    // Projector.
+    %proj1_w = mm.weight @"multi_modal_projector.linear_1.weight" : tensor<4096x1024xf32>
+    %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<4096xf32>
+    %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x576x1024xf32>, tensor<4096x1024xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
+    %proj_act = mm.gelu %proj1 : tensor<1x576x4096xf32>
+    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
+    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
+    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
+    // LLM: text embeddings with the image features at the <image> positions.
+    %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<32064x4096xf32>
+    %text = mm.embedding %input_ids, %embed_w : (tensor<1x1024xi32>, tensor<32064x4096xf32>) -> tensor<1x1024x4096xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
+    %dec:3 = mm.apply_layer @llama_decoder_layer_prefill from 0 to 32 (%merged, %k_cache, %v_cache, %length) : (tensor<1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<i32>) -> (tensor<1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>)
+    %final_g = mm.weight @"language_model.model.norm.weight" : tensor<4096xf32>
+    %final = mm.rms_norm %dec#0, %final_g {eps = 1.000000e-05 : f64} : (tensor<1x1024x4096xf32>, tensor<4096xf32>) -> tensor<1x1024x4096xf32>
+    %logits_w = mm.weight @"language_model.lm_head.weight" : tensor<32064x4096xf32>
+    %logits = mm.linear %final, %logits_w : (tensor<1x1024x4096xf32>, tensor<32064x4096xf32>) -> tensor<1x1024x32064xf32>
+    mm.return %logits : tensor<1x1024x32064xf32>
+  }
+  mm.entry @decode(%input_ids: tensor<1x1xi32> {mm.name = "input_ids"}, %position: tensor<i32> {mm.name = "position"}, %length: tensor<i32> {mm.name = "length"}, %k_cache: tensor<32x1x1024x4096xf32> {mm.name = "k_cache"}, %v_cache: tensor<32x1x1024x4096xf32> {mm.name = "v_cache"})
+      -> (tensor<1x1x32064xf32> {mm.name = "logits"}) {
+    %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<32064x4096xf32>
+    %text = mm.embedding %input_ids, %embed_w : (tensor<1x1xi32>, tensor<32064x4096xf32>) -> tensor<1x1x4096xf32>
+    %dec:3 = mm.apply_layer @llama_decoder_layer_decode from 0 to 32 (%text, %k_cache, %v_cache, %position, %length) : (tensor<1x1x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<i32>, tensor<i32>) -> (tensor<1x1x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>)
+    %final_g = mm.weight @"language_model.model.norm.weight" : tensor<4096xf32>
+    %final = mm.rms_norm %dec#0, %final_g {eps = 1.000000e-05 : f64} : (tensor<1x1x4096xf32>, tensor<4096xf32>) -> tensor<1x1x4096xf32>
+    %logits_w = mm.weight @"language_model.lm_head.weight" : tensor<32064x4096xf32>
+    %logits = mm.linear %final, %logits_w : (tensor<1x1x4096xf32>, tensor<32064x4096xf32>) -> tensor<1x1x32064xf32>
+    mm.return %logits : tensor<1x1x32064xf32>
   }
 }

@@ -64,6 +64,13 @@ std::string LayerOp::instanceParamName(int64_t index, StringRef name) {
   return (getPrefix() + "." + Twine(index) + "." + name).str();
 }
 
+LayerOp LayerOp::getParameterOwner() {
+  if (!getParametersFrom())
+    return *this;
+  auto model = (*this)->getParentOfType<ModelOp>();
+  return dyn_cast_or_null<LayerOp>(mlir::SymbolTable::lookupSymbolIn(model, getParametersFromAttr()));
+}
+
 ParseResult LayerOp::parse(OpAsmParser &parser, OperationState &result) {
   auto buildFuncType = [](Builder &builder, ArrayRef<Type> argTypes, ArrayRef<Type> results,
                           function_interface_impl::VariadicFlag, std::string &) {
@@ -97,6 +104,16 @@ LogicalResult LayerOp::verify() {
     return emitOpError("count must be positive, got ") << getCountAttr().getInt();
   if (getPrefix().empty())
     return emitOpError("needs a non-empty parameter name prefix");
+  if (getParametersFrom()) {
+    LayerOp owner = getParameterOwner();
+    if (!owner || owner == *this || owner.getParametersFrom())
+      return emitOpError("parameters_from must name another mm.layer that declares its own parameters");
+    if (owner.getCountAttr().getInt() != getCountAttr().getInt() || owner.getPrefix() != getPrefix())
+      return emitOpError("shares the parameters of @") << owner.getSymName()
+             << " and so needs its count and prefix";
+    if (!getBody().getOps<ParamOp>().empty())
+      return emitOpError("takes its parameters from @") << owner.getSymName() << " and declares none itself";
+  }
   return verifyTerminatorTypes(*this, getBody(), getResultTypes(), "layer");
 }
 
@@ -158,8 +175,11 @@ LogicalResult EntryOp::verify() {
 }
 
 LogicalResult WeightOp::verifySymbolUses(SymbolTableCollection &tables) {
-  // Inside a layer the name is relative to the layer; elsewhere the model's.
-  Operation *scope = (*this)->getParentOfType<LayerOp>();
+  // Inside a layer the name is relative to the layer (or the layer it takes
+  // its parameters from); elsewhere the model's.
+  Operation *scope = nullptr;
+  if (auto layer = (*this)->getParentOfType<LayerOp>())
+    scope = layer.getParameterOwner();
   if (!scope)
     scope = (*this)->getParentOfType<ModelOp>();
   if (!scope)
@@ -279,6 +299,8 @@ LogicalResult RMSNormOp::verify() {
 
 LogicalResult RoPEOp::verify() {
   auto x = tensorOf(getInput());
+  if (getResult().getType() != getInput().getType())
+    return emitOpError("result type must equal the input type");
   if (x.getRank() != 3)
     return emitOpError("input must be [B, S, H*Dh]");
   int64_t h = getNumHeads();
@@ -427,5 +449,29 @@ LogicalResult CrossEntropyOp::verify() {
 LogicalResult ReduceSumOp::verify() {
   if (tensorOf(getResult()).getElementType() != tensorOf(getInput()).getElementType())
     return emitOpError("the sum must have the input's element type");
+  return success();
+}
+
+LogicalResult CacheUpdateOp::verify() {
+  auto c = tensorOf(getCache()), u = tensorOf(getUpdate());
+  if (c.getRank() != 4 || u.getRank() != 3)
+    return emitOpError("needs a cache [L, B, Smax, W] and new entries [B, T, W]");
+  if (u.getDimSize(0) != c.getDimSize(1) || u.getDimSize(2) != c.getDimSize(3) || u.getDimSize(1) > c.getDimSize(2))
+    return emitOpError("new entries ") << shapeStr(u.getShape()) << " do not fit the cache " << shapeStr(c.getShape());
+  int64_t layer = getLayerAttr().getInt();
+  if (layer < 0 || (!(*this)->getParentOfType<LayerOp>() && layer >= c.getDimSize(0)))
+    return emitOpError("layer ") << layer << " is outside the cache's " << c.getDimSize(0) << " layers";
+  if (getResult().getType() != getCache().getType())
+    return emitOpError("the result is the updated cache and has its type");
+  return success();
+}
+
+LogicalResult CacheReadOp::verify() {
+  auto c = tensorOf(getCache()), r = tensorOf(getResult());
+  if (c.getRank() != 4 || r.getShape() != c.getShape().drop_front())
+    return emitOpError("reads one layer [B, Smax, W] of a cache [L, B, Smax, W]");
+  int64_t layer = getLayerAttr().getInt();
+  if (layer < 0 || (!(*this)->getParentOfType<LayerOp>() && layer >= c.getDimSize(0)))
+    return emitOpError("layer ") << layer << " is outside the cache's " << c.getDimSize(0) << " layers";
   return success();
 }

@@ -135,7 +135,8 @@ LogicalResult MulOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, Sma
 LogicalResult RoPEOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, SmallVectorImpl<Value> &grads) {
   // A rotation's transpose is the rotation by the opposite angle.
   put(grads, needed, 0, [&] {
-    return b.create<RoPEOp>(getLoc(), dy, getNumHeadsAttr(), getThetaAttr(), b.getBoolAttr(!getInverse()))
+    return b.create<RoPEOp>(getLoc(), dy.getType(), dy, getOffset(), getNumHeadsAttr(), getThetaAttr(),
+                            b.getBoolAttr(!getInverse()))
         .getResult();
   });
   return success();

@@ -182,8 +182,17 @@ json::Object buildManifest(ModelOp model, StringRef target) {
 
   json::Array entries;
   for (EntryOp e : model.getBody().getOps<EntryOp>()) {
+    json::Array args = tensorList(e.getArgumentTypes(), e.getArgAttrsAttr(), "arg");
+    // Arguments a KV-cache update writes are updated in place (inout).
+    e.walk([&](CacheUpdateOp u) {
+      Value v = u.getCache();
+      while (auto prev = v.getDefiningOp<CacheUpdateOp>()) v = prev.getCache();
+      if (auto arg = dyn_cast<BlockArgument>(v))
+        if (arg.getOwner()->getParentOp() == e.getOperation())
+          (*args[arg.getArgNumber()].getAsObject())["inout"] = true;
+    });
     json::Object eo{{"name", e.getSymName().str()},
-                    {"args", tensorList(e.getArgumentTypes(), e.getArgAttrsAttr(), "arg")},
+                    {"args", std::move(args)},
                     {"results", tensorList(e.getResultTypes(), e.getResAttrsAttr(), "result")}};
     if (auto ws = e->getAttrOfType<IntegerAttr>(kWorkspaceAttr))
       eo["workspace_bytes"] = ws.getInt();

@@ -180,34 +180,44 @@ Kernel rope(RoPEOp op) {
 const int64_t s = (i / ($HALF * $H)) % $S, b = i / ($HALF * $H * $S);
 const int64_t base = ((b * $S + s) * $H + h) * $DH;
 const T inv_freq = 1 / pow($THETA, (T)(2 * j) / (T)$DH);
-const T angle = $SIGN(T)s * inv_freq;
+const T angle = $SIGN(T)(s + $OFFSET) * inv_freq;
 const T c = cos(angle), sn = sin(angle);
 const T x1 = x[base + j], x2 = x[base + j + $HALF];
 y[base + j] = x1 * c - x2 * sn;
 y[base + j + $HALF] = x2 * c + x1 * sn;
 )", {{"HALF", num(dh / 2)}, {"H", num(h)}, {"S", num(s)}, {"DH", num(dh)},
-     {"THETA", flt(op.getTheta().convertToDouble())}, {"SIGN", op.getInverse() ? "-" : ""}});
-  return makeKernel(op, {"x"}, x.getNumElements() / 2, body);
+     {"THETA", flt(op.getTheta().convertToDouble())}, {"SIGN", op.getInverse() ? "-" : ""},
+     {"OFFSET", op.getOffset() ? "(int64_t)offset[0]" : "0"}});
+  SmallVector<std::string> names{"x"};
+  if (op.getOffset()) names.push_back("offset");
+  return makeKernel(op, names, x.getNumElements() / 2, body);
 }
 
-/// The mask as a condition on query `qi`, key `kj`, real length `len` and
-/// first-segment length `$P`.
-std::string maskCondition(MaskKind kind, bool selfAttention) {
-  std::string len = selfAttention ? "kj < len" : "true";
+/// The mask as a condition on query `qi`, key `kj`, the number of real keys
+/// `len` and the first segment's length `$P`.
+std::string maskCondition(MaskKind kind, bool hasLength) {
+  std::string shape;
   switch (kind) {
   case MaskKind::Bidirectional:
   case MaskKind::Padding:
   case MaskKind::ItmBidirectional:
-    return len;
+    break;
   case MaskKind::Causal:
   case MaskKind::ImagePrefixCausal:
-    return len + " && kj <= qi";
+    shape = "kj <= qi";
+    break;
   case MaskKind::ItgMultimodalCausal:
-    return len + " && (qi < $P ? kj < $P : (kj < $P || kj <= qi))";
+    shape = "(qi < $P ? kj < $P : (kj < $P || kj <= qi))";
+    break;
   case MaskKind::ItcUnimodal:
-    return len + " && ((qi < $P) == (kj < $P))";
+    shape = "((qi < $P) == (kj < $P))";
+    break;
   }
-  return "false";
+  std::string len = hasLength ? "kj < len" : "";
+  if (len.empty() && shape.empty()) return "true";
+  if (len.empty()) return shape;
+  if (shape.empty()) return len;
+  return len + " && " + shape;
 }
 
 Kernel attention(AttentionOp op) {
@@ -241,7 +251,7 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
 T *yr = y + (b * $S + qi) * $QW + h * $DH;
 const T inv = l > 0 ? 1 / l : 0;
 for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
-)", {{"MASK", maskCondition(op.getMask(), s == skv)}});
+)", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
   body = subst(body, {{"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)}, {"H", num(h)}, {"GROUP", num(h / hkv)},
                       {"QW", num(h * dh)}, {"KW", num(hkv * dh)}, {"DH", num(dh)},
                       {"P", num(op.getPrefixLength())},
@@ -621,7 +631,7 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
   l += exp(score - m);
 }
 y[i] = l > 0 ? m + log(l) : (T)0;
-)", {{"MASK", maskCondition(op.getMask(), s == skv)}});
+)", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
   body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
   SmallVector<std::string> names{"q", "k"};
   if (op.getLength()) names.push_back("length");
@@ -682,13 +692,34 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
               "    for (int64_t d = 0; d < $DH; ++d) acc[d] += ds * q[row + d];\n";
     body = subst(body, {{"UPDATE", update}});
   }
-  body = subst(body, {{"MASK", maskCondition(op.getMask(), s == skv)}});
+  body = subst(body, {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
   body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
   SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
   if (op.getLength()) names.push_back("length");
   int64_t domain = which == AttnGrad::Query ? q.getDimSize(0) * op.getNumHeads() * s
                                             : q.getDimSize(0) * op.getNumKvHeads() * skv;
   return makeKernel(op, names, domain, body);
+}
+
+/// cache_update: writes new[B,T,W] at positions position.. of layer `layer`
+/// of cache[L,B,Smax,W]; y is the cache's own buffer (updated in place).
+Kernel cacheUpdate(CacheUpdateOp op) {
+  auto c = typeOf(op.getCache()), u = typeOf(op.getUpdate());
+  std::string body = subst(R"(const int64_t w = i % $W, t = (i / $W) % $TN, b = i / ($W * $TN);
+const int64_t at = $POS + t;
+if (at >= 0 && at < $SMAX) y[(($LAYER * $B + b) * $SMAX + at) * $W + w] = update[i];
+)", {{"W", num(c.getDimSize(3))}, {"TN", num(u.getDimSize(1))}, {"SMAX", num(c.getDimSize(2))},
+     {"B", num(c.getDimSize(1))}, {"LAYER", num(op.getLayerAttr().getInt())},
+     {"POS", op.getPosition() ? "(int64_t)position[0]" : "0"}});
+  SmallVector<std::string> names{"cache", "update"};
+  if (op.getPosition()) names.push_back("position");
+  return makeKernel(op, names, u.getNumElements(), body);
+}
+
+Kernel cacheRead(CacheReadOp op) {
+  auto r = typeOf(op.getResult());
+  std::string body = "y[i] = cache[" + num(op.getLayerAttr().getInt() * r.getNumElements()) + " + i];\n";
+  return makeKernel(op, {"cache"}, r.getNumElements(), body);
 }
 
 } // namespace
@@ -733,6 +764,8 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](AttentionGradQueryOp o) { return attentionGrad(o, AttnGrad::Query); })
       .Case([](AttentionGradKeyOp o) { return attentionGrad(o, AttnGrad::Key); })
       .Case([](AttentionGradValueOp o) { return attentionGrad(o, AttnGrad::Value); })
+      .Case([](CacheUpdateOp o) { return cacheUpdate(o); })
+      .Case([](CacheReadOp o) { return cacheRead(o); })
       .Default([](Operation *) { return std::nullopt; });
   if (!k) {
     op->emitOpError("has no kernel in target code generation");

@@ -60,10 +60,15 @@ FailureOr<Program> buildProgram(ModelOp model) {
         kernel->name = "k" + std::to_string(program.kernels.size()) + "_" + kernel->name;
         program.kernels.push_back(std::move(*kernel));
       }
-      auto offset = op.getAttrOfType<IntegerAttr>(kOffsetAttr);
-      if (!offset)
-        return op.emitOpError("has no arena offset; run mm-plan-memory first"), failure();
-      KernelCall call{it->second, {}, {Buffer::Arena, offset.getInt(), elementCType(op.getResult(0).getType())}};
+      KernelCall call{it->second, {}, {}};
+      if (auto update = dyn_cast<CacheUpdateOp>(op)) {
+        call.result = where.lookup(update.getCache()); // in place
+      } else {
+        auto offset = op.getAttrOfType<IntegerAttr>(kOffsetAttr);
+        if (!offset)
+          return op.emitOpError("has no arena offset; run mm-plan-memory first"), failure();
+        call.result = {Buffer::Arena, offset.getInt(), elementCType(op.getResult(0).getType())};
+      }
       for (Value v : op.getOperands())
         call.operands.push_back(where.lookup(v));
       where[op.getResult(0)] = call.result;

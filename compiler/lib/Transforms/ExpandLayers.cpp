@@ -48,6 +48,11 @@ struct ExpandLayersPass : public mm::impl::ExpandLayersBase<ExpandLayersPass> {
           if (auto weight = dyn_cast<WeightOp>(clone))
             weight.setParamAttr(FlatSymbolRefAttr::get(
                 ctx, layer.instanceParamName(i, weight.getParam())));
+          // KV-cache ops inside a layer count layers from the instance.
+          if (isa<CacheUpdateOp, CacheReadOp>(clone)) {
+            auto attr = clone->getAttrOfType<IntegerAttr>("layer");
+            clone->setAttr("layer", builder.getI64IntegerAttr(attr.getInt() + i));
+          }
         }
       }
       apply.replaceAllUsesWith(ValueRange(current).take_front(apply.getNumResults()));

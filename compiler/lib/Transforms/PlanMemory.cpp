@@ -96,7 +96,8 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
     Builder b(entry.getContext());
     for (Operation &op : block) {
       int64_t at = index[&op];
-      if (!isa<WeightOp, ReturnOp>(&op)) {
+      // A cache update writes into its cache operand's storage.
+      if (!isa<WeightOp, ReturnOp, CacheUpdateOp>(&op)) {
         if (op.getNumResults() != 1)
           return op.emitOpError("mm-plan-memory supports single-result ops only");
         Value result = op.getResult(0);

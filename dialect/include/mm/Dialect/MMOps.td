@@ -100,6 +100,9 @@ def MM_LayerOp : MM_Op<"layer", [SymbolTable, IsolatedFromAbove,
     from its arguments; `mm.apply_layer` runs a range of its instances in
     sequence. Instance `i` owns parameters `<prefix>.<i>.<name>`, so HF's
     `...encoder.layers.3.mlp.fc1.weight` is `mlp.fc1.weight` of instance 3.
+    A layer with `parameters_from = @other` declares no parameters of its
+    own: it computes with `@other`'s (the same count and prefix), as a
+    decoding variant of a decoder layer does.
 
     Example:
     ```mlir
@@ -116,7 +119,8 @@ def MM_LayerOp : MM_Op<"layer", [SymbolTable, IsolatedFromAbove,
                        TypeAttrOf<FunctionType>:$function_type,
                        OptionalAttr<DictArrayAttr>:$arg_attrs,
                        OptionalAttr<DictArrayAttr>:$res_attrs,
-                       I64Attr:$count, StrAttr:$prefix);
+                       I64Attr:$count, StrAttr:$prefix,
+                       OptionalAttr<FlatSymbolRefAttr>:$parameters_from);
   let regions = (region SizedRegion<1>:$body);
   let hasCustomAssemblyFormat = 1;
   let hasVerifier = 1;
@@ -126,6 +130,9 @@ def MM_LayerOp : MM_Op<"layer", [SymbolTable, IsolatedFromAbove,
     ::mlir::Region *getCallableRegion() { return &getBody(); }
     /// The full checkpoint name of parameter `name` in instance `index`.
     std::string instanceParamName(int64_t index, ::llvm::StringRef name);
+    /// The layer whose parameters this one reads: itself, or the one named
+    /// by `parameters_from`.
+    LayerOp getParameterOwner();
   }];
 }
 
@@ -373,13 +380,15 @@ class MM_BinaryOp<string mnemonic, string math> : MM_Op<mnemonic,
 def MM_AddOp : MM_BinaryOp<"add", "y = a + b">;
 def MM_MulOp : MM_BinaryOp<"mul", "y = a * b">;
 
-def MM_RoPEOp : MM_Op<"rope", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>, SameOperandsAndResultType]> {
+def MM_RoPEOp : MM_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "rotary position embedding (LLaMA's rotate-half convention)";
   let description = [{
     Rotates each head's `[Dh]` vector by position: with
     `inv_freq[i] = theta^(-2i/Dh)` and `angle = pos * inv_freq[i mod Dh/2]`,
-    `y = x cos(angle) + rotate_half(x) sin(angle)`, `pos = s`. With
-    `inverse` it rotates by `-angle` (the transpose, which is its VJP).
+    `y = x cos(angle) + rotate_half(x) sin(angle)`, `pos = offset + s`
+    (`offset`, an optional scalar i32, is the position of the first token:
+    decoding with a KV cache). With `inverse` it rotates by `-angle` (the
+    transpose, which is its VJP).
     Shapes: x `[B, S, H*Dh]`, result like x; `num_heads` gives `H`.
 
     Example:
@@ -387,10 +396,10 @@ def MM_RoPEOp : MM_Op<"rope", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface
     %q2 = mm.rope %q {num_heads = 4 : i64, theta = 10000.0 : f64} : tensor<1x8x64xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$input, I64Attr:$num_heads, F64Attr:$theta,
-                       DefaultValuedAttr<BoolAttr, "false">:$inverse);
+  let arguments = (ins MM_F32Tensor:$input, Optional<0DTensorOf<[I32]>>:$offset, I64Attr:$num_heads,
+                       F64Attr:$theta, DefaultValuedAttr<BoolAttr, "false">:$inverse);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let assemblyFormat = "$input (`,` $offset^ `:` type($offset))? attr-dict `:` type($result)";
   let hasVerifier = 1;
 }
 
@@ -399,9 +408,10 @@ def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPO
   let description = [{
     `softmax(q k^T * scale + mask) v` per head, with grouped K/V heads when
     `num_kv_heads < num_heads` (head `h` reads K/V head `h / (H / Hkv)`).
-    The optional `length` (a scalar i32) is the real sequence length: keys
-    at or past it are masked for every mask kind; without it every key is
-    real. The `padding` kind requires it. `layout` names the sequence's segments
+    The optional `length` (a scalar i32) is the number of real keys: keys
+    at or past it are masked for every mask kind (padding; and, decoding
+    against a KV cache, the positions not yet written); without it every key
+    is real. The `padding` kind requires it. `layout` names the sequence's segments
     where the mask kind needs them (see `#mm.mask`). The score matrix is
     never materialised by the generated kernels (online softmax).
     Shapes: q `[B, S, H*Dh]`, k and v `[B, Skv, Hkv*Dh]`, result like q;
@@ -839,5 +849,52 @@ class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]>
 def MM_AttentionGradQueryOp : MM_AttentionGradOp<"attention_grad_query", "queries">;
 def MM_AttentionGradKeyOp : MM_AttentionGradOp<"attention_grad_key", "keys">;
 def MM_AttentionGradValueOp : MM_AttentionGradOp<"attention_grad_value", "values">;
+
+
+//===----------------------------------------------------------------------===//
+// KV cache (chat: prefill and single-token decode)
+//===----------------------------------------------------------------------===//
+
+def MM_CacheUpdateOp : MM_Op<"cache_update", [MemoryEffects<[MemWrite]>]> {
+  let summary = "write keys or values of new positions into a KV cache, in place";
+  let description = [{
+    `cache[layer, b, position + t, :] = new[b, t, :]`. The result is the same
+    buffer as `cache` (the op updates it in place; code generation gives the
+    result the operand's storage), so chaining updates orders them. An entry
+    argument a cache update writes is marked `inout` in the manifest. Inside
+    an `mm.layer`, `layer` counts from the instance: `mm-expand-layers` adds
+    the instance index. Without `position`, writing starts at 0.
+    Shapes: cache `[L, B, Smax, W]`, new `[B, T, W]`, position a scalar i32.
+
+    Example:
+    ```mlir
+    %kc2 = mm.cache_update %kc, %k, %pos {layer = 0 : i64}
+        : (tensor<4x1x128x64xf32>, tensor<1x1x64xf32>, tensor<i32>) -> tensor<4x1x128x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$cache, MM_F32Tensor:$update, Optional<0DTensorOf<[I32]>>:$position,
+                       I64Attr:$layer);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$cache `,` $update (`,` $position^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_CacheReadOp : MM_Op<"cache_read", [Pure]> {
+  let summary = "one layer's keys or values from a KV cache";
+  let description = [{
+    `result[b, s, :] = cache[layer, b, s, :]`. As for `mm.cache_update`,
+    `layer` inside an `mm.layer` counts from the instance.
+    Shapes: cache `[L, B, Smax, W]`, result `[B, Smax, W]`.
+
+    Example:
+    ```mlir
+    %k = mm.cache_read %kc {layer = 0 : i64} : (tensor<4x1x128x64xf32>) -> tensor<1x128x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$cache, I64Attr:$layer);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$cache attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
 
 #endif // MM_OPS_TD
