@@ -26,6 +26,7 @@ TensorSpec tensorFromJson(const nlohmann::json &j, const std::string &where) {
   else throw Error(where + ": tensor '" + t.name + "' has unsupported dtype " + dtype);
   for (int64_t d : t.shape)
     if (d < 0) throw Error(where + ": tensor '" + t.name + "' has a negative dimension");
+  t.inout = j.value("inout", false);
   return t;
 }
 
@@ -186,6 +187,11 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
     throw Error("entry '" + name + "' failed on the device: " + ops->last_error());
   for (size_t i = 0; i < results.size(); ++i)
     if (ops->download(results[i].bytes.data(), r[i], results[i].bytes.size()))
+      throw Error(std::string("download: ") + ops->last_error());
+  // Arguments the entry updates in place come back to the caller's buffers.
+  for (size_t i = 0; i < args.size(); ++i)
+    if (e.args[i].inout &&
+        ops->download(const_cast<uint8_t *>(args[i].bytes.data()), a[i], args[i].bytes.size()))
       throw Error(std::string("download: ") + ops->last_error());
   return results;
 }

@@ -4,8 +4,10 @@
 //                  (--prompt TEXT | --tokens ID,ID,...) [--dump-logits FILE] [--top K]
 //   mmrun MODEL.so --save-init W.safetensors [--seed S]
 //   mmrun MODEL.so --train STAGE --data FILE.json [--image-dir DIR] ...   (mm/Trainer.h)
+//   mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] ...  (mm/Chat.h)
 //
 //===----------------------------------------------------------------------===//
+#include "mm/Chat.h"
 #include "mm/Error.h"
 #include "mm/Llava.h"
 #include "mm/Model.h"
@@ -38,7 +40,7 @@ const char *kForwardOptions =
     "  --tokens IDS      token ids; the image token id expands to the image's feature positions\n"
     "  --dump-logits F   write all logits as raw little-endian f32 [positions x vocabulary]\n"
     "  --save-init FILE  write the seeded initial weights\n";
-const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + "\n" + kForwardOptions;
+const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + mm::kChatUsage + "\n" + kForwardOptions;
 
 struct Options {
   std::string model, mode, weights, saveInit, prompt, tokens, dumpLogits;
@@ -174,6 +176,8 @@ int main(int argc, char **argv) {
     bool help = std::count(args.begin(), args.end(), "-h") + std::count(args.begin(), args.end(), "--help");
     if (!help && std::count(args.begin(), args.end(), "--train"))
       return mm::runTraining(mm::parseTrainOptions(args));
+    if (!help && std::count(args.begin(), args.end(), "--chat"))
+      return mm::runChat(mm::parseChatOptions(args));
     Options o = parse(argc, argv);
     if (o.mode == "forward") return runForward(o);
     if (o.mode == "save-init") return runSaveInit(o);

@@ -25,6 +25,7 @@ struct TensorSpec {
   std::string name;
   std::vector<int64_t> shape;
   ElemType type = ElemType::F32;
+  bool inout = false; // an entry argument the entry updates in place (KV caches)
   int64_t numel() const;
   int64_t bytes() const { return numel() * (type == ElemType::F64 ? 8 : 4); }
 };

@@ -1,0 +1,90 @@
+//===- Chat.h - generation with a KV cache, and a chat session --*- C++ -*-===//
+//
+// A compiled LLaVA has `prefill` (the prompt, image included, fills the KV
+// caches) and `decode` (one token against them). `ChatSession` keeps a
+// conversation in the model's template, prefills it each turn and decodes the
+// reply token by token, greedy or sampled.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_CHAT_H
+#define MM_CHAT_H
+
+#include "mm/Data.h"
+#include "mm/Model.h"
+#include "mm/Parameters.h"
+#include "mm/Tokenizer.h"
+
+#include <functional>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace mm {
+
+struct SamplingOptions {
+  double temperature = 0.0; // 0: greedy
+  double topP = 1.0;        // nucleus: smallest set with this much probability
+  int topK = 0;             // 0: no limit
+  uint64_t seed = 0;
+  int maxNewTokens = 64;
+};
+
+/// The next token from one row of logits: the argmax when temperature is 0,
+/// else a draw from softmax(logits / temperature) restricted to the top-k
+/// tokens and then to the top-p nucleus.
+int32_t sampleToken(const float *logits, int64_t vocab, const SamplingOptions &options, std::mt19937_64 &rng);
+
+class ChatSession {
+public:
+  ChatSession(const CompiledModel &model, const ParameterStore &params, const Tokenizer &tokenizer,
+              ChatTemplate chatTemplate, SamplingOptions options);
+
+  /// The image the next turn is about; starts a new conversation.
+  void setImage(const std::string &path);
+  /// Forgets the conversation (keeps the image).
+  void reset();
+  /// Runs one user turn: streams the reply's text through `onText` as it is
+  /// decoded and returns it. Throws mm::Error if the conversation no longer
+  /// fits the compiled sequence length.
+  std::string reply(const std::string &userText, const std::function<void(const std::string &)> &onText);
+
+  /// Timings of the last reply: prefill (image encode + prompt) and decode.
+  double lastPrefillSeconds() const { return prefillSeconds_; }
+  double lastDecodeSeconds() const { return decodeSeconds_; }
+  int lastNewTokens() const { return newTokens_; }
+  int lastPromptTokens() const { return promptTokens_; }
+
+private:
+  std::vector<int32_t> promptIds(const std::string &userText) const;
+
+  const CompiledModel &model_;
+  const ParameterStore &params_;
+  const Tokenizer &tokenizer_;
+  ChatTemplate template_;
+  SamplingOptions options_;
+  SampleFormat format_;
+  std::mt19937_64 rng_;
+  std::optional<std::string> image_;
+  std::vector<std::pair<std::string, std::string>> turns_; // (user, assistant)
+  std::vector<HostTensor> cache_;                          // k_cache, v_cache
+  double prefillSeconds_ = 0, decodeSeconds_ = 0;
+  int newTokens_ = 0, promptTokens_ = 0;
+};
+
+/// `mmrun MODEL.so --chat ...`: options, usage text and the REPL.
+struct ChatOptions {
+  std::string model, weights, image, prompt, templateName = "vicuna_v1";
+  uint64_t initSeed = 0;
+  bool havePrompt = false;
+  SamplingOptions sampling;
+};
+extern const char *const kChatUsage;
+ChatOptions parseChatOptions(const std::vector<std::string> &args);
+/// One turn with --prompt, else a REPL on standard input (`/image PATH`
+/// loads another image, `/reset` forgets the conversation, `/quit`).
+int runChat(const ChatOptions &options);
+
+} // namespace mm
+
+#endif // MM_CHAT_H

@@ -1,0 +1,270 @@
+//===- Chat.cpp - generation with a KV cache, and a chat session ------------===//
+#include "mm/Chat.h"
+#include "mm/Error.h"
+#include "mm/Image.h"
+#include "mm/Llava.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <numeric>
+#include <unistd.h>
+
+namespace mm {
+
+int32_t sampleToken(const float *logits, int64_t vocab, const SamplingOptions &o, std::mt19937_64 &rng) {
+  if (o.temperature <= 0.0)
+    return static_cast<int32_t>(std::max_element(logits, logits + vocab) - logits);
+  std::vector<int32_t> order(vocab);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(), [&](int32_t a, int32_t b) { return logits[a] > logits[b]; });
+  int64_t keep = o.topK > 0 ? std::min<int64_t>(o.topK, vocab) : vocab;
+  std::vector<double> p(keep);
+  double maxv = logits[order[0]], sum = 0;
+  for (int64_t i = 0; i < keep; ++i) sum += p[i] = std::exp((logits[order[i]] - maxv) / o.temperature);
+  // Nucleus: the smallest prefix whose probability reaches top-p.
+  double mass = 0;
+  int64_t n = 0;
+  while (n < keep) {
+    mass += p[n] / sum;
+    ++n;
+    if (mass >= o.topP) break;
+  }
+  std::uniform_real_distribution<double> u(0.0, 1.0);
+  double total = std::accumulate(p.begin(), p.begin() + n, 0.0), r = u(rng) * total;
+  for (int64_t i = 0; i < n; ++i) {
+    r -= p[i];
+    if (r <= 0) return order[i];
+  }
+  return order[n - 1];
+}
+
+ChatSession::ChatSession(const CompiledModel &model, const ParameterStore &params, const Tokenizer &tokenizer,
+                         ChatTemplate chatTemplate, SamplingOptions options)
+    : model_(model), params_(params), tokenizer_(tokenizer), template_(chatTemplate), options_(options),
+      format_(sampleFormat(model, tokenizer)), rng_(options.seed) {
+  const EntrySpec &prefill = model_.entry("prefill");
+  model_.entry("decode");
+  if (prefill.args.size() != 5)
+    throw Error(model_.path() + ": prefill entry does not take (pixel_values, input_ids, length, k_cache, v_cache)");
+  for (int i = 3; i < 5; ++i) {
+    HostTensor t;
+    t.bytes.assign(prefill.args[i].bytes(), 0);
+    cache_.push_back(std::move(t));
+  }
+}
+
+void ChatSession::setImage(const std::string &path) {
+  image_ = path;
+  turns_.clear();
+}
+
+void ChatSession::reset() { turns_.clear(); }
+
+std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
+  // The same pieces, tokenised piece by piece, as training's templates
+  // (runtime/lib/Data.cpp), ending where the assistant's reply begins.
+  std::vector<int32_t> ids{format_.bos};
+  auto text = [&](const std::string &s) {
+    std::vector<int32_t> t = tokenizer_.encode(s, /*addSpecial=*/false);
+    ids.insert(ids.end(), t.begin(), t.end());
+  };
+  auto withImage = [&](std::string s, bool first) {
+    size_t at = s.find("<image>");
+    if (first && image_ && at == std::string::npos) s = "<image>\n" + s, at = 0;
+    if (at == std::string::npos || !first || !image_) {
+      text(s);
+      return;
+    }
+    text(s.substr(0, at));
+    ids.insert(ids.end(), format_.shape.imagePositions, format_.shape.imageToken);
+    text(s.substr(at + 7));
+  };
+  if (template_ == ChatTemplate::Plain) {
+    if (image_) ids.insert(ids.end(), format_.shape.imagePositions, format_.shape.imageToken);
+    return ids;
+  }
+  for (size_t i = 0; i <= turns_.size(); ++i) {
+    const std::string &user = i < turns_.size() ? turns_[i].first : userText;
+    std::string human = (i == 0 ? std::string(kVicunaSystem) + " USER: " : std::string("USER: ")) + user + " ASSISTANT:";
+    withImage(human, i == 0);
+    if (i < turns_.size()) {
+      text(" " + turns_[i].second);
+      text("</s>");
+    }
+  }
+  return ids;
+}
+
+std::string ChatSession::reply(const std::string &userText, const std::function<void(const std::string &)> &onText) {
+  using Clock = std::chrono::steady_clock;
+  std::vector<int32_t> ids = promptIds(userText);
+  const int64_t maxLen = format_.shape.maxSequence, vocab = format_.shape.vocab;
+  // Rows past the tokenizer's vocabulary are padding, never real tokens.
+  const int64_t choices = std::min<int64_t>(vocab, tokenizer_.vocabSize());
+  if ((int64_t)ids.size() >= maxLen)
+    throw Error("the conversation is " + std::to_string(ids.size()) + " tokens (image positions included); " +
+                model_.path() + " was compiled for " + std::to_string(maxLen) + " (start a new one)");
+  promptTokens_ = (int)ids.size();
+  std::vector<const float *> params = params_.pointers();
+
+  auto start = Clock::now();
+  std::vector<HostTensor> args = llavaForwardArgs(model_, ids, image_);
+  args.push_back(cache_[0]);
+  args.push_back(cache_[1]);
+  std::vector<HostTensor> out = model_.run("prefill", params, args);
+  cache_[0] = std::move(args[3]);
+  cache_[1] = std::move(args[4]);
+  int64_t position = (int64_t)ids.size();
+  int32_t next = sampleToken(out[0].as<float>() + (position - 1) * vocab, choices, options_, rng_);
+  prefillSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+
+  start = Clock::now();
+  std::optional<int32_t> eos = tokenizer_.eosId();
+  std::vector<int32_t> generated;
+  std::string shown;
+  newTokens_ = 0;
+  std::vector<HostTensor> step(5);
+  for (auto &t : step) t.bytes.resize(4);
+  while (true) {
+    if (eos && next == *eos) break;
+    generated.push_back(next);
+    ++newTokens_;
+    // Stream whole characters: decode everything so far and print what is new.
+    std::string text = tokenizer_.decode(generated, /*skipSpecial=*/true);
+    if (template_ == ChatTemplate::Plain && text.find('\n') != std::string::npos) {
+      text = text.substr(0, text.find('\n'));
+      if (text.size() > shown.size()) onText(text.substr(shown.size()));
+      shown = text;
+      break;
+    }
+    if (text.size() > shown.size() && (text.back() & 0xC0) != 0x80 && (unsigned char)text.back() < 0xC0) {
+      onText(text.substr(shown.size()));
+      shown = text;
+    }
+    if (newTokens_ >= options_.maxNewTokens || position + 1 > maxLen) break;
+    *step[0].as<int32_t>() = next;
+    *step[1].as<int32_t>() = (int32_t)position;
+    *step[2].as<int32_t>() = (int32_t)position + 1;
+    step[3] = std::move(cache_[0]);
+    step[4] = std::move(cache_[1]);
+    std::vector<HostTensor> logits = model_.run("decode", params, step);
+    cache_[0] = std::move(step[3]);
+    cache_[1] = std::move(step[4]);
+    ++position;
+    next = sampleToken(logits[0].as<float>(), choices, options_, rng_);
+  }
+  std::string final = tokenizer_.decode(generated, /*skipSpecial=*/true);
+  if (template_ == ChatTemplate::Plain && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
+  if (final.size() > shown.size()) onText(final.substr(shown.size()));
+  decodeSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+  turns_.emplace_back(userText, final);
+  return final;
+}
+
+} // namespace mm
+
+namespace mm {
+
+const char *const kChatUsage =
+    "       mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] [--template vicuna_v1|plain]\n"
+    "                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N]\n";
+
+ChatOptions parseChatOptions(const std::vector<std::string> &a) {
+  ChatOptions o;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto value = [&]() -> std::string {
+      if (i + 1 >= a.size()) throw Error(a[i] + " needs a value");
+      return a[++i];
+    };
+    const std::string &f = a[i];
+    auto number = [&](const std::string &v) {
+      char *end = nullptr;
+      double d = std::strtod(v.c_str(), &end);
+      if (v.empty() || *end) throw Error(f + ": '" + v + "' is not a number");
+      return d;
+    };
+    if (f == "--chat") continue;
+    if (f == "--weights") o.weights = value();
+    else if (f == "--image") o.image = value();
+    else if (f == "--prompt") { o.prompt = value(); o.havePrompt = true; }
+    else if (f == "--template") o.templateName = value();
+    else if (f == "--temperature") o.sampling.temperature = number(value());
+    else if (f == "--top-p") o.sampling.topP = number(value());
+    else if (f == "--top-k") o.sampling.topK = (int)number(value());
+    else if (f == "--seed") o.sampling.seed = o.initSeed = (uint64_t)number(value());
+    else if (f == "--max-new-tokens") o.sampling.maxNewTokens = (int)number(value());
+    else if (!f.empty() && f[0] == '-') throw Error("unknown chat option '" + f + "'\n" + kChatUsage);
+    else if (o.model.empty()) o.model = f;
+    else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
+  }
+  if (o.model.empty()) throw Error(std::string("no model library given\n") + kChatUsage);
+  if (o.templateName != "vicuna_v1" && o.templateName != "plain")
+    throw Error("--template: '" + o.templateName + "'; expected vicuna_v1 or plain");
+  if (o.sampling.temperature < 0 || o.sampling.topP <= 0 || o.sampling.topP > 1 || o.sampling.topK < 0 ||
+      o.sampling.maxNewTokens <= 0)
+    throw Error("sampling options out of range (temperature >= 0, 0 < top-p <= 1, top-k >= 0, max-new-tokens > 0)");
+  return o;
+}
+
+int runChat(const ChatOptions &o) {
+  CompiledModel model = CompiledModel::load(o.model);
+  ParameterStore params(model.params());
+  if (!o.weights.empty()) params.loadSafetensors(o.weights);
+  else params.initFromSeed(o.initSeed);
+  if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; chat needs one");
+  Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
+  ChatSession chat(model, params, tokenizer, o.templateName == "plain" ? ChatTemplate::Plain : ChatTemplate::VicunaV1,
+                   o.sampling);
+  if (!o.image.empty()) {
+    loadImage(o.image); // fail early, naming the file
+    chat.setImage(o.image);
+  }
+  auto turn = [&](const std::string &text) {
+    chat.reply(text, [](const std::string &piece) {
+      std::cout << piece << std::flush;
+    });
+    std::cout << "\n";
+    double decodeRate = chat.lastDecodeSeconds() > 0 ? chat.lastNewTokens() / chat.lastDecodeSeconds() : 0;
+    std::fprintf(stderr, "[prefill %d tokens %.1f ms; %d new tokens, %.1f tok/s]\n", chat.lastPromptTokens(),
+                 chat.lastPrefillSeconds() * 1e3, chat.lastNewTokens(), decodeRate);
+  };
+  if (o.havePrompt) {
+    turn(o.prompt);
+    return 0;
+  }
+  bool tty = isatty(0);
+  if (tty)
+    std::cerr << "chat with " << model.name() << (o.image.empty() ? "" : " about " + o.image)
+              << " (/image PATH, /reset, /quit)\n";
+  std::string line;
+  while (true) {
+    if (tty) std::cout << "USER> " << std::flush;
+    if (!std::getline(std::cin, line)) break;
+    if (line == "/quit" || line == "/exit") break;
+    if (line == "/reset") { chat.reset(); continue; }
+    if (line.rfind("/image ", 0) == 0) {
+      std::string path = line.substr(7);
+      try {
+        loadImage(path);
+        chat.setImage(path);
+        std::cerr << "(new conversation about " << path << ")\n";
+      } catch (const Error &e) {
+        std::cerr << "mmrun: error: " << e.what() << "\n";
+      }
+      continue;
+    }
+    if (line.empty()) continue;
+    if (tty) std::cout << "ASSISTANT> " << std::flush;
+    try {
+      turn(line);
+    } catch (const Error &e) {
+      std::cerr << "mmrun: error: " << e.what() << "\n";
+    }
+  }
+  return 0;
+}
+
+} // namespace mm
