@@ -8,7 +8,9 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <fstream>
 #include <iostream>
+#include <map>
 #include <numeric>
 #include <unistd.h>
 
@@ -264,6 +266,116 @@ int runChat(const ChatOptions &o) {
       std::cerr << "mmrun: error: " << e.what() << "\n";
     }
   }
+  return 0;
+}
+
+} // namespace mm
+
+namespace mm {
+
+const char *const kEvalUsage =
+    "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain]\n"
+    "                      [--max-new-tokens N] [--limit N] [--dump-answers FILE.jsonl]\n";
+
+EvalOptions parseEvalOptions(const std::vector<std::string> &a) {
+  EvalOptions o;
+  for (size_t i = 0; i < a.size(); ++i) {
+    auto value = [&]() -> std::string {
+      if (i + 1 >= a.size()) throw Error(a[i] + " needs a value");
+      return a[++i];
+    };
+    const std::string &f = a[i];
+    if (f == "--eval") continue;
+    if (f == "--weights") o.weights = value();
+    else if (f == "--data") o.data = value();
+    else if (f == "--image-dir") o.imageDir = value();
+    else if (f == "--template") o.templateName = value();
+    else if (f == "--max-new-tokens") o.maxNewTokens = std::stoi(value());
+    else if (f == "--limit") o.limit = std::stoll(value());
+    else if (f == "--dump-answers") o.dumpAnswers = value();
+    else if (!f.empty() && f[0] == '-') throw Error("unknown eval option '" + f + "'\n" + kEvalUsage);
+    else if (o.model.empty()) o.model = f;
+    else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
+  }
+  if (o.model.empty() || o.data.empty()) throw Error(std::string("--eval needs a model and --data\n") + kEvalUsage);
+  if (o.templateName != "vicuna_v1" && o.templateName != "plain")
+    throw Error("--template: '" + o.templateName + "'; expected vicuna_v1 or plain");
+  return o;
+}
+
+std::string normalizeAnswer(const std::string &text) {
+  std::string s;
+  for (char c : text) s += (char)std::tolower((unsigned char)c);
+  auto strip = [](char c) { return std::isspace((unsigned char)c) || c == '.' || c == '!' || c == ','; };
+  while (!s.empty() && strip(s.back())) s.pop_back();
+  size_t start = 0;
+  while (start < s.size() && std::isspace((unsigned char)s[start])) ++start;
+  return s.substr(start);
+}
+
+int runEval(const EvalOptions &o) {
+  CompiledModel model = CompiledModel::load(o.model);
+  ParameterStore params(model.params());
+  if (!o.weights.empty()) params.loadSafetensors(o.weights);
+  else params.initFromSeed(0);
+  if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; evaluation needs one");
+  Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
+  // Records: LLaVA JSON whose first human turn is the question, plus "type"
+  // and "answer" (or the first gpt turn as the answer).
+  std::ifstream in(o.data);
+  if (!in) throw Error(o.data + ": cannot read the evaluation set");
+  nlohmann::json records;
+  try {
+    in >> records;
+  } catch (const nlohmann::json::exception &e) {
+    throw Error(o.data + ": not valid JSON: " + e.what());
+  }
+  if (!records.is_array() || records.empty()) throw Error(o.data + ": expected a non-empty array of records");
+  SamplingOptions greedy;
+  greedy.maxNewTokens = o.maxNewTokens;
+  ChatTemplate tmpl = o.templateName == "plain" ? ChatTemplate::Plain : ChatTemplate::VicunaV1;
+  std::map<std::string, std::pair<int, int>> byType; // type -> (correct, total)
+  std::ofstream dump;
+  if (!o.dumpAnswers.empty()) {
+    dump.open(o.dumpAnswers);
+    if (!dump) throw Error(o.dumpAnswers + ": cannot write");
+  }
+  int64_t n = 0;
+  for (size_t i = 0; i < records.size() && (o.limit == 0 || n < o.limit); ++i, ++n) {
+    const nlohmann::json &r = records[i];
+    std::string where = o.data + ": record " + std::to_string(i);
+    std::string question, answer, type = r.value("type", std::string("all"));
+    try {
+      const auto &turns = r.at("conversations");
+      question = turns.at(0).at("value").get<std::string>();
+      answer = r.contains("answer") ? r.at("answer").get<std::string>() : turns.at(1).at("value").get<std::string>();
+    } catch (const nlohmann::json::exception &e) {
+      throw Error(where + ": needs conversations[0].value and an answer: " + e.what());
+    }
+    ChatSession chat(model, params, tokenizer, tmpl, greedy);
+    if (r.contains("image") && r.at("image").is_string()) {
+      std::string img = r.at("image").get<std::string>();
+      chat.setImage(o.imageDir.empty() || img[0] == '/' ? img : o.imageDir + "/" + img);
+    }
+    std::string got = chat.reply(question, [](const std::string &) {});
+    bool ok = normalizeAnswer(got) == normalizeAnswer(answer);
+    auto &[correct, total] = byType[type];
+    correct += ok;
+    ++total;
+    if (dump)
+      dump << nlohmann::json{{"index", i}, {"type", type}, {"question", question}, {"answer", answer},
+                             {"reply", got}, {"correct", ok}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+    if (isatty(2) && n % 10 == 9) std::fprintf(stderr, "\r%lld/%zu evaluated", (long long)n + 1, records.size());
+  }
+  if (isatty(2)) std::fprintf(stderr, "\n");
+  int correct = 0, total = 0;
+  std::printf("%-20s %8s %8s %9s\n", "question type", "correct", "total", "accuracy");
+  for (const auto &[type, ct] : byType) {
+    std::printf("%-20s %8d %8d %8.1f%%\n", type.c_str(), ct.first, ct.second, 100.0 * ct.first / ct.second);
+    correct += ct.first;
+    total += ct.second;
+  }
+  std::printf("%-20s %8d %8d %8.1f%%\n", "all", correct, total, 100.0 * correct / std::max(total, 1));
   return 0;
 }
 

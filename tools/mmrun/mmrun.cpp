@@ -40,7 +40,7 @@ const char *kForwardOptions =
     "  --tokens IDS      token ids; the image token id expands to the image's feature positions\n"
     "  --dump-logits F   write all logits as raw little-endian f32 [positions x vocabulary]\n"
     "  --save-init FILE  write the seeded initial weights\n";
-const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + mm::kChatUsage + "\n" + kForwardOptions;
+const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + mm::kChatUsage + mm::kEvalUsage + "\n" + kForwardOptions;
 
 struct Options {
   std::string model, mode, weights, saveInit, prompt, tokens, dumpLogits;
@@ -178,6 +178,8 @@ int main(int argc, char **argv) {
       return mm::runTraining(mm::parseTrainOptions(args));
     if (!help && std::count(args.begin(), args.end(), "--chat"))
       return mm::runChat(mm::parseChatOptions(args));
+    if (!help && std::count(args.begin(), args.end(), "--eval"))
+      return mm::runEval(mm::parseEvalOptions(args));
     Options o = parse(argc, argv);
     if (o.mode == "forward") return runForward(o);
     if (o.mode == "save-init") return runSaveInit(o);

@@ -85,6 +85,21 @@ ChatOptions parseChatOptions(const std::vector<std::string> &args);
 /// loads another image, `/reset` forgets the conversation, `/quit`).
 int runChat(const ChatOptions &options);
 
+/// `mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W]`:
+/// answers each record's question greedily and prints exact-match accuracy
+/// per question type (the record's "type" field) and overall. Answers match
+/// after lower-casing and dropping surrounding spaces and final punctuation.
+struct EvalOptions {
+  std::string model, weights, data, imageDir, templateName = "vicuna_v1", dumpAnswers;
+  int maxNewTokens = 32;
+  int64_t limit = 0; // 0: all records
+};
+extern const char *const kEvalUsage;
+EvalOptions parseEvalOptions(const std::vector<std::string> &args);
+int runEval(const EvalOptions &options);
+/// The normal form answers are compared in.
+std::string normalizeAnswer(const std::string &text);
+
 } // namespace mm
 
 #endif // MM_CHAT_H

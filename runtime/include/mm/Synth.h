@@ -328,10 +328,12 @@ std::string chatCompletionsUrl(const std::string &endpoint);
 /// mm::Error starting with WHERE for a non-200 status (with the body's error
 /// message), a body that is not JSON, or no choices[0].message.content.
 std::string completionContent(const HttpResponse &response, const std::string &where);
-/// "Question: ..." / "Answer: ..." pairs (continuation lines join the open
-/// question or answer; "===" separators and blank lines are skipped). Throws
-/// mm::Error if there is no complete pair, text before the first
-/// "Question:", or a question without an answer.
+/// "Question: ..." / "Answer: ..." pairs (labels case-insensitive, markdown
+/// bold and list markers around them allowed; continuation lines join the
+/// open question or answer; "===" separators, blank lines and any preamble
+/// before the first "Question:" are skipped). Throws mm::Error if there is no
+/// "Question:", a question without an answer, an answer without a question,
+/// or an empty question or answer.
 std::vector<std::pair<std::string, std::string>> parseQuestionAnswers(const std::string &content);
 
 struct AssistedOptions {

@@ -115,3 +115,12 @@ TEST(Sampling, GreedyTopKAndTopP) {
 }
 
 } // namespace
+
+namespace {
+TEST(Eval, AnswersCompareAfterNormalising) {
+  EXPECT_EQ(mm::normalizeAnswer("  Red. "), "red");
+  EXPECT_EQ(mm::normalizeAnswer("There is none."), "there is none");
+  EXPECT_EQ(mm::normalizeAnswer("Two!"), mm::normalizeAnswer("two"));
+  EXPECT_NE(mm::normalizeAnswer("Two"), mm::normalizeAnswer("Three"));
+}
+} // namespace
