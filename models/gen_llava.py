@@ -15,8 +15,8 @@ CONFIGS = {
     "llava-tiny": dict(
         name="llava_tiny", image=64, patch=8, vd=128, vlayers=4, vheads=4, vinter=512,
         td=256, tlayers=4, theads=4, tkv=4, tinter=688, vocab=512, image_token=4,
-        seq=128, max_pos=256, rms_eps=1e-6, tokenizer="tokenizers/byte-level.tokenizer.json",
-        pad_token=3, stage_lr1=1e-3, stage_lr2=2e-4, batch1=8, batch2=8),
+        seq=256, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/byte-level.tokenizer.json",
+        pad_token=3, stage_lr1=1e-3, stage_lr2=2e-4, batch1=8, batch2=8, pretrain=True),
     "llava-1.5-7b": dict(
         name="llava_1_5_7b", image=336, patch=14, vd=1024, vlayers=24, vheads=16, vinter=4096,
         td=4096, tlayers=32, theads=32, tkv=32, tinter=11008, vocab=32064, image_token=32000,
@@ -206,6 +206,16 @@ def generate(c):
     param(f"{lm}.norm.weight", [TD], "language_model", "#mm.init<ones>")
     param("language_model.lm_head.weight", [c["vocab"], TD], "language_model")
     w("")
+    if c.get("pretrain"):
+        w("  // The tiny parts start from random weights: these stages first make them worth freezing.")
+        w("  // The LLM learns the generated text (conversations without images) ...")
+        w(f'  mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "conversation" '
+          f'{{lr = {fl(1e-3)}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
+          f'batch = 8 : i64, epochs = 1 : i64}}')
+        w("  // ... and the vision tower learns to see the generated images, through the frozen LLM, on captions.")
+        w(f'  mm.stage @pretrain_vision trainable [@vision_tower, @multi_modal_projector] loss @lm_loss data "caption" '
+          f'{{lr = {fl(1e-3)}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
+          f'batch = 8 : i64, epochs = 1 : i64}}')
     w("  // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.")
     w(f'  mm.stage @stage1 trainable [@multi_modal_projector] loss @lm_loss data "caption" '
       f'{{lr = {fl(c["stage_lr1"])}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '

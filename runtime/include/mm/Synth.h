@@ -147,7 +147,7 @@ struct SceneOptions {
   int minObjects = 1, maxObjects = 4;
   bool noise = true;   // allow pixel noise
   bool stripes = true; // allow faint background stripes
-  double minVisible = 0.6; // every object keeps at least this much of its area
+  double minVisible = 0.8; // every object keeps at least this much of its area (a cross 0.9)
 };
 
 /// Samples a scene from SEED. Objects: distinct grid cells, no two with the

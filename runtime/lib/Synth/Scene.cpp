@@ -127,12 +127,6 @@ namespace {
 // Colours closer than this may not touch (orange/yellow, red/orange, blue/purple).
 constexpr double kSimilarColours = 120.0;
 
-const NamedColour *findColour(const std::vector<NamedColour> &list, const std::string &name) {
-  for (const NamedColour &c : list)
-    if (c.name == name) return &c;
-  return nullptr;
-}
-
 bool isShape(const std::string &s) {
   const auto &v = shapeNames();
   return std::find(v.begin(), v.end(), s) != v.end();
@@ -291,7 +285,9 @@ bool finishLayout(Scene &s, double minVisible) {
       vis += c;
     }
     o.visible = own > 0 ? round3(vis / own) : 0;
-    if (own <= 0 || vis / own < minVisible) return false;
+    // A cross loses its shape quickly when an arm is hidden.
+    double need = o.shape == "cross" ? std::max(minVisible, 0.9) : minVisible;
+    if (own <= 0 || vis / own < need) return false;
     for (size_t j = i + 1; j < n; ++j) {
       if (colourDistance(o.rgb, s.objects[j].rgb) >= kSimilarColours) continue;
       for (size_t p = 0; p < px; ++p)
@@ -325,7 +321,7 @@ Scene sampleScene(uint64_t seed, const std::string &id, const SceneOptions &opt)
       s.stripes.direction = rng.pick(std::vector<std::string>{"horizontal", "vertical", "diagonal"});
       s.stripes.width = rng.range(std::max(2, S / 32), std::max(3, S / 12));
       s.stripes.phase = rng.range(0, 2 * s.stripes.width - 1);
-      s.stripes.amplitude = rng.range(6, 12);
+      s.stripes.amplitude = rng.range(4, 9);
     }
     std::vector<const NamedColour *> allowed;
     for (const NamedColour &c : objectColours())
@@ -366,8 +362,11 @@ Scene sampleScene(uint64_t seed, const std::string &id, const SceneOptions &opt)
     if (!ok) continue;
     // Large objects first, so small ones are drawn over them.
     rng.shuffle(s.objects);
-    std::stable_sort(s.objects.begin(), s.objects.end(),
-                     [](const SceneObject &a, const SceneObject &b) { return a.size == "large" && b.size != "large"; });
+    std::vector<SceneObject> ordered;
+    for (int pass = 0; pass < 2; ++pass)
+      for (const SceneObject &ob : s.objects)
+        if ((ob.size == "large") == (pass == 0)) ordered.push_back(ob);
+    s.objects = std::move(ordered);
     if (finishLayout(s, opt.minVisible)) return s;
   }
   throw Error("could not lay out scene " + id + " in 1000 attempts (size " + std::to_string(S) + ")");

@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <functional>
 #include <set>
+#include <tuple>
 
 namespace mm {
 namespace synth {
@@ -123,10 +124,8 @@ std::string the(const SceneObject &o) { return "the " + o.name(); }
 std::vector<const SceneObject *> readingOrder(const Scene &s) {
   std::vector<const SceneObject *> v;
   for (const SceneObject &o : s.objects) v.push_back(&o);
-  std::stable_sort(v.begin(), v.end(), [&](const SceneObject *a, const SceneObject *b) {
-    int ra = gridRow(s, *a), rb = gridRow(s, *b);
-    return ra != rb ? ra < rb : gridColumn(s, *a) < gridColumn(s, *b);
-  });
+  auto key = [&](const SceneObject *o) { return std::make_tuple(gridRow(s, *o), gridColumn(s, *o), o - s.objects.data()); };
+  std::sort(v.begin(), v.end(), [&](const SceneObject *a, const SceneObject *b) { return key(a) < key(b); });
   return v;
 }
 
