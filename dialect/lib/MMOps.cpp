@@ -71,21 +71,29 @@ LayerOp LayerOp::getParameterOwner() {
   return dyn_cast_or_null<LayerOp>(mlir::SymbolTable::lookupSymbolIn(model, getParametersFromAttr()));
 }
 
-ParseResult LayerOp::parse(OpAsmParser &parser, OperationState &result) {
+/// Layers and entries print like func.func: `@name(%arg: type) -> type attributes {...} {...}`.
+template <typename OpT>
+static ParseResult parseFunctionLike(OpAsmParser &parser, OperationState &result) {
   auto buildFuncType = [](Builder &builder, ArrayRef<Type> argTypes, ArrayRef<Type> results,
                           function_interface_impl::VariadicFlag, std::string &) {
     return builder.getFunctionType(argTypes, results);
   };
   return function_interface_impl::parseFunctionOp(
-      parser, result, /*allowVariadic=*/false, getFunctionTypeAttrName(result.name),
-      buildFuncType, getArgAttrsAttrName(result.name), getResAttrsAttrName(result.name));
+      parser, result, /*allowVariadic=*/false, OpT::getFunctionTypeAttrName(result.name), buildFuncType,
+      OpT::getArgAttrsAttrName(result.name), OpT::getResAttrsAttrName(result.name));
 }
 
-void LayerOp::print(OpAsmPrinter &p) {
-  function_interface_impl::printFunctionOp(p, *this, /*isVariadic=*/false,
-                                           getFunctionTypeAttrName(), getArgAttrsAttrName(),
-                                           getResAttrsAttrName());
+template <typename OpT>
+static void printFunctionLike(OpAsmPrinter &p, OpT op) {
+  function_interface_impl::printFunctionOp(p, op, /*isVariadic=*/false, op.getFunctionTypeAttrName(),
+                                           op.getArgAttrsAttrName(), op.getResAttrsAttrName());
 }
+
+ParseResult LayerOp::parse(OpAsmParser &parser, OperationState &result) {
+  return parseFunctionLike<LayerOp>(parser, result);
+}
+
+void LayerOp::print(OpAsmPrinter &p) { printFunctionLike(p, *this); }
 
 /// Shared by layers and entries: the terminator returns the declared types.
 static LogicalResult verifyTerminatorTypes(Operation *op, Region &body, ArrayRef<Type> results,
@@ -150,20 +158,10 @@ LogicalResult StageOp::verifySymbolUses(SymbolTableCollection &tables) {
 }
 
 ParseResult EntryOp::parse(OpAsmParser &parser, OperationState &result) {
-  auto buildFuncType = [](Builder &builder, ArrayRef<Type> argTypes, ArrayRef<Type> results,
-                          function_interface_impl::VariadicFlag, std::string &) {
-    return builder.getFunctionType(argTypes, results);
-  };
-  return function_interface_impl::parseFunctionOp(
-      parser, result, /*allowVariadic=*/false, getFunctionTypeAttrName(result.name),
-      buildFuncType, getArgAttrsAttrName(result.name), getResAttrsAttrName(result.name));
+  return parseFunctionLike<EntryOp>(parser, result);
 }
 
-void EntryOp::print(OpAsmPrinter &p) {
-  function_interface_impl::printFunctionOp(p, *this, /*isVariadic=*/false,
-                                           getFunctionTypeAttrName(), getArgAttrsAttrName(),
-                                           getResAttrsAttrName());
-}
+void EntryOp::print(OpAsmPrinter &p) { printFunctionLike(p, *this); }
 
 LogicalResult EntryOp::verify() {
   for (Type t : getArgumentTypes()) {

@@ -178,7 +178,7 @@ std::string positionPhrase(const Scene &scene, const SceneObject &object);
 /// The scene as one JSON object (scenes.jsonl): id, image, width, height,
 /// seed, background, background_rgb, noise, stripes, objects [{shape,
 /// colour, rgb, size, extent, box, centre, position, visible}].
-nlohmann::json sceneToJson(const Scene &scene);
+nlohmann::ordered_json sceneToJson(const Scene &scene);
 /// Reads a scene back; WHERE prefixes every error ("scenes.jsonl: line 3").
 Scene sceneFromJson(const nlohmann::json &json, const std::string &where);
 /// Reads a JSON-lines file of scenes. Throws mm::Error naming PATH and the
@@ -225,16 +225,16 @@ std::string withImage(const std::string &instruction, Rng &rng);
 
 /// LLaVA JSON records for SCENE ({"id", "image", "conversations"}):
 /// stage 1 (a brief instruction, the caption)...
-nlohmann::json captionRecord(const Scene &scene, Rng &rng);
+nlohmann::ordered_json captionRecord(const Scene &scene, Rng &rng);
 /// ...and stage 2, with "kind": 2-4 question/answer turns of different types,
-nlohmann::json conversationRecord(const Scene &scene, Rng &rng);
+nlohmann::ordered_json conversationRecord(const Scene &scene, Rng &rng);
 /// a detailed description,
-nlohmann::json detailRecord(const Scene &scene, Rng &rng);
+nlohmann::ordered_json detailRecord(const Scene &scene, Rng &rng);
 /// one reasoning question.
-nlohmann::json reasoningRecord(const Scene &scene, Rng &rng);
+nlohmann::ordered_json reasoningRecord(const Scene &scene, Rng &rng);
 /// Evaluation records: one per evaluation type SCENE supports, each one
 /// question, with "type" and "answer" (the gpt turn holds the answer too).
-std::vector<nlohmann::json> evalRecords(const Scene &scene, Rng &rng);
+std::vector<nlohmann::ordered_json> evalRecords(const Scene &scene, Rng &rng);
 
 //===----------------------------------------------------------------------===//
 // Datasets (`mmdata scenes`)
@@ -320,7 +320,7 @@ const std::vector<FewShotExample> &fewShotExamples(InstructKind kind);
 /// (two decimals), then the background.
 std::string symbolicContext(const Scene &scene);
 /// {"model", "messages": [system, few-shot user/assistant pairs, user]}.
-nlohmann::json chatRequest(const Scene &scene, InstructKind kind, const std::string &model);
+nlohmann::ordered_json chatRequest(const Scene &scene, InstructKind kind, const std::string &model);
 /// ENDPOINT + "/v1/chat/completions" (or + "/chat/completions" when ENDPOINT
 /// ends with "/v1"; unchanged when it already ends with "/chat/completions").
 std::string chatCompletionsUrl(const std::string &endpoint);

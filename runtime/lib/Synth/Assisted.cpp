@@ -153,8 +153,8 @@ std::string symbolicContext(const Scene &s) {
   return out;
 }
 
-nlohmann::json chatRequest(const Scene &s, InstructKind kind, const std::string &model) {
-  nlohmann::json messages = nlohmann::json::array();
+nlohmann::ordered_json chatRequest(const Scene &s, InstructKind kind, const std::string &model) {
+  nlohmann::ordered_json messages = nlohmann::ordered_json::array();
   messages.push_back({{"role", "system"}, {"content", systemPrompt(kind)}});
   for (const FewShotExample &e : fewShotExamples(kind)) {
     messages.push_back({{"role", "user"}, {"content", e.user}});
@@ -302,7 +302,7 @@ AssistedSummary runAssisted(const AssistedOptions &o, std::ostream *log) {
     size_t slash = o.scenesPath.find_last_of('/');
     sum.out = (slash == std::string::npos ? std::string() : o.scenesPath.substr(0, slash + 1)) + "instruct_gpt.json";
   }
-  nlohmann::json records = nlohmann::json::array();
+  nlohmann::ordered_json records = nlohmann::ordered_json::array();
   for (const Scene &s : scenes) {
     ++sum.scenes;
     for (InstructKind kind : o.kinds) {
@@ -317,7 +317,7 @@ AssistedSummary runAssisted(const AssistedOptions &o, std::ostream *log) {
         throw Error(where + ": " + e.what());
       }
       Rng rng(s.seed ^ (0x696e737472756374ULL + (uint64_t)kind));
-      nlohmann::json conv = nlohmann::json::array();
+      nlohmann::ordered_json conv = nlohmann::ordered_json::array();
       try {
         if (kind == InstructKind::Detail) {
           std::string text = trimmed(content);

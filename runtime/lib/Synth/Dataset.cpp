@@ -64,15 +64,15 @@ uint64_t hashBytes(const std::vector<uint8_t> &bytes) {
 
 /// The scene's description without its id, image and seed.
 std::string contentKey(const Scene &s) {
-  nlohmann::json j = sceneToJson(s);
+  nlohmann::ordered_json j = sceneToJson(s);
   j.erase("id");
   j.erase("image");
   j.erase("seed");
   return j.dump();
 }
 
-std::string arrayText(const std::vector<nlohmann::json> &records) {
-  return nlohmann::json(records).dump(1) + "\n";
+std::string arrayText(const std::vector<nlohmann::ordered_json> &records) {
+  return nlohmann::ordered_json(records).dump(1) + "\n";
 }
 
 class Progress {
@@ -110,7 +110,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
   makeDir(dir + "/images");
   DatasetSummary sum;
   std::ostringstream scenesOut, evalScenesOut;
-  std::vector<nlohmann::json> captionsJson, instructJson, evalJson;
+  std::vector<nlohmann::ordered_json> captionsJson, instructJson, evalJson;
   std::unordered_set<uint64_t> trainPixels;
   std::unordered_set<std::string> trainContent;
 
@@ -127,7 +127,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
 
     Rng text(streamSeed(o.seed, "train-text", (uint64_t)i));
     captionsJson.push_back(captionRecord(s, text));
-    for (nlohmann::json r : {conversationRecord(s, text), detailRecord(s, text), reasoningRecord(s, text)}) {
+    for (nlohmann::ordered_json r : {conversationRecord(s, text), detailRecord(s, text), reasoningRecord(s, text)}) {
       ++sum.instructKinds[r["kind"].get<std::string>()];
       instructJson.push_back(std::move(r));
     }
@@ -158,7 +158,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
     savePng(dir + "/" + s.image, img);
     evalScenesOut << sceneToJson(s).dump() << "\n";
     Rng text(streamSeed(o.seed, "eval-text", (uint64_t)j));
-    for (nlohmann::json &r : evalRecords(s, text)) {
+    for (nlohmann::ordered_json &r : evalRecords(s, text)) {
       ++sum.evalTypes[r["type"].get<std::string>()];
       evalJson.push_back(std::move(r));
     }

@@ -417,8 +417,8 @@ Image renderScene(const Scene &s) {
 // JSON
 //===----------------------------------------------------------------------===//
 
-nlohmann::json sceneToJson(const Scene &s) {
-  nlohmann::json objects = nlohmann::json::array();
+nlohmann::ordered_json sceneToJson(const Scene &s) {
+  nlohmann::ordered_json objects = nlohmann::ordered_json::array();
   for (const SceneObject &o : s.objects)
     objects.push_back({{"shape", o.shape},
                        {"colour", o.colour},
@@ -429,7 +429,7 @@ nlohmann::json sceneToJson(const Scene &s) {
                        {"centre", {o.cx, o.cy}},
                        {"position", positionName(s, o)},
                        {"visible", o.visible}});
-  nlohmann::json stripes = nullptr;
+  nlohmann::ordered_json stripes = nullptr;
   if (!s.stripes.direction.empty())
     stripes = {{"direction", s.stripes.direction},
                {"width", s.stripes.width},

@@ -419,10 +419,10 @@ std::string withImage(const std::string &instruction, Rng &rng) {
 
 namespace {
 
-nlohmann::json turn(const char *from, const std::string &value) { return {{"from", from}, {"value", value}}; }
+nlohmann::ordered_json turn(const char *from, const std::string &value) { return {{"from", from}, {"value", value}}; }
 
-nlohmann::json record(const std::string &id, const Scene &s) {
-  nlohmann::json r;
+nlohmann::ordered_json record(const std::string &id, const Scene &s) {
+  nlohmann::ordered_json r;
   r["id"] = id;
   r["image"] = s.image;
   return r;
@@ -443,51 +443,51 @@ std::vector<std::pair<std::string, std::vector<QA>>> byType(const std::vector<QA
 
 } // namespace
 
-nlohmann::json captionRecord(const Scene &s, Rng &rng) {
-  nlohmann::json r = record(s.id, s);
+nlohmann::ordered_json captionRecord(const Scene &s, Rng &rng) {
+  nlohmann::ordered_json r = record(s.id, s);
   r["conversations"] = {turn("human", withImage(rng.pick(briefInstructions()), rng)), turn("gpt", caption(s, rng))};
   return r;
 }
 
-nlohmann::json conversationRecord(const Scene &s, Rng &rng) {
+nlohmann::ordered_json conversationRecord(const Scene &s, Rng &rng) {
   auto groups = byType(questionPool(s));
   rng.shuffle(groups);
   size_t turns = std::min<size_t>((size_t)rng.range(2, 4), groups.size());
-  nlohmann::json conv = nlohmann::json::array();
+  nlohmann::ordered_json conv = nlohmann::ordered_json::array();
   for (size_t t = 0; t < turns; ++t) {
     const QA &qa = rng.pick(groups[t].second);
     conv.push_back(turn("human", t == 0 ? withImage(qa.question, rng) : qa.question));
     conv.push_back(turn("gpt", qa.answer));
   }
-  nlohmann::json r = record(s.id + "_conversation", s);
+  nlohmann::ordered_json r = record(s.id + "_conversation", s);
   r["kind"] = "conversation";
   r["conversations"] = conv;
   return r;
 }
 
-nlohmann::json detailRecord(const Scene &s, Rng &rng) {
-  nlohmann::json r = record(s.id + "_detail", s);
+nlohmann::ordered_json detailRecord(const Scene &s, Rng &rng) {
+  nlohmann::ordered_json r = record(s.id + "_detail", s);
   r["kind"] = "detail";
   r["conversations"] = {turn("human", withImage(rng.pick(detailInstructions()), rng)),
                         turn("gpt", detailedDescription(s))};
   return r;
 }
 
-nlohmann::json reasoningRecord(const Scene &s, Rng &rng) {
+nlohmann::ordered_json reasoningRecord(const Scene &s, Rng &rng) {
   std::vector<std::vector<QA>> groups = reasoningGroups(s);
   if (groups.empty()) throw Error("scene " + s.id + ": no reasoning question applies");
   const QA &qa = rng.pick(rng.pick(groups));
-  nlohmann::json r = record(s.id + "_reasoning", s);
+  nlohmann::ordered_json r = record(s.id + "_reasoning", s);
   r["kind"] = "reasoning";
   r["conversations"] = {turn("human", withImage(qa.question, rng)), turn("gpt", qa.answer)};
   return r;
 }
 
-std::vector<nlohmann::json> evalRecords(const Scene &s, Rng &rng) {
-  std::vector<nlohmann::json> out;
+std::vector<nlohmann::ordered_json> evalRecords(const Scene &s, Rng &rng) {
+  std::vector<nlohmann::ordered_json> out;
   for (const auto &group : byType(questionPool(s))) {
     const QA &qa = rng.pick(group.second);
-    nlohmann::json r = record(s.id + "_" + group.first, s);
+    nlohmann::ordered_json r = record(s.id + "_" + group.first, s);
     r["type"] = qa.type;
     r["answer"] = qa.answer;
     r["conversations"] = {turn("human", withImage(qa.question, rng)), turn("gpt", qa.answer)};
