@@ -15,7 +15,7 @@ CONFIGS = {
     "llava-tiny": dict(
         name="llava_tiny", image=64, patch=8, vd=128, vlayers=4, vheads=4, vinter=512,
         td=256, tlayers=4, theads=4, tkv=4, tinter=688, vocab=512, image_token=4,
-        seq=256, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/byte-level.tokenizer.json",
+        seq=256, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         pad_token=3, stage_lr1=1e-3, stage_lr2=2e-4, batch1=8, batch2=8, pretrain=True),
     "llava-1.5-7b": dict(
         name="llava_1_5_7b", image=336, patch=14, vd=1024, vlayers=24, vheads=16, vinter=4096,

@@ -2,7 +2,7 @@
 // Vision: CLIP 64px/8, 128 x 4 layers; LLM: LLaMA 256 x 4 layers, vocabulary 512.
 mm.model @llava_tiny attributes {config = {model_type = "llava", architectures = ["LlavaForConditionalGeneration"], image_token_index = 4 : i64, pad_token_id = 3 : i64, projector_hidden_act = "gelu", vision_feature_layer = -2 : i64, vision_feature_select_strategy = "default", image_seq_length = 64 : i64, tie_word_embeddings = false, max_sequence_length = 256 : i64,
       vision_config = {model_type = "clip_vision_model", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, image_size = 64 : i64, patch_size = 8 : i64, num_channels = 3 : i64, layer_norm_eps = 1.000000e-05 : f64, hidden_act = "quick_gelu"},
-      text_config = {model_type = "llama", hidden_size = 256 : i64, intermediate_size = 688 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 4 : i64, vocab_size = 512 : i64, rms_norm_eps = 1.000000e-06 : f64, rope_theta = 1.000000e+04 : f64, max_position_embeddings = 512 : i64, hidden_act = "silu", tie_word_embeddings = false}}, tokenizer = "tokenizers/byte-level.tokenizer.json"} {
+      text_config = {model_type = "llama", hidden_size = 256 : i64, intermediate_size = 688 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, num_key_value_heads = 4 : i64, vocab_size = 512 : i64, rms_norm_eps = 1.000000e-06 : f64, rope_theta = 1.000000e+04 : f64, max_position_embeddings = 512 : i64, hidden_act = "silu", tie_word_embeddings = false}}, tokenizer = "tokenizers/llava-tiny.tokenizer.json"} {
   mm.group @vision_tower
   mm.group @multi_modal_projector
   mm.group @language_model

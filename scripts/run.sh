@@ -1,14 +1,44 @@
 #!/usr/bin/env bash
-# The main job on built-in defaults: set up, build, compile the tiny LLaVA to
-# a shared library and run its forward pass on a sample image and prompt.
+# The main job on built-in defaults, at a small size: set up and build; generate
+# synthetic scenes and LLaVA data; compile the tiny LLaVA; run its declared
+# stages (pretrain the LLM and the vision tower, then LLaVA's stage 1 and
+# stage 2) with mmrun --train; evaluate on held-out scenes; and end with a chat
+# turn about a held-out image. Everything lands in out/.
+#   MM_SCENES=N MM_STEPS=K bash scripts/run.sh    a larger run (see docs/BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/build.sh
-mkdir -p out
-./build/bin/mmc compile models/llava-tiny.mlir -o out/llava-tiny.so
-./build/bin/mmc inspect out/llava-tiny.so | tail -n 4
-./build/bin/mmrun out/llava-tiny.so --forward --seed 0 \
-  --image models/samples/red-circle-blue-square.png \
-  --prompt $'USER: <image>\nWhat is in the picture? ASSISTANT:' \
-  --dump-logits out/logits.f32
+bash scripts/build.sh >/dev/null
+SCENES=${MM_SCENES:-300}
+STEPS=${MM_STEPS:-25}
+BATCH=${MM_BATCH:-4}
+OUT=out
+mkdir -p "$OUT"
+B=./build/bin
+
+echo "== data: $SCENES synthetic scenes"
+$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count 40 --seed 1 --quiet
+
+echo "== compile"
+$B/mmc compile models/llava-tiny.mlir -o "$OUT/llava-tiny.so"
+
+train() { # stage data init save
+  echo "== train $1 ($STEPS steps of $BATCH samples)"
+  $B/mmrun "$OUT/llava-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$STEPS" \
+    --batch "$BATCH" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
+}
+train pretrain_llm "$OUT/data/instruct.json" "" "$OUT/pretrain_llm.safetensors"
+train pretrain_vision "$OUT/data/captions.json" "$OUT/pretrain_llm.safetensors" "$OUT/pretrain_vision.safetensors"
+train stage1 "$OUT/data/captions.json" "$OUT/pretrain_vision.safetensors" "$OUT/stage1.safetensors"
+train stage2 "$OUT/data/instruct.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
+
+echo "== evaluate on held-out scenes"
+$B/mmrun "$OUT/llava-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval.json" \
+  --image-dir "$OUT/data" --dump-answers "$OUT/eval-answers.jsonl"
+
+IMAGE=$(ls "$OUT"/data/images/eval_*.png | head -n 1)
+echo "== chat about the held-out image $IMAGE"
+echo "USER: What shapes are in the image?"
+printf 'ASSISTANT: '
+$B/mmrun "$OUT/llava-tiny.so" --chat --weights "$OUT/stage2.safetensors" --image "$IMAGE" \
+  --prompt "What shapes are in the image?" --max-new-tokens 40
