@@ -70,6 +70,16 @@ else
   T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
 fi
 
+if [ -z "${MMC_TRAIN_PARITY_MODEL:-}" ]; then
+  # The dumped batches are checked against the chat templates by emulating a
+  # merge-free byte-level tokenizer, so the parity runs on llava-tiny with the
+  # byte-level tokenizer: the same architecture and parameters.
+  VARIANT_TOKENIZER=(--tokenizer tokenizers/byte-level.tokenizer.json)
+  "$PY" "$DATA" variant --out "$T/bytes/llava-tiny.mlir" --seq 256 "${VARIANT_TOKENIZER[@]}"
+  MODEL="$T/bytes/llava-tiny.mlir"
+else
+  VARIANT_TOKENIZER=()
+fi
 TOKREL=$(grep -o 'tokenizer = "[^"]*"' "$MODEL" | head -1 | sed 's/tokenizer = "\(.*\)"/\1/')
 [ -n "$TOKREL" ] || { echo "FAIL: $MODEL names no tokenizer" >&2; exit 1; }
 TOK="$(dirname "$MODEL")/$TOKREL"
@@ -108,7 +118,7 @@ if [ $FIT_RC = 3 ]; then
   if [ $DRY = 1 ]; then
     "$PY" "$DATA" patch-manifest --in "$T/tiny.json" --out "$T/long.json" --seq "$SEQ"
   else
-    "$PY" "$DATA" variant --out "$T/long/llava-tiny-seq$SEQ.mlir" --seq "$SEQ"
+    "$PY" "$DATA" variant --out "$T/long/llava-tiny-seq$SEQ.mlir" --seq "$SEQ" "${VARIANT_TOKENIZER[@]}"
     manifest_of long "$T/long/llava-tiny-seq$SEQ.mlir"
   fi
   STAGE2_MODEL=long

@@ -310,6 +310,8 @@ def cmd_variant(a):
     c = dict(G.CONFIGS["llava-tiny"])
     c["seq"] = a.seq
     c["max_pos"] = max(int(c.get("max_pos", 0)), a.seq)
+    if getattr(a, "tokenizer", None):
+        c["tokenizer"] = a.tokenizer
     c["name"] = c["name"] + f"_seq{a.seq}"
     out_dir = os.path.dirname(os.path.abspath(a.out))
     os.makedirs(out_dir, exist_ok=True)
@@ -449,6 +451,7 @@ def main(argv=None):
     p = sub.add_parser("variant")
     p.add_argument("--out", required=True)
     p.add_argument("--seq", type=int, required=True)
+    p.add_argument("--tokenizer", help="tokenizer.json relative to models/ (default: the model's)")
     p = sub.add_parser("patch-manifest")
     p.add_argument("--in", dest="inp", required=True)
     p.add_argument("--out", required=True)
