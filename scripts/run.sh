@@ -4,7 +4,7 @@
 # stages (pretrain the LLM and the vision tower, then LLaVA's stage 1 and
 # stage 2) with mmrun --train; evaluate on held-out scenes; and end with a chat
 # turn about a held-out image. Everything lands in out/.
-#   MM_SCENES=N MM_STEPS=K bash scripts/run.sh    a larger run (see docs/BENCHMARKS.md)
+#   MM_SCENES=N MM_STEPS=K MM_BATCH=B MM_OUT=DIR bash scripts/run.sh    a larger run (docs/BENCHMARKS.md)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -12,7 +12,7 @@ bash scripts/build.sh >/dev/null
 SCENES=${MM_SCENES:-300}
 STEPS=${MM_STEPS:-25}
 BATCH=${MM_BATCH:-4}
-OUT=out
+OUT=${MM_OUT:-out}
 mkdir -p "$OUT"
 B=./build/bin
 
