@@ -1,228 +1,220 @@
 //===- TokenizerTools.cpp - mmdata tokenizer / mmdata tokenize -------------===//
 //
-// `mmdata tokenizer`: a byte-level BPE trainer (GPT-2 style) over the text of
-// LLaVA conversation JSON files or plain text files, writing a Hugging Face
-// tokenizer.json with the special tokens the tiny models use (<unk>, <s>,
-// </s>, <pad>, <image> as ids 0..4, then the 256 byte symbols, then merges).
-// `mmdata tokenize`: prints the ids a tokenizer.json gives for a text.
+// `mmdata tokenizer`: trains a byte-level BPE (mm::tokenizer::
+// trainByteLevelBpe, GPT-2 style) over the text of LLaVA conversation JSON
+// files (every turn's value; <image> markers are split out like every
+// special token) or plain text files, and writes a Hugging Face
+// tokenizer.json with <unk>, <s>, </s>, <pad>, <image> as ids 0..4 (then any
+// --special tokens), the 256 byte symbols, then the merges.
+// `mmdata tokenize`: prints the ids a tokenizer.json (or a GPT-2 vocabulary
+// + merges pair) gives for a text.
 //
 //===----------------------------------------------------------------------===//
 #include "mm/TokenizerTools.h"
+#include "AtomicFile.h"
 #include "mm/Data.h"
 #include "mm/Error.h"
 #include "mm/Tokenizer.h"
-#include "AtomicFile.h"
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cstdio>
 #include <fstream>
-#include <iostream>
-#include <map>
 #include <sstream>
 
 namespace mm {
 namespace {
 
-const char *kSpecials[] = {"<unk>", "<s>", "</s>", "<pad>", "<image>"};
+const char *kTrainUsage =
+    "usage: mmdata tokenizer --data FILE [--data FILE ...] --vocab-size N --out tokenizer.json\n"
+    "                        [--special TOKEN,TOKEN,...] [--min-frequency N]\n"
+    "  Trains a byte-level BPE (GPT-2 style) on the text of LLaVA conversation JSON files\n"
+    "  (FILE.json: every turn's value) or plain text files (any other name).\n"
+    "  --vocab-size N      vocabulary size: 5 special tokens, 256 bytes, then merges\n"
+    "  --special LIST      more special tokens after <unk>,<s>,</s>,<pad>,<image> (ids 0..4)\n"
+    "  --min-frequency N   never merge a pair seen fewer than N times (default 2)\n";
 
-/// GPT-2's reversible map from bytes to printable characters (as UTF-8).
-std::vector<std::string> byteSymbols() {
-  std::vector<int> printable;
-  for (int b = '!'; b <= '~'; ++b) printable.push_back(b);
-  for (int b = 0xA1; b <= 0xAC; ++b) printable.push_back(b);
-  for (int b = 0xAE; b <= 0xFF; ++b) printable.push_back(b);
-  std::vector<int> code(256, -1);
-  for (int b : printable) code[b] = b;
-  int next = 256;
-  for (int b = 0; b < 256; ++b)
-    if (code[b] < 0) code[b] = next++;
-  std::vector<std::string> out(256);
-  for (int b = 0; b < 256; ++b) {
-    int c = code[b];
-    std::string s;
-    if (c < 0x80) s += (char)c;
-    else {
-      s += (char)(0xC0 | (c >> 6));
-      s += (char)(0x80 | (c & 0x3F));
-    }
-    out[b] = s;
-  }
-  return out;
-}
+const char *kTokenizeUsage =
+    "usage: mmdata tokenize (--tokenizer tokenizer.json | --vocab VOCAB.json --merges MERGES.txt)\n"
+    "                       [--no-special] [--] TEXT\n"
+    "  Prints the token ids of TEXT, comma-separated, with the special tokens the\n"
+    "  tokenizer's post-processor adds (none with --no-special).\n";
 
-enum class CharClass { Space, Letter, Digit, Other };
-CharClass classOf(unsigned char c) {
-  if (c == ' ' || c == '\n' || c == '\t' || c == '\r') return CharClass::Space;
-  if (std::isalpha(c) || c >= 0x80) return CharClass::Letter;
-  if (std::isdigit(c)) return CharClass::Digit;
-  return CharClass::Other;
-}
-
-/// GPT-2-like words: an optional leading space and a run of one class.
-std::vector<std::string> words(const std::string &text) {
-  std::vector<std::string> out;
-  size_t i = 0;
-  while (i < text.size()) {
-    size_t start = i;
-    if (text[i] == ' ' && i + 1 < text.size() && classOf(text[i + 1]) != CharClass::Space) ++i;
-    CharClass k = classOf(text[i]);
-    while (i < text.size() && classOf(text[i]) == k) ++i;
-    out.push_back(text.substr(start, i - start));
-  }
-  return out;
-}
-
-std::vector<std::string> trainingTexts(const std::string &path) {
+std::string readText(const std::string &path) {
   std::ifstream in(path, std::ios::binary);
-  if (!in) throw Error(path + ": cannot read the training text");
+  if (!in)
+    throw Error(path + ": cannot read the training text");
   std::stringstream buf;
   buf << in.rdbuf();
-  std::string text = buf.str();
-  std::vector<std::string> out;
-  if (path.size() > 5 && path.compare(path.size() - 5, 5, ".json") == 0) {
+  if (in.bad())
+    throw Error(path + ": read error");
+  return buf.str();
+}
+
+bool endsWith(const std::string &s, const std::string &suffix) {
+  return s.size() >= suffix.size() &&
+         s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+/// The training texts in PATH: each conversation turn of a LLaVA JSON file,
+/// or the whole of a plain text file.
+void trainingTexts(const std::string &path, std::vector<std::string> &out) {
+  std::string text = readText(path);
+  if (endsWith(path, ".json")) {
     for (const ConversationRecord &r : parseConversations(text, path))
-      for (const auto &turn : r.turns) {
-        std::string v = turn.value;
-        for (size_t p; (p = v.find("<image>")) != std::string::npos;) v.erase(p, 7);
-        out.push_back(v);
-      }
+      for (const ConversationTurn &turn : r.turns)
+        out.push_back(turn.value);
   } else {
-    out.push_back(text);
+    out.push_back(std::move(text));
+  }
+}
+
+long long parseCount(const std::string &flag, const std::string &v,
+                     long long lo, long long hi) {
+  size_t used = 0;
+  long long x = 0;
+  try {
+    x = std::stoll(v, &used, 10);
+  } catch (const std::exception &) {
+    used = 0;
+  }
+  if (used == 0 || used != v.size() || x < lo || x > hi)
+    throw Error(flag + " expects an integer in [" + std::to_string(lo) + ", " +
+                std::to_string(hi) + "], got '" + v + "'");
+  return x;
+}
+
+std::vector<std::string> splitList(const std::string &s) {
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(',', start);
+    if (comma == std::string::npos)
+      comma = s.size();
+    std::string item = s.substr(start, comma - start);
+    if (!item.empty())
+      out.push_back(item);
+    start = comma + 1;
   }
   return out;
 }
-
-struct Options {
-  std::vector<std::string> data;
-  std::string out;
-  int vocabSize = 512;
-};
 
 } // namespace
 
 int tokenizerTrainCommand(const std::vector<std::string> &args) {
-  Options o;
+  std::vector<std::string> data;
+  std::string out;
+  tokenizer::BpeTrainOptions options;
+  bool haveSize = false;
   for (size_t i = 0; i < args.size(); ++i) {
     auto value = [&]() -> std::string {
-      if (i + 1 >= args.size()) throw Error(args[i] + " needs a value");
+      if (i + 1 >= args.size())
+        throw Error("mmdata tokenizer: " + args[i] + " needs a value\n" +
+                    kTrainUsage);
       return args[++i];
     };
-    if (args[i] == "--data") o.data.push_back(value());
-    else if (args[i] == "--out") o.out = value();
-    else if (args[i] == "--vocab-size") o.vocabSize = std::stoi(value());
-    else throw Error("mmdata tokenizer: unknown option '" + args[i] +
-                     "'\nusage: mmdata tokenizer --data FILE [--data FILE ...] --vocab-size N --out tokenizer.json");
-  }
-  const int base = 5 + 256;
-  if (o.data.empty() || o.out.empty() || o.vocabSize < base)
-    throw Error("mmdata tokenizer needs --data, --out and a --vocab-size of at least " + std::to_string(base));
-
-  // Count words, each as a sequence of byte symbols.
-  std::vector<std::string> bytes = byteSymbols();
-  std::map<std::string, int64_t> counts;
-  for (const std::string &path : o.data)
-    for (const std::string &text : trainingTexts(path))
-      for (const std::string &w : words(text)) ++counts[w];
-  std::vector<std::vector<std::string>> symbols;
-  std::vector<int64_t> freq;
-  for (const auto &[w, n] : counts) {
-    std::vector<std::string> s;
-    for (unsigned char c : w) s.push_back(bytes[c]);
-    symbols.push_back(std::move(s));
-    freq.push_back(n);
-  }
-
-  // Merge the most frequent adjacent pair until the vocabulary is full; ties
-  // go to the smallest pair, so training is deterministic.
-  std::vector<std::pair<std::string, std::string>> merges;
-  while (base + (int)merges.size() < o.vocabSize) {
-    std::map<std::pair<std::string, std::string>, int64_t> pairs;
-    for (size_t w = 0; w < symbols.size(); ++w)
-      for (size_t j = 0; j + 1 < symbols[w].size(); ++j) pairs[{symbols[w][j], symbols[w][j + 1]}] += freq[w];
-    if (pairs.empty()) break;
-    auto best = pairs.begin();
-    for (auto it = pairs.begin(); it != pairs.end(); ++it)
-      if (it->second > best->second) best = it;
-    if (best->second < 2) break;
-    auto [a, b] = best->first;
-    merges.push_back(best->first);
-    for (auto &s : symbols) {
-      std::vector<std::string> merged;
-      for (size_t j = 0; j < s.size(); ++j) {
-        if (j + 1 < s.size() && s[j] == a && s[j + 1] == b) {
-          merged.push_back(a + b);
-          ++j;
-        } else {
-          merged.push_back(s[j]);
-        }
-      }
-      s = std::move(merged);
+    const std::string &a = args[i];
+    if (a == "--data") {
+      data.push_back(value());
+    } else if (a == "--out") {
+      out = value();
+    } else if (a == "--vocab-size") {
+      options.vocabSize = int32_t(parseCount(a, value(), 1, 1 << 24));
+      haveSize = true;
+    } else if (a == "--min-frequency") {
+      options.minFrequency = parseCount(a, value(), 1, 1LL << 40);
+    } else if (a == "--special") {
+      for (const std::string &s : splitList(value()))
+        if (std::find(options.specials.begin(), options.specials.end(), s) ==
+            options.specials.end())
+          options.specials.push_back(s);
+    } else if (a == "-h" || a == "--help") {
+      std::fputs(kTrainUsage, stdout);
+      return 0;
+    } else {
+      throw Error("mmdata tokenizer: unknown option '" + a + "'\n" +
+                  kTrainUsage);
     }
   }
+  if (data.empty() || out.empty() || !haveSize)
+    throw Error(std::string("mmdata tokenizer needs --data, --vocab-size and --out\n") +
+                kTrainUsage);
 
-  nlohmann::ordered_json vocab = nlohmann::ordered_json::object();
-  nlohmann::json added = nlohmann::json::array();
-  int id = 0;
-  for (const char *s : kSpecials) {
-    vocab[s] = id;
-    added.push_back({{"id", id}, {"content", s}, {"single_word", false}, {"lstrip", false}, {"rstrip", false},
-                     {"normalized", false}, {"special", true}});
-    ++id;
-  }
-  for (const std::string &b : bytes) vocab[b] = id++;
-  nlohmann::json mergeList = nlohmann::json::array();
-  for (const auto &[a, b] : merges) {
-    if (!vocab.contains(a + b)) vocab[a + b] = id++;
-    mergeList.push_back(a + " " + b);
-  }
-  nlohmann::json byteLevel = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"trim_offsets", true},
-                              {"use_regex", true}};
-  nlohmann::json bos = {{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}};
-  nlohmann::ordered_json doc = {
-      {"version", "1.0"},
-      {"truncation", nullptr},
-      {"padding", nullptr},
-      {"added_tokens", added},
-      {"normalizer", nullptr},
-      {"pre_tokenizer", byteLevel},
-      {"post_processor",
-       {{"type", "TemplateProcessing"},
-        {"single", {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
-        {"pair", {bos, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "B"}, {"type_id", 1}}}}}},
-        {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}}},
-      {"decoder", byteLevel},
-      {"model",
-       {{"type", "BPE"}, {"dropout", nullptr}, {"unk_token", "<unk>"}, {"continuing_subword_prefix", nullptr},
-        {"end_of_word_suffix", nullptr}, {"fuse_unk", false}, {"byte_fallback", false}, {"ignore_merges", false},
-        {"vocab", vocab}, {"merges", mergeList}}}};
-  std::string textOut = doc.dump(1) + "\n";
-  detail::AtomicFile file(o.out);
-  file.write(textOut.data(), textOut.size());
+  std::vector<std::string> texts;
+  for (const std::string &path : data)
+    trainingTexts(path, texts);
+  tokenizer::BpeTrainStats stats;
+  std::string json = tokenizer::trainByteLevelBpe(texts, options, &stats);
+
+  detail::AtomicFile file(out);
+  file.write(json.data(), json.size());
   file.commit();
-  Tokenizer check = Tokenizer::fromFile(o.out); // what we wrote must load
-  std::fprintf(stderr, "mmdata: wrote %s (%d tokens: 5 special, 256 bytes, %zu merges) from %zu distinct words\n",
-               o.out.c_str(), check.vocabSize(), merges.size(), counts.size());
+  Tokenizer check = Tokenizer::fromFile(out); // what we wrote must load
+  std::fprintf(stderr,
+               "mmdata: wrote %s (%d tokens: %zu special, 256 bytes, %zu merges) "
+               "from %zu distinct words\n",
+               out.c_str(), check.vocabSize(), options.specials.size(),
+               stats.merges, stats.distinctWords);
+  if (stats.vocabSize < options.vocabSize)
+    std::fprintf(stderr,
+                 "mmdata: note: the text has too few frequent pairs to reach "
+                 "--vocab-size %d\n",
+                 options.vocabSize);
   return 0;
 }
 
 int tokenizeCommand(const std::vector<std::string> &args) {
-  std::string path, text;
-  bool special = true, haveText = false;
+  std::string path, vocab, merges, text;
+  bool special = true, haveText = false, optionsDone = false;
   for (size_t i = 0; i < args.size(); ++i) {
-    if (args[i] == "--tokenizer" && i + 1 < args.size()) path = args[++i];
-    else if (args[i] == "--no-special") special = false;
-    else if (!args[i].empty() && args[i][0] == '-' && !haveText)
-      throw Error("mmdata tokenize: unknown option '" + args[i] +
-                  "'\nusage: mmdata tokenize --tokenizer tokenizer.json [--no-special] TEXT");
-    else { text = args[i]; haveText = true; }
+    const std::string &a = args[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= args.size())
+        throw Error("mmdata tokenize: " + a + " needs a value\n" +
+                    kTokenizeUsage);
+      return args[++i];
+    };
+    if (!optionsDone && a == "--") {
+      optionsDone = true;
+    } else if (!optionsDone && a == "--tokenizer") {
+      path = value();
+    } else if (!optionsDone && a == "--vocab") {
+      vocab = value();
+    } else if (!optionsDone && a == "--merges") {
+      merges = value();
+    } else if (!optionsDone && a == "--no-special") {
+      special = false;
+    } else if (!optionsDone && (a == "-h" || a == "--help")) {
+      std::fputs(kTokenizeUsage, stdout);
+      return 0;
+    } else if (!optionsDone && a.size() > 1 && a[0] == '-') {
+      throw Error("mmdata tokenize: unknown option '" + a + "'\n" +
+                  kTokenizeUsage);
+    } else if (haveText) {
+      throw Error("mmdata tokenize: more than one TEXT (quote the text)\n" +
+                  std::string(kTokenizeUsage));
+    } else {
+      text = a;
+      haveText = true;
+    }
   }
-  if (path.empty() || !haveText)
-    throw Error("usage: mmdata tokenize --tokenizer tokenizer.json [--no-special] TEXT");
-  std::vector<int32_t> ids = Tokenizer::fromFile(path).encode(text, special);
-  for (size_t i = 0; i < ids.size(); ++i) std::printf("%s%d", i ? "," : "", ids[i]);
-  std::printf("\n");
+  bool pair = !vocab.empty() || !merges.empty();
+  if (!haveText || (path.empty() == !pair) ||
+      (pair && (vocab.empty() || merges.empty())))
+    throw Error(std::string("mmdata tokenize needs TEXT and either "
+                            "--tokenizer or both --vocab and --merges\n") +
+                kTokenizeUsage);
+  Tokenizer tok = pair ? Tokenizer::fromVocabMerges(vocab, merges)
+                       : Tokenizer::fromFile(path);
+  std::vector<int32_t> ids = tok.encode(text, special);
+  std::string line;
+  for (size_t i = 0; i < ids.size(); ++i) {
+    if (i)
+      line += ',';
+    line += std::to_string(ids[i]);
+  }
+  line += '\n';
+  std::fputs(line.c_str(), stdout);
+  std::fflush(stdout);
   return 0;
 }
 

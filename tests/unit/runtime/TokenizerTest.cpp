@@ -263,14 +263,10 @@ TEST(Tokenizer, TinyMergesEncodeAsExpected) {
   EXPECT_EQ(tok.encode("a  "), (std::vector<int32_t>{17, 19}));
   // Added tokens are split out before BPE.
   EXPECT_EQ(tok.encode("hello<|endoftext|>"), (std::vector<int32_t>{12, 0}));
-  // A character that is not in the vocabulary, without unk_token.
-  try {
-    tok.encode("hello!");
-    ADD_FAILURE() << "expected mm::Error";
-  } catch (const mm::Error &e) {
-    EXPECT_NE(std::string(e.what()).find("tiny.json"), std::string::npos)
-        << e.what();
-  }
+  // A character that is not in the vocabulary, without unk_token or byte
+  // fallback, is dropped, as Hugging Face's BPE does.
+  EXPECT_EQ(tok.encode("hello!"), (std::vector<int32_t>{12}));
+  EXPECT_EQ(tok.encode("!hello"), (std::vector<int32_t>{12}));
 }
 
 TEST(Tokenizer, UnkTokenAndFuseUnk) {
@@ -297,10 +293,13 @@ TEST(Tokenizer, TemplateSequencesAndStripping) {
                                {"rstrip", true}});
   // Llama-3 style: Sequence[Split, ByteLevel(use_regex=false)] and
   // Sequence[ByteLevel, TemplateProcessing(<bos> $A <|endoftext|>)].
+  const char *llama3Regex =
+      "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| "
+      "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
   j["pre_tokenizer"] = {
       {"type", "Sequence"},
       {"pretokenizers", json::array({{{"type", "Split"},
-                                      {"pattern", {{"Regex", "ignored"}}},
+                                      {"pattern", {{"Regex", llama3Regex}}},
                                       {"behavior", "Isolated"},
                                       {"invert", false}},
                                      {{"type", "ByteLevel"},
@@ -458,12 +457,27 @@ TEST(Tokenizer, MalformedFiles) {
   j["model"]["unk_token"] = "<nope>";
   expectLoadError("unk.json", j.dump(), {"<nope>"});
   j = tinyTokenizer();
-  j["pre_tokenizer"] = {{"type", "Metaspace"}};
-  expectLoadError("metaspace.json", j.dump(),
-                  {"unsupported pre_tokenizer type \"Metaspace\""});
+  j["pre_tokenizer"] = {{"type", "UnicodeScripts"}};
+  expectLoadError("scripts.json", j.dump(),
+                  {"unsupported pre_tokenizer type \"UnicodeScripts\""});
   j = tinyTokenizer();
-  j["normalizer"] = {{"type", "Lowercase"}};
-  expectLoadError("lower.json", j.dump(), {"unsupported normalizer"});
+  j["pre_tokenizer"] = {{"type", "Split"},
+                        {"pattern", {{"Regex", "\\d+"}}},
+                        {"behavior", "Isolated"},
+                        {"invert", false}};
+  expectLoadError("regex.json", j.dump(), {"unsupported Split regex"});
+  j = tinyTokenizer();
+  j["normalizer"] = {{"type", "BertNormalizer"}};
+  expectLoadError("bertnorm.json", j.dump(), {"unsupported normalizer"});
+  j = tinyTokenizer();
+  j["normalizer"] = {{"type", "Replace"},
+                     {"pattern", {{"Regex", " +"}}},
+                     {"content", " "}};
+  expectLoadError("replace.json", j.dump(), {"Regex pattern"});
+  j = tinyTokenizer();
+  j["decoder"] = {{"type", "WordPiece"}};
+  expectLoadError("wpdecoder.json", j.dump(),
+                  {"unsupported decoder type \"WordPiece\""});
   j = tinyTokenizer();
   j["post_processor"] = {
       {"type", "TemplateProcessing"},
