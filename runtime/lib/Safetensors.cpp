@@ -1,5 +1,6 @@
 //===- Safetensors.cpp - read and write .safetensors files ----------------===//
 
+#include "JsonMessage.h"
 #include "mm/Safetensors.h"
 
 #include "AtomicFile.h"
@@ -118,16 +119,7 @@ std::optional<uint64_t> checkedBytes(const std::vector<int64_t> &shape,
 
 std::string quoted(const std::string &s) { return "'" + s + "'"; }
 
-/// nlohmann's message without its "[json.exception.parse_error.101] " tag.
-std::string jsonMessage(const nlohmann::json::exception &e) {
-  std::string msg = e.what();
-  if (!msg.empty() && msg[0] == '[') {
-    size_t close = msg.find("] ");
-    if (close != std::string::npos)
-      msg.erase(0, close + 2);
-  }
-  return msg;
-}
+using detail::jsonMessage;
 
 } // namespace
 

@@ -6,6 +6,7 @@
 //
 //===----------------------------------------------------------------------===//
 
+#include "JsonMessage.h"
 #include "mm/Tokenizer.h"
 
 #include "mm/Error.h"
@@ -470,16 +471,7 @@ bool startsWith(std::string_view s, std::string_view prefix) {
 
 std::string jsonTypeName(const json &j) { return j.type_name(); }
 
-/// nlohmann's message without its "[json.exception.parse_error.101] " tag.
-std::string jsonMessage(const nlohmann::json::exception &e) {
-  std::string msg = e.what();
-  if (!msg.empty() && msg[0] == '[') {
-    size_t close = msg.find("] ");
-    if (close != std::string::npos)
-      msg.erase(0, close + 2);
-  }
-  return msg;
-}
+using detail::jsonMessage;
 
 std::string readFile(const std::string &path) {
   struct stat st;
