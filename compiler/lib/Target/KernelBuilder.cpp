@@ -89,6 +89,22 @@ Kernel makeKernel(Operation *op, ArrayRef<std::string> names, int64_t domain, st
   return k;
 }
 
+/// Gives `k` a whole-function body for the CPU (CUDA keeps the per-item one).
+Kernel withHostBody(Kernel k, std::string hostBody) {
+  k.hostBody = std::move(hostBody);
+  k.key += "\n" + k.hostBody;
+  return k;
+}
+
+/// The CPU computes products with the packed GEMM (runtime/include/mm/cpu/Gemm.h):
+/// C[M,N] (+)= A(m,k) . B(k,n) with A(m,k) = a[m*rsa + k*csa], B(k,n) = b[k*rsb + n*csb].
+std::string gemmCall(int64_t m, int64_t n, int64_t k, StringRef a, int64_t rsa, int64_t csa,
+                     StringRef b, int64_t rsb, int64_t csb, bool accumulate) {
+  return "mm_cpu::gemm<T>(" + num(m) + ", " + num(n) + ", " + num(k) + ", " + a.str() + ", " +
+         num(rsa) + ", " + num(csa) + ", " + b.str() + ", " + num(rsb) + ", " + num(csb) + ", y, " +
+         num(n) + ", " + (accumulate ? "true" : "false") + ");\n";
+}
+
 Kernel linear(LinearOp op) {
   auto x = typeOf(op.getInput()), w = typeOf(op.getWeight());
   int64_t k = x.getShape().back(), n = w.getDimSize(0), m = x.getNumElements() / k;
@@ -101,7 +117,13 @@ y[i] = acc$BIAS;
 )", {{"N", num(n)}, {"K", num(k)}, {"BIAS", op.getBias() ? " + b[n]" : ""}});
   SmallVector<std::string> names{"x", "w"};
   if (op.getBias()) names.push_back("b");
-  return makeKernel(op, names, m * n, body);
+  // y[M,N] = x[M,K] . w[N,K]^T (+ b): B(k,n) = w[n*K + k].
+  std::string host;
+  if (op.getBias())
+    host = subst("for (int64_t m = 0; m < $M; ++m)\n  memcpy(y + m * $N, b, $N * sizeof(T));\n",
+                 {{"M", num(m)}, {"N", num(n)}});
+  host += gemmCall(m, n, k, "x", k, 1, "w", 1, k, (bool)op.getBias());
+  return withHostBody(makeKernel(op, names, m * n, body), host);
 }
 
 Kernel embedding(EmbeddingOp op) {
@@ -220,6 +242,148 @@ std::string maskCondition(MaskKind kind, bool hasLength) {
   return len + " && " + shape;
 }
 
+
+//===----------------------------------------------------------------------===//
+// Attention on the CPU: row strips instead of rows. For a block of QB query
+// rows of one head, the scores against every key the block can see are one
+// small GEMM into a QB x Skv strip (the full score matrix never exists), the
+// softmax runs over the strip's rows, and the values are one more GEMM. The
+// backward kernels do the same per block of queries (dq) or keys (dk, dv,
+// whose strips are transposed: keys by queries).
+//
+// Variables: $B batch, $S queries, $SKV keys, $H heads, $GROUP heads per KV
+// head, $QW/$KW row widths, $DH head size, $SCALE, $LEN real keys, $MASK the
+// mask on (qi, kj, len), $CAUSAL whether keys past the last query are hidden.
+//===----------------------------------------------------------------------===//
+
+/// Keys [0, nk) that query rows [q0, q0 + nq) may see.
+const char *kAttnKeyRange =
+    "const int64_t nk = $CAUSAL ? (q0 + nq < len ? q0 + nq : len) : len;\n";
+
+
+enum class AttnHost { Forward, Stats, GradQuery, GradKey, GradValue };
+
+std::string attentionHostBody(AttnHost which, std::map<std::string, std::string> vars,
+                              MaskKind mask, bool hasLength, int64_t batch) {
+  vars["MASK"] = maskCondition(mask, hasLength);
+  vars["CAUSAL"] = (mask == MaskKind::Causal || mask == MaskKind::ImagePrefixCausal) ? "true" : "false";
+  vars["B"] = num(batch);
+  std::string s;
+  if (which == AttnHost::Forward || which == AttnHost::Stats || which == AttnHost::GradQuery) {
+    s = R"(const int64_t len = $LEN < $SKV ? $LEN : $SKV, QB = 64, nqb = ($S + QB - 1) / QB;
+#pragma omp parallel for schedule(static)
+for (int64_t item = 0; item < $B * $H * nqb; ++item) {
+  const int64_t qb = item % nqb, h = (item / nqb) % $H, b = item / (nqb * $H), kvh = h / $GROUP;
+  const int64_t q0 = qb * QB, nq = $S - q0 < QB ? $S - q0 : QB;
+)" + std::string(kAttnKeyRange) + R"(  const int64_t rowOff = (b * $S + q0) * $QW + h * $DH;
+  const T *kh = k + b * $SKV * $KW + kvh * $DH;
+  T *strip = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
+  if (nk > 0) mm_cpu::gemm<T>(nq, nk, $DH, q + rowOff, $QW, 1, kh, 1, $KW, strip, nk, false);
+)";
+    if (which == AttnHost::Forward || which == AttnHost::Stats) {
+      s += R"(  for (int64_t r = 0; r < nq; ++r) {
+    const int64_t qi = q0 + r;
+    T *row = strip + r * nk, m = -INFINITY, l = 0;
+    for (int64_t kj = 0; kj < nk; ++kj)
+      row[kj] = ($MASK) ? row[kj] * $SCALE : -INFINITY;
+    for (int64_t kj = 0; kj < nk; ++kj) m = row[kj] > m ? row[kj] : m;
+    for (int64_t kj = 0; kj < nk; ++kj) {
+      const T p = m == -INFINITY ? (T)0 : exp(row[kj] - m);
+      row[kj] = p;
+      l += p;
+    }
+)";
+      if (which == AttnHost::Stats)
+        s += "    y[(b * $H + h) * $S + qi] = l > 0 ? m + log(l) : (T)0;\n  }\n";
+      else
+        s += R"(    const T inv = l > 0 ? 1 / l : (T)0;
+    for (int64_t kj = 0; kj < nk; ++kj) row[kj] *= inv;
+  }
+  const T *vh = v + b * $SKV * $KW + kvh * $DH;
+  if (nk > 0)
+    mm_cpu::gemm<T>(nq, $DH, nk, strip, nk, 1, vh, $KW, 1, y + rowOff, $QW, false);
+  else
+    for (int64_t r = 0; r < nq; ++r) memset(y + rowOff + r * $QW, 0, $DH * sizeof(T));
+)";
+    } else {
+      // dq = scale * (P o (dY V^T - Drow)) K.
+      s += R"(  const T *vh = v + b * $SKV * $KW + kvh * $DH;
+  T *dp = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
+  if (nk > 0) mm_cpu::gemm<T>(nq, nk, $DH, dy + rowOff, $QW, 1, vh, 1, $KW, dp, nk, false);
+  for (int64_t r = 0; r < nq; ++r) {
+    const int64_t qi = q0 + r;
+    const T *dyr = dy + rowOff + r * $QW, *outr = out + rowOff + r * $QW;
+    const T lrow = lse[(b * $H + h) * $S + qi];
+    T drow = 0;
+    for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
+    T *row = strip + r * nk, *dpr = dp + r * nk;
+    for (int64_t kj = 0; kj < nk; ++kj)
+      row[kj] = ($MASK) ? exp(row[kj] * $SCALE - lrow) * (dpr[kj] - drow) * $SCALE : (T)0;
+  }
+  if (nk > 0)
+    mm_cpu::gemm<T>(nq, $DH, nk, strip, nk, 1, kh, $KW, 1, y + rowOff, $QW, false);
+  else
+    for (int64_t r = 0; r < nq; ++r) memset(y + rowOff + r * $QW, 0, $DH * sizeof(T));
+  free(dp);
+)";
+    }
+    s += "  free(strip);\n}\n";
+  } else {
+    // Per block of KB keys of one KV head, summed over the heads sharing it:
+    // dv = P^T dY, dk = scale * (P o (dY V^T - Drow))^T Q, over the queries
+    // that can see the block.
+    bool key = which == AttnHost::GradKey;
+    s = R"(const int64_t len = $LEN < $SKV ? $LEN : $SKV, KB = 64, nkb = ($SKV + KB - 1) / KB;
+#pragma omp parallel for schedule(static)
+for (int64_t item = 0; item < $B * $HKV * nkb; ++item) {
+  const int64_t kb = item % nkb, kvh = (item / nkb) % $HKV, b = item / (nkb * $HKV);
+  const int64_t k0 = kb * KB, nkk = $SKV - k0 < KB ? $SKV - k0 : KB;
+  const int64_t kvOff = (b * $SKV + k0) * $KW + kvh * $DH;
+  const int64_t qs = $CAUSAL ? k0 : 0, nq = $S - qs;
+  if (k0 >= len || nq <= 0) {
+    for (int64_t c = 0; c < nkk; ++c) memset(y + kvOff + c * $KW, 0, $DH * sizeof(T));
+    continue;
+  }
+  T *strip = (T *)malloc(sizeof(T) * (KB * nq + 1));
+$DPALLOC  for (int64_t g = 0; g < $GROUP; ++g) {
+    const int64_t h = kvh * $GROUP + g, rowOff = (b * $S + qs) * $QW + h * $DH;
+    mm_cpu::gemm<T>(nkk, nq, $DH, k + kvOff, $KW, 1, q + rowOff, 1, $QW, strip, nq, false);
+$DPGEMM    for (int64_t c = 0; c < nkk; ++c) {
+      const int64_t kj = k0 + c;
+      T *col = strip + c * nq;
+      for (int64_t j = 0; j < nq; ++j) {
+        const int64_t qi = qs + j;
+        const T p = ($MASK) ? exp(col[j] * $SCALE - lse[(b * $H + h) * $S + qi]) : (T)0;
+        col[j] = $DS;
+      }
+    }
+    mm_cpu::gemm<T>(nkk, $DH, nq, strip, nq, 1, $RHS + rowOff, $QW, 1, y + kvOff, $KW, g > 0);
+  }
+$DPFREE  free(strip);
+}
+)";
+    std::map<std::string, std::string> part;
+    if (key) {
+      part["DPALLOC"] = "  T *dpt = (T *)malloc(sizeof(T) * (KB * nq + 1)), *drow = (T *)malloc(sizeof(T) * (nq + 1));\n";
+      part["DPGEMM"] = R"(    mm_cpu::gemm<T>(nkk, nq, $DH, v + kvOff, $KW, 1, dy + rowOff, 1, $QW, dpt, nq, false);
+    for (int64_t j = 0; j < nq; ++j) {
+      const T *dyr = dy + rowOff + j * $QW, *outr = out + rowOff + j * $QW;
+      T acc = 0;
+      for (int64_t d = 0; d < $DH; ++d) acc += dyr[d] * outr[d];
+      drow[j] = acc;
+    }
+)";
+      part["DS"] = "p * (dpt[c * nq + j] - drow[j]) * $SCALE";
+      part["RHS"] = "q";
+      part["DPFREE"] = "  free(dpt);\n  free(drow);\n";
+    } else {
+      part = {{"DPALLOC", ""}, {"DPGEMM", ""}, {"DS", "p"}, {"RHS", "dy"}, {"DPFREE", ""}};
+    }
+    s = subst(s, part);
+  }
+  return subst(s, vars);
+}
+
 Kernel attention(AttentionOp op) {
   auto q = typeOf(op.getQuery()), k = typeOf(op.getKey());
   int64_t s = q.getDimSize(1), skv = k.getDimSize(1), h = op.getNumHeads();
@@ -258,7 +422,14 @@ for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
                       {"SCALE", flt(op.getScale().convertToDouble())}});
   SmallVector<std::string> names{"q", "k", "v"};
   if (op.getLength()) names.push_back("length");
-  return makeKernel(op, names, q.getDimSize(0) * h * s, body);
+  std::map<std::string, std::string> vars{
+      {"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)},
+      {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
+      {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(op.getPrefixLength())},
+      {"SCALE", flt(op.getScale().convertToDouble())}};
+  return withHostBody(makeKernel(op, names, q.getDimSize(0) * h * s, body),
+                      attentionHostBody(AttnHost::Forward, vars, op.getMask(), (bool)op.getLength(),
+                                        q.getDimSize(0)));
 }
 
 /// Splits a shape at `axis` into outer * n * inner.
@@ -401,7 +572,9 @@ for (int64_t n = 0; n < $N; ++n) {
   for (int64_t k = 0; k < $K; ++k) out[k] += g * wr[k];
 }
 )", {{"N", num(n)}, {"K", num(k)}});
-  return makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements() / k, body);
+  int64_t m = typeOf(op.getResult()).getNumElements() / k;
+  // dx[M,K] = dy[M,N] . w[N,K].
+  return withHostBody(makeKernel(op, {"dy", "w"}, m, body), gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false));
 }
 
 /// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows;
@@ -417,7 +590,8 @@ for (int64_t m = 0; m < $M; ++m) {
   for (int64_t k = 0; k < $K; ++k) out[k] += g * xr[k];
 }
 )", {{"N", num(n)}, {"K", num(k)}, {"M", num(m)}});
-  return makeKernel(op, {"dy", "x"}, n, body);
+  // dW[N,K] = dy[M,N]^T . x[M,K]: A(n,m) = dy[m*N + n].
+  return withHostBody(makeKernel(op, {"dy", "x"}, n, body), gemmCall(n, k, m, "dy", 1, n, "x", k, 1, false));
 }
 
 /// reduce_to: x[I...] -> y[O...], summing the broadcast dimensions.
@@ -516,7 +690,25 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  return makeKernel(op, {"dy", "x"}, d, body);
+  // The CPU splits the features over the threads and walks the rows once
+  // each, the statistics computed once per row instead of once per element.
+  std::string host = subst(R"(#pragma omp parallel
+{
+  int64_t first, last;
+  mm_cpu::threadShare($D, first, last);
+  for (int64_t d = first; d < last; ++d) y[d] = 0;
+  for (int64_t r = 0; r < $R; ++r) {
+    const T *xr = x + r * $D, *dyr = dy + r * $D;
+    T mean = 0, var = 0;
+    for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+    mean /= $D;
+    for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
+    const T inv = 1 / sqrt(var / $D + $EPS);
+    for (int64_t d = first; d < last; ++d) y[d] += dyr[d] * (xr[d] - mean) * inv;
+  }
+}
+)", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }
 
 Kernel rmsNormGradInput(RMSNormGradInputOp op) {
@@ -544,7 +736,21 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  return makeKernel(op, {"dy", "x"}, d, body);
+  std::string host = subst(R"(#pragma omp parallel
+{
+  int64_t first, last;
+  mm_cpu::threadShare($D, first, last);
+  for (int64_t d = first; d < last; ++d) y[d] = 0;
+  for (int64_t r = 0; r < $R; ++r) {
+    const T *xr = x + r * $D, *dyr = dy + r * $D;
+    T ss = 0;
+    for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+    const T inv = 1 / sqrt(ss / $D + $EPS);
+    for (int64_t d = first; d < last; ++d) y[d] += dyr[d] * xr[d] * inv;
+  }
+}
+)", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }
 
 Kernel activationGrad(ActivationGradOp op) {
@@ -616,7 +822,7 @@ std::map<std::string, std::string> attentionVars(OpT op, Value q, Value k) {
 /// attention_stats: q[B,S,H*Dh], k[B,Skv,Hkv*Dh] -> lse[B,H,S].
 Kernel attentionStats(AttentionStatsOp op) {
   auto q = typeOf(op.getQuery());
-  int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
+  int64_t s = q.getDimSize(1);
   std::string body = subst(R"(const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
 const int64_t kvh = h / $GROUP, len = $LEN;
 const T *qr = q + (b * $S + qi) * $QW + h * $DH;
@@ -635,7 +841,9 @@ y[i] = l > 0 ? m + log(l) : (T)0;
   body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
   SmallVector<std::string> names{"q", "k"};
   if (op.getLength()) names.push_back("length");
-  return makeKernel(op, names, q.getDimSize(0) * op.getNumHeads() * s, body);
+  return withHostBody(makeKernel(op, names, q.getDimSize(0) * op.getNumHeads() * s, body),
+                      attentionHostBody(AttnHost::Stats, attentionVars(op, op.getQuery(), op.getKey()),
+                                        op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
 }
 
 /// The attention gradients. With p = exp(score - lse) and Drow = dy . out for
@@ -698,7 +906,12 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
   if (op.getLength()) names.push_back("length");
   int64_t domain = which == AttnGrad::Query ? q.getDimSize(0) * op.getNumHeads() * s
                                             : q.getDimSize(0) * op.getNumKvHeads() * skv;
-  return makeKernel(op, names, domain, body);
+  AttnHost host = which == AttnGrad::Query ? AttnHost::GradQuery
+                  : which == AttnGrad::Key ? AttnHost::GradKey
+                                           : AttnHost::GradValue;
+  return withHostBody(makeKernel(op, names, domain, body),
+                      attentionHostBody(host, attentionVars(op, op.getQuery(), op.getKey()),
+                                        op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
 }
 
 /// cache_update: writes new[B,T,W] at positions position.. of layer `layer`

@@ -1,18 +1,35 @@
 // RUN: mmc compile %s --emit=cpp | FileCheck %s
+// RUN: mmc compile %s --target cuda --emit=cuda | FileCheck %s --check-prefix=CUDA
 
 // COM: Each mask kind reaches the generated attention kernel as its condition,
 // COM: with the first layout segment's length (here 2) baked in; the run-time
 // COM: length masks keys only where the op has the length operand.
-// CHECK: k0_attention
-// CHECK: if (!((qi < 2 ? kj < 2 : (kj < 2 || kj <= qi)))) continue;
-// CHECK: k1_attention
-// CHECK: if (!(((qi < 2) == (kj < 2)))) continue;
-// CHECK: k2_attention
-// CHECK: const int64_t len = (int64_t)length[0];
-// CHECK: if (!(kj < len && kj <= qi)) continue;
-// CHECK: k3_attention
-// CHECK: const int64_t len = 4;
-// CHECK: if (!(true)) continue;
+// COM: The CPU kernel works on strips of query rows and masks the strip's
+// COM: scores; causal masks also bound the keys a strip computes at all.
+// CHECK-LABEL: static void k0_attention
+// CHECK: const int64_t nk = false ?
+// CHECK: row[kj] = ((qi < 2 ? kj < 2 : (kj < 2 || kj <= qi))) ? row[kj] * (T)1.0 : -INFINITY;
+// CHECK-LABEL: static void k1_attention
+// CHECK: row[kj] = (((qi < 2) == (kj < 2))) ? row[kj] * (T)1.0 : -INFINITY;
+// CHECK-LABEL: static void k2_attention
+// CHECK: const int64_t len = (int64_t)length[0] < 4 ? (int64_t)length[0] : 4
+// CHECK: const int64_t nk = true ? (q0 + nq < len ? q0 + nq : len) : len;
+// CHECK: row[kj] = (kj < len && kj <= qi) ? row[kj] * (T)1.0 : -INFINITY;
+// CHECK-LABEL: static void k3_attention
+// CHECK: const int64_t len = 4 < 4 ? 4 : 4
+// CHECK: row[kj] = (true) ? row[kj] * (T)1.0 : -INFINITY;
+
+// COM: The CUDA kernel keeps one query row per thread and skips masked keys.
+// CUDA-LABEL: __global__ void k0_attention
+// CUDA: if (!((qi < 2 ? kj < 2 : (kj < 2 || kj <= qi)))) continue;
+// CUDA-LABEL: __global__ void k1_attention
+// CUDA: if (!(((qi < 2) == (kj < 2)))) continue;
+// CUDA-LABEL: __global__ void k2_attention
+// CUDA: const int64_t len = (int64_t)length[0];
+// CUDA: if (!(kj < len && kj <= qi)) continue;
+// CUDA-LABEL: __global__ void k3_attention
+// CUDA: const int64_t len = 4;
+// CUDA: if (!(true)) continue;
 mm.model @masks {
   mm.entry @f(%x: tensor<1x4x8xf32>, %len: tensor<i32>) -> tensor<1x4x8xf32> {
     %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>

@@ -7,9 +7,11 @@
 // CHECK: // mm.linear: x[2,8] w[4,8] b[4] -> y[2,4]
 // CHECK-NEXT: static void k0_linear(const float * __restrict x, const float * __restrict w, const float * __restrict b, float * __restrict y) {
 // CHECK-NEXT:   typedef float T;
-// CHECK-NEXT:   for (int64_t i = 0; i < 8; ++i) {
-// CHECK:          for (int64_t k = 0; k < 8; ++k) acc += xr[k] * wr[k];
-// CHECK:          y[i] = acc + b[n];
+// COM: On the CPU a linear op is the bias copied into each row, then the
+// COM: packed GEMM accumulating x . w^T (w read transposed through strides).
+// CHECK-NEXT:   for (int64_t m = 0; m < 2; ++m)
+// CHECK-NEXT:     memcpy(y + m * 4, b, 4 * sizeof(T));
+// CHECK-NEXT:   mm_cpu::gemm<T>(2, 4, 8, x, 8, 1, w, 1, 8, y, 4, true);
 // CHECK: static void k1_silu(
 // CHECK-NOT: k2_linear
 // CHECK: static int entry_forward(
@@ -25,6 +27,7 @@
 
 // CUDA: __global__ void k0_linear(const float * __restrict__ x
 // CUDA: for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < 8; i += (int64_t)blockDim.x * gridDim.x) {
+// CUDA: for (int64_t k = 0; k < 8; ++k) acc += xr[k] * wr[k];
 // CUDA: k0_linear<<<mm_blocks(8), 256>>>(
 // CUDA-NEXT: if (mm_check(cudaGetLastError(), "k0_linear")) return 1;
 // CUDA: cudaMemcpyDeviceToDevice

@@ -58,7 +58,8 @@ std::vector<HostTensor> makeArgs(const mm::EntrySpec &entry, std::mt19937 &rng) 
     if (a.type == mm::ElemType::F64) {
       for (int64_t i = 0; i < n; ++i) t.as<double>()[i] = normal(rng);
     } else if (a.name == "len") {
-      t.as<int32_t>()[0] = 4; // 4 of 5 positions real: the padding mask matters
+      // 4 of 5 positions real (120 of 130 in the long cases): the padding mask matters.
+      t.as<int32_t>()[0] = entry.name.rfind("attention_long", 0) == 0 ? 120 : 4;
     } else if (a.name == "ids" && entry.name == "merge_image_features_loss") {
       // Two image tokens (9) per row of 6, at different places.
       const int32_t ids[12] = {1, 9, 2, 9, 3, 4, 9, 5, 6, 7, 9, 8};
@@ -133,7 +134,8 @@ INSTANTIATE_TEST_SUITE_P(
     ::testing::Values("linear", "embedding", "patch_embed", "layer_norm", "rms_norm", "gelu", "quick_gelu", "silu",
                       "relu", "add", "mul", "reuse", "rope", "attention_bidirectional", "attention_causal",
                       "attention_padding", "attention_image_prefix_causal", "attention_itm_bidirectional",
-                      "attention_itg_multimodal_causal", "attention_itc_unimodal", "cross_attention", "concat",
+                      "attention_itg_multimodal_causal", "attention_itc_unimodal", "attention_long_causal",
+                      "attention_long_itg_multimodal_causal", "cross_attention", "concat",
                       "slice", "broadcast", "merge_image_features", "cross_entropy"));
 
 } // namespace

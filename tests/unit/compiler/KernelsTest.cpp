@@ -211,6 +211,20 @@ TEST_F(Kernels, AttentionUnderEveryMask) {
   }
 }
 
+// COM: the CPU computes attention in strips of 64 query (or key) rows; 150
+// positions give two full blocks and a partial one under every mask.
+TEST_F(Kernels, AttentionAcrossBlocksUnderEveryMask) {
+  HostTensor q = randomF32(150 * 32, 27), k = randomF32(150 * 16, 28), v = randomF32(150 * 16, 29);
+  HostTensor len = ints({140});
+  for (const MaskCase &m : kMasks) {
+    SCOPED_TRACE(m.name);
+    const int64_t prefix = m.kind == mm::ref::Mask::ImagePrefixCausal ? 50 : 40;
+    std::vector<float> y(150 * 32);
+    mm::ref::attention(f(q), f(k), f(v), y.data(), 1, 150, 4, 2, 8, m.kind, 140, prefix, 0.35355339f);
+    check(std::string("attn_long_") + (m.name + 5), {q, k, v, len}, y);
+  }
+}
+
 TEST(KernelCheck, NaNNeverPasses) {
   // The comparison the tests use must reject NaN.
   float got = std::nanf(""), expected = 1.0f;

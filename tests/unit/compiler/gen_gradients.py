@@ -71,6 +71,15 @@ for mask, layout in masks:
          [f"%y = mm.attention %q, %k, %v, %len {{num_heads = 2 : i64, num_kv_heads = 1 : i64, "
           f"mask = #mm.mask<{mask}>{lay}, scale = 0.5 : f64}} : ({t(2,5,8)}, {t(2,5,4)}, {t(2,5,4)}, "
           f"{t(dtype='i32')}) -> {t(2,5,8)}"], [2, 5, 8])
+# Longer than the CPU's 64-row attention blocks (two full, one partial): the
+# strips' block boundaries, the causal key ranges and the run-time length.
+for mask, layout in [("causal", ""), ("itg_multimodal_causal", "query = 40, text = 90")]:
+    lay = f", layout = #mm.seq_layout<{layout}>" if layout else ""
+    case(f"attention_long_{mask}", [("q", [1, 130, 8]), ("k", [1, 130, 4]), ("v", [1, 130, 4])],
+         [("len", t(dtype="i32"))],
+         [f"%y = mm.attention %q, %k, %v, %len {{num_heads = 2 : i64, num_kv_heads = 1 : i64, "
+          f"mask = #mm.mask<{mask}>{lay}, scale = 0.5 : f64}} : ({t(1,130,8)}, {t(1,130,4)}, {t(1,130,4)}, "
+          f"{t(dtype='i32')}) -> {t(1,130,8)}"], [1, 130, 8])
 case("cross_attention", [("q", [1, 3, 8]), ("k", [1, 4, 8]), ("v", [1, 4, 8])], [],
      [f"%y = mm.attention %q, %k, %v {{num_heads = 2 : i64, num_kv_heads = 2 : i64, "
       f"mask = #mm.mask<bidirectional>, scale = 0.5 : f64}} : ({t(1,3,8)}, {t(1,4,8)}, {t(1,4,8)}) -> {t(1,3,8)}"],

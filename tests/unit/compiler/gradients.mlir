@@ -263,6 +263,36 @@ mm.model @gradients {
     mm.return %l : tensor<f64>
   }
 
+  mm.group @g_attention_long_causal
+  mm.param @"attention_long_causal.q" : tensor<1x130x8xf64> group @g_attention_long_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_causal.k" : tensor<1x130x4xf64> group @g_attention_long_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_causal.v" : tensor<1x130x4xf64> group @g_attention_long_causal init #mm.init<normal, 0.7>
+  mm.stage @attention_long_causal trainable [@g_attention_long_causal] loss @attention_long_causal_loss data "none"
+  mm.entry @attention_long_causal_loss(%len: tensor<i32> {mm.name = "len"}, %r: tensor<1x130x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_long_causal.q" : tensor<1x130x8xf64>
+    %k = mm.weight @"attention_long_causal.k" : tensor<1x130x4xf64>
+    %v = mm.weight @"attention_long_causal.v" : tensor<1x130x4xf64>
+    %y = mm.attention %q, %k, %v, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 0.5 : f64} : (tensor<1x130x8xf64>, tensor<1x130x4xf64>, tensor<1x130x4xf64>, tensor<i32>) -> tensor<1x130x8xf64>
+    %m = mm.mul %y, %r : tensor<1x130x8xf64>
+    %l = mm.reduce_sum %m : (tensor<1x130x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_long_itg_multimodal_causal
+  mm.param @"attention_long_itg_multimodal_causal.q" : tensor<1x130x8xf64> group @g_attention_long_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_itg_multimodal_causal.k" : tensor<1x130x4xf64> group @g_attention_long_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_itg_multimodal_causal.v" : tensor<1x130x4xf64> group @g_attention_long_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.stage @attention_long_itg_multimodal_causal trainable [@g_attention_long_itg_multimodal_causal] loss @attention_long_itg_multimodal_causal_loss data "none"
+  mm.entry @attention_long_itg_multimodal_causal_loss(%len: tensor<i32> {mm.name = "len"}, %r: tensor<1x130x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_long_itg_multimodal_causal.q" : tensor<1x130x8xf64>
+    %k = mm.weight @"attention_long_itg_multimodal_causal.k" : tensor<1x130x4xf64>
+    %v = mm.weight @"attention_long_itg_multimodal_causal.v" : tensor<1x130x4xf64>
+    %y = mm.attention %q, %k, %v, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 40, text = 90>, scale = 0.5 : f64} : (tensor<1x130x8xf64>, tensor<1x130x4xf64>, tensor<1x130x4xf64>, tensor<i32>) -> tensor<1x130x8xf64>
+    %m = mm.mul %y, %r : tensor<1x130x8xf64>
+    %l = mm.reduce_sum %m : (tensor<1x130x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
   mm.group @g_cross_attention
   mm.param @"cross_attention.q" : tensor<1x3x8xf64> group @g_cross_attention init #mm.init<normal, 0.7>
   mm.param @"cross_attention.k" : tensor<1x4x8xf64> group @g_cross_attention init #mm.init<normal, 0.7>

@@ -101,4 +101,33 @@ mm.model @kernels {
     %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
     mm.return %y : tensor<2x6x32xf32>
   }
+  // Attention across the CPU's 64-row blocks: B=1, S=150 (blocks of 64, 64, 22), 4 heads over 2 K/V heads, Dh=8, length 140.
+  mm.entry @attn_long_bidirectional(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_long_causal(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_long_padding(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<padding>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_long_image_prefix_causal(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<image_prefix_causal>, layout = #mm.seq_layout<image = 50, text = 100>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_long_itm_bidirectional(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_long_itg_multimodal_causal(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_long_itc_unimodal(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
 }

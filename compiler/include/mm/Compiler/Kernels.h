@@ -29,6 +29,8 @@ struct Kernel {
   std::vector<KernelArg> args;   // operands in order, then the result `y`
   int64_t domain = 0;            // number of work items; the body sees `i`
   std::string body;              // statements for work item `i` (int64_t), over `T`
+  std::string hostBody;          // CPU only, if set: the whole function body instead
+                                 // of the loop over `body` (GEMM calls, reductions)
   std::string elementType;       // what `T` is: float or double
   std::string comment;           // shape legend, printed above the kernel
 };
