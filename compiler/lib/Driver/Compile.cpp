@@ -151,7 +151,8 @@ int compileModel(const std::string &modelPath, const CompileOptions &opts) {
   } else {
     std::string cxx = envOr("MMC_CXX", MM_HOST_CXX_PATH);
     rc = runTool(cxx, {cxx, "-std=c++17", "-O3", "-march=native", "-fPIC", "-shared",
-                       "-fopenmp", "-fno-math-errno", "-w", "-I" + include, srcPath, "-o", tmpOut},
+                       "-fopenmp", "-fno-math-errno", "-fveclib=libmvec", "-w", "-I" + include, srcPath,
+                       "-o", tmpOut, "-lmvec"},
                  opts.verbose);
   }
   if (rc != 0) {

@@ -212,7 +212,30 @@ y[base + j + $HALF] = x2 * c + x1 * sn;
      {"OFFSET", op.getOffset() ? "(int64_t)offset[0]" : "0"}});
   SmallVector<std::string> names{"x"};
   if (op.getOffset()) names.push_back("offset");
-  return makeKernel(op, names, x.getNumElements() / 2, body);
+  // The CPU computes each position's angles once for all batches and heads.
+  std::string host = subst(R"(#pragma omp parallel for schedule(static)
+for (int64_t s = 0; s < $S; ++s) {
+  T c[$HALF], sn[$HALF];
+  for (int64_t j = 0; j < $HALF; ++j) {
+    const T inv_freq = 1 / pow($THETA, (T)(2 * j) / (T)$DH);
+    const T angle = $SIGN(T)(s + $OFFSET) * inv_freq;
+    c[j] = cos(angle);
+    sn[j] = sin(angle);
+  }
+  for (int64_t b = 0; b < $B; ++b)
+    for (int64_t h = 0; h < $H; ++h) {
+      const int64_t base = ((b * $S + s) * $H + h) * $DH;
+      for (int64_t j = 0; j < $HALF; ++j) {
+        const T x1 = x[base + j], x2 = x[base + j + $HALF];
+        y[base + j] = x1 * c[j] - x2 * sn[j];
+        y[base + j + $HALF] = x2 * c[j] + x1 * sn[j];
+      }
+    }
+}
+)", {{"HALF", num(dh / 2)}, {"H", num(h)}, {"S", num(s)}, {"DH", num(dh)}, {"B", num(x.getDimSize(0))},
+     {"THETA", flt(op.getTheta().convertToDouble())}, {"SIGN", op.getInverse() ? "-" : ""},
+     {"OFFSET", op.getOffset() ? "(int64_t)offset[0]" : "0"}});
+  return withHostBody(makeKernel(op, names, x.getNumElements() / 2, body), host);
 }
 
 /// The mask as a condition on query `qi`, key `kj`, the number of real keys
@@ -631,7 +654,24 @@ for (int64_t t = 0; t < $TOK; ++t)
   if (ids[t] == v) acc += dy[t * $D + d];
 y[i] = acc;
 )", {{"D", num(d)}, {"TOK", num(t)}});
-  return makeKernel(op, {"ids", "dy"}, typeOf(op.getResult()).getNumElements(), body);
+  // The CPU scatters each token's row once (threads split the features;
+  // rows are still summed in token order), instead of a search per element.
+  int64_t v = typeOf(op.getResult()).getDimSize(0);
+  std::string host = subst(R"(memset(y, 0, sizeof(T) * $V * $D);
+#pragma omp parallel
+{
+  int64_t first, last;
+  mm_cpu::threadShare($D, first, last);
+  for (int64_t t = 0; t < $TOK; ++t) {
+    const int32_t id = ids[t];
+    if (id < 0 || id >= $V) continue;
+    T *row = y + (int64_t)id * $D;
+    const T *g = dy + t * $D;
+    for (int64_t d = first; d < last; ++d) row[d] += g[d];
+  }
+}
+)", {{"D", num(d)}, {"TOK", num(t)}, {"V", num(v)}});
+  return withHostBody(makeKernel(op, {"ids", "dy"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
 
 /// patch_embed_grad_weight: pix[B,C,H,W], dy[B,NP,D] -> dW[D,C,P,P].

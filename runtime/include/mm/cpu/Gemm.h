@@ -97,30 +97,32 @@ template <typename T> inline Blocking<T> blocking(Isa isa) {
   return {mr, 2 * lanes};
 }
 
-// Cache blocking: a KC x NR panel of B stays in L1 while MC x KC of A sits
-// in L2; NC bounds the packed B block.
+// Cache blocking: KC steps of k per block; MC rows of A per block (in L2);
+// NC bounds the packed B block.
 constexpr int64_t KC = 256, MC = 144, NC = 4096;
 
-/// One MR x NR tile: C(0..mr, 0..nr) (+)= Ap . Bp over kc packed steps.
+/// One MR x NR tile over kc steps: C(0..mr, 0..nr) (+)= A . B with
+/// A(i,k) = a[i*ars + k*acs] (read as broadcasts) and B(k,j) = b[k*brs + j]
+/// (NR contiguous values per step, read as vectors).
 template <typename T, int W, int MR, int NV>
-static inline __attribute__((always_inline)) void microkernel(int64_t kc, const T *__restrict ap,
-                                                              const T *__restrict bp, T *c,
-                                                              int64_t ldc, bool accumulate,
-                                                              int64_t mr, int64_t nr) {
+static inline __attribute__((always_inline)) void
+microkernel(int64_t kc, const T *__restrict a, int64_t ars, int64_t acs, const T *__restrict b,
+            int64_t brs, T *c, int64_t ldc, bool accumulate, int64_t mr, int64_t nr) {
   typedef T V __attribute__((vector_size(W * sizeof(T))));
   constexpr int NR = W * NV;
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
-    for (int j = 0; j < NV; ++j) acc[i][j] = (V){} ;
-  for (int64_t k = 0; k < kc; ++k) {
-    V b[NV];
-    for (int j = 0; j < NV; ++j) memcpy(&b[j], bp + j * W, sizeof(V));
+    for (int j = 0; j < NV; ++j) acc[i][j] = (V){};
+  const T *row[MR];
+  for (int i = 0; i < MR; ++i) row[i] = a + i * ars;
+  for (int64_t k = 0, ak = 0; k < kc; ++k, ak += acs) {
+    V bv[NV];
+    for (int j = 0; j < NV; ++j) memcpy(&bv[j], b + j * W, sizeof(V));
     for (int i = 0; i < MR; ++i) {
-      const V a = ap[i] - (V){}; // a splat: x - (+0) folds to x
-      for (int j = 0; j < NV; ++j) acc[i][j] += a * b[j];
+      const V av = row[i][ak] - (V){}; // a splat: x - (+0) folds to x
+      for (int j = 0; j < NV; ++j) acc[i][j] += av * bv[j];
     }
-    ap += MR;
-    bp += NR;
+    b += brs;
   }
   if (mr == MR && nr == NR) {
     for (int i = 0; i < MR; ++i)
@@ -143,24 +145,38 @@ static inline __attribute__((always_inline)) void microkernel(int64_t kc, const 
       c[i * ldc + j] = accumulate ? c[i * ldc + j] + tile[i][j] : tile[i][j];
 }
 
-/// Runs the tiles [first, last) of one packed block (tiles ordered with the
-/// A panel fastest, so one B panel is reused from L1 across A panels).
-struct BlockArgs {
+/// One block: C(ic.., jc..) over k in [pc, pc + kc). Full MR-row panels of A
+/// are read in place through its strides; the last, partial one from
+/// `aTail` (packed, zero-padded). B's NR-column panels are read in place
+/// when its rows are contiguous (csb == 1), else from `bPacked`; a partial
+/// last panel always from `bTail`.
+template <typename T> struct Block {
   int64_t kc, mc, nc, ldc;
   bool accumulate;
+  const T *a;
+  int64_t rsa, csa;
+  const T *aTail;
+  const T *b;
+  int64_t rsb;
+  const T *bPacked, *bTail;
+  T *c;
 };
+
 #define MM_GEMM_TILES(NAME, TARGET, W_BYTES, MR)                                                   \
   template <typename T>                                                                            \
-  TARGET __attribute__((noinline)) void NAME(const BlockArgs &g, const T *ap, const T *bp, T *c,  \
-                                             int64_t first, int64_t last) {                       \
+  TARGET __attribute__((noinline)) void NAME(const Block<T> &g, int64_t first, int64_t last) {    \
     constexpr int W = W_BYTES / sizeof(T), NR = 2 * W;                                             \
     const int64_t panelsA = (g.mc + MR - 1) / MR;                                                  \
     for (int64_t t = first; t < last; ++t) {                                                       \
       const int64_t ir = t % panelsA, jr = t / panelsA;                                            \
       const int64_t m0 = ir * MR, n0 = jr * NR;                                                    \
       const int64_t mr = g.mc - m0 < MR ? g.mc - m0 : MR, nr = g.nc - n0 < NR ? g.nc - n0 : NR;    \
-      microkernel<T, W, MR, 2>(g.kc, ap + ir * MR * g.kc, bp + jr * NR * g.kc, c + m0 * g.ldc + n0, \
-                               g.ldc, g.accumulate, mr, nr);                                       \
+      const bool fullA = mr == MR;                                                                 \
+      const T *a = fullA ? g.a + m0 * g.rsa : g.aTail;                                             \
+      const T *b = nr < NR ? g.bTail : g.bPacked ? g.bPacked + jr * NR * g.kc : g.b + n0;          \
+      const int64_t brs = (nr < NR || g.bPacked) ? NR : g.rsb;                                     \
+      microkernel<T, W, MR, 2>(g.kc, a, fullA ? g.rsa : 1, fullA ? g.csa : MR, b, brs,            \
+                               g.c + m0 * g.ldc + n0, g.ldc, g.accumulate, mr, nr);                \
     }                                                                                              \
   }
 #if defined(__x86_64__) || defined(__i386__)
@@ -171,13 +187,43 @@ MM_GEMM_TILES(tilesGeneric, , 16, 4)
 #undef MM_GEMM_TILES
 
 template <typename T>
-void runTiles(Isa isa, const BlockArgs &g, const T *ap, const T *bp, T *c, int64_t first,
-              int64_t last) {
+void runTiles(Isa isa, const Block<T> &g, int64_t first, int64_t last) {
 #if defined(__x86_64__) || defined(__i386__)
-  if (isa == Isa::Avx512) return tilesAvx512<T>(g, ap, bp, c, first, last);
-  if (isa == Isa::Avx2) return tilesAvx2<T>(g, ap, bp, c, first, last);
+  if (isa == Isa::Avx512) return tilesAvx512<T>(g, first, last);
+  if (isa == Isa::Avx2) return tilesAvx2<T>(g, first, last);
 #endif
-  tilesGeneric<T>(g, ap, bp, c, first, last);
+  tilesGeneric<T>(g, first, last);
+}
+
+/// Packs `lanes` (<= width) vectors of `kc` elements into one panel:
+/// dst[k * width + j] = src[j * lane + k * step], zero for j >= lanes. The
+/// loop order follows whichever stride is contiguous, so both a plain and a
+/// transposed operand are read along cache lines.
+template <typename T>
+void packPanel(const T *src, int64_t lane, int64_t step, int64_t kc, int64_t lanes, int64_t width,
+               T *dst) {
+  if (lane == 1 || step != 1) {
+    for (int64_t k = 0; k < kc; ++k) {
+      const T *s = src + k * step;
+      T *d = dst + k * width;
+      int64_t j = 0;
+      for (; j < lanes; ++j) d[j] = s[j * lane];
+      for (; j < width; ++j) d[j] = 0;
+    }
+    return;
+  }
+  // Contiguous along k: read each lane in runs of 16 elements while the 16
+  // destination rows they land in stay in L1.
+  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+    const int64_t kn = kc - k0 < 16 ? kc - k0 : 16;
+    for (int64_t j = 0; j < lanes; ++j) {
+      const T *s = src + j * lane + k0;
+      T *d = dst + k0 * width + j;
+      for (int64_t k = 0; k < kn; ++k) d[k * width] = s[k];
+    }
+    for (int64_t j = lanes; j < width; ++j)
+      for (int64_t k = 0; k < kn; ++k) dst[(k0 + k) * width + j] = 0;
+  }
 }
 
 } // namespace detail
@@ -217,57 +263,47 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
   const Blocking<T> blk = blocking<T>(isa);
   const int64_t MR = blk.mr, NR = blk.nr;
   const int64_t kcMax = K < KC ? K : KC;
-  const int64_t ncMax = N < NC ? N : NC, mcMax = M < MC ? M : MC;
-  const int64_t ncPad = (ncMax + NR - 1) / NR * NR, mcPad = (mcMax + MR - 1) / MR * MR;
-  T *bpack = (T *)aligned_alloc(64, (size_t)(kcMax * ncPad * sizeof(T) + 64) / 64 * 64);
-  T *apack = (T *)aligned_alloc(64, (size_t)(kcMax * mcPad * sizeof(T) + 64) / 64 * 64);
+  const int64_t ncMax = N < NC ? N : NC;
+  const int64_t ncPad = (ncMax + NR - 1) / NR * NR;
+  // B is packed only when its rows are not contiguous (a transposed
+  // operand such as a linear layer's weight); else only a partial last panel.
+  const bool packB = csb != 1;
+  T *bpack = (T *)aligned_alloc(64, (size_t)(kcMax * (packB ? ncPad : NR) * sizeof(T) + 64) / 64 * 64);
+  T *atail = (T *)aligned_alloc(64, (size_t)(kcMax * MR * sizeof(T) + 64) / 64 * 64);
 #pragma omp parallel if (!inParallel())
   {
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = N - jc < NC ? N - jc : NC, panelsB = (nc + NR - 1) / NR;
+      const int64_t tailB = nc % NR ? panelsB - 1 : panelsB; // first partial panel, if any
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = K - pc < KC ? K - pc : KC;
-        // Pack B(pc.., jc..) into panels: bpack[jr][k][j], zero past N.
+        // Pack B(pc.., jc..) into panels bpack[jr][k][j], zero past N: all
+        // of them, or only the partial last one.
 #pragma omp for schedule(static)
-        for (int64_t jr = 0; jr < panelsB; ++jr) {
-          T *dst = bpack + jr * NR * kc;
-          const int64_t n0 = jc + jr * NR, nr = nc - jr * NR < NR ? nc - jr * NR : NR;
-          for (int64_t k = 0; k < kc; ++k) {
-            const T *src = b + (pc + k) * rsb + n0 * csb;
-            int64_t j = 0;
-            if (csb == 1)
-              for (; j < nr; ++j) dst[k * NR + j] = src[j];
-            else
-              for (; j < nr; ++j) dst[k * NR + j] = src[j * csb];
-            for (; j < NR; ++j) dst[k * NR + j] = 0;
-          }
-        }
+        for (int64_t jr = packB ? 0 : tailB; jr < panelsB; ++jr)
+          packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc,
+                    nc - jr * NR < NR ? nc - jr * NR : NR, NR, bpack + (packB ? jr * NR * kc : 0));
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = M - ic < MC ? M - ic : MC, panelsA = (mc + MR - 1) / MR;
-          // Pack A(ic.., pc..) into panels: apack[ir][k][i], zero past M.
-#pragma omp for schedule(static)
-          for (int64_t ir = 0; ir < panelsA; ++ir) {
-            T *dst = apack + ir * MR * kc;
-            const int64_t m0 = ic + ir * MR, mr = mc - ir * MR < MR ? mc - ir * MR : MR;
-            for (int64_t i = 0; i < MR; ++i) {
-              if (i < mr) {
-                const T *src = a + (m0 + i) * rsa + pc * csa;
-                for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = src[k * csa];
-              } else {
-                for (int64_t k = 0; k < kc; ++k) dst[k * MR + i] = 0;
-              }
-            }
+          // A's partial last panel, packed and zero-padded: aTail[k][i].
+          if (mc % MR) {
+#pragma omp single
+            packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, atail);
           }
-          BlockArgs g{kc, mc, nc, ldc, accumulate || pc > 0};
+          Block<T> g{kc,    mc,         nc,       ldc,   accumulate || pc > 0,
+                     a + ic * rsa + pc * csa,   rsa,      csa,   atail,
+                     b + pc * rsb + jc * csb,   rsb,
+                     packB ? bpack : nullptr,   packB ? bpack + tailB * NR * kc : bpack,
+                     c + ic * ldc + jc};
           int64_t first, last;
           threadShare(panelsA * panelsB, first, last);
-          runTiles<T>(isa, g, apack, bpack, c + ic * ldc + jc, first, last);
+          runTiles<T>(isa, g, first, last);
 #pragma omp barrier
         }
       }
     }
   }
-  free(apack);
+  free(atail);
   free(bpack);
 }
 
