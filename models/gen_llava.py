@@ -14,8 +14,15 @@ import os
 CONFIGS = {
     "llava-tiny": dict(
         name="llava_tiny", image=64, patch=8, vd=128, vlayers=4, vheads=4, vinter=512,
-        td=256, tlayers=4, theads=4, tkv=4, tinter=688, vocab=512, image_token=4,
-        seq=256, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/llava-tiny.tokenizer.json",
+        td=256, tlayers=4, theads=4, tkv=4, tinter=688, vocab=800, image_token=4,
+        seq=176, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/llava-tiny.tokenizer.json",
+        pad_token=3, stage_lr1=1e-3, stage_lr2=2e-4, batch1=8, batch2=8, pretrain=True),
+    # The benchmark configuration where the matmuls dominate (docs/BENCHMARKS.md):
+    # the tiny model's vision tower, tokenizer and data, a 768-wide 8-layer LLM.
+    "llava-small": dict(
+        name="llava_small", image=64, patch=8, vd=256, vlayers=4, vheads=4, vinter=1024,
+        td=768, tlayers=8, theads=12, tkv=12, tinter=2048, vocab=800, image_token=4,
+        seq=176, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         pad_token=3, stage_lr1=1e-3, stage_lr2=2e-4, batch1=8, batch2=8, pretrain=True),
     "llava-1.5-7b": dict(
         name="llava_1_5_7b", image=336, patch=14, vd=1024, vlayers=24, vheads=16, vinter=4096,
@@ -212,8 +219,9 @@ def generate(c):
         w(f'  mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "conversation" '
           f'{{lr = {fl(1e-3)}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
           f'batch = 8 : i64, epochs = 1 : i64}}')
-        w("  // ... and the vision tower learns to see the generated images, through the frozen LLM, on captions.")
-        w(f'  mm.stage @pretrain_vision trainable [@vision_tower, @multi_modal_projector] loss @lm_loss data "caption" '
+        w("  // ... then the vision tower learns to see the generated images end to end with the projector and")
+        w("  // the LLM, on the questions about colours, shapes, counts and positions; afterwards it is frozen.")
+        w(f'  mm.stage @pretrain_vision trainable [@vision_tower, @multi_modal_projector, @language_model] loss @lm_loss data "conversation" '
           f'{{lr = {fl(1e-3)}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
           f'batch = 8 : i64, epochs = 1 : i64}}')
     w("  // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.")

@@ -5,6 +5,7 @@
 # stage 2) with mmrun --train; evaluate on held-out scenes; and end with a chat
 # turn about a held-out image. Everything lands in out/.
 #   MM_SCENES=N MM_STEPS=K MM_BATCH=B MM_OUT=DIR bash scripts/run.sh    a larger run (docs/BENCHMARKS.md)
+#   MM_STEPS_<STAGE>=K (for example MM_STEPS_PRETRAIN_VISION=500) sets one stage's steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
@@ -23,12 +24,14 @@ echo "== compile"
 $B/mmc compile models/llava-tiny.mlir -o "$OUT/llava-tiny.so"
 
 train() { # stage data init save
-  echo "== train $1 ($STEPS steps of $BATCH samples)"
-  $B/mmrun "$OUT/llava-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$STEPS" \
+  local var="MM_STEPS_${1^^}"
+  local steps=${!var:-$STEPS}
+  echo "== train $1 ($steps steps of $BATCH samples)"
+  $B/mmrun "$OUT/llava-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$steps" \
     --batch "$BATCH" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
 }
 train pretrain_llm "$OUT/data/instruct.json" "" "$OUT/pretrain_llm.safetensors"
-train pretrain_vision "$OUT/data/captions.json" "$OUT/pretrain_llm.safetensors" "$OUT/pretrain_vision.safetensors"
+train pretrain_vision "$OUT/data/instruct.json" "$OUT/pretrain_llm.safetensors" "$OUT/pretrain_vision.safetensors"
 train stage1 "$OUT/data/captions.json" "$OUT/pretrain_vision.safetensors" "$OUT/stage1.safetensors"
 train stage2 "$OUT/data/instruct.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
 

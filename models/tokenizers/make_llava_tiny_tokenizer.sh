@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Rebuilds models/tokenizers/llava-tiny.tokenizer.json: a 512-token byte-level
+# Rebuilds models/tokenizers/llava-tiny.tokenizer.json: a 1024-token byte-level
 # BPE trained by `mmdata tokenizer` on the generated scenes' text (seed 1) and
 # on the vicuna_v1 template's fixed text (llava-tiny-extra.txt), so prompts
 # and answers fit llava-tiny's 256 positions.
@@ -9,4 +9,4 @@ T=$(mktemp -d)
 trap 'rm -rf "$T"' EXIT
 ./build/bin/mmdata scenes --out "$T" --count 2000 --eval-count 1 --seed 1 --quiet
 ./build/bin/mmdata tokenizer --data "$T/captions.json" --data "$T/instruct.json" \
-  --data models/tokenizers/llava-tiny-extra.txt --vocab-size 512 --out models/tokenizers/llava-tiny.tokenizer.json
+  --data models/tokenizers/llava-tiny-extra.txt --vocab-size 1024 --out models/tokenizers/llava-tiny.tokenizer.json

@@ -151,7 +151,7 @@ microkernel(int64_t kc, const T *__restrict a, int64_t ars, int64_t acs, const T
 /// when its rows are contiguous (csb == 1), else from `bPacked`; a partial
 /// last panel always from `bTail`.
 template <typename T> struct Block {
-  int64_t kc, mc, nc, ldc;
+  int64_t kc, mc, nc, ldc, panelStride; // packed B panels start panelStride * NR apart
   bool accumulate;
   const T *a;
   int64_t rsa, csa;
@@ -173,7 +173,7 @@ template <typename T> struct Block {
       const int64_t mr = g.mc - m0 < MR ? g.mc - m0 : MR, nr = g.nc - n0 < NR ? g.nc - n0 : NR;    \
       const bool fullA = mr == MR;                                                                 \
       const T *a = fullA ? g.a + m0 * g.rsa : g.aTail;                                             \
-      const T *b = nr < NR ? g.bTail : g.bPacked ? g.bPacked + jr * NR * g.kc : g.b + n0;          \
+      const T *b = nr < NR ? g.bTail : g.bPacked ? g.bPacked + jr * NR * g.panelStride : g.b + n0;          \
       const int64_t brs = (nr < NR || g.bPacked) ? NR : g.rsb;                                     \
       microkernel<T, W, MR, 2>(g.kc, a, fullA ? g.rsa : 1, fullA ? g.csa : MR, b, brs,            \
                                g.c + m0 * g.ldc + n0, g.ldc, g.accumulate, mr, nr);                \
@@ -269,36 +269,61 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
   // operand such as a linear layer's weight); else only a partial last panel.
   const bool packB = csb != 1;
   T *bpack = (T *)aligned_alloc(64, (size_t)(kcMax * (packB ? ncPad : NR) * sizeof(T) + 64) / 64 * 64);
-  T *atail = (T *)aligned_alloc(64, (size_t)(kcMax * MR * sizeof(T) + 64) / 64 * 64);
+  // Each thread packs A's partial last panel for itself: no barrier for it.
+#ifdef _OPENMP
+  const int64_t maxThreads = inParallel() ? 1 : omp_get_max_threads();
+#else
+  const int64_t maxThreads = 1;
+#endif
+  const int64_t tailSize = (kcMax * MR + 15) / 16 * 16;
+  T *atail = (T *)aligned_alloc(64, (size_t)(tailSize * maxThreads * sizeof(T) + 64) / 64 * 64);
 #pragma omp parallel if (!inParallel())
   {
+#ifdef _OPENMP
+    const int64_t tid = omp_get_thread_num(), nth = omp_get_num_threads();
+#else
+    const int64_t tid = 0, nth = 1;
+#endif
+    T *myTail = atail + tid * tailSize;
     for (int64_t jc = 0; jc < N; jc += NC) {
       const int64_t nc = N - jc < NC ? N - jc : NC, panelsB = (nc + NR - 1) / NR;
       const int64_t tailB = nc % NR ? panelsB - 1 : panelsB; // first partial panel, if any
+      // With enough B panels each thread owns whole ones: it packs only what
+      // it reads, and no thread ever waits for another. Else the threads
+      // share the packing and split the tiles, with barriers between.
+      const bool own = panelsB >= 2 * nth;
+      int64_t j0 = 0, j1 = panelsB;
+      if (own) threadShare(panelsB, j0, j1);
       for (int64_t pc = 0; pc < K; pc += KC) {
         const int64_t kc = K - pc < KC ? K - pc : KC;
         // Pack B(pc.., jc..) into panels bpack[jr][k][j], zero past N: all
         // of them, or only the partial last one.
-#pragma omp for schedule(static)
-        for (int64_t jr = packB ? 0 : tailB; jr < panelsB; ++jr)
+        auto packB1 = [&](int64_t jr) {
           packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc,
-                    nc - jr * NR < NR ? nc - jr * NR : NR, NR, bpack + (packB ? jr * NR * kc : 0));
+                    nc - jr * NR < NR ? nc - jr * NR : NR, NR, bpack + (packB ? jr * NR * kcMax : 0));
+        };
+        if (own) {
+          for (int64_t jr = packB ? j0 : (tailB > j0 ? tailB : j0); jr < j1; ++jr) packB1(jr);
+        } else {
+#pragma omp for schedule(static)
+          for (int64_t jr = packB ? 0 : tailB; jr < panelsB; ++jr) packB1(jr);
+        }
         for (int64_t ic = 0; ic < M; ic += MC) {
           const int64_t mc = M - ic < MC ? M - ic : MC, panelsA = (mc + MR - 1) / MR;
           // A's partial last panel, packed and zero-padded: aTail[k][i].
-          if (mc % MR) {
-#pragma omp single
-            packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, atail);
-          }
-          Block<T> g{kc,    mc,         nc,       ldc,   accumulate || pc > 0,
-                     a + ic * rsa + pc * csa,   rsa,      csa,   atail,
+          if (mc % MR)
+            packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, myTail);
+          Block<T> g{kc,    mc,         nc,       ldc,   kcMax, accumulate || pc > 0,
+                     a + ic * rsa + pc * csa,   rsa,      csa,   myTail,
                      b + pc * rsb + jc * csb,   rsb,
-                     packB ? bpack : nullptr,   packB ? bpack + tailB * NR * kc : bpack,
+                     packB ? bpack : nullptr,   packB ? bpack + tailB * NR * kcMax : bpack,
                      c + ic * ldc + jc};
-          int64_t first, last;
-          threadShare(panelsA * panelsB, first, last);
+          int64_t first = j0 * panelsA, last = j1 * panelsA;
+          if (!own) threadShare(panelsA * panelsB, first, last);
           runTiles<T>(isa, g, first, last);
+          if (!own) {
 #pragma omp barrier
+          }
         }
       }
     }

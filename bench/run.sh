@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Every figure of docs/BENCHMARKS.md's performance section, in one run on this
+# machine: the FMA peak, the GEMM against OpenBLAS, and one training step per
+# stage of llava-tiny and llava-small against PyTorch (OpenBLAS, same thread
+# count) in both of PyTorch's configurations. Each ratio is measured within
+# one process, both sides alternating, so machine noise hits both.
+#   bash bench/run.sh [THREADS]        (default: all cores)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+THREADS=${1:-$(nproc)}
+bash scripts/setup.sh >/dev/null
+bash scripts/build.sh >/dev/null
+OUT=$(mktemp -d)
+trap 'rm -rf "$OUT"' EXIT
+echo "== machine: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs), $(nproc) cores; $(date -u +%F)"
+echo "== FMA peak"
+OMP_NUM_THREADS=$THREADS ./build/bin/mm-bench-fma-peak
+echo "== GEMM (1 thread, then $THREADS)"
+./build/bin/mm-bench-gemm 1
+./build/bin/mm-bench-gemm "$THREADS"
+for model in llava-tiny llava-small; do
+  ./build/bin/mmc compile "models/$model.mlir" -o "$OUT/$model.so"
+  reps=5
+  [ "$model" = llava-small ] && reps=3
+  echo "== training step, $model, PyTorch with OMP_WAIT_POLICY=passive (its best configuration here)"
+  OMP_WAIT_POLICY=passive /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
+  echo "== training step, $model, PyTorch as it runs by default"
+  /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
+done
