@@ -275,7 +275,9 @@ namespace mm {
 
 const char *const kEvalUsage =
     "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain]\n"
-    "                      [--max-new-tokens N] [--limit N] [--dump-answers FILE.jsonl]\n";
+    "                      [--max-new-tokens N] [--limit N] [--dump-answers FILE.jsonl] [--skip-bad]\n"
+    "  Each record's human turns are asked in order (the model's replies kept as the history);\n"
+    "  the last reply is scored against \"answer\" (or the last gpt turn), exact match per \"type\".\n";
 
 EvalOptions parseEvalOptions(const std::vector<std::string> &a) {
   EvalOptions o;
@@ -293,6 +295,7 @@ EvalOptions parseEvalOptions(const std::vector<std::string> &a) {
     else if (f == "--max-new-tokens") o.maxNewTokens = std::stoi(value());
     else if (f == "--limit") o.limit = std::stoll(value());
     else if (f == "--dump-answers") o.dumpAnswers = value();
+    else if (f == "--skip-bad") o.skipBad = true;
     else if (!f.empty() && f[0] == '-') throw Error("unknown eval option '" + f + "'\n" + kEvalUsage);
     else if (o.model.empty()) o.model = f;
     else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
@@ -320,17 +323,15 @@ int runEval(const EvalOptions &o) {
   else params.initFromSeed(0);
   if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; evaluation needs one");
   Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
-  // Records: LLaVA JSON whose first human turn is the question, plus "type"
-  // and "answer" (or the first gpt turn as the answer).
-  std::ifstream in(o.data);
-  if (!in) throw Error(o.data + ": cannot read the evaluation set");
-  nlohmann::json records;
-  try {
-    in >> records;
-  } catch (const nlohmann::json::exception &e) {
-    throw Error(o.data + ": not valid JSON: " + e.what());
+  // Records: LLaVA conversation JSON (checked as training data is), plus
+  // "type" and "answer" (default: the last gpt turn).
+  SkippedRecords skipped;
+  const std::vector<ConversationRecord> records = loadConversations(o.data, o.skipBad ? &skipped : nullptr);
+  nlohmann::json raw;
+  {
+    std::ifstream in(o.data);
+    in >> raw; // valid: loadConversations parsed the same file
   }
-  if (!records.is_array() || records.empty()) throw Error(o.data + ": expected a non-empty array of records");
   SamplingOptions greedy;
   greedy.maxNewTokens = o.maxNewTokens;
   ChatTemplate tmpl = o.templateName == "plain" ? ChatTemplate::Plain : ChatTemplate::VicunaV1;
@@ -341,32 +342,55 @@ int runEval(const EvalOptions &o) {
     if (!dump) throw Error(o.dumpAnswers + ": cannot write");
   }
   int64_t n = 0;
-  for (size_t i = 0; i < records.size() && (o.limit == 0 || n < o.limit); ++i, ++n) {
-    const nlohmann::json &r = records[i];
-    std::string where = o.data + ": record " + std::to_string(i);
-    std::string question, answer, type = r.value("type", std::string("all"));
+  for (size_t i = 0; i < records.size() && (o.limit == 0 || n < o.limit); ++i) {
+    const ConversationRecord &rec = records[i];
+    // A record is one conversation: every human turn is asked in order, the
+    // model's own replies kept as the history (as in a chat), and the last
+    // reply is scored against "answer" (or the last gpt turn): a follow-up
+    // question is answered from what the first turn established.
+    std::vector<std::string> questions, replies;
+    std::string answer, type, got;
     try {
-      const auto &turns = r.at("conversations");
-      question = turns.at(0).at("value").get<std::string>();
-      answer = r.contains("answer") ? r.at("answer").get<std::string>() : turns.at(1).at("value").get<std::string>();
-    } catch (const nlohmann::json::exception &e) {
-      throw Error(where + ": needs conversations[0].value and an answer: " + e.what());
+      checkRecord(rec, tmpl);
+      const nlohmann::json &r = raw[rec.index];
+      if (r.contains("type") && !r["type"].is_string()) throw Error(rec.where() + ": 'type' must be a string");
+      if (r.contains("answer") && !r["answer"].is_string()) throw Error(rec.where() + ": 'answer' must be a string");
+      type = r.value("type", std::string("all"));
+      for (const ConversationTurn &t : rec.turns) (t.from == "human" ? questions : replies).push_back(t.value);
+      answer = r.contains("answer") ? r["answer"].get<std::string>() : replies.back();
+      replies.clear();
+      ChatSession chat(model, params, tokenizer, tmpl, greedy);
+      if (std::optional<std::string> path = recordImagePath(rec, o.imageDir)) {
+        try {
+          loadImage(*path); // missing or undecodable: this record's error
+        } catch (const Error &e) {
+          throw Error(rec.where() + ": " + e.what());
+        }
+        chat.setImage(*path);
+      }
+      for (const std::string &q : questions) replies.push_back(got = chat.reply(q, [](const std::string &) {}));
+    } catch (const Error &e) {
+      if (!o.skipBad) throw;
+      skipped.add(e.what());
+      continue;
     }
-    ChatSession chat(model, params, tokenizer, tmpl, greedy);
-    if (r.contains("image") && r.at("image").is_string()) {
-      std::string img = r.at("image").get<std::string>();
-      chat.setImage(o.imageDir.empty() || img[0] == '/' ? img : o.imageDir + "/" + img);
-    }
-    std::string got = chat.reply(question, [](const std::string &) {});
+    const size_t index = rec.index;
+    ++n;
     bool ok = normalizeAnswer(got) == normalizeAnswer(answer);
     auto &[correct, total] = byType[type];
     correct += ok;
     ++total;
     if (dump)
-      dump << nlohmann::json{{"index", i}, {"type", type}, {"question", question}, {"answer", answer},
-                             {"reply", got}, {"correct", ok}}.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) << "\n";
+      dump << nlohmann::json{{"index", index}, {"type", type}, {"question", questions.back()}, {"answer", answer},
+                             {"reply", got}, {"turns", questions.size()}, {"replies", replies}, {"correct", ok}}
+                  .dump(-1, ' ', false, nlohmann::json::error_handler_t::replace)
+           << "\n";
     if (isatty(2) && n % 10 == 9) std::fprintf(stderr, "\r%lld/%zu evaluated", (long long)n + 1, records.size());
   }
+  if (skipped.count)
+    std::fprintf(stderr, "mmrun: --skip-bad: left out %zu bad record%s (first: %s)\n", skipped.count,
+                 skipped.count == 1 ? "" : "s", skipped.first.c_str());
+  if (byType.empty()) throw Error(o.data + ": no record could be evaluated");
   if (isatty(2)) std::fprintf(stderr, "\n");
   int correct = 0, total = 0;
   std::printf("%-20s %8s %8s %9s\n", "question type", "correct", "total", "accuracy");

@@ -1,6 +1,7 @@
 //===- Data.cpp - LLaVA training data: records, templates, samples ----------===//
 #include "mm/Data.h"
 #include "mm/Error.h"
+#include "mm/Image.h"
 
 #include <nlohmann/json.hpp>
 
@@ -38,7 +39,10 @@ const char *jsonType(const nlohmann::json &j) { return j.type_name(); }
 
 std::string ConversationRecord::where() const { return recordWhere(source, index, id); }
 
-std::vector<ConversationRecord> parseConversations(const std::string &text, const std::string &name) {
+static ConversationRecord parseRecord(const nlohmann::json &r, const std::string &name, size_t i);
+
+std::vector<ConversationRecord> parseConversations(const std::string &text, const std::string &name,
+                                                   SkippedRecords *skipped) {
   nlohmann::json doc;
   try {
     doc = nlohmann::json::parse(text);
@@ -51,7 +55,22 @@ std::vector<ConversationRecord> parseConversations(const std::string &text, cons
   std::vector<ConversationRecord> out;
   out.reserve(doc.size());
   for (size_t i = 0; i < doc.size(); ++i) {
-    const nlohmann::json &r = doc[i];
+    if (skipped) {
+      try {
+        out.push_back(parseRecord(doc[i], name, i));
+      } catch (const Error &e) {
+        skipped->add(e.what());
+      }
+    } else {
+      out.push_back(parseRecord(doc[i], name, i));
+    }
+  }
+  if (out.empty()) throw Error(name + ": every record is bad (first: " + (skipped ? skipped->first : "") + ")");
+  return out;
+}
+
+static ConversationRecord parseRecord(const nlohmann::json &r, const std::string &name, size_t i) {
+  {
     ConversationRecord rec;
     rec.source = name;
     rec.index = i;
@@ -88,18 +107,17 @@ std::vector<ConversationRecord> parseConversations(const std::string &text, cons
         throw Error(tw + ": 'from' is '" + ct.from + "'; expected 'human' or 'gpt'");
       rec.turns.push_back(std::move(ct));
     }
-    out.push_back(std::move(rec));
+    return rec;
   }
-  return out;
 }
 
-std::vector<ConversationRecord> loadConversations(const std::string &path) {
+std::vector<ConversationRecord> loadConversations(const std::string &path, SkippedRecords *skipped) {
   std::ifstream f(path, std::ios::binary);
   if (!f) throw Error(path + ": cannot open the training data file: " + std::strerror(errno));
   std::stringstream ss;
   ss << f.rdbuf();
   if (f.bad()) throw Error(path + ": cannot read the training data file");
-  return parseConversations(ss.str(), path);
+  return parseConversations(ss.str(), path, skipped);
 }
 
 ChatTemplate chatTemplateForData(const std::string &kind) {
@@ -192,18 +210,37 @@ struct SampleWriter {
 
 } // namespace
 
+std::optional<std::string> recordImagePath(const ConversationRecord &rec, const std::string &imageDir) {
+  if (!rec.image) return std::nullopt;
+  const std::string &img = *rec.image;
+  return (img[0] == '/' || imageDir.empty()) ? img
+         : imageDir.back() == '/'            ? imageDir + img
+                                             : imageDir + "/" + img;
+}
+
+void checkRecordAndImage(const ConversationRecord &rec, ChatTemplate t, const std::string &imageDir,
+                         std::set<std::string> &decoded) {
+  checkRecord(rec, t);
+  std::optional<std::string> path = recordImagePath(rec, imageDir);
+  if (!path) return;
+  if (imageDir.empty() && (*path)[0] != '/')
+    throw Error(rec.where() + ": has image '" + *path + "'; give --image-dir DIR");
+  if (decoded.count(*path)) return;
+  try {
+    loadImage(*path);
+  } catch (const Error &e) {
+    throw Error(rec.where() + ": " + e.what());
+  }
+  decoded.insert(*path);
+}
+
 TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const Tokenizer &tokenizer,
                            const SampleFormat &fmt, const std::string &imageDir, std::ostream *warnings) {
   checkRecord(rec, t);
   TrainingSample s;
   s.id = rec.id;
   s.where = rec.where();
-  if (rec.image) {
-    const std::string &img = *rec.image;
-    s.imagePath = (img[0] == '/' || imageDir.empty()) ? img
-                  : imageDir.back() == '/'            ? imageDir + img
-                                                      : imageDir + "/" + img;
-  }
+  s.imagePath = recordImagePath(rec, imageDir);
   SampleWriter w{tokenizer, fmt, s.where, {}, {}};
   w.push({fmt.bos}, false);
   if (t == ChatTemplate::Plain) {

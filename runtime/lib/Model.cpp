@@ -113,7 +113,8 @@ CompiledModel CompiledModel::load(const std::string &path) {
 CompiledModel::CompiledModel(CompiledModel &&o) noexcept
     : handle_(o.handle_), desc_(o.desc_), path_(std::move(o.path_)), target_(std::move(o.target_)),
       name_(std::move(o.name_)), tokenizerJson_(std::move(o.tokenizerJson_)),
-      manifest_(std::move(o.manifest_)), params_(std::move(o.params_)), entries_(std::move(o.entries_)) {
+      manifest_(std::move(o.manifest_)), params_(std::move(o.params_)), entries_(std::move(o.entries_)),
+      workspaces_(std::move(o.workspaces_)) {
   o.handle_ = nullptr;
 }
 
@@ -140,6 +141,13 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
 
 std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::vector<const void *> &params,
                                            const std::vector<HostTensor> &args) const {
+  std::vector<HostTensor> results;
+  runInto(name, params, args, results);
+  return results;
+}
+
+void CompiledModel::runInto(const std::string &name, const std::vector<const void *> &params,
+                            const std::vector<HostTensor> &args, std::vector<HostTensor> &results) const {
   const EntrySpec &e = entry(name);
   if (params.size() != params_.size())
     throw Error("entry '" + name + "' needs " + std::to_string(params_.size()) + " parameters, got " +
@@ -151,12 +159,14 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
     if ((int64_t)args[i].bytes.size() != e.args[i].bytes())
       throw Error("entry '" + name + "': argument '" + e.args[i].name + "' has " +
                   std::to_string(args[i].bytes.size()) + " bytes, expected " + std::to_string(e.args[i].bytes()));
-  std::vector<HostTensor> results(e.results.size());
+  results.resize(e.results.size());
   for (size_t i = 0; i < results.size(); ++i) results[i].bytes.resize(e.results[i].bytes());
 
   if (!desc_->device) {
-    // Host memory: call straight in. 64-byte aligned workspace.
-    std::vector<uint8_t> workspaceStore(e.workspaceBytes + 64);
+    // Host memory: call straight in. 64-byte aligned workspace, kept for the
+    // next call (kernels write every arena buffer before reading it).
+    std::vector<uint8_t> &workspaceStore = workspaces_[name];
+    workspaceStore.resize(e.workspaceBytes + 64);
     void *workspace = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(workspaceStore.data()) + 63) & ~uintptr_t(63));
     std::vector<void *> p, a, r;
     for (const void *ptr : params) p.push_back(const_cast<void *>(ptr));
@@ -164,7 +174,7 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
     for (auto &t : results) r.push_back(t.bytes.data());
     if (e.desc->fn(p.data(), a.data(), r.data(), workspace) != 0)
       throw Error("entry '" + name + "' failed");
-    return results;
+    return;
   }
 
   const mm_device_ops *ops = desc_->device;
@@ -193,7 +203,6 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
     if (e.args[i].inout &&
         ops->download(const_cast<uint8_t *>(args[i].bytes.data()), a[i], args[i].bytes.size()))
       throw Error(std::string("download: ") + ops->last_error());
-  return results;
 }
 
 } // namespace mm

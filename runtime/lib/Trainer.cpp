@@ -30,7 +30,7 @@ const char *const kTrainUsage =
     "                      [--batch B] [--grad-accum K] [--lr LR] [--max-grad-norm X] [--seed S]\n"
     "                      [--init CKPT | --resume CKPT] [--save CKPT] [--save-every N] [--stop-at K]\n"
     "                      [--log FILE.jsonl] [--dump-batches FILE.jsonl] [--dump-grads FILE]\n"
-    "                      [--print-every N]\n"
+    "                      [--print-every N] [--skip-bad]\n"
     "\n"
     "  --train STAGE     train the model's stage STAGE (see --info: stages) with its train entry\n"
     "  --data FILE       LLaVA conversation JSON: [{\"id\", \"image\", \"conversations\": [...]}, ...]\n"
@@ -51,7 +51,9 @@ const char *const kTrainUsage =
     "  --dump-batches F  one JSON line per step: its samples' ids, image paths, input ids, targets\n"
     "  --dump-grads F    safetensors of the first step's gradients (divided by its target tokens,\n"
     "                    before clipping), under the trainable parameters' names\n"
-    "  --print-every N   progress line every N steps when stderr is not a terminal (default 10)\n";
+    "  --print-every N   progress line every N steps when stderr is not a terminal (default 10)\n"
+    "  --skip-bad        leave out records that are malformed, do not fit the template or whose image\n"
+    "                    is missing or undecodable (counted) instead of stopping at the first\n";
 
 namespace {
 
@@ -121,11 +123,6 @@ std::string dataFingerprint(const std::vector<ConversationRecord> &records) {
   char buf[20];
   std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
   return buf;
-}
-
-bool fileExists(const std::string &path) {
-  struct stat st;
-  return ::stat(path.c_str(), &st) == 0 && S_ISREG(st.st_mode);
 }
 
 std::string duration(double seconds) {
@@ -362,6 +359,7 @@ TrainOptions parseTrainOptions(const std::vector<std::string> &a) {
     else if (f == "--dump-batches") o.dumpBatches = value();
     else if (f == "--dump-grads") o.dumpGrads = value();
     else if (f == "--print-every") o.printEvery = parseInt(f, value(), 1);
+    else if (f == "--skip-bad") o.skipBad = true;
     else if (f == "--weights") throw Error("--weights does not apply to --train; use --init to start from weights");
     else if (!f.empty() && f[0] == '-') throw Error("unknown option '" + f + "' for --train\nusage:\n" + kTrainUsage);
     else if (o.model.empty()) o.model = f;
@@ -426,15 +424,28 @@ int runTraining(const TrainOptions &o) {
   const SampleFormat format = sampleFormat(model, tokenizer);
 
   // The data, checked whole before any step (no surprise hours into a run).
-  const std::vector<ConversationRecord> records = loadConversations(o.data);
-  for (const ConversationRecord &r : records) {
-    checkRecord(r, tmpl);
-    if (!r.image) continue;
-    if (o.imageDir.empty() && (*r.image)[0] != '/')
-      throw Error(r.where() + ": has image '" + *r.image + "'; give --image-dir DIR");
-    std::string p = (*r.image)[0] == '/' ? *r.image : o.imageDir + "/" + *r.image;
-    if (!fileExists(p)) throw Error(r.where() + ": image " + p + " does not exist");
+  // Every record must fit the template and have an image that decodes; with
+  // --skip-bad the ones that do not are counted and left out.
+  SkippedRecords skipped;
+  std::vector<ConversationRecord> records;
+  {
+    std::vector<ConversationRecord> all = loadConversations(o.data, o.skipBad ? &skipped : nullptr);
+    std::set<std::string> decoded;
+    for (ConversationRecord &r : all) {
+      try {
+        checkRecordAndImage(r, tmpl, o.imageDir, decoded);
+      } catch (const Error &e) {
+        if (!o.skipBad) throw;
+        skipped.add(e.what());
+        continue;
+      }
+      records.push_back(std::move(r));
+    }
   }
+  if (records.empty()) throw Error(o.data + ": every record is bad (first: " + skipped.first + ")");
+  if (skipped.count && !o.quiet)
+    std::cerr << "mmrun: --skip-bad: left out " << skipped.count << " bad record" << (skipped.count == 1 ? "" : "s")
+              << " of " << skipped.count + records.size() << " (first: " << skipped.first << ")\n";
   const size_t n = records.size();
 
   // Settings: the stage's defaults and flags, or the checkpoint's.
@@ -502,6 +513,8 @@ int runTraining(const TrainOptions &o) {
   if (!o.dumpBatches.empty()) dumpFile = openJsonl(o.dumpBatches, resumed, start);
 
   const std::vector<const float *> paramPtrs = params.pointers();
+  const std::vector<const void *> paramVoid(paramPtrs.begin(), paramPtrs.end());
+  std::vector<HostTensor> results; // the loss and gradients of one sample, storage reused
   std::vector<float *> trainPtrs;
   for (size_t i : trainIdx) trainPtrs.push_back(params.data(i));
   std::vector<std::vector<float>> grads;
@@ -549,7 +562,7 @@ int runTraining(const TrainOptions &o) {
         progress.breakLine();
         std::cerr << warning.str() << std::flush;
       }
-      std::vector<HostTensor> results = model.run(entry.name, paramPtrs, trainArgs(entry, s, format));
+      model.runInto(entry.name, paramVoid, trainArgs(entry, s, format), results);
       const float loss = results[0].as<float>()[0];
       if (!std::isfinite(loss) && firstBad.empty()) firstBad = s.where;
       lossSum += loss;

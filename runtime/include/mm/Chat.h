@@ -92,7 +92,8 @@ int runChat(const ChatOptions &options);
 struct EvalOptions {
   std::string model, weights, data, imageDir, templateName = "vicuna_v1", dumpAnswers;
   int maxNewTokens = 32;
-  int64_t limit = 0; // 0: all records
+  int64_t limit = 0;    // 0: all records
+  bool skipBad = false; // --skip-bad: count and leave out records that cannot be evaluated
 };
 extern const char *const kEvalUsage;
 EvalOptions parseEvalOptions(const std::vector<std::string> &args);

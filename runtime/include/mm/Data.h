@@ -39,6 +39,7 @@
 #include <cstdint>
 #include <iosfwd>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -59,12 +60,24 @@ struct ConversationRecord {
   std::string where() const;
 };
 
+/// Records left out by --skip-bad: how many, and the first one's error.
+struct SkippedRecords {
+  size_t count = 0;
+  std::string first;
+  void add(const std::string &message) {
+    if (count++ == 0) first = message;
+  }
+};
+
 /// Reads a conversation JSON file. Throws mm::Error naming PATH (and the
-/// record) for unreadable files, bad JSON, a non-array, missing or mistyped
-/// fields, or an empty array.
-std::vector<ConversationRecord> loadConversations(const std::string &path);
+/// record) for unreadable files, bad JSON (with its line and column), a
+/// non-array, missing or mistyped fields, or an empty array. With `skipped`,
+/// a record with missing or mistyped fields is counted there and left out
+/// instead (the file itself must still be a JSON array).
+std::vector<ConversationRecord> loadConversations(const std::string &path, SkippedRecords *skipped = nullptr);
 /// The same, from text in memory; NAME stands in for the file name.
-std::vector<ConversationRecord> parseConversations(const std::string &jsonText, const std::string &name);
+std::vector<ConversationRecord> parseConversations(const std::string &jsonText, const std::string &name,
+                                                   SkippedRecords *skipped = nullptr);
 
 enum class ChatTemplate { Plain, VicunaV1 };
 /// "caption" -> Plain, "conversation" -> VicunaV1; throws for anything else.
@@ -88,6 +101,12 @@ SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer
 /// count that does not match the record's image (exactly one with an image,
 /// none without), captions without an image. Cheap: no tokenising.
 void checkRecord(const ConversationRecord &record, ChatTemplate t);
+/// The record's image path under `imageDir` (absolute paths stay), if any.
+std::optional<std::string> recordImagePath(const ConversationRecord &record, const std::string &imageDir);
+/// checkRecord, and that the record's image exists and decodes (each path is
+/// decoded once per `decoded` set). Throws mm::Error naming the record.
+void checkRecordAndImage(const ConversationRecord &record, ChatTemplate t, const std::string &imageDir,
+                         std::set<std::string> &decoded);
 
 struct TrainingSample {
   std::string id;

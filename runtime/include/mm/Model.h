@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -76,6 +77,11 @@ public:
                               const std::vector<HostTensor> &args) const;
   std::vector<HostTensor> run(const std::string &entry, const std::vector<const void *> &params,
                               const std::vector<HostTensor> &args) const;
+  /// The same, writing into `results` (resized to the entry's results). Their
+  /// storage is reused from call to call, as is the entry's host workspace,
+  /// so a training loop allocates nothing per sample. Not for concurrent calls.
+  void runInto(const std::string &entry, const std::vector<const void *> &params,
+               const std::vector<HostTensor> &args, std::vector<HostTensor> &results) const;
 
 private:
   CompiledModel() = default;
@@ -85,6 +91,7 @@ private:
   nlohmann::json manifest_;
   std::vector<ParamSpec> params_;
   std::vector<EntrySpec> entries_;
+  mutable std::map<std::string, std::vector<uint8_t>> workspaces_; // host workspaces, kept per entry
 };
 
 } // namespace mm

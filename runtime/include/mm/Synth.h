@@ -210,7 +210,12 @@ std::string detailedDescription(const Scene &scene);
 /// "none", or "reasoning".
 struct QA {
   std::string type, question, answer;
+  int object = -1; // the scene object a colour, shape or position question is about
 };
+/// Follow-up questions about QA's object that refer to it as "it" ("Where is
+/// it?", "What colour is it?"), asking for an attribute QA did not; type
+/// "followup". Empty when QA is about no single object.
+std::vector<QA> followUps(const Scene &scene, const QA &qa);
 /// Every question of the six evaluation types SCENE supports (each answer
 /// follows from the symbolic description; "none" questions ask about a shape,
 /// colour or colour-and-shape the scene does not hold).

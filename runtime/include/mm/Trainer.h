@@ -43,6 +43,7 @@ struct TrainOptions {
   std::string dumpBatches;           // --dump-batches FILE.jsonl
   std::string dumpGrads;             // --dump-grads FILE: the first step's gradients (before clipping)
   int64_t printEvery = 10;           // --print-every N (progress lines when stderr is not a terminal)
+  bool skipBad = false;              // --skip-bad: leave out bad records (counted) instead of stopping
   bool quiet = false;                // no progress, banner or summary (tests)
 };
 

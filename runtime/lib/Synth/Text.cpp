@@ -244,12 +244,16 @@ std::string detailedDescription(const Scene &s) {
 
 std::vector<QA> questionPool(const Scene &s) {
   std::vector<QA> pool;
-  auto add = [&](const char *type, const std::string &q, const std::string &a) { pool.push_back({type, q, a}); };
+  int about = -1; // the object the next colour/shape/position question is about
+  auto add = [&](const char *type, const std::string &q, const std::string &a) {
+    pool.push_back({type, q, a, std::string(type) == "relative_position" ? -1 : about});
+  };
   const Objects &objs = s.objects;
   const std::string none = "There is none.";
 
   for (size_t i = 0; i < objs.size(); ++i) {
     const SceneObject &o = objs[i];
+    about = (int)i;
     bool shapeUnique = countShape(s, o.shape) == 1, colourUnique = countColour(s, o.colour) == 1;
     bool sizeShapeUnique = countIf(objs, [&](const SceneObject &p) { return p.shape == o.shape && p.size == o.size; }) == 1;
     std::string where = positionPhrase(s, o);
@@ -280,6 +284,7 @@ std::vector<QA> questionPool(const Scene &s) {
       }
     }
   }
+  about = -1;
   // count
   add("count", "How many objects are there?", cap(numberWord((int)objs.size())) + ".");
   std::set<std::string> shapes, colours, sizes;
@@ -312,6 +317,17 @@ std::vector<QA> questionPool(const Scene &s) {
       if (!countIf(objs, [&](const SceneObject &o) { return o.colour == c && o.shape == sh; }))
         add("none", "Where is the " + c + " " + sh + "?", none);
   return pool;
+}
+
+std::vector<QA> followUps(const Scene &s, const QA &qa) {
+  std::vector<QA> out;
+  if (qa.object < 0 || qa.object >= (int)s.objects.size()) return out;
+  const SceneObject &o = s.objects[qa.object];
+  const int i = qa.object;
+  if (qa.type != "colour") out.push_back({"followup", "What colour is it?", cap(o.colour) + ".", i});
+  if (qa.type != "shape") out.push_back({"followup", "What shape is it?", cap(withArticle(o.shape)) + ".", i});
+  if (qa.type != "position") out.push_back({"followup", "Where is it?", cap(positionPhrase(s, o)) + ".", i});
+  return out;
 }
 
 namespace {
@@ -454,10 +470,18 @@ nlohmann::ordered_json conversationRecord(const Scene &s, Rng &rng) {
   rng.shuffle(groups);
   size_t turns = std::min<size_t>((size_t)rng.range(2, 4), groups.size());
   nlohmann::ordered_json conv = nlohmann::ordered_json::array();
-  for (size_t t = 0; t < turns; ++t) {
+  for (size_t t = 0; t < turns && conv.size() < 8; ++t) {
     const QA &qa = rng.pick(groups[t].second);
     conv.push_back(turn("human", t == 0 ? withImage(qa.question, rng) : qa.question));
     conv.push_back(turn("gpt", qa.answer));
+    // Half the questions about one object get a follow-up that says "it"
+    // (at most four question-answer pairs in all: llava-tiny's 176 positions).
+    std::vector<QA> more = followUps(s, qa);
+    if (!more.empty() && conv.size() < 8 && rng.range(0, 1) == 1) {
+      const QA &f = rng.pick(more);
+      conv.push_back(turn("human", f.question));
+      conv.push_back(turn("gpt", f.answer));
+    }
   }
   nlohmann::ordered_json r = record(s.id + "_conversation", s);
   r["kind"] = "conversation";
@@ -491,6 +515,21 @@ std::vector<nlohmann::ordered_json> evalRecords(const Scene &s, Rng &rng) {
     r["type"] = qa.type;
     r["answer"] = qa.answer;
     r["conversations"] = {turn("human", withImage(qa.question, rng)), turn("gpt", qa.answer)};
+    out.push_back(std::move(r));
+  }
+  // A second turn that refers to the first: scored on the follow-up.
+  std::vector<QA> firsts;
+  for (const QA &qa : questionPool(s))
+    if (!followUps(s, qa).empty()) firsts.push_back(qa);
+  if (!firsts.empty()) {
+    const QA &first = rng.pick(firsts);
+    const std::vector<QA> more = followUps(s, first);
+    const QA &f = rng.pick(more);
+    nlohmann::ordered_json r = record(s.id + "_followup", s);
+    r["type"] = f.type;
+    r["answer"] = f.answer;
+    r["conversations"] = {turn("human", withImage(first.question, rng)), turn("gpt", first.answer),
+                          turn("human", f.question), turn("gpt", f.answer)};
     out.push_back(std::move(r));
   }
   return out;

@@ -647,21 +647,51 @@ TEST(SynthText, RecordsHaveLlavaShape) {
     EXPECT_NE(std::find(b.begin(), b.end(), instr), b.end());
     EXPECT_EQ(recs[1]["kind"], "conversation");
     EXPECT_GE(recs[1]["conversations"].size(), 4u);
-    EXPECT_LE(recs[1]["conversations"].size(), 8u);
+    EXPECT_LE(recs[1]["conversations"].size(), 8u); // up to 4 question-answer pairs, follow-ups included
     EXPECT_EQ(recs[2]["kind"], "detail");
     EXPECT_EQ(recs[3]["kind"], "reasoning");
     // Eval: one question per type, the answer in "answer" and in the gpt turn.
     std::set<std::string> types;
     for (size_t i = 4; i < recs.size(); ++i) {
-      EXPECT_TRUE(types.insert(recs[i]["type"].get<std::string>()).second);
-      EXPECT_EQ(recs[i]["answer"], recs[i]["conversations"][1]["value"]);
-      EXPECT_EQ(recs[i]["conversations"].size(), 2u);
+      const std::string type = recs[i]["type"];
+      const auto &conv = recs[i]["conversations"];
+      EXPECT_TRUE(types.insert(type).second);
+      EXPECT_EQ(recs[i]["answer"], conv[conv.size() - 1]["value"]);
+      EXPECT_EQ(conv.size(), type == "followup" ? 4u : 2u);
     }
     EXPECT_GE(types.size(), 5u);
     EXPECT_EQ(types.count("relative_position"), s.objects.size() > 1 ? 1u : 0u);
   }
   EXPECT_GT(before, 50);
   EXPECT_GT(after, 50);
+}
+
+TEST(SynthText, FollowUpsReferToTheObjectTheTurnBeforeAskedAbout) {
+  // COM: "What colour is it?" must be answerable from the previous turn alone:
+  // that turn asked about exactly one object, and the answer is that object's.
+  Rng rng(4);
+  int followUpsSeen = 0;
+  for (const Scene &s : manyScenes(200)) {
+    nlohmann::ordered_json r = conversationRecord(s, rng);
+    const auto &conv = r["conversations"];
+    std::vector<QA> pool = questionPool(s);
+    for (size_t t = 2; t + 1 < conv.size(); t += 2) {
+      std::string q = conv[t]["value"];
+      if (q.find(" it?") == std::string::npos) continue;
+      ++followUpsSeen;
+      std::string prev = conv[t - 2]["value"], prevAnswer = conv[t - 1]["value"];
+      if (prev.rfind("<image>\n", 0) == 0) prev = prev.substr(8);
+      else if (prev.size() > 8 && prev.compare(prev.size() - 8, 8, "\n<image>") == 0) prev.resize(prev.size() - 8);
+      bool found = false;
+      for (const QA &qa : pool) {
+        if (qa.question != prev || qa.answer != prevAnswer) continue;
+        EXPECT_GE(qa.object, 0) << prev;
+        for (const QA &f : followUps(s, qa)) found |= f.question == q && f.answer == conv[t + 1]["value"];
+      }
+      EXPECT_TRUE(found) << s.id << ": " << prev << " / " << q;
+    }
+  }
+  EXPECT_GT(followUpsSeen, 50);
 }
 
 //===----------------------------------------------------------------------===//
@@ -765,17 +795,29 @@ TEST(SynthDataset, RecordsLoadAndEvalIsHeldOut) {
     EXPECT_FALSE(trainImages.count(image));
     std::string type = r["type"], answer = r["answer"];
     types.insert(type);
-    EXPECT_EQ(r["conversations"][1]["value"], answer);
+    const auto &conv = r["conversations"];
+    // COM: a follow-up record is two turns, scored on the second, which says
+    // "it" for the object the first asked about.
+    ASSERT_EQ(conv.size(), type == "followup" ? 4u : 2u);
+    EXPECT_EQ(conv[conv.size() - 1]["value"], answer);
     // The answer is the one the eval scene gives for this question.
     std::string id = r["id"];
     const Scene &s = byId.at(id.substr(0, id.find('_', 5)));
-    std::string q = r["conversations"][0]["value"];
+    std::string q = conv[0]["value"], firstAnswer = conv[1]["value"];
     q = q.rfind("<image>\n", 0) == 0 ? q.substr(8) : q.substr(0, q.size() - 8);
     bool found = false;
-    for (const QA &qa : questionPool(s)) found |= qa.question == q && qa.answer == answer && qa.type == type;
+    for (const QA &qa : questionPool(s)) {
+      if (qa.question != q || qa.answer != firstAnswer) continue;
+      if (type != "followup") {
+        found |= qa.type == type;
+        continue;
+      }
+      for (const QA &f : followUps(s, qa)) found |= f.question == conv[2]["value"] && f.answer == answer;
+    }
     EXPECT_TRUE(found) << id << ": " << q;
   }
-  EXPECT_EQ(types, (std::set<std::string>{"colour", "shape", "count", "position", "relative_position", "none"}));
+  EXPECT_EQ(types, (std::set<std::string>{"colour", "shape", "count", "position", "relative_position", "none",
+                                          "followup"}));
 }
 
 TEST(SynthDataset, Errors) {
