@@ -92,6 +92,7 @@ def main():
     targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
     size = cfg["vision"]["image_size"]
     pixels = rng.standard_normal((3, size, size)).astype(np.float32)
+    labels = rng.integers(0, 81, (1, P)).astype(np.int32)  # a patch_labels stage's targets
 
     if not a.mmc_only:
         print(f"model {manifest['name']}: sequence {S}, threads {a.threads}, torch {torch.__version__} "
@@ -105,10 +106,14 @@ def main():
             continue
         name = stage["train_entry"]
         entry, spec = entries[name], specs[name]
-        args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
+        patch_stage = spec["args"][1]["name"] == "patch_labels"
+        if patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels)
+            args = [pixels, labels]
+        else:
+            args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
         results = [np.zeros(r["shape"], np.float32) for r in spec["results"]]
         workspace = np.zeros(entry.workspace // 4 + 16, np.float32)
-        A = (ctypes.c_void_p * 4)(*[x.ctypes.data for x in args])
+        A = (ctypes.c_void_p * len(args))(*[x.ctypes.data for x in args])
         Rs = (ctypes.c_void_p * len(results))(*[x.ctypes.data for x in results])
         fn = FN(entry.fn)
         if a.mmc_only:
@@ -127,7 +132,17 @@ def main():
         sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
 
         def torch_step():
-            ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
+            if patch_stage:
+                # The same graph as the model file's patch_loss: CLIP features (all layers but the
+                # last, [CLS] dropped), a linear classifier per patch, summed cross-entropy.
+                hidden = R.vision_tower(cfg, W, pix[None])
+                feats = hidden[cfg["vision_feature_layer"]][:, 1:]
+                head = tensors["vision_pretrain_head.weight"]
+                logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
+                ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1),
+                                                       reduction="sum")
+            else:
+                ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
             torch.autograd.grad(ce, wrt, allow_unused=True)
 
         mmc_s = torch_s = float("inf")

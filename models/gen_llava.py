@@ -11,6 +11,11 @@ checkpoint keys.
 import math
 import os
 
+# Per-patch classes of the vision tower's pre-training objective: mmdata's
+# patches.json labels (background + 8 colours x 5 shapes x 2 sizes = 81),
+# padded to a multiple of 16 rows; the extra rows are never a target.
+PATCH_CLASSES = 96
+
 CONFIGS = {
     "llava-tiny": dict(
         name="llava_tiny", image=64, patch=8, vd=128, vlayers=4, vheads=4, vinter=512,
@@ -73,6 +78,9 @@ def generate(c):
     w("  mm.group @vision_tower")
     w("  mm.group @multi_modal_projector")
     w("  mm.group @language_model")
+    if c.get("pretrain"):
+        w("  // Only the vision tower's pre-training reads it: a per-patch classifier (not part of LLaVA).")
+        w("  mm.group @vision_pretrain_head")
     w("")
     normal = "#mm.init<normal, 0.02>"
     def param(name, shape, group, init=normal, ind="  "):
@@ -134,6 +142,10 @@ def generate(c):
     param("multi_modal_projector.linear_1.bias", [TD], "multi_modal_projector", "#mm.init<zeros>")
     param("multi_modal_projector.linear_2.weight", [TD, TD], "multi_modal_projector")
     param("multi_modal_projector.linear_2.bias", [TD], "multi_modal_projector", "#mm.init<zeros>")
+    if c.get("pretrain"):
+        # 81 classes (background, colour x shape x size of mmdata's scenes), padded to 96 rows.
+        param("vision_pretrain_head.weight", [PATCH_CLASSES, VD], "vision_pretrain_head")
+        param("vision_pretrain_head.bias", [PATCH_CLASSES], "vision_pretrain_head", "#mm.init<zeros>")
     w("")
     w("  // LLaMA decoder.")
     lm = "language_model.model"
@@ -219,9 +231,9 @@ def generate(c):
         w(f'  mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "conversation" '
           f'{{lr = {fl(1e-3)}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
           f'batch = 8 : i64, epochs = 1 : i64}}')
-        w("  // ... then the vision tower learns to see the generated images end to end with the projector and")
-        w("  // the LLM, on the questions about colours, shapes, counts and positions; afterwards it is frozen.")
-        w(f'  mm.stage @pretrain_vision trainable [@vision_tower, @multi_modal_projector, @language_model] loss @lm_loss data "conversation" '
+        w("  // ... and the vision tower learns to see the generated images: which object (colour, shape,")
+        w("  // size) shows in each patch, from mmdata's patches.json; afterwards it is frozen.")
+        w(f'  mm.stage @pretrain_vision trainable [@vision_tower, @vision_pretrain_head] loss @patch_loss data "patch_labels" '
           f'{{lr = {fl(1e-3)}, schedule = "cosine", warmup_ratio = {fl(0.03)}, weight_decay = {fl(0.0)}, '
           f'batch = 8 : i64, epochs = 1 : i64}}')
     w("  // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.")
@@ -240,7 +252,7 @@ def generate(c):
         weight(out + "_g", name + ".weight", [TD])
         w(f"{ind}%{out} = mm.rms_norm %{x}, %{out}_g {{eps = {fl(c['rms_eps'])}}} : ({x_t}, {t(TD)}) -> {x_t}")
 
-    def model_graph(prefill=False):
+    def vision_graph():
         w(f"    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.")
         weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, 3, c["patch"], c["patch"]])
         w(f"{ind}%patches = mm.patch_embed %pixel_values, %patch_w : ({pix}, {t(VD, 3, c['patch'], c['patch'])}) -> {t(1, P, VD)}")
@@ -254,6 +266,9 @@ def generate(c):
         w(f"{ind}%hidden = mm.apply_layer @clip_encoder_layer from 0 to {c['vlayers'] - 1} (%pre) : ({x_v}) -> {x_v}")
         w(f"    // vision_feature_select_strategy = default: drop [CLS].")
         w(f"{ind}%features = mm.slice %hidden {{axis = 1 : i64, start = 1 : i64}} : ({x_v}) -> {t(1, P, VD)}")
+
+    def model_graph(prefill=False):
+        vision_graph()
         w(f"    // Projector.")
         lin("proj1", "features", [1, P], "multi_modal_projector.linear_1", TD, VD)
         w(f"{ind}%proj_act = mm.gelu %proj1 : {t(1, P, TD)}")
@@ -292,6 +307,19 @@ def generate(c):
     w(f"{ind}mm.return %loss : {t(dtype='f32')}")
     w("  }")
     w("")
+    if c.get("pretrain"):
+        w("  // The vision tower's pre-training: the features LLaVA reads (all layers but the last,")
+        w("  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.")
+        w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
+          f'%patch_labels: {t(1, P, dtype="i32")} {{mm.name = "patch_labels"}})')
+        w(f'      -> ({t(dtype="f32")} {{mm.name = "loss"}}) {{')
+        vision_graph()
+        lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
+        w(f"{ind}%loss = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} "
+          f": ({t(1, P, PATCH_CLASSES)}, {t(1, P, dtype='i32')}) -> {t(dtype='f32')}")
+        w(f"{ind}mm.return %loss : {t(dtype='f32')}")
+        w("  }")
+        w("")
     w("  // Chat: prefill runs the prompt (image included) and fills the KV caches;")
     w("  // decode runs one new token at `position` against them (length = position + 1).")
     w(f'  mm.entry @prefill(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '

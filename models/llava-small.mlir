@@ -6,6 +6,8 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
   mm.group @vision_tower
   mm.group @multi_modal_projector
   mm.group @language_model
+  // Only the vision tower's pre-training reads it: a per-patch classifier (not part of LLaVA).
+  mm.group @vision_pretrain_head
 
   // CLIP vision tower (frozen in both LLaVA stages).
   mm.param @"vision_tower.vision_model.embeddings.class_embedding" : tensor<256xf32> group @vision_tower init #mm.init<normal, 0.02>
@@ -70,6 +72,8 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
   mm.param @"multi_modal_projector.linear_1.bias" : tensor<768xf32> group @multi_modal_projector init #mm.init<zeros>
   mm.param @"multi_modal_projector.linear_2.weight" : tensor<768x768xf32> group @multi_modal_projector init #mm.init<normal, 0.02>
   mm.param @"multi_modal_projector.linear_2.bias" : tensor<768xf32> group @multi_modal_projector init #mm.init<zeros>
+  mm.param @"vision_pretrain_head.weight" : tensor<96x256xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
+  mm.param @"vision_pretrain_head.bias" : tensor<96xf32> group @vision_pretrain_head init #mm.init<zeros>
 
   // LLaMA decoder.
   mm.param @"language_model.model.embed_tokens.weight" : tensor<800x768xf32> group @language_model init #mm.init<normal, 0.02>
@@ -182,9 +186,9 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
   // The tiny parts start from random weights: these stages first make them worth freezing.
   // The LLM learns the generated text (conversations without images) ...
   mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "conversation" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
-  // ... then the vision tower learns to see the generated images end to end with the projector and
-  // the LLM, on the questions about colours, shapes, counts and positions; afterwards it is frozen.
-  mm.stage @pretrain_vision trainable [@vision_tower, @multi_modal_projector, @language_model] loss @lm_loss data "conversation" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
+  // ... and the vision tower learns to see the generated images: which object (colour, shape,
+  // size) shows in each patch, from mmdata's patches.json; afterwards it is frozen.
+  mm.stage @pretrain_vision trainable [@vision_tower, @vision_pretrain_head] loss @patch_loss data "patch_labels" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
   // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.
   mm.stage @stage1 trainable [@multi_modal_projector] loss @lm_loss data "caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
   // Stage 2: visual instruction tuning (projector + LLM), loss on assistant turns only.
@@ -264,6 +268,32 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
     %logits_w = mm.weight @"language_model.lm_head.weight" : tensor<800x768xf32>
     %logits = mm.linear %final, %logits_w : (tensor<1x176x768xf32>, tensor<800x768xf32>) -> tensor<1x176x800xf32>
     %loss = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64} : (tensor<1x176x800xf32>, tensor<1x176xi32>) -> tensor<f32>
+    mm.return %loss : tensor<f32>
+  }
+
+  // The vision tower's pre-training: the features LLaVA reads (all layers but the last,
+  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.
+  mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"})
+      -> (tensor<f32> {mm.name = "loss"}) {
+    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.
+    %patch_w = mm.weight @"vision_tower.vision_model.embeddings.patch_embedding.weight" : tensor<256x3x8x8xf32>
+    %patches = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x64x64xf32>, tensor<256x3x8x8xf32>) -> tensor<1x64x256xf32>
+    %cls_w = mm.weight @"vision_tower.vision_model.embeddings.class_embedding" : tensor<256xf32>
+    %cls = mm.broadcast %cls_w : (tensor<256xf32>) -> tensor<1x1x256xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x256xf32>, tensor<1x64x256xf32>) -> tensor<1x65x256xf32>
+    %pos_w = mm.weight @"vision_tower.vision_model.embeddings.position_embedding.weight" : tensor<65x256xf32>
+    %pos = mm.broadcast %pos_w : (tensor<65x256xf32>) -> tensor<1x65x256xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x65x256xf32>
+    %pre_g = mm.weight @"vision_tower.vision_model.pre_layrnorm.weight" : tensor<256xf32>
+    %pre_b = mm.weight @"vision_tower.vision_model.pre_layrnorm.bias" : tensor<256xf32>
+    %pre = mm.layer_norm %embeds, %pre_g, %pre_b {eps = 1.000000e-05 : f64} : (tensor<1x65x256xf32>, tensor<256xf32>, tensor<256xf32>) -> tensor<1x65x256xf32>
+    %hidden = mm.apply_layer @clip_encoder_layer from 0 to 3 (%pre) : (tensor<1x65x256xf32>) -> tensor<1x65x256xf32>
+    // vision_feature_select_strategy = default: drop [CLS].
+    %features = mm.slice %hidden {axis = 1 : i64, start = 1 : i64} : (tensor<1x65x256xf32>) -> tensor<1x64x256xf32>
+    %patch_logits_w = mm.weight @"vision_pretrain_head.weight" : tensor<96x256xf32>
+    %patch_logits_b = mm.weight @"vision_pretrain_head.bias" : tensor<96xf32>
+    %patch_logits = mm.linear %features, %patch_logits_w, %patch_logits_b : (tensor<1x64x256xf32>, tensor<96x256xf32>, tensor<96xf32>) -> tensor<1x64x96xf32>
+    %loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
     mm.return %loss : tensor<f32>
   }
 

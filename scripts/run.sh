@@ -31,7 +31,7 @@ train() { # stage data init save
     --batch "$BATCH" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
 }
 train pretrain_llm "$OUT/data/instruct.json" "" "$OUT/pretrain_llm.safetensors"
-train pretrain_vision "$OUT/data/instruct.json" "$OUT/pretrain_llm.safetensors" "$OUT/pretrain_vision.safetensors"
+train pretrain_vision "$OUT/data/patches.json" "$OUT/pretrain_llm.safetensors" "$OUT/pretrain_vision.safetensors"
 train stage1 "$OUT/data/captions.json" "$OUT/pretrain_vision.safetensors" "$OUT/stage1.safetensors"
 train stage2 "$OUT/data/instruct.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
 

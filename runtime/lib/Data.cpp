@@ -90,6 +90,17 @@ static ConversationRecord parseRecord(const nlohmann::json &r, const std::string
         throw Error(where + ": 'image' must be a non-empty file name");
       rec.image = r["image"].get<std::string>();
     }
+    if (r.contains("patch_labels")) {
+      const nlohmann::json &labels = r["patch_labels"];
+      if (!labels.is_array() || labels.empty())
+        throw Error(where + ": 'patch_labels' must be a non-empty array of integers");
+      for (const nlohmann::json &l : labels) {
+        if (!l.is_number_integer() || l.get<int64_t>() < 0 || l.get<int64_t>() > 1000000)
+          throw Error(where + ": 'patch_labels' must hold non-negative integers, found " + l.dump());
+        rec.patchLabels.push_back((int32_t)l.get<int64_t>());
+      }
+      if (!r.contains("conversations")) return rec;
+    }
     if (!r.contains("conversations")) throw Error(where + ": missing 'conversations'");
     const nlohmann::json &conv = r["conversations"];
     if (!conv.is_array()) throw Error(where + ": 'conversations' must be an array, found a " + jsonType(conv));
@@ -123,10 +134,13 @@ std::vector<ConversationRecord> loadConversations(const std::string &path, Skipp
 ChatTemplate chatTemplateForData(const std::string &kind) {
   if (kind == "caption") return ChatTemplate::Plain;
   if (kind == "conversation") return ChatTemplate::VicunaV1;
-  throw Error("unknown training data kind '" + kind + "' (expected 'caption' or 'conversation')");
+  if (kind == "patch_labels") return ChatTemplate::PatchLabels;
+  throw Error("unknown training data kind '" + kind + "' (expected 'caption', 'conversation' or 'patch_labels')");
 }
 
-const char *chatTemplateName(ChatTemplate t) { return t == ChatTemplate::Plain ? "plain" : "vicuna_v1"; }
+const char *chatTemplateName(ChatTemplate t) {
+  return t == ChatTemplate::Plain ? "plain" : t == ChatTemplate::VicunaV1 ? "vicuna_v1" : "patch_labels";
+}
 
 SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer) {
   SampleFormat f;
@@ -139,6 +153,12 @@ SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer
 
 void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
   const std::string where = rec.where();
+  if (t == ChatTemplate::PatchLabels) {
+    if (rec.patchLabels.empty()) throw Error(where + ": patch-label data needs 'patch_labels'");
+    if (!rec.image) throw Error(where + ": patch-label data needs an 'image'");
+    return;
+  }
+  if (rec.turns.empty()) throw Error(where + ": missing 'conversations'");
   if (t == ChatTemplate::Plain) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
@@ -241,6 +261,10 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
   s.id = rec.id;
   s.where = rec.where();
   s.imagePath = recordImagePath(rec, imageDir);
+  if (t == ChatTemplate::PatchLabels) {
+    s.targets = rec.patchLabels;
+    return s;
+  }
   SampleWriter w{tokenizer, fmt, s.where, {}, {}};
   w.push({fmt.bos}, false);
   if (t == ChatTemplate::Plain) {
@@ -282,7 +306,26 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
   return s;
 }
 
+/// (pixel_values, patch_labels): the image and one label per patch.
+std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
+  if ((int64_t)s.targets.size() != entry.args[1].numel())
+    throw Error(s.where + ": " + std::to_string(s.targets.size()) + " patch labels; entry '" + entry.name +
+                "' takes " + std::to_string(entry.args[1].numel()) + " (mmdata scenes --patch-grid sets how many)");
+  if (!s.imagePath) throw Error(s.where + ": patch-label data needs an image");
+  std::vector<HostTensor> args(2);
+  std::vector<float> pixels = llavaPixelValues(fmt.shape, *s.imagePath);
+  if ((int64_t)pixels.size() != entry.args[0].numel())
+    throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
+                entry.name + "' takes " + std::to_string(entry.args[0].numel()));
+  args[0].bytes.resize(pixels.size() * 4);
+  std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
+  args[1].bytes.resize(s.targets.size() * 4);
+  std::memcpy(args[1].bytes.data(), s.targets.data(), s.targets.size() * 4);
+  return args;
+}
+
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
+  if (entry.args.size() == 2 && entry.args[1].name == "patch_labels") return patchLabelArgs(entry, s, fmt);
   const int64_t maxLen = fmt.shape.maxSequence;
   if (entry.args.size() != 4 || entry.args[1].numel() != maxLen || entry.args[2].numel() != maxLen ||
       entry.args[3].numel() != 1)

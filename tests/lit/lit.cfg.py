@@ -15,6 +15,6 @@ config.substitutions.append(("%models", os.path.join(config.mm_src_root, "models
 config.substitutions.append(("%inputs", os.path.join(config.test_source_root, "Inputs")))
 tool_dirs = [os.path.join(config.mm_obj_root, "bin"), config.llvm_tools_dir]
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
-llvm_config.add_tool_substitutions(["mmc", "mmc-opt", "mmrun"], tool_dirs)
+llvm_config.add_tool_substitutions(["mmc", "mmc-opt", "mmrun", "mmdata"], tool_dirs)
 import sys
 config.substitutions.append(("%python", sys.executable))

@@ -20,7 +20,8 @@ namespace {
 
 const char *kUsage =
     "usage: mmdata scenes --out DIR [--count N] [--eval-count M] [--seed S] [--size PX]\n"
-    "                     [--min-objects K] [--max-objects K] [--no-noise] [--no-stripes] [--quiet]\n"
+    "                     [--min-objects K] [--max-objects K] [--no-noise] [--no-stripes]\n"
+    "                     [--patch-grid G] [--quiet]\n"
     "       mmdata instruct --scenes DIR/scenes.jsonl --endpoint http://HOST:PORT [--model NAME]\n"
     "                       [--api-key-env VAR] [--out FILE] [--kind conversation|detail|reasoning|all]\n"
     "                       [--limit N] [--timeout SECONDS]\n"
@@ -33,11 +34,14 @@ const char *kUsage =
     "  eval_scenes.jsonl   the held-out scenes' descriptions\n"
     "  captions.json       stage-1 data: a brief-description instruction and the caption\n"
     "  instruct.json       stage-2 data: conversation, detail and reasoning records (\"kind\")\n"
+    "  patches.json        vision pre-training data: per image, G x G patch labels (\"patch_labels\":\n"
+    "                      0 background, else 1 + (colour x shape x size) of the object shown)\n"
     "  eval.json           held-out questions, one per record, with \"type\" and \"answer\"\n"
     "  Image paths in the JSON files are relative to DIR (mmrun --train ... --image-dir DIR).\n"
     "  --count N           training scenes (default 1000)\n"
     "  --eval-count M      held-out scenes, from a different seed stream (default 200)\n"
     "  --seed S            seed of everything (default 0); the same seed writes the same bytes\n"
+    "  --patch-grid G      patches per side in patches.json (default 8: 64 px images, 8 px patches)\n"
     "  --size PX           image width and height (default 64, llava-tiny's image size)\n"
     "\n"
     "instruct: LLaVA's GPT-assisted generation: for each scene, sends its captions and boxes\n"
@@ -109,6 +113,7 @@ int scenes(const std::vector<std::string> &argv) {
     if (f == "--out") o.outDir = args.value();
     else if (f == "--count") o.count = (int)parseInt(f, args.value(), 1, 1000000);
     else if (f == "--eval-count") o.evalCount = (int)parseInt(f, args.value(), 0, 1000000);
+    else if (f == "--patch-grid") o.patchGrid = (int)parseInt(f, args.value(), 1, 4096);
     else if (f == "--seed") o.seed = parseSeed(args.value());
     else if (f == "--size") o.scene.size = (int)parseInt(f, args.value(), 16, 4096);
     else if (f == "--min-objects") o.scene.minObjects = (int)parseInt(f, args.value(), 1, 4);

@@ -53,7 +53,8 @@ struct ConversationTurn {
 struct ConversationRecord {
   std::string id;
   std::optional<std::string> image; // relative to the image directory
-  std::vector<ConversationTurn> turns;
+  std::vector<ConversationTurn> turns;   // may be empty in patch-label data
+  std::vector<int32_t> patchLabels;      // "patch_labels": per-patch classes (vision pre-training)
   std::string source; // the data file
   size_t index = 0;   // 0-based position in the file's array
   /// "FILE: record INDEX (id 'ID')", the prefix of every error about it.
@@ -79,8 +80,12 @@ std::vector<ConversationRecord> loadConversations(const std::string &path, Skipp
 std::vector<ConversationRecord> parseConversations(const std::string &jsonText, const std::string &name,
                                                    SkippedRecords *skipped = nullptr);
 
-enum class ChatTemplate { Plain, VicunaV1 };
-/// "caption" -> Plain, "conversation" -> VicunaV1; throws for anything else.
+/// How a record becomes a sample. PatchLabels is no chat template: the image
+/// alone, with the record's "patch_labels" as the targets (one per patch),
+/// for an entry taking (pixel_values, patch_labels).
+enum class ChatTemplate { Plain, VicunaV1, PatchLabels };
+/// "caption" -> Plain, "conversation" -> VicunaV1, "patch_labels" ->
+/// PatchLabels; throws for anything else.
 ChatTemplate chatTemplateForData(const std::string &dataKind);
 const char *chatTemplateName(ChatTemplate t);
 /// vicuna_v1's system prompt.

@@ -167,6 +167,18 @@ std::array<int, 4> computeBox(const SceneObject &object, int width, int height);
 /// of the Scene alone: a scene read back from its JSON renders the same bytes.
 Image renderScene(const Scene &scene);
 
+/// Dense labels for pre-training a vision tower: the image cut into GRID x
+/// GRID patches (row-major, as a ViT numbers them), each labelled with the
+/// object that shows in most of its pixels (the top-most object at a pixel of
+/// coverage >= 0.5) when that is at least a quarter of the patch, else 0
+/// (background). An object's label is patchClass(object). Throws mm::Error if
+/// GRID does not divide the image size.
+std::vector<int> patchLabels(const Scene &scene, int grid);
+/// 1 + (colour x shape x size), in [1, patchClassCount()).
+int patchClass(const SceneObject &object);
+/// Background, and every colour, shape and size: 1 + 8 * 5 * 2 = 81.
+int patchClassCount();
+
 /// Grid column (0 left, 1 centre, 2 right) and row (0 top, 1 middle, 2 bottom).
 int gridColumn(const Scene &scene, const SceneObject &object);
 int gridRow(const Scene &scene, const SceneObject &object);
@@ -250,13 +262,14 @@ struct DatasetOptions {
   int count = 1000;    // training scenes
   int evalCount = 200; // held-out scenes
   uint64_t seed = 0;
+  int patchGrid = 8; // patches.json: GRID x GRID labels per image (llava-tiny: 64 px / 8 px patches)
   SceneOptions scene;
 };
 
 struct DatasetSummary {
   int trainScenes = 0, evalScenes = 0;
   int evalResampled = 0; // eval scenes drawn again because they equalled a training scene
-  size_t captionRecords = 0, instructRecords = 0, evalRecords = 0;
+  size_t captionRecords = 0, instructRecords = 0, evalRecords = 0, patchRecords = 0;
   std::map<std::string, size_t> instructKinds; // kind -> records
   std::map<std::string, size_t> evalTypes;     // type -> records
   std::map<int, size_t> objectsPerScene;       // training scenes by object count

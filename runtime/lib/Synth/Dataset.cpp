@@ -104,13 +104,13 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
   if (o.evalCount < 0) throw Error("the number of eval scenes must not be negative");
   if ((int64_t)o.count + o.evalCount > 1000000) throw Error("at most 1,000,000 scenes in all");
   // Fails early on bad options.
-  sampleScene(0, "check", o.scene);
+  patchLabels(sampleScene(0, "check", o.scene), o.patchGrid);
 
   const std::string dir = o.outDir.back() == '/' ? o.outDir.substr(0, o.outDir.size() - 1) : o.outDir;
   makeDir(dir + "/images");
   DatasetSummary sum;
   std::ostringstream scenesOut, evalScenesOut;
-  std::vector<nlohmann::ordered_json> captionsJson, instructJson, evalJson;
+  std::vector<nlohmann::ordered_json> captionsJson, instructJson, evalJson, patchesJson;
   std::unordered_set<uint64_t> trainPixels;
   std::unordered_set<std::string> trainContent;
 
@@ -127,6 +127,11 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
 
     Rng text(streamSeed(o.seed, "train-text", (uint64_t)i));
     captionsJson.push_back(captionRecord(s, text));
+    nlohmann::ordered_json patches;
+    patches["id"] = id + "_patches";
+    patches["image"] = s.image;
+    patches["patch_labels"] = patchLabels(s, o.patchGrid);
+    patchesJson.push_back(std::move(patches));
     for (nlohmann::ordered_json r : {conversationRecord(s, text), detailRecord(s, text), reasoningRecord(s, text)}) {
       ++sum.instructKinds[r["kind"].get<std::string>()];
       instructJson.push_back(std::move(r));
@@ -169,7 +174,8 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
   writeFile(dir + "/scenes.jsonl", scenesOut.str());
   writeFile(dir + "/captions.json", arrayText(captionsJson));
   writeFile(dir + "/instruct.json", arrayText(instructJson));
-  sum.files = {"images/", "scenes.jsonl", "captions.json", "instruct.json"};
+  writeFile(dir + "/patches.json", arrayText(patchesJson));
+  sum.files = {"images/", "scenes.jsonl", "captions.json", "instruct.json", "patches.json"};
   if (o.evalCount > 0) {
     writeFile(dir + "/eval_scenes.jsonl", evalScenesOut.str());
     writeFile(dir + "/eval.json", arrayText(evalJson));
@@ -178,6 +184,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
   }
   sum.captionRecords = captionsJson.size();
   sum.instructRecords = instructJson.size();
+  sum.patchRecords = patchesJson.size();
   sum.evalRecords = evalJson.size();
   return sum;
 }
@@ -201,6 +208,8 @@ std::string formatSummary(const DatasetOptions &o, const DatasetSummary &s) {
   out << "                   colours: " << counts(s.colours) << "\n";
   out << "  captions.json    " << s.captionRecords << " stage-1 records (caption data)\n";
   out << "  instruct.json    " << s.instructRecords << " stage-2 records (" << counts(s.instructKinds) << ")\n";
+  out << "  patches.json     " << s.patchRecords << " records of " << o.patchGrid << "x" << o.patchGrid
+      << " patch labels (vision pre-training)\n";
   if (s.evalScenes > 0) {
     out << "  eval_scenes.jsonl " << s.evalScenes << " held-out scenes (" << s.evalResampled
         << " redrawn for equalling a training scene)\n";

@@ -376,6 +376,42 @@ Scene sampleScene(uint64_t seed, const std::string &id, const SceneOptions &opt)
 // Rendering
 //===----------------------------------------------------------------------===//
 
+int patchClassCount() { return 1 + (int)(objectColours().size() * shapeNames().size()) * 2; }
+
+int patchClass(const SceneObject &o) {
+  int colour = 0, shape = 0;
+  for (size_t i = 0; i < objectColours().size(); ++i)
+    if (objectColours()[i].name == o.colour) colour = (int)i;
+  for (size_t i = 0; i < shapeNames().size(); ++i)
+    if (shapeNames()[i] == o.shape) shape = (int)i;
+  return 1 + (colour * (int)shapeNames().size() + shape) * 2 + (o.size == "large");
+}
+
+std::vector<int> patchLabels(const Scene &s, int grid) {
+  if (grid < 1 || s.width % grid || s.height % grid)
+    throw Error("a " + std::to_string(grid) + " x " + std::to_string(grid) + " patch grid does not divide the " +
+                std::to_string(s.width) + " x " + std::to_string(s.height) + " image");
+  const int pw = s.width / grid, ph = s.height / grid;
+  std::vector<int> labels((size_t)grid * grid, 0);
+  std::vector<int> shown(s.objects.size());
+  for (int gy = 0; gy < grid; ++gy)
+    for (int gx = 0; gx < grid; ++gx) {
+      std::fill(shown.begin(), shown.end(), 0);
+      for (int y = gy * ph; y < (gy + 1) * ph; ++y)
+        for (int x = gx * pw; x < (gx + 1) * pw; ++x) {
+          int top = -1;
+          for (size_t k = 0; k < s.objects.size(); ++k)
+            if (pixelCoverage(s.objects[k], x, y) >= 0.5) top = (int)k;
+          if (top >= 0) ++shown[top];
+        }
+      int best = -1;
+      for (size_t k = 0; k < shown.size(); ++k)
+        if (shown[k] > 0 && (best < 0 || shown[k] > shown[best])) best = (int)k;
+      if (best >= 0 && shown[best] * 4 >= pw * ph) labels[(size_t)gy * grid + gx] = patchClass(s.objects[best]);
+    }
+  return labels;
+}
+
 Image renderScene(const Scene &s) {
   if (s.width <= 0 || s.height <= 0) throw Error("scene " + s.id + ": invalid size");
   const size_t px = (size_t)s.width * s.height;

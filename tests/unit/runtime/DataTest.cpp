@@ -219,6 +219,29 @@ TEST(Data, TrainArgsPadAndCarryTheImage) {
   EXPECT_NE(err.find("nope.png"), std::string::npos) << err;
 }
 
+TEST(Data, PatchLabelRecords) {
+  // COM: vision pre-training data: an image and one label per patch, no text.
+  std::vector<mm::ConversationRecord> recs = mm::parseConversations(
+      R"([{"id": "p", "image": "a.png", "patch_labels": [0, 3, 80, 0]}])", "p.json");
+  ASSERT_EQ(recs.size(), 1u);
+  EXPECT_EQ(recs[0].patchLabels, (std::vector<int32_t>{0, 3, 80, 0}));
+  EXPECT_TRUE(recs[0].turns.empty());
+  EXPECT_EQ(mm::chatTemplateForData("patch_labels"), mm::ChatTemplate::PatchLabels);
+  mm::checkRecord(recs[0], mm::ChatTemplate::PatchLabels);
+  // Not usable as conversation or caption data, and the reverse.
+  EXPECT_NE(errorOf([&] { mm::checkRecord(recs[0], mm::ChatTemplate::VicunaV1); }).find("missing 'conversations'"),
+            std::string::npos);
+  std::vector<mm::ConversationRecord> conv = mm::parseConversations(
+      R"([{"id": "c", "image": "a.png", "conversations": [{"from": "human", "value": "<image>\nQ"},
+          {"from": "gpt", "value": "A"}]}])", "c.json");
+  EXPECT_NE(errorOf([&] { mm::checkRecord(conv[0], mm::ChatTemplate::PatchLabels); }).find("needs 'patch_labels'"),
+            std::string::npos);
+  for (const char *bad : {R"([{"image": "a.png", "patch_labels": []}])", R"([{"image": "a.png", "patch_labels": [1, -2]}])",
+                          R"([{"image": "a.png", "patch_labels": [1, "x"]}])"})
+    EXPECT_NE(errorOf([&] { mm::parseConversations(bad, "b.json"); }).find("b.json: record 0 (id '0'): 'patch_labels'"),
+              std::string::npos) << bad;
+}
+
 TEST(Data, LoadErrorsNameTheFileAndRecord) {
   TempDir dir("data_errors");
   auto loadErr = [&](const std::string &text) {
