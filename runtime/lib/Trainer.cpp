@@ -567,7 +567,8 @@ int runTraining(const TrainOptions &o) {
       if (!std::isfinite(loss) && firstBad.empty()) firstBad = s.where;
       lossSum += loss;
       count += s.targetCount();
-      stepSeq += (int64_t)s.inputIds.size();
+      // Positions the step computed: text positions, or patches for patch-label data.
+      stepSeq += (int64_t)(s.inputIds.empty() ? s.targets.size() : s.inputIds.size());
       for (size_t j = 0; j < grads.size(); ++j) {
         const float *g = results[j + 1].as<float>();
         float *acc = grads[j].data();
