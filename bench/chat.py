@@ -30,7 +30,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "reference"))
-from train_step import Desc, FN  # noqa: E402  (the C ABI's structures)
+from train_step import Desc, FN, random_params  # noqa: E402  (the C ABI's structures, the weights)
 
 
 def setup(model, prompt_tokens):
@@ -39,10 +39,7 @@ def setup(model, prompt_tokens):
     desc = lib.mm_model_v1().contents
     manifest = json.loads(desc.manifest)
     rng = np.random.default_rng(0)
-    params = {p["name"]: (rng.standard_normal(p["shape"]) * 0.02).astype(np.float32) for p in manifest["parameters"]}
-    for p in manifest["parameters"]:
-        if p["init"]["kind"] == "ones":
-            params[p["name"]][...] = 1
+    params = random_params(manifest, rng)
     image_token = manifest["config"]["image_token_index"]
     entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
     specs = {e["name"]: e for e in manifest["entries"]}

@@ -44,6 +44,15 @@ class Desc(ctypes.Structure):
 FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
+def random_params(manifest, rng):
+    """Every parameter N(0, 0.02), norms' scales 1: the weights both sides use."""
+    params = {p["name"]: (rng.standard_normal(p["shape"]) * 0.02).astype(np.float32) for p in manifest["parameters"]}
+    for p in manifest["parameters"]:
+        if p["init"]["kind"] == "ones":
+            params[p["name"]][...] = 1
+    return params
+
+
 def timed(fn, reps):
     fn()  # warm-up
     times = []
@@ -75,10 +84,7 @@ def main():
     desc = lib.mm_model_v1().contents
     manifest = json.loads(desc.manifest)
     rng = np.random.default_rng(0)
-    params = {p["name"]: (rng.standard_normal(p["shape"]) * 0.02).astype(np.float32) for p in manifest["parameters"]}
-    for p in manifest["parameters"]:
-        if p["init"]["kind"] == "ones":
-            params[p["name"]][...] = 1
+    params = random_params(manifest, rng)
     pointers = (ctypes.c_void_p * len(params))(*[params[p["name"]].ctypes.data for p in manifest["parameters"]])
     cfg = R.normalize_config(manifest["config"])
     entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}

@@ -1,5 +1,6 @@
 //===- Parameters.cpp - host storage for a model's parameters ---------------===//
 #include "mm/Parameters.h"
+#include "SplitMix64.h"
 #include "mm/Error.h"
 #include "mm/Safetensors.h"
 
@@ -9,13 +10,6 @@
 
 namespace mm {
 namespace {
-
-uint64_t splitmix64(uint64_t &state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
-}
 
 uint64_t fnv1a(const std::string &s) {
   uint64_t h = 1469598103934665603ull;

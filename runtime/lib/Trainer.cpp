@@ -1,5 +1,6 @@
 //===- Trainer.cpp - `mmrun MODEL.so --train STAGE ...` ---------------------===//
 #include "mm/Trainer.h"
+#include "SplitMix64.h"
 #include "mm/Checkpoint.h"
 #include "mm/Data.h"
 #include "mm/Error.h"
@@ -87,13 +88,6 @@ std::string num(double x) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.17g", x);
   return buf;
-}
-
-uint64_t splitmix64(uint64_t &state) {
-  uint64_t z = (state += 0x9E3779B97F4A7C15ull);
-  z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-  z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-  return z ^ (z >> 31);
 }
 
 /// The sample order of EPOCH: a Fisher-Yates shuffle from SEED and EPOCH.

@@ -11,7 +11,8 @@ Usage:
                   config at top level).  With --emit-config the file is
                   (over)written with the small default config below first.
   --weights       output safetensors file with every tensor llava_ref.py reads
-                  (plus vision post_layernorm, which LLaVA does not use).
+                  (plus vision post_layernorm, which LLaVA does not use, and any
+                  other parameter an mmc manifest given as CONFIG lists).
   --image         output PNG: a deterministic, non-square RGB pattern so that
                   the shortest-edge resize and centre crop are exercised.
   --print-tokens  prints a comma-separated prompt of N_TEXT text tokens around
@@ -198,7 +199,16 @@ def main(argv=None):
         with open(args.config, "w") as f:
             json.dump({"config": DEFAULT_CONFIG}, f, indent=2)
     cfg = llava_ref.load_config(args.config)
-    write_safetensors(args.weights, random_weights(cfg, args.seed), args.dtype)
+    weights = random_weights(cfg, args.seed)
+    # A model file may declare parameters outside LLaVA's (mmc's manifest lists
+    # them: llava-tiny's vision pre-training head); they get N(0, 0.02) too.
+    with open(args.config) as f:
+        manifest = json.load(f)
+    extra_rng = np.random.default_rng(args.seed + 1)
+    for p in manifest.get("parameters", []) if isinstance(manifest, dict) else []:
+        if p["name"] not in weights:
+            weights[p["name"]] = (extra_rng.standard_normal(p["shape"]) * 0.02).astype(np.float32)
+    write_safetensors(args.weights, weights, args.dtype)
     if args.image:
         w, h = (int(s) for s in args.image_size.lower().split("x"))
         write_test_image(args.image, w, h, args.seed)

@@ -715,6 +715,29 @@ for (int64_t d = 0; d < $D; ++d) out[d] = rstd * (dyr[d] * w[d] - mg - (xr[d] - 
   return makeKernel(op, {"dy", "x", "w"}, typeOf(op.getInput()).getNumElements() / d, body);
 }
 
+/// The CPU body of a norm's weight gradient dW[d] = sum over rows of
+/// dy[r,d] * TERM: the threads split the features and walk every row once,
+/// computing the row's statistics (STATS, over `xr`, defining what TERM
+/// reads) once per row instead of once per element.
+std::string normGradWeightHost(int64_t d, int64_t rows, double eps, const std::string &stats,
+                               const std::string &term) {
+  std::string loop = R"(#pragma omp parallel
+{
+  int64_t first, last;
+  mm_cpu::threadShare($D, first, last);
+  for (int64_t d = first; d < last; ++d) y[d] = 0;
+  for (int64_t r = 0; r < $R; ++r) {
+    const T *xr = x + r * $D, *dyr = dy + r * $D;
+$STATS    for (int64_t d = first; d < last; ++d) y[d] += dyr[d] * $TERM;
+  }
+}
+)";
+  std::string indented;
+  for (StringRef line : llvm::split(StringRef(stats).rtrim('\n'), '\n')) indented += "    " + line.str() + "\n";
+  return subst(subst(loop, {{"STATS", indented}, {"TERM", term}}),
+               {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(eps)}});
+}
+
 /// layer_norm_grad_weight: one feature per work item, rows' statistics recomputed.
 Kernel layerNormGradWeight(LayerNormGradWeightOp op) {
   auto x = typeOf(op.getInput());
@@ -730,24 +753,12 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  // The CPU splits the features over the threads and walks the rows once
-  // each, the statistics computed once per row instead of once per element.
-  std::string host = subst(R"(#pragma omp parallel
-{
-  int64_t first, last;
-  mm_cpu::threadShare($D, first, last);
-  for (int64_t d = first; d < last; ++d) y[d] = 0;
-  for (int64_t r = 0; r < $R; ++r) {
-    const T *xr = x + r * $D, *dyr = dy + r * $D;
-    T mean = 0, var = 0;
-    for (int64_t d = 0; d < $D; ++d) mean += xr[d];
-    mean /= $D;
-    for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
-    const T inv = 1 / sqrt(var / $D + $EPS);
-    for (int64_t d = first; d < last; ++d) y[d] += dyr[d] * (xr[d] - mean) * inv;
-  }
-}
-)", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(T mean = 0, var = 0;
+for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+mean /= $D;
+for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
+const T inv = 1 / sqrt(var / $D + $EPS);
+)", "(xr[d] - mean) * inv");
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }
 
@@ -776,20 +787,10 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  std::string host = subst(R"(#pragma omp parallel
-{
-  int64_t first, last;
-  mm_cpu::threadShare($D, first, last);
-  for (int64_t d = first; d < last; ++d) y[d] = 0;
-  for (int64_t r = 0; r < $R; ++r) {
-    const T *xr = x + r * $D, *dyr = dy + r * $D;
-    T ss = 0;
-    for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
-    const T inv = 1 / sqrt(ss / $D + $EPS);
-    for (int64_t d = first; d < last; ++d) y[d] += dyr[d] * xr[d] * inv;
-  }
-}
-)", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(T ss = 0;
+for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+const T inv = 1 / sqrt(ss / $D + $EPS);
+)", "xr[d] * inv");
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }
 

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "mm/Synth.h"
+#include "../SplitMix64.h"
 
 #include "mm/Error.h"
 
@@ -27,13 +28,6 @@ namespace synth {
 //===----------------------------------------------------------------------===//
 
 namespace {
-
-uint64_t splitmix64(uint64_t &state) {
-  uint64_t z = (state += 0x9e3779b97f4a7c15ULL);
-  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
-  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
-  return z ^ (z >> 31);
-}
 
 uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
 

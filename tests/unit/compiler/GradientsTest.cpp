@@ -7,6 +7,7 @@
 // loss entry, in float64, with h = 1e-5.
 //
 //===----------------------------------------------------------------------===//
+#include "CompiledTestModel.h"
 #include "mm/Error.h"
 #include "mm/Model.h"
 
@@ -33,12 +34,8 @@ protected:
     if (const char *prebuilt = getenv("MM_TEST_PREBUILT_GRADIENTS_SO"); prebuilt && *prebuilt) {
       so = prebuilt;
     } else {
-      std::string dir = ::testing::TempDir() + "mm_gradients_" + std::to_string(getpid());
-      ASSERT_EQ(std::system(("mkdir -p '" + dir + "'").c_str()), 0);
-      so = dir + "/gradients.so";
-      std::string cmd = std::string(MMC_PATH) + " compile '" MM_SOURCE_DIR "/tests/unit/compiler/gradients.mlir' -o '" +
-                        so + "' --target " + (target && *target ? target : "cpu");
-      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+      so = mmtest::compiledTestModel("gradients", target && *target ? target : "cpu");
+      ASSERT_FALSE(so.empty());
     }
     model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
   }

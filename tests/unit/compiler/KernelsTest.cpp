@@ -8,6 +8,7 @@
 // NaN or infinity in an output never passes.
 //
 //===----------------------------------------------------------------------===//
+#include "CompiledTestModel.h"
 #include "RefOps.h"
 #include "mm/Error.h"
 #include "mm/Model.h"
@@ -53,13 +54,8 @@ protected:
     if (const char *prebuilt = getenv("MM_TEST_PREBUILT_SO"); prebuilt && *prebuilt) {
       so = prebuilt;
     } else {
-      std::string dir = ::testing::TempDir() + "mm_kernels_" + target() + "_" + std::to_string(getpid());
-      std::string cmd = "mkdir -p '" + dir + "'";
-      ASSERT_EQ(std::system(cmd.c_str()), 0);
-      so = dir + "/kernels.so";
-      cmd = std::string(MMC_PATH) + " compile '" MM_SOURCE_DIR "/tests/unit/compiler/kernels.mlir' --target " +
-            target() + " -o '" + so + "'";
-      ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+      so = mmtest::compiledTestModel("kernels", target());
+      ASSERT_FALSE(so.empty());
     }
     model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
   }
