@@ -10,9 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh >/dev/null
-SCENES=${MM_SCENES:-300}
-STEPS=${MM_STEPS:-25}
-BATCH=${MM_BATCH:-4}
+SCENES=${MM_SCENES:-1000}
+BATCH=${MM_BATCH:-8}
+# Steps per stage (MM_STEPS sets all of them, MM_STEPS_<STAGE> one): a few
+# minutes on 2 cores, most of it in stage 2, where the model learns to answer.
+declare -A DEFAULT_STEPS=([pretrain_llm]=30 [pretrain_vision]=400 [stage1]=20 [stage2]=200)
 OUT=${MM_OUT:-out}
 mkdir -p "$OUT"
 B=./build/bin
@@ -25,7 +27,7 @@ $B/mmc compile models/llava-tiny.mlir -o "$OUT/llava-tiny.so"
 
 train() { # stage data init save
   local var="MM_STEPS_${1^^}"
-  local steps=${!var:-$STEPS}
+  local steps=${!var:-${MM_STEPS:-${DEFAULT_STEPS[$1]}}}
   echo "== train $1 ($steps steps of $BATCH samples)"
   $B/mmrun "$OUT/llava-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$steps" \
     --batch "$BATCH" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
