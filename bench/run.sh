@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Every figure of docs/BENCHMARKS.md's performance section, in one run on this
-# machine: the FMA peak, the GEMM against OpenBLAS, and one training step per
+# machine: the FMA peak, the GEMM against OpenBLAS, one training step per
 # stage of llava-tiny and llava-small against PyTorch (OpenBLAS, same thread
-# count) in both of PyTorch's configurations. Each ratio is measured within
+# count) in both of PyTorch's configurations, a step's peak memory, and chat
+# against a PyTorch generate loop. Each ratio is measured within
 # one process, both sides alternating, so machine noise hits both.
 #   bash bench/run.sh [THREADS]        (default: all cores)
 set -euo pipefail
@@ -26,4 +27,11 @@ for model in llava-tiny llava-small; do
   OMP_WAIT_POLICY=passive /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
   echo "== training step, $model, PyTorch as it runs by default"
   /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
+  if [ "$model" = llava-tiny ]; then
+    echo "== peak memory of a training step, $model"
+    /usr/bin/python3 bench/step_memory.py "$OUT/$model.so"
+    echo "== chat, $model, PyTorch as it runs by default, then with OMP_WAIT_POLICY=passive"
+    /usr/bin/python3 bench/chat.py "$OUT/$model.so" --reps 5 --threads "$THREADS"
+    OMP_WAIT_POLICY=passive /usr/bin/python3 bench/chat.py "$OUT/$model.so" --reps 5 --threads "$THREADS"
+  fi
 done
