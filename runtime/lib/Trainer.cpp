@@ -113,6 +113,13 @@ std::string dataFingerprint(const std::vector<ConversationRecord> &records) {
       mix(t.from);
       mix(t.value);
     }
+    // Patch labels only where there are some, so conversation data keeps the
+    // fingerprint older checkpoints recorded.
+    if (!r.patchLabels.empty()) {
+      std::string labels;
+      for (int32_t l : r.patchLabels) labels += std::to_string(l) + ",";
+      mix(labels);
+    }
   }
   char buf[20];
   std::snprintf(buf, sizeof buf, "%016llx", (unsigned long long)h);
