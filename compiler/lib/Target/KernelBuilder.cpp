@@ -541,7 +541,27 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[0] = total;
 )", {{"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
-  return makeKernel(op, {"logits", "targets"}, 1, body);
+  // The CPU computes the rows' terms in parallel, then adds them in row
+  // order: the same operations in the same order as the single work item.
+  std::string host = subst(R"(T *terms = (T *)malloc(sizeof(T) * $R);
+#pragma omp parallel for schedule(static)
+for (int64_t r = 0; r < $R; ++r) {
+  const int32_t t = targets[r];
+  terms[r] = 0;
+  if (t == $IGNORE || t < 0 || t >= $V) continue;
+  const T *row = logits + r * $V;
+  T m = row[0];
+  for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
+  T sum = 0;
+  for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
+  terms[r] = m + log(sum) - row[t];
+}
+T total = 0;
+for (int64_t r = 0; r < $R; ++r) total += terms[r];
+y[0] = total;
+free(terms);
+)", {{"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
+  return withHostBody(makeKernel(op, {"logits", "targets"}, 1, body), host);
 }
 
 /// cross_entropy_grad: one row per work item; softmax recomputed, never stored.
