@@ -192,7 +192,7 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
   // Stage 1: feature alignment (projector only) on captions with LLaVA's plain template.
   mm.stage @stage1 trainable [@multi_modal_projector] loss @lm_loss data "caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
   // Stage 2: visual instruction tuning (projector + LLM), loss on assistant turns only.
-  mm.stage @stage2 trainable [@multi_modal_projector, @language_model] loss @lm_loss data "conversation" {lr = 2.000000e-04 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
+  mm.stage @stage2 trainable [@multi_modal_projector, @language_model] loss @lm_loss data "conversation" {lr = 5.000000e-04 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 0.000000e+00 : f64, batch = 8 : i64, epochs = 1 : i64}
 
   mm.entry @forward(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x176xi32> {mm.name = "input_ids"}, %length: tensor<i32> {mm.name = "length"})
       -> (tensor<1x176x800xf32> {mm.name = "logits"}) {
