@@ -43,13 +43,7 @@ def child(model, stage, side):
     specs = {e["name"]: e for e in manifest["entries"]}
     st = next(s for s in manifest["stages"] if s["name"] == stage)
     spec = specs[st["train_entry"]]
-    S = specs["forward"]["args"][1]["shape"][1]
-    P = R.num_image_tokens(cfg)
-    ids = [1] + [manifest["config"]["image_token_index"]] * P + list(rng.integers(5, 200, S - P - 1))
-    targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
-    size = cfg["vision"]["image_size"]
-    pixels = rng.standard_normal((3, size, size)).astype(np.float32)
-    labels = rng.integers(0, 81, (1, P)).astype(np.int32)
+    S, P, ids, targets, pixels, labels = TS.sample_inputs(manifest, cfg, specs, rng)
     patch = spec["args"][1]["name"] == "patch_labels"
     if side == "mmc":
         entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
@@ -78,12 +72,7 @@ def child(model, stage, side):
         pix = torch.from_numpy(pixels)
         base = peak_mib()
         if patch:
-            hidden = R.vision_tower(cfg, W, pix[None])
-            feats = hidden[cfg["vision_feature_layer"]][:, 1:]
-            head = tensors["vision_pretrain_head.weight"]
-            logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
-            ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1),
-                                                   reduction="sum")
+            ce = TS.patch_loss_sum(cfg, W, tensors, pix, labels)
         else:
             ce, _ = TR.sample_loss_sum(cfg, W, {"input_ids": ids, "targets": targets, "images": ["x"]},
                                        lambda _p: pix)

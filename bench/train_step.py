@@ -53,6 +53,32 @@ def random_params(manifest, rng):
     return params
 
 
+def sample_inputs(manifest, cfg, specs, rng):
+    """One sample filling the compiled length: BOS, the image, text, loss on the second half;
+    an image; and random labels for a patch_labels stage. Returns (S, P, ids, targets, pixels, labels)."""
+    import llava_ref as R
+    S = specs["forward"]["args"][1]["shape"][1]
+    P = R.num_image_tokens(cfg)
+    ids = [1] + [manifest["config"]["image_token_index"]] * P + list(rng.integers(5, 200, S - P - 1))
+    targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
+    size = cfg["vision"]["image_size"]
+    pixels = rng.standard_normal((3, size, size)).astype(np.float32)
+    labels = rng.integers(0, 81, (1, P)).astype(np.int32)
+    return S, P, ids, targets, pixels, labels
+
+
+def patch_loss_sum(cfg, W, tensors, pix, labels):
+    """The model file's patch_loss in PyTorch: CLIP features (all layers but the last, [CLS]
+    dropped), a linear classifier per patch, summed cross-entropy."""
+    import torch
+    import llava_ref as R
+    hidden = R.vision_tower(cfg, W, pix[None])
+    feats = hidden[cfg["vision_feature_layer"]][:, 1:]
+    head = tensors["vision_pretrain_head.weight"]
+    logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
+    return torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1), reduction="sum")
+
+
 def timed(fn, reps):
     fn()  # warm-up
     times = []
@@ -90,15 +116,7 @@ def main():
     entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
     specs = {e["name"]: e for e in manifest["entries"]}
 
-    # One sample filling the compiled length: BOS, the image, text; loss on the second half.
-    S = specs["forward"]["args"][1]["shape"][1]
-    P = R.num_image_tokens(cfg)
-    image_token = manifest["config"]["image_token_index"]
-    ids = [1] + [image_token] * P + list(rng.integers(5, 200, S - P - 1))
-    targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
-    size = cfg["vision"]["image_size"]
-    pixels = rng.standard_normal((3, size, size)).astype(np.float32)
-    labels = rng.integers(0, 81, (1, P)).astype(np.int32)  # a patch_labels stage's targets
+    S, P, ids, targets, pixels, labels = sample_inputs(manifest, cfg, specs, rng)
 
     if not a.mmc_only:
         print(f"model {manifest['name']}: sequence {S}, threads {a.threads}, torch {torch.__version__} "
@@ -139,14 +157,7 @@ def main():
 
         def torch_step():
             if patch_stage:
-                # The same graph as the model file's patch_loss: CLIP features (all layers but the
-                # last, [CLS] dropped), a linear classifier per patch, summed cross-entropy.
-                hidden = R.vision_tower(cfg, W, pix[None])
-                feats = hidden[cfg["vision_feature_layer"]][:, 1:]
-                head = tensors["vision_pretrain_head.weight"]
-                logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
-                ce = torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1),
-                                                       reduction="sum")
+                ce = patch_loss_sum(cfg, W, tensors, pix, labels)
             else:
                 ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
             torch.autograd.grad(ce, wrt, allow_unused=True)

@@ -528,39 +528,35 @@ y[i] = out;
 Kernel crossEntropy(CrossEntropyOp op) {
   auto l = typeOf(op.getLogits());
   int64_t v = l.getShape().back(), r = l.getNumElements() / v;
-  std::string body = subst(R"(T total = 0;
-for (int64_t r = 0; r < $R; ++r) {
-  const int32_t t = targets[r];
+  // One row's term of the loss (`term`), or `continue` for an uncounted row.
+  const std::string rowTerm = R"(  const int32_t t = targets[r];
   if (t == $IGNORE || t < 0 || t >= $V) continue;
   const T *row = logits + r * $V;
   T m = row[0];
   for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
   T sum = 0;
   for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
-  total += m + log(sum) - row[t];
-}
-y[0] = total;
-)", {{"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
+  const T term = m + log(sum) - row[t];
+)";
+  const std::map<std::string, std::string> vars{
+      {"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}};
+  std::string body = subst("T total = 0;\nfor (int64_t r = 0; r < $R; ++r) {\n" + rowTerm +
+                               "  total += term;\n}\ny[0] = total;\n",
+                           vars);
   // The CPU computes the rows' terms in parallel, then adds them in row
   // order: the same operations in the same order as the single work item.
   std::string host = subst(R"(T *terms = (T *)malloc(sizeof(T) * $R);
 #pragma omp parallel for schedule(static)
 for (int64_t r = 0; r < $R; ++r) {
-  const int32_t t = targets[r];
   terms[r] = 0;
-  if (t == $IGNORE || t < 0 || t >= $V) continue;
-  const T *row = logits + r * $V;
-  T m = row[0];
-  for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
-  T sum = 0;
-  for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
-  terms[r] = m + log(sum) - row[t];
+)" + rowTerm + R"(  terms[r] = term;
 }
 T total = 0;
 for (int64_t r = 0; r < $R; ++r) total += terms[r];
 y[0] = total;
 free(terms);
-)", {{"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
+)",
+                           vars);
   return withHostBody(makeKernel(op, {"logits", "targets"}, 1, body), host);
 }
 
