@@ -243,12 +243,20 @@ std::string withImage(const std::string &instruction, Rng &rng);
 /// LLaVA JSON records for SCENE ({"id", "image", "conversations"}):
 /// stage 1 (a brief instruction, the caption)...
 nlohmann::ordered_json captionRecord(const Scene &scene, Rng &rng);
-/// ...and stage 2, with "kind": 2-4 question/answer turns of different types,
-nlohmann::ordered_json conversationRecord(const Scene &scene, Rng &rng);
+/// ...and stage 2, with "kind": up to kConversationPairs question/answer
+/// pairs of different types, follow-ups included (INDEX > 0 tells a scene's
+/// further conversations apart in the id: "_conversation2", ...),
+constexpr size_t kConversationPairs = 4;
+nlohmann::ordered_json conversationRecord(const Scene &scene, Rng &rng, int index = 0);
 /// a detailed description,
 nlohmann::ordered_json detailRecord(const Scene &scene, Rng &rng);
-/// one reasoning question.
+/// up to kReasoningPairs reasoning questions of different kinds.
+constexpr size_t kReasoningPairs = 2;
 nlohmann::ordered_json reasoningRecord(const Scene &scene, Rng &rng);
+/// Stage-2 records written per training scene: kConversationsPerScene
+/// conversations (the kind that asks what the evaluation asks), one detailed
+/// description, one reasoning record.
+constexpr int kConversationsPerScene = 2;
 /// Evaluation records: one per evaluation type SCENE supports, each one
 /// question, with "type" and "answer" (the gpt turn holds the answer too).
 std::vector<nlohmann::ordered_json> evalRecords(const Scene &scene, Rng &rng);

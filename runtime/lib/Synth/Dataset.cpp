@@ -132,7 +132,11 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
     patches["image"] = s.image;
     patches["patch_labels"] = patchLabels(s, o.patchGrid);
     patchesJson.push_back(std::move(patches));
-    for (nlohmann::ordered_json r : {conversationRecord(s, text), detailRecord(s, text), reasoningRecord(s, text)}) {
+    std::vector<nlohmann::ordered_json> stage2;
+    for (int c = 0; c < kConversationsPerScene; ++c) stage2.push_back(conversationRecord(s, text, c));
+    stage2.push_back(detailRecord(s, text));
+    stage2.push_back(reasoningRecord(s, text));
+    for (nlohmann::ordered_json &r : stage2) {
       ++sum.instructKinds[r["kind"].get<std::string>()];
       instructJson.push_back(std::move(r));
     }

@@ -465,25 +465,27 @@ nlohmann::ordered_json captionRecord(const Scene &s, Rng &rng) {
   return r;
 }
 
-nlohmann::ordered_json conversationRecord(const Scene &s, Rng &rng) {
+nlohmann::ordered_json conversationRecord(const Scene &s, Rng &rng, int index) {
   auto groups = byType(questionPool(s));
   rng.shuffle(groups);
-  size_t turns = std::min<size_t>((size_t)rng.range(2, 4), groups.size());
+  // Four question-answer pairs, as many as llava-tiny's 176 positions hold
+  // after the system prompt and the 64 image tokens; each new question is of a
+  // type not asked yet, and half the questions about one object are followed
+  // by one that says "it".
+  const size_t maxTurns = 2 * kConversationPairs;
   nlohmann::ordered_json conv = nlohmann::ordered_json::array();
-  for (size_t t = 0; t < turns && conv.size() < 8; ++t) {
+  for (size_t t = 0; t < groups.size() && conv.size() < maxTurns; ++t) {
     const QA &qa = rng.pick(groups[t].second);
     conv.push_back(turn("human", t == 0 ? withImage(qa.question, rng) : qa.question));
     conv.push_back(turn("gpt", qa.answer));
-    // Half the questions about one object get a follow-up that says "it"
-    // (at most four question-answer pairs in all: llava-tiny's 176 positions).
     std::vector<QA> more = followUps(s, qa);
-    if (!more.empty() && conv.size() < 8 && rng.range(0, 1) == 1) {
+    if (!more.empty() && conv.size() < maxTurns && rng.range(0, 1) == 1) {
       const QA &f = rng.pick(more);
       conv.push_back(turn("human", f.question));
       conv.push_back(turn("gpt", f.answer));
     }
   }
-  nlohmann::ordered_json r = record(s.id + "_conversation", s);
+  nlohmann::ordered_json r = record(s.id + "_conversation" + (index > 0 ? std::to_string(index + 1) : ""), s);
   r["kind"] = "conversation";
   r["conversations"] = conv;
   return r;
@@ -500,10 +502,18 @@ nlohmann::ordered_json detailRecord(const Scene &s, Rng &rng) {
 nlohmann::ordered_json reasoningRecord(const Scene &s, Rng &rng) {
   std::vector<std::vector<QA>> groups = reasoningGroups(s);
   if (groups.empty()) throw Error("scene " + s.id + ": no reasoning question applies");
-  const QA &qa = rng.pick(rng.pick(groups));
+  rng.shuffle(groups);
+  // Two questions of different kinds where the scene has them (a single
+  // question would leave most of the 176 positions as padding).
+  nlohmann::ordered_json conv = nlohmann::ordered_json::array();
+  for (size_t g = 0; g < groups.size() && g < kReasoningPairs; ++g) {
+    const QA &qa = rng.pick(groups[g]);
+    conv.push_back(turn("human", g == 0 ? withImage(qa.question, rng) : qa.question));
+    conv.push_back(turn("gpt", qa.answer));
+  }
   nlohmann::ordered_json r = record(s.id + "_reasoning", s);
   r["kind"] = "reasoning";
-  r["conversations"] = {turn("human", withImage(qa.question, rng)), turn("gpt", qa.answer)};
+  r["conversations"] = conv;
   return r;
 }
 

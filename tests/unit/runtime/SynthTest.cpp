@@ -680,10 +680,12 @@ TEST(SynthText, RecordsHaveLlavaShape) {
     const auto &b = briefInstructions();
     EXPECT_NE(std::find(b.begin(), b.end(), instr), b.end());
     EXPECT_EQ(recs[1]["kind"], "conversation");
-    EXPECT_GE(recs[1]["conversations"].size(), 4u);
-    EXPECT_LE(recs[1]["conversations"].size(), 8u); // up to 4 question-answer pairs, follow-ups included
+    // COM: every scene has at least four question types, so a conversation
+    // fills all of its pairs (follow-ups included) and no position is wasted.
+    EXPECT_EQ(recs[1]["conversations"].size(), 2 * kConversationPairs);
     EXPECT_EQ(recs[2]["kind"], "detail");
     EXPECT_EQ(recs[3]["kind"], "reasoning");
+    EXPECT_LE(recs[3]["conversations"].size(), 2 * kReasoningPairs);
     // Eval: one question per type, the answer in "answer" and in the gpt turn.
     std::set<std::string> types;
     for (size_t i = 4; i < recs.size(); ++i) {
@@ -776,7 +778,7 @@ TEST(SynthDataset, RecordsLoadAndEvalIsHeldOut) {
   auto instruct = mm::loadConversations(t / "instruct.json");
   auto eval = mm::loadConversations(t / "eval.json");
   EXPECT_EQ(captions.size(), 40u);
-  EXPECT_EQ(instruct.size(), 120u);
+  EXPECT_EQ(instruct.size(), 40u * (kConversationsPerScene + 2));
   EXPECT_EQ(eval.size(), sum.evalRecords);
   for (const auto &r : captions) mm::checkRecord(r, mm::ChatTemplate::Plain);
   for (const auto *set : {&instruct, &eval})
@@ -789,7 +791,7 @@ TEST(SynthDataset, RecordsLoadAndEvalIsHeldOut) {
   nlohmann::json ij = nlohmann::json::parse(mmtest::readText(t / "instruct.json"));
   std::map<std::string, int> kinds;
   for (const auto &r : ij) ++kinds[r["kind"].get<std::string>()];
-  EXPECT_EQ(kinds, (std::map<std::string, int>{{"conversation", 40}, {"detail", 40}, {"reasoning", 40}}));
+  EXPECT_EQ(kinds, (std::map<std::string, int>{{"conversation", 40 * kConversationsPerScene}, {"detail", 40}, {"reasoning", 40}}));
 
   std::vector<Scene> train = loadScenes(t / "scenes.jsonl"), held = loadScenes(t / "eval_scenes.jsonl");
   ASSERT_EQ(train.size(), 40u);
@@ -1251,7 +1253,7 @@ TEST(SynthCli, ScenesAndInstruct) {
   };
   ASSERT_EQ(sh(mmdata + " scenes --out " + (t / "ds") + " --count 5 --eval-count 3 --seed 2 --size 48"), 0)
       << mmtest::readText(t / "err.txt");
-  EXPECT_NE(mmtest::readText(t / "out.txt").find("instruct.json    15 stage-2 records"), std::string::npos)
+  EXPECT_NE(mmtest::readText(t / "out.txt").find("instruct.json    " + std::to_string(5 * (kConversationsPerScene + 2)) + " stage-2 records"), std::string::npos)
       << mmtest::readText(t / "out.txt");
   EXPECT_EQ(mm::loadImage(t / "ds/images/train_000004.png").width, 48);
   EXPECT_EQ(mm::loadConversations(t / "ds/captions.json").size(), 5u);
