@@ -146,8 +146,11 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
   return results;
 }
 
+bool CompiledModel::onHost() const { return !desc_->device; }
+
 void CompiledModel::runInto(const std::string &name, const std::vector<const void *> &params,
-                            const std::vector<HostTensor> &args, std::vector<HostTensor> &results) const {
+                            const std::vector<HostTensor> &args, std::vector<HostTensor> &results,
+                            std::vector<uint8_t> *workspace) const {
   const EntrySpec &e = entry(name);
   if (params.size() != params_.size())
     throw Error("entry '" + name + "' needs " + std::to_string(params_.size()) + " parameters, got " +
@@ -165,14 +168,14 @@ void CompiledModel::runInto(const std::string &name, const std::vector<const voi
   if (!desc_->device) {
     // Host memory: call straight in. 64-byte aligned workspace, kept for the
     // next call (kernels write every arena buffer before reading it).
-    std::vector<uint8_t> &workspaceStore = workspaces_[name];
-    workspaceStore.resize(e.workspaceBytes + 64);
-    void *workspace = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(workspaceStore.data()) + 63) & ~uintptr_t(63));
+    std::vector<uint8_t> &store = workspace ? *workspace : workspaces_[name];
+    store.resize(e.workspaceBytes + 64);
+    void *aligned = reinterpret_cast<void *>((reinterpret_cast<uintptr_t>(store.data()) + 63) & ~uintptr_t(63));
     std::vector<void *> p, a, r;
     for (const void *ptr : params) p.push_back(const_cast<void *>(ptr));
     for (auto &t : args) a.push_back(const_cast<uint8_t *>(t.bytes.data()));
     for (auto &t : results) r.push_back(t.bytes.data());
-    if (e.desc->fn(p.data(), a.data(), r.data(), workspace) != 0)
+    if (e.desc->fn(p.data(), a.data(), r.data(), aligned) != 0)
       throw Error("entry '" + name + "' failed");
     return;
   }
@@ -192,8 +195,8 @@ void CompiledModel::runInto(const std::string &name, const std::vector<const voi
     a.push_back(d);
   }
   for (size_t i = 0; i < results.size(); ++i) r.push_back(dev.alloc(results[i].bytes.size(), e.results[i].name));
-  void *workspace = dev.alloc(e.workspaceBytes, "workspace");
-  if (e.desc->fn(p.data(), a.data(), r.data(), workspace) != 0)
+  void *deviceWorkspace = dev.alloc(e.workspaceBytes, "workspace");
+  if (e.desc->fn(p.data(), a.data(), r.data(), deviceWorkspace) != 0)
     throw Error("entry '" + name + "' failed on the device: " + ops->last_error());
   for (size_t i = 0; i < results.size(); ++i)
     if (ops->download(results[i].bytes.data(), r[i], results[i].bytes.size()))

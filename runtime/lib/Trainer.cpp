@@ -17,11 +17,13 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
+#include <exception>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <sys/resource.h>
 #include <sys/stat.h>
+#include <omp.h>
 #include <unistd.h>
 
 namespace mm {
@@ -31,7 +33,7 @@ const char *const kTrainUsage =
     "                      [--batch B] [--grad-accum K] [--lr LR] [--max-grad-norm X] [--seed S]\n"
     "                      [--init CKPT | --resume CKPT] [--save CKPT] [--save-every N] [--stop-at K]\n"
     "                      [--log FILE.jsonl] [--dump-batches FILE.jsonl] [--dump-grads FILE]\n"
-    "                      [--print-every N] [--skip-bad]\n"
+    "                      [--print-every N] [--skip-bad] [--sample-threads N]\n"
     "\n"
     "  --train STAGE     train the model's stage STAGE (see --info: stages) with its train entry\n"
     "  --data FILE       LLaVA conversation JSON: [{\"id\", \"image\", \"conversations\": [...]}, ...]\n"
@@ -54,7 +56,11 @@ const char *const kTrainUsage =
     "                    before clipping), under the trainable parameters' names\n"
     "  --print-every N   progress line every N steps when stderr is not a terminal (default 10)\n"
     "  --skip-bad        leave out records that are malformed, do not fit the template or whose image\n"
-    "                    is missing or undecodable (counted) instead of stopping at the first\n";
+    "                    is missing or undecodable (counted) instead of stopping at the first\n"
+    "  --sample-threads N  samples of a step computed at once, one per thread, each kernel on one\n"
+    "                    thread (CPU models; 1: every kernel split over the threads instead; default:\n"
+    "                    OMP_NUM_THREADS or the cores where the extra gradient copies take at most\n"
+    "                    256 MiB, else 1)\n";
 
 namespace {
 
@@ -361,6 +367,7 @@ TrainOptions parseTrainOptions(const std::vector<std::string> &a) {
     else if (f == "--dump-grads") o.dumpGrads = value();
     else if (f == "--print-every") o.printEvery = parseInt(f, value(), 1);
     else if (f == "--skip-bad") o.skipBad = true;
+    else if (f == "--sample-threads") o.sampleThreads = parseInt(f, value(), 1);
     else if (f == "--weights") throw Error("--weights does not apply to --train; use --init to start from weights");
     else if (!f.empty() && f[0] == '-') throw Error("unknown option '" + f + "' for --train\nusage:\n" + kTrainUsage);
     else if (o.model.empty()) o.model = f;
@@ -515,13 +522,39 @@ int runTraining(const TrainOptions &o) {
 
   const std::vector<const float *> paramPtrs = params.pointers();
   const std::vector<const void *> paramVoid(paramPtrs.begin(), paramPtrs.end());
-  std::vector<HostTensor> results; // the loss and gradients of one sample, storage reused
   std::vector<float *> trainPtrs;
   for (size_t i : trainIdx) trainPtrs.push_back(params.data(i));
   std::vector<std::vector<float>> grads;
   for (const TensorSpec &s : trainSpecs) grads.emplace_back(s.numel(), 0.0f);
   std::vector<const float *> gradPtrs;
   for (const auto &g : grads) gradPtrs.push_back(g.data());
+
+  // The samples of a step run at once on a CPU model, one per thread, every
+  // kernel inside on that one thread: the tiny models' kernels are too short
+  // to split over the cores well. Each worker sums a contiguous share of the
+  // step's samples in order and the shares are added in worker order, so a
+  // run is reproducible for a given thread count.
+  // By default only where the extra gradient buffers (a sample's results and
+  // a share's sum, per extra thread) are small: on the larger models the
+  // kernels themselves split well, and the copies would cost memory.
+  const int64_t trainBytes = (int64_t)trainNumel * (int64_t)sizeof(float);
+  const int64_t cores = omp_get_max_threads();
+  const int64_t defaultThreads = 2 * trainBytes * (cores - 1) <= (int64_t(256) << 20) ? cores : 1;
+  const int64_t workers = std::min<int64_t>(perStep, model.onHost() ? o.sampleThreads.value_or(defaultThreads) : 1);
+  struct Worker {
+    std::vector<HostTensor> results; // the loss and gradients of one sample, storage reused
+    std::vector<uint8_t> workspace;
+    std::vector<std::vector<float>> grads; // the share's gradient sum (worker 0 uses `grads`)
+    double lossSum = 0;
+    std::string firstBad;
+    std::exception_ptr error;
+  };
+  if (!o.quiet && workers > 1 && start < end)
+    std::fprintf(stderr, "mmrun: %lld samples at a time, one thread each (--sample-threads)\n", (long long)workers);
+  std::vector<Worker> pool((size_t)workers);
+  for (int64_t w = 1; w < workers; ++w)
+    for (const TensorSpec &s : trainSpecs) pool[w].grads.emplace_back(s.numel(), 0.0f);
+  std::vector<TrainingSample> samples;
 
   std::vector<size_t> order;
   int64_t orderEpoch = -1;
@@ -543,11 +576,11 @@ int runTraining(const TrainOptions &o) {
 
   for (int64_t step = start; step < end; ++step) {
     const auto stepBegin = Clock::now();
-    for (auto &g : grads) std::fill(g.begin(), g.end(), 0.0f);
     double lossSum = 0;
     int64_t count = 0, stepSeq = 0;
     std::string firstBad;
     nlohmann::json dumped = nlohmann::json::array();
+    samples.clear();
     for (int64_t k = 0; k < perStep; ++k) {
       const int64_t pos = step * perStep + k, epoch = pos / (int64_t)n;
       if (epoch != orderEpoch) {
@@ -563,18 +596,9 @@ int runTraining(const TrainOptions &o) {
         progress.breakLine();
         std::cerr << warning.str() << std::flush;
       }
-      model.runInto(entry.name, paramVoid, trainArgs(entry, s, format), results);
-      const float loss = results[0].as<float>()[0];
-      if (!std::isfinite(loss) && firstBad.empty()) firstBad = s.where;
-      lossSum += loss;
       count += s.targetCount();
       // Positions the step computed: text positions, or patches for patch-label data.
       stepSeq += (int64_t)(s.inputIds.empty() ? s.targets.size() : s.inputIds.size());
-      for (size_t j = 0; j < grads.size(); ++j) {
-        const float *g = results[j + 1].as<float>();
-        float *acc = grads[j].data();
-        for (size_t e = 0, m = grads[j].size(); e < m; ++e) acc[e] += g[e];
-      }
       if (dumpFile.is_open()) {
         nlohmann::json js = {{"id", s.id},
                              {"image", s.imagePath ? nlohmann::json(std::filesystem::absolute(*s.imagePath)
@@ -585,6 +609,51 @@ int runTraining(const TrainOptions &o) {
                              {"targets", s.targets}};
         dumped.push_back(std::move(js));
       }
+      samples.push_back(std::move(s));
+    }
+    auto runShare = [&](int64_t w) {
+      Worker &me = pool[w];
+      std::vector<std::vector<float>> &acc = w == 0 ? grads : me.grads;
+      for (auto &g : acc) std::fill(g.begin(), g.end(), 0.0f);
+      me.lossSum = 0;
+      me.firstBad.clear();
+      me.error = nullptr;
+      try {
+        for (int64_t k = perStep * w / workers, end = perStep * (w + 1) / workers; k < end; ++k) {
+          model.runInto(entry.name, paramVoid, trainArgs(entry, samples[k], format), me.results, &me.workspace);
+          const float loss = me.results[0].as<float>()[0];
+          if (!std::isfinite(loss) && me.firstBad.empty()) me.firstBad = samples[k].where;
+          me.lossSum += loss;
+          for (size_t j = 0; j < acc.size(); ++j) {
+            const float *g = me.results[j + 1].as<float>();
+            float *a = acc[j].data();
+            for (size_t e = 0, m = acc[j].size(); e < m; ++e) a[e] += g[e];
+          }
+        }
+      } catch (...) {
+        me.error = std::current_exception();
+      }
+    };
+    if (workers == 1) {
+      runShare(0);
+    } else {
+#pragma omp parallel num_threads(workers)
+      {
+        omp_set_num_threads(1); // the kernels' own parallel regions run on this thread
+        runShare(omp_get_thread_num());
+      }
+    }
+    for (int64_t w = 0; w < workers; ++w) {
+      Worker &me = pool[w];
+      if (me.error) std::rethrow_exception(me.error);
+      lossSum += me.lossSum;
+      if (firstBad.empty()) firstBad = me.firstBad;
+      if (w > 0)
+        for (size_t j = 0; j < grads.size(); ++j) {
+          float *a = grads[j].data();
+          const float *g = me.grads[j].data();
+          for (size_t e = 0, m = grads[j].size(); e < m; ++e) a[e] += g[e];
+        }
     }
     const int64_t done = step + 1;
     if (dumpFile.is_open()) writeLine(dumpFile, o.dumpBatches, {{"step", done}, {"samples", dumped}});

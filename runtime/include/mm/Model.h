@@ -79,9 +79,13 @@ public:
                               const std::vector<HostTensor> &args) const;
   /// The same, writing into `results` (resized to the entry's results). Their
   /// storage is reused from call to call, as is the entry's host workspace,
-  /// so a training loop allocates nothing per sample. Not for concurrent calls.
+  /// so a training loop allocates nothing per sample. Concurrent calls need
+  /// their own `workspace` each (host models only; null: the model's own).
   void runInto(const std::string &entry, const std::vector<const void *> &params,
-               const std::vector<HostTensor> &args, std::vector<HostTensor> &results) const;
+               const std::vector<HostTensor> &args, std::vector<HostTensor> &results,
+               std::vector<uint8_t> *workspace = nullptr) const;
+  /// True when entries run on the host (their kernels are the CPU build).
+  bool onHost() const;
 
 private:
   CompiledModel() = default;

@@ -44,6 +44,7 @@ struct TrainOptions {
   std::string dumpGrads;             // --dump-grads FILE: the first step's gradients (before clipping)
   int64_t printEvery = 10;           // --print-every N (progress lines when stderr is not a terminal)
   bool skipBad = false;              // --skip-bad: leave out bad records (counted) instead of stopping
+  std::optional<int64_t> sampleThreads; // --sample-threads N: samples of a step run at once (host models)
   bool quiet = false;                // no progress, banner or summary (tests)
 };
 
