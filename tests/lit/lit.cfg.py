@@ -18,3 +18,6 @@ llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.add_tool_substitutions(["mmc", "mmc-opt", "mmrun", "mmdata"], tool_dirs)
 import sys
 config.substitutions.append(("%python", sys.executable))
+# The PyTorch reference and the scripts built on it run on Debian's python3-torch.
+config.substitutions.append(("%torchpython", "/usr/bin/python3"))
+config.substitutions.append(("%scripts", os.path.join(config.mm_src_root, "scripts")))
