@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Training parity of the compiled tiny LLaVA against PyTorch, step by step (as
-# llm.c checks itself): for stage1 (projector, captions) and stage2 (projector
-# + LLM, two-exchange conversations) mmrun trains 10 steps of batch 2 from the
+# llm.c checks itself): for stage1 (projector, captions), stage2 (projector
+# + LLM, two-exchange conversations) and pretrain_vision (vision tower + patch
+# head on mmdata's patch labels) mmrun trains 10 steps of batch 2 from the
 # same initial weights and dumps its batches; tests/reference/llava_train_ref.py
 # replays those batches and compares
 #   * step 0's gradients of every trainable parameter (before clipping): 1e-4
@@ -135,8 +136,8 @@ fi
 "$PY" "$DATA" perturb --manifest "$T/tiny.json" --in "$T/init0.safetensors" --out "$T/init.safetensors" --seed 5
 
 FAILED=0
-run_stage() { # STAGE MODELNAME DATAFILE KIND
-  local S=$1 MN=$2 D=$3 K=$4
+run_stage() { # STAGE MODELNAME DATAFILE KIND [IMAGEDIR]
+  local S=$1 MN=$2 D=$3 K=$4 IMG=${5:-$IMG}
   local M="$T/$MN.json" W="$T/$S"
   mkdir -p "$W"
   echo "== $S on $MN: $STEPS steps of batch $BATCH"
@@ -173,6 +174,9 @@ run_stage() { # STAGE MODELNAME DATAFILE KIND
 
 run_stage stage1 "$STAGE1_MODEL" "$T/data/captions.json" caption
 run_stage stage2 "$STAGE2_MODEL" "$T/data/conversations.json" conversation
+# The vision tower's pre-training: generated scenes and their per-patch labels.
+"$BUILD/bin/mmdata" scenes --out "$T/scenes" --count 6 --eval-count 0 --seed 2 --quiet
+run_stage pretrain_vision tiny "$T/scenes/patches.json" patch_labels "$T/scenes"
 
 if [ $FAILED != 0 ]; then
   echo "llava-tiny training parity: FAILED" >&2

@@ -207,7 +207,11 @@ def model_shape(manifest):
 
 
 def build_sample(rec, kind, tok, shape):
-    """(ids, targets) untruncated, following runtime/include/mm/Data.h."""
+    """(ids, targets) untruncated, following runtime/include/mm/Data.h.
+    Patch-label records (the vision tower's pre-training) have no text: no
+    ids, and their patch labels as the targets."""
+    if kind == "patch_labels":
+        return [], list(rec["patch_labels"])
     ids, assistant = [], []
 
     def push(piece, a):
@@ -273,7 +277,8 @@ def samples_by_id(data_path, kind, tok, shape, image_dir):
     for i, rec in enumerate(recs):
         rid = record_id(rec, i)
         ids, tg = build_sample(rec, kind, tok, shape)
-        ids, tg = truncate(ids, tg, shape, f"{data_path}: record {i}")
+        if kind != "patch_labels":
+            ids, tg = truncate(ids, tg, shape, f"{data_path}: record {i}")
         img = rec.get("image")
         out[rid] = dict(id=rid, image=os.path.abspath(os.path.join(image_dir, img)) if img else None,
                         input_ids=ids, targets=tg)
@@ -469,7 +474,7 @@ def main(argv=None):
         p = sub.add_parser(name)
         for k in ("--manifest", "--tokenizer", "--data", "--image-dir"):
             p.add_argument(k, required=True)
-        p.add_argument("--kind", choices=["caption", "conversation"], required=True)
+        p.add_argument("--kind", choices=["caption", "conversation", "patch_labels"], required=True)
         if name == "batches":
             p.add_argument("--steps", type=int, required=True)
             p.add_argument("--batch", type=int, required=True)
