@@ -14,6 +14,7 @@
 #include "AtomicFile.h"
 #include "mm/Data.h"
 #include "mm/Error.h"
+#include "mm/Flags.h"
 #include "mm/Tokenizer.h"
 
 #include <algorithm>
@@ -68,21 +69,6 @@ void trainingTexts(const std::string &path, std::vector<std::string> &out) {
   }
 }
 
-long long parseCount(const std::string &flag, const std::string &v,
-                     long long lo, long long hi) {
-  size_t used = 0;
-  long long x = 0;
-  try {
-    x = std::stoll(v, &used, 10);
-  } catch (const std::exception &) {
-    used = 0;
-  }
-  if (used == 0 || used != v.size() || x < lo || x > hi)
-    throw Error(flag + " expects an integer in [" + std::to_string(lo) + ", " +
-                std::to_string(hi) + "], got '" + v + "'");
-  return x;
-}
-
 std::vector<std::string> splitList(const std::string &s) {
   std::vector<std::string> out;
   size_t start = 0;
@@ -118,10 +104,10 @@ int tokenizerTrainCommand(const std::vector<std::string> &args) {
     } else if (a == "--out") {
       out = value();
     } else if (a == "--vocab-size") {
-      options.vocabSize = int32_t(parseCount(a, value(), 1, 1 << 24));
+      options.vocabSize = int32_t(parseIntFlag(a, value(), 1, 1 << 24));
       haveSize = true;
     } else if (a == "--min-frequency") {
-      options.minFrequency = parseCount(a, value(), 1, 1LL << 40);
+      options.minFrequency = parseIntFlag(a, value(), 1, 1LL << 40);
     } else if (a == "--special") {
       for (const std::string &s : splitList(value()))
         if (std::find(options.specials.begin(), options.specials.end(), s) ==

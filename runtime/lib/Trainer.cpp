@@ -4,6 +4,7 @@
 #include "mm/Checkpoint.h"
 #include "mm/Data.h"
 #include "mm/Error.h"
+#include "mm/Flags.h"
 #include "mm/Model.h"
 #include "mm/Optimizer.h"
 #include "mm/Parameters.h"
@@ -16,14 +17,14 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <filesystem>
 #include <exception>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
 #include <sys/resource.h>
-#include <sys/stat.h>
 #include <omp.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 namespace mm {
@@ -65,16 +66,6 @@ const char *const kTrainUsage =
 namespace {
 
 // --- argument parsing -------------------------------------------------------
-
-int64_t parseInt(const std::string &flag, const std::string &v, int64_t min) {
-  try {
-    size_t used = 0;
-    long long x = std::stoll(v, &used);
-    if (used == v.size() && x >= min) return x;
-  } catch (const std::exception &) {
-  }
-  throw Error(flag + ": '" + v + "' is not a whole number >= " + std::to_string(min));
-}
 
 double parseReal(const std::string &flag, const std::string &v, double min, bool strictlyAbove) {
   try {
@@ -350,24 +341,24 @@ TrainOptions parseTrainOptions(const std::vector<std::string> &a) {
     if (f == "--train") { o.stage = value(); haveTrain = true; }
     else if (f == "--data") o.data = value();
     else if (f == "--image-dir") o.imageDir = value();
-    else if (f == "--steps") o.steps = parseInt(f, value(), 1);
+    else if (f == "--steps") o.steps = parseIntFlag(f, value(), 1);
     else if (f == "--epochs") o.epochs = parseReal(f, value(), 0, true);
-    else if (f == "--batch") o.batch = parseInt(f, value(), 1);
-    else if (f == "--grad-accum") o.gradAccum = parseInt(f, value(), 1);
+    else if (f == "--batch") o.batch = parseIntFlag(f, value(), 1);
+    else if (f == "--grad-accum") o.gradAccum = parseIntFlag(f, value(), 1);
     else if (f == "--lr") o.lr = parseReal(f, value(), 0, false);
     else if (f == "--max-grad-norm") o.maxGradNorm = parseReal(f, value(), 0, false);
-    else if (f == "--seed") o.seed = (uint64_t)parseInt(f, value(), 0);
+    else if (f == "--seed") o.seed = (uint64_t)parseIntFlag(f, value(), 0);
     else if (f == "--init") o.init = value();
     else if (f == "--save") o.save = value();
-    else if (f == "--save-every") o.saveEvery = parseInt(f, value(), 1);
-    else if (f == "--stop-at") o.stopAt = parseInt(f, value(), 1);
+    else if (f == "--save-every") o.saveEvery = parseIntFlag(f, value(), 1);
+    else if (f == "--stop-at") o.stopAt = parseIntFlag(f, value(), 1);
     else if (f == "--resume") o.resume = value();
     else if (f == "--log") o.log = value();
     else if (f == "--dump-batches") o.dumpBatches = value();
     else if (f == "--dump-grads") o.dumpGrads = value();
-    else if (f == "--print-every") o.printEvery = parseInt(f, value(), 1);
+    else if (f == "--print-every") o.printEvery = parseIntFlag(f, value(), 1);
     else if (f == "--skip-bad") o.skipBad = true;
-    else if (f == "--sample-threads") o.sampleThreads = parseInt(f, value(), 1);
+    else if (f == "--sample-threads") o.sampleThreads = parseIntFlag(f, value(), 1);
     else if (f == "--weights") throw Error("--weights does not apply to --train; use --init to start from weights");
     else if (!f.empty() && f[0] == '-') throw Error("unknown option '" + f + "' for --train\nusage:\n" + kTrainUsage);
     else if (o.model.empty()) o.model = f;

@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "mm/Error.h"
+#include "mm/Flags.h"
 #include "mm/Synth.h"
 #include "mm/TokenizerTools.h"
 
@@ -55,19 +56,6 @@ const char *kUsage =
     "  --limit N           only the first N scenes\n"
     "  --timeout SECONDS   per request (default 120)\n";
 
-long long parseInt(const std::string &flag, const std::string &v, long long lo, long long hi) {
-  size_t used = 0;
-  long long x = 0;
-  try {
-    x = std::stoll(v, &used, 10);
-  } catch (const std::exception &) {
-    used = 0;
-  }
-  if (v.empty() || used != v.size() || x < lo || x > hi)
-    throw mm::Error(flag + ": expected an integer from " + std::to_string(lo) + " to " + std::to_string(hi) + ", got '" + v + "'");
-  return x;
-}
-
 uint64_t parseSeed(const std::string &v) {
   size_t used = 0;
   unsigned long long x = 0;
@@ -112,13 +100,13 @@ int scenes(const std::vector<std::string> &argv) {
   for (; args.i < args.a.size(); ++args.i) {
     const std::string &f = args.a[args.i];
     if (f == "--out") o.outDir = args.value();
-    else if (f == "--count") o.count = (int)parseInt(f, args.value(), 1, 1000000);
-    else if (f == "--eval-count") o.evalCount = (int)parseInt(f, args.value(), 0, 1000000);
-    else if (f == "--patch-grid") o.patchGrid = (int)parseInt(f, args.value(), 1, 4096);
+    else if (f == "--count") o.count = (int)mm::parseIntFlag(f, args.value(), 1, 1000000);
+    else if (f == "--eval-count") o.evalCount = (int)mm::parseIntFlag(f, args.value(), 0, 1000000);
+    else if (f == "--patch-grid") o.patchGrid = (int)mm::parseIntFlag(f, args.value(), 1, 4096);
     else if (f == "--seed") o.seed = parseSeed(args.value());
-    else if (f == "--size") o.scene.size = (int)parseInt(f, args.value(), 16, 4096);
-    else if (f == "--min-objects") o.scene.minObjects = (int)parseInt(f, args.value(), 1, 4);
-    else if (f == "--max-objects") o.scene.maxObjects = (int)parseInt(f, args.value(), 1, 4);
+    else if (f == "--size") o.scene.size = (int)mm::parseIntFlag(f, args.value(), 16, 4096);
+    else if (f == "--min-objects") o.scene.minObjects = (int)mm::parseIntFlag(f, args.value(), 1, 4);
+    else if (f == "--max-objects") o.scene.maxObjects = (int)mm::parseIntFlag(f, args.value(), 1, 4);
     else if (f == "--no-noise") o.scene.noise = false;
     else if (f == "--no-stripes") o.scene.stripes = false;
     else if (f == "--quiet") quiet = true;
@@ -145,7 +133,7 @@ int instruct(const std::vector<std::string> &argv) {
       if (k == "all") o.kinds = {mm::synth::InstructKind::Conversation, mm::synth::InstructKind::Detail,
                                  mm::synth::InstructKind::Reasoning};
       else o.kinds = {mm::synth::parseInstructKind(k)};
-    } else if (f == "--limit") o.limit = (int)parseInt(f, args.value(), 0, 100000000);
+    } else if (f == "--limit") o.limit = (int)mm::parseIntFlag(f, args.value(), 0, 100000000);
     else if (f == "--timeout") o.timeoutSeconds = parseSeconds(f, args.value());
     else args.unknown();
   }

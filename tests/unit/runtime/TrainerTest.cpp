@@ -9,6 +9,7 @@
 #include "mm/Checkpoint.h"
 #include "mm/Data.h"
 #include "mm/Error.h"
+#include "mm/Flags.h"
 #include "mm/Llava.h"
 #include "mm/Model.h"
 #include "mm/Parameters.h"
@@ -139,6 +140,18 @@ TEST(TrainOptions, ParsesEveryFlag) {
   EXPECT_DOUBLE_EQ(*r.epochs, 1.5);
   EXPECT_EQ(r.resume, "c");
   EXPECT_FALSE(r.batch);
+}
+
+TEST(Flags, WholeNumbersInRangeOnly) {
+  // COM: mmrun and mmdata share this parser; every bad value gets the same wording.
+  EXPECT_EQ(mm::parseIntFlag("--n", "42", 1), 42);
+  EXPECT_EQ(mm::parseIntFlag("--n", "-3", -5, 5), -3);
+  EXPECT_EQ(errorOf([] { mm::parseIntFlag("--n", "", 1); }), "--n: '' is not a whole number >= 1");
+  EXPECT_EQ(errorOf([] { mm::parseIntFlag("--n", "4x", 1); }), "--n: '4x' is not a whole number >= 1");
+  EXPECT_EQ(errorOf([] { mm::parseIntFlag("--n", "2.5", 1); }), "--n: '2.5' is not a whole number >= 1");
+  EXPECT_EQ(errorOf([] { mm::parseIntFlag("--n", "9", 1, 8); }), "--n: '9' is not a whole number from 1 to 8");
+  EXPECT_EQ(errorOf([] { mm::parseIntFlag("--n", "99999999999999999999", 1); }),
+            "--n: '99999999999999999999' is not a whole number >= 1");
 }
 
 TEST(TrainOptions, RejectsBadFlags) {
