@@ -327,11 +327,6 @@ int runEval(const EvalOptions &o) {
   // "type" and "answer" (default: the last gpt turn).
   SkippedRecords skipped;
   const std::vector<ConversationRecord> records = loadConversations(o.data, o.skipBad ? &skipped : nullptr);
-  nlohmann::json raw;
-  {
-    std::ifstream in(o.data);
-    in >> raw; // valid: loadConversations parsed the same file
-  }
   SamplingOptions greedy;
   greedy.maxNewTokens = o.maxNewTokens;
   ChatTemplate tmpl = o.templateName == "plain" ? ChatTemplate::Plain : ChatTemplate::VicunaV1;
@@ -352,12 +347,9 @@ int runEval(const EvalOptions &o) {
     std::string answer, type, got;
     try {
       checkRecord(rec, tmpl);
-      const nlohmann::json &r = raw[rec.index];
-      if (r.contains("type") && !r["type"].is_string()) throw Error(rec.where() + ": 'type' must be a string");
-      if (r.contains("answer") && !r["answer"].is_string()) throw Error(rec.where() + ": 'answer' must be a string");
-      type = r.value("type", std::string("all"));
+      type = rec.type.value_or("all");
       for (const ConversationTurn &t : rec.turns) (t.from == "human" ? questions : replies).push_back(t.value);
-      answer = r.contains("answer") ? r["answer"].get<std::string>() : replies.back();
+      answer = rec.answer ? *rec.answer : replies.back();
       replies.clear();
       ChatSession chat(model, params, tokenizer, tmpl, greedy);
       if (std::optional<std::string> path = recordImagePath(rec, o.imageDir)) {

@@ -55,6 +55,8 @@ struct ConversationRecord {
   std::optional<std::string> image; // relative to the image directory
   std::vector<ConversationTurn> turns;   // may be empty in patch-label data
   std::vector<int32_t> patchLabels;      // "patch_labels": per-patch classes (vision pre-training)
+  std::optional<std::string> type;       // "type": an evaluation record's question type
+  std::optional<std::string> answer;     // "answer": an evaluation record's expected reply
   std::string source; // the data file
   size_t index = 0;   // 0-based position in the file's array
   /// "FILE: record INDEX (id 'ID')", the prefix of every error about it.

@@ -272,6 +272,11 @@ TEST(Data, LoadErrorsNameTheFileAndRecord) {
   EXPECT_NE(e.find("'conversations' must be an array"), std::string::npos) << e;
   e = loadErr(R"([3])");
   EXPECT_NE(e.find(file + ": record 0: expected an object"), std::string::npos) << e;
+  // COM: evaluation records' "type" and "answer" are checked on loading, once.
+  e = loadErr(R"([{"id": "q", "type": 5, "conversations": [{"from": "human", "value": "x"}]}])");
+  EXPECT_NE(e.find(file + ": record 0 (id 'q'): 'type' must be a string"), std::string::npos) << e;
+  e = loadErr(R"([{"id": "q", "answer": ["Red."], "conversations": [{"from": "human", "value": "x"}]}])");
+  EXPECT_NE(e.find(file + ": record 0 (id 'q'): 'answer' must be a string"), std::string::npos) << e;
   e = errorOf([&] { mm::loadConversations(dir / "missing.json"); });
   EXPECT_NE(e.find(dir / "missing.json"), std::string::npos) << e;
   EXPECT_NE(e.find("cannot open"), std::string::npos) << e;
