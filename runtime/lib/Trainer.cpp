@@ -631,7 +631,9 @@ int runTraining(const TrainOptions &o) {
 #pragma omp parallel num_threads(workers)
       {
         omp_set_num_threads(1); // the kernels' own parallel regions run on this thread
-        runShare(omp_get_thread_num());
+        // Every share runs even where the runtime grants fewer threads
+        // (OMP_THREAD_LIMIT, nesting): a thread then takes several in turn.
+        for (int64_t w = omp_get_thread_num(); w < workers; w += omp_get_num_threads()) runShare(w);
       }
     }
     for (int64_t w = 0; w < workers; ++w) {
