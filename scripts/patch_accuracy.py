@@ -67,8 +67,7 @@ def main():
     if labels.shape[1] != grid * grid:
         sys.exit(f"{path}: {labels.shape[1]} labels per image, but the tower has {grid} x {grid} patches")
     with torch.no_grad():
-        features = ref.vision_tower(cfg, W, pixels)[-2][:, 1:]
-        logits = ref.linear(features, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias"))
+        logits = ref.patch_logits(cfg, W, pixels)
     pred = logits.argmax(-1)
     obj = labels > 0
     truth, guess = labels[obj] - 1, pred[obj] - 1

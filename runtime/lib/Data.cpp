@@ -90,11 +90,13 @@ static ConversationRecord parseRecord(const nlohmann::json &r, const std::string
         throw Error(where + ": 'image' must be a non-empty file name");
       rec.image = r["image"].get<std::string>();
     }
-    for (const char *field : {"type", "answer"}) {
-      if (!r.contains(field)) continue;
+    auto optionalString = [&](const char *field) -> std::optional<std::string> {
+      if (!r.contains(field)) return std::nullopt;
       if (!r[field].is_string()) throw Error(where + ": '" + field + "' must be a string");
-      (field[0] == 't' ? rec.type : rec.answer) = r[field].get<std::string>();
-    }
+      return r[field].get<std::string>();
+    };
+    rec.type = optionalString("type");
+    rec.answer = optionalString("answer");
     if (r.contains("patch_labels")) {
       const nlohmann::json &labels = r["patch_labels"];
       if (!labels.is_array() || labels.empty())

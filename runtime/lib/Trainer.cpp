@@ -22,8 +22,8 @@
 #include <fstream>
 #include <iostream>
 #include <sstream>
-#include <sys/resource.h>
 #include <omp.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -85,6 +85,11 @@ std::string num(double x) {
   char buf[40];
   std::snprintf(buf, sizeof buf, "%.17g", x);
   return buf;
+}
+
+/// ACC[i] += ADD[i] over N floats (gradient sums).
+void addInto(float *acc, const float *add, size_t n) {
+  for (size_t e = 0; e < n; ++e) acc[e] += add[e];
 }
 
 /// The sample order of EPOCH: a Fisher-Yates shuffle from SEED and EPOCH.
@@ -615,11 +620,7 @@ int runTraining(const TrainOptions &o) {
           const float loss = me.results[0].as<float>()[0];
           if (!std::isfinite(loss) && me.firstBad.empty()) me.firstBad = samples[k].where;
           me.lossSum += loss;
-          for (size_t j = 0; j < acc.size(); ++j) {
-            const float *g = me.results[j + 1].as<float>();
-            float *a = acc[j].data();
-            for (size_t e = 0, m = acc[j].size(); e < m; ++e) a[e] += g[e];
-          }
+          for (size_t j = 0; j < acc.size(); ++j) addInto(acc[j].data(), me.results[j + 1].as<float>(), acc[j].size());
         }
       } catch (...) {
         me.error = std::current_exception();
@@ -642,11 +643,7 @@ int runTraining(const TrainOptions &o) {
       lossSum += me.lossSum;
       if (firstBad.empty()) firstBad = me.firstBad;
       if (w > 0)
-        for (size_t j = 0; j < grads.size(); ++j) {
-          float *a = grads[j].data();
-          const float *g = me.grads[j].data();
-          for (size_t e = 0, m = grads[j].size(); e < m; ++e) a[e] += g[e];
-        }
+        for (size_t j = 0; j < grads.size(); ++j) addInto(grads[j].data(), me.grads[j].data(), grads[j].size());
     }
     const int64_t done = step + 1;
     if (dumpFile.is_open()) writeLine(dumpFile, o.dumpBatches, {{"step", done}, {"samples", dumped}});

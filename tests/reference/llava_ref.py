@@ -353,8 +353,9 @@ def vision_tower(cfg, W, pixels, dump=None):
     return hidden
 
 
-def image_features(cfg, W, pixels, dump=None):
-    """pixels [B,3,H,W] -> projected image features [B, Nimg, text_hidden]."""
+def selected_features(cfg, W, pixels, dump=None):
+    """pixels [B,3,H,W] -> the vision tower's features the projector reads
+    (vision_feature_layer, vision_feature_select_strategy) [B, Nimg, Dv]."""
     hidden = vision_tower(cfg, W, pixels, dump)
     layer = cfg["vision_feature_layer"]
     strategy = cfg["vision_feature_select_strategy"]
@@ -368,6 +369,19 @@ def image_features(cfg, W, pixels, dump=None):
     feats = torch.cat(pool, dim=-1)
     if dump is not None:
         dump("vision_selected", feats)
+    return feats
+
+
+def patch_logits(cfg, W, pixels):
+    """pixels [B,3,H,W] -> [B, patches, classes]: llava-tiny's `patch_loss`
+    entry, the selected features through `vision_pretrain_head`."""
+    return linear(selected_features(cfg, W, pixels), W.get("vision_pretrain_head.weight"),
+                  W.get("vision_pretrain_head.bias"))
+
+
+def image_features(cfg, W, pixels, dump=None):
+    """pixels [B,3,H,W] -> projected image features [B, Nimg, text_hidden]."""
+    feats = selected_features(cfg, W, pixels, dump)
     Dt = cfg["text"]["hidden_size"]
     Dv = feats.shape[-1]
     act = act_fn(cfg["projector_hidden_act"])

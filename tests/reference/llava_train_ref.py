@@ -328,25 +328,14 @@ def sample_logits(cfg, W, sample, pixels_of):
     return R.language_model(cfg, W, embeds)
 
 
-def patch_logits(cfg, W, sample, pixels_of):
-    """A patch-label sample's logits [patches, classes]: the model file's
-    `patch_loss` entry, the vision tower's selected features (the layer and
-    strategy LLaVA's projector reads, [CLS] dropped) through
-    `vision_pretrain_head`."""
-    pixels = torch.stack([pixels_of(p) for p in sample["images"]])
-    hidden = R.vision_tower(cfg, W, pixels)
-    feats = hidden[cfg["vision_feature_layer"]][0, 1:]
-    return R.linear(feats, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias"))
-
-
 def sample_loss_sum(cfg, W, sample, pixels_of):
     """(sum of cross-entropy over targets != -100, number of such targets)."""
     tg = torch.tensor(sample["targets"], dtype=torch.long)
     n = int((tg != IGNORE_INDEX).sum())
     if n == 0:  # contributes nothing to the loss nor to any gradient
         return None, 0
-    if not sample["input_ids"]:
-        logits = patch_logits(cfg, W, sample, pixels_of)
+    if not sample["input_ids"]:  # a patch-label sample: one image, one label per patch
+        logits = R.patch_logits(cfg, W, pixels_of(sample["images"][0])[None])[0]
     else:
         logits = sample_logits(cfg, W, sample, pixels_of)
     return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
@@ -502,13 +491,15 @@ def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exac
     frozen_set = set(frozen)
     known = set(trainable) | frozen_set
     rows = []
-    # A tensor whose values are mathematically zero (the attention key bias's
-    # gradient: softmax ignores a shift that is the same for every key) holds
-    # only rounding noise on both sides, which no relative tolerance bounds;
-    # it passes when its largest difference is below ZERO_FLOOR times the
-    # largest value of any tensor compared.
-    scale = max([float(np.max(np.abs(np.asarray(other[n], np.float64))))
-                 for n in trainable if n in other and np.asarray(other[n]).size] + [0.0])
+    # A gradient that is mathematically zero (the attention key bias's:
+    # softmax ignores a shift that is the same for every key) holds only
+    # rounding noise on both sides, which no relative tolerance bounds; it
+    # passes when its largest difference is below ZERO_FLOOR times the largest
+    # gradient compared. Weights get no floor.
+    scale = 0.0
+    if kind == "grads":
+        scale = max([float(np.max(np.abs(np.asarray(other[n], np.float64))))
+                     for n in trainable if n in other and np.asarray(other[n]).size] + [0.0])
     for n in trainable:
         if n not in other:
             problems.append(f"{n}: missing in {other_path}")
