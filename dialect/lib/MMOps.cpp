@@ -231,16 +231,18 @@ LogicalResult EmbeddingOp::verify() {
   return success();
 }
 
-LogicalResult LinearOp::verify() {
-  auto x = tensorOf(getInput()), w = tensorOf(getWeight()), y = tensorOf(getResult());
+/// Shapes of a linear layer: x [..., K], w [N, K], optional bias [N], y [..., N].
+static LogicalResult verifyLinear(Operation *op, Value input, Value weight, Value bias, Value result) {
+  auto x = tensorOf(input), w = tensorOf(weight), y = tensorOf(result);
+  auto emitOpError = [&](const Twine &message) { return op->emitOpError(message); };
   if (x.getRank() < 1 || w.getRank() != 2)
     return emitOpError("needs input [..., K] and weight [N, K]");
   int64_t k = x.getShape().back(), n = w.getDimSize(0);
   if (w.getDimSize(1) != k)
     return emitOpError("weight ") << shapeStr(w.getShape()) << " does not contract with input "
            << shapeStr(x.getShape()) << ": expected [N, " << k << "]";
-  if (getBias()) {
-    auto b = tensorOf(getBias());
+  if (bias) {
+    auto b = tensorOf(bias);
     if (b.getRank() != 1 || b.getDimSize(0) != n)
       return emitOpError("bias ") << shapeStr(b.getShape()) << " should be [" << n << "]";
   }
@@ -248,6 +250,54 @@ LogicalResult LinearOp::verify() {
   expect.back() = n;
   if (y.getShape() != ArrayRef<int64_t>(expect))
     return emitOpError("result shape ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
+  return success();
+}
+
+LogicalResult LinearOp::verify() {
+  return verifyLinear(*this, getInput(), getWeight(), getBias(), getResult());
+}
+
+LogicalResult FusedLinearOp::verify() {
+  if (failed(verifyLinear(*this, getInput(), getWeight(), getBias(), getResult())))
+    return failure();
+  if (getResidual() && getResidual().getType() != getResult().getType())
+    return emitOpError("residual ") << shapeStr(tensorOf(getResidual()).getShape())
+                                    << " should have the result's type " << getResult().getType();
+  return success();
+}
+
+/// A gradient op's optional addend is added to its result: same type.
+static LogicalResult verifyAddend(Operation *op, Value addend) {
+  if (addend && addend.getType() != op->getResult(0).getType())
+    return op->emitOpError("addend ") << shapeStr(tensorOf(addend).getShape())
+                                      << " should have the result's type " << op->getResult(0).getType();
+  return success();
+}
+LogicalResult LinearGradInputOp::verify() { return verifyAddend(*this, getAddend()); }
+LogicalResult LayerNormGradInputOp::verify() { return verifyAddend(*this, getAddend()); }
+LogicalResult RMSNormGradInputOp::verify() { return verifyAddend(*this, getAddend()); }
+
+LogicalResult FusedElementwiseOp::verifyRegions() {
+  Block &body = getBody().front();
+  Type type = getResult().getType();
+  if (body.getNumArguments() != getInputs().size())
+    return emitOpError("body has ") << body.getNumArguments() << " arguments for " << getInputs().size()
+                                    << " inputs";
+  for (auto [arg, input] : llvm::zip(body.getArguments(), getInputs()))
+    if (arg.getType() != input.getType())
+      return emitOpError("body argument ") << arg.getArgNumber() << " has type " << arg.getType()
+                                           << ", its input " << input.getType();
+  for (Operation &op : body.without_terminator()) {
+    if (!isFusibleElementwise(&op))
+      return op.emitOpError("cannot be fused elementwise: only gelu, quick_gelu, silu, relu, add, mul "
+                            "and activation_grad can");
+    for (Value v : op.getOperands())
+      if (v.getType() != type)
+        return op.emitOpError("operand type ") << v.getType() << " differs from the fused result's " << type;
+  }
+  auto yield = dyn_cast<YieldOp>(body.getTerminator());
+  if (!yield || yield.getOperands().size() != 1 || yield.getOperands()[0].getType() != type)
+    return emitOpError("body must end in mm.yield of one ") << type;
   return success();
 }
 
@@ -472,4 +522,8 @@ LogicalResult CacheReadOp::verify() {
   if (layer < 0 || (!(*this)->getParentOfType<LayerOp>() && layer >= c.getDimSize(0)))
     return emitOpError("layer ") << layer << " is outside the cache's " << c.getDimSize(0) << " layers";
   return success();
+}
+
+bool mm::isFusibleElementwise(Operation *op) {
+  return isa<GeluOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(op);
 }

@@ -46,7 +46,7 @@ LogicalResult EmbeddingOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> neede
 LogicalResult LinearOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
                                  SmallVectorImpl<Value> &grads) {
   put(grads, needed, 0, [&] {
-    return b.create<LinearGradInputOp>(getLoc(), getInput().getType(), dy, getWeight()).getResult();
+    return b.create<LinearGradInputOp>(getLoc(), getInput().getType(), dy, getWeight(), /*addend=*/Value()).getResult();
   });
   put(grads, needed, 1, [&] {
     return b.create<LinearGradWeightOp>(getLoc(), getWeight().getType(), dy, getInput()).getResult();
@@ -73,7 +73,7 @@ LogicalResult LayerNormOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> neede
                                     SmallVectorImpl<Value> &grads) {
   put(grads, needed, 0, [&] {
     return b.create<LayerNormGradInputOp>(getLoc(), getInput().getType(), dy, getInput(), getWeight(),
-                                          getEpsAttr()).getResult();
+                                          /*addend=*/Value(), getEpsAttr()).getResult();
   });
   put(grads, needed, 1, [&] {
     return b.create<LayerNormGradWeightOp>(getLoc(), getWeight().getType(), dy, getInput(), getEpsAttr())
@@ -89,7 +89,7 @@ LogicalResult RMSNormOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
                                   SmallVectorImpl<Value> &grads) {
   put(grads, needed, 0, [&] {
     return b.create<RMSNormGradInputOp>(getLoc(), getInput().getType(), dy, getInput(), getWeight(),
-                                        getEpsAttr()).getResult();
+                                        /*addend=*/Value(), getEpsAttr()).getResult();
   });
   put(grads, needed, 1, [&] {
     return b.create<RMSNormGradWeightOp>(getLoc(), getWeight().getType(), dy, getInput(), getEpsAttr())

@@ -1,6 +1,6 @@
 //===- mmc.cpp - the mm model compiler --------------------------------------===//
 //
-//   mmc compile MODEL.mlir -o MODEL.so [--target cpu|cuda] [--emit=mlir|cpp|cuda]
+//   mmc compile MODEL.mlir -o MODEL.so [--target cpu|cuda] [--emit=mlir|cpp|cuda] [--no-fuse]
 //   mmc inspect MODEL.mlir|MODEL.so [--json]
 //
 //===----------------------------------------------------------------------===//
@@ -14,7 +14,7 @@
 static int usage(int rc) {
   (rc ? llvm::errs() : llvm::outs())
       << "usage: mmc compile MODEL.mlir -o MODEL.so [--target cpu|cuda] [--emit=mlir|cpp|cuda]\n"
-         "                  [--cuda-arch sm_90] [--keep-source] [-v]\n"
+         "                  [--cuda-arch sm_90] [--no-fuse] [--keep-source] [-v]\n"
          "       mmc inspect MODEL.mlir|MODEL.so [--json]\n";
   return rc;
 }
@@ -45,6 +45,7 @@ int main(int argc, char **argv) {
     else if (a.rfind("--emit", 0) == 0) opts.emit = value("--emit");
     else if (a.rfind("--cuda-arch", 0) == 0) opts.cudaArch = value("--cuda-arch");
     else if (a == "--keep-source") opts.keepSource = true;
+    else if (a == "--no-fuse") opts.fuse = false;
     else if (a == "-v" || a == "--verbose") opts.verbose = true;
     else if (a == "--json") json = true;
     else if (!a.empty() && a[0] == '-') {

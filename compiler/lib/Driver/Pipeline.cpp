@@ -37,13 +37,18 @@ OwningOpRef<ModuleOp> parseModelFile(const std::string &path, MLIRContext &ctx, 
   return module;
 }
 
-void buildCompilePipeline(OpPassManager &pm) {
+void buildCompilePipeline(OpPassManager &pm, bool fuse) {
   OpPassManager &modelPm = pm.nest<ModelOp>();
   // Layers first: memory planning and code generation expect flat entry
   // bodies with every parameter at the top level.
   modelPm.addPass(createExpandLayers());
   // Autodiff on flat entries, so each stage's step sees every op of its loss.
   modelPm.addPass(createAutodiff());
+  // Fusion after autodiff (fused ops have no VJP rule), on the training
+  // steps as on the forward entries; before planning, which places the
+  // fused ops' results.
+  if (fuse)
+    modelPm.addPass(createFuse());
   // Planning last: it reads the final op order of each entry.
   modelPm.addPass(createPlanMemory());
 }

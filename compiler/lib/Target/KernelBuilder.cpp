@@ -105,25 +105,73 @@ std::string gemmCall(int64_t m, int64_t n, int64_t k, StringRef a, int64_t rsa, 
          num(n) + ", " + (accumulate ? "true" : "false") + ");\n";
 }
 
-Kernel linear(LinearOp op) {
-  auto x = typeOf(op.getInput()), w = typeOf(op.getWeight());
+/// f(v) of an activation, an expression over `v`.
+std::string activationExpr(ActivationKind kind) {
+  switch (kind) {
+  case ActivationKind::Gelu: return "(T)0.5 * v * (1 + erf(v * (T)0.70710678118654752))";
+  case ActivationKind::QuickGelu: return "v / (1 + exp((T)-1.702 * v))";
+  case ActivationKind::Silu: return "v / (1 + exp(-v))";
+  case ActivationKind::Relu: return "v > 0 ? v : (T)0";
+  }
+  llvm_unreachable("unknown activation");
+}
+
+/// Statements that set OUT to a linear layer's epilogue of `acc` (the dot
+/// product of output element (m, n)): + b[n], the activation, + RESIDUAL.
+std::string linearEpilogue(bool bias, std::optional<ActivationKind> act, StringRef residual,
+                           StringRef out) {
+  std::string code = std::string("const T v = acc") + (bias ? " + b[n]" : "") + ";\n";
+  code += "const T z = " + (act ? activationExpr(*act) : std::string("v")) + ";\n";
+  code += out.str() + " = z" + (residual.empty() ? "" : " + " + residual.str()) + ";\n";
+  return code;
+}
+
+/// mm.linear and mm.fused_linear: y[M,N] = residual + act(x[M,K] . w[N,K]^T + b).
+/// The CPU runs the packed GEMM with the epilogue applied to each finished
+/// block (B(k,n) = w[n*K + k]); a plain product has none.
+Kernel linearKernel(Operation *op, Value input, Value weight, Value bias, Value residual,
+                    std::optional<ActivationKind> act) {
+  auto x = typeOf(input), w = typeOf(weight);
   int64_t k = x.getShape().back(), n = w.getDimSize(0), m = x.getNumElements() / k;
+  std::map<std::string, std::string> vars{{"N", num(n)}, {"K", num(k)}};
   std::string body = subst(R"(const int64_t m = i / $N, n = i % $N;
 const T *xr = x + m * $K, *wr = w + n * $K;
 T acc = 0;
 MM_SIMD_SUM
 for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
-y[i] = acc$BIAS;
-)", {{"N", num(n)}, {"K", num(k)}, {"BIAS", op.getBias() ? " + b[n]" : ""}});
+)", vars) + linearEpilogue((bool)bias, act, residual ? "r[i]" : "", "y[i]");
   SmallVector<std::string> names{"x", "w"};
-  if (op.getBias()) names.push_back("b");
-  // y[M,N] = x[M,K] . w[N,K]^T (+ b): B(k,n) = w[n*K + k].
+  if (bias) names.push_back("b");
+  if (residual) names.push_back("r");
   std::string host;
-  if (op.getBias())
-    host = subst("for (int64_t m = 0; m < $M; ++m)\n  memcpy(y + m * $N, b, $N * sizeof(T));\n",
-                 {{"M", num(m)}, {"N", num(n)}});
-  host += gemmCall(m, n, k, "x", k, 1, "w", 1, k, (bool)op.getBias());
+  if (!bias && !residual && !act) {
+    host = gemmCall(m, n, k, "x", k, 1, "w", 1, k, false);
+  } else {
+    std::string epilogue = linearEpilogue((bool)bias, act, residual ? "rr[n]" : "", "yr[n]");
+    std::string indented;
+    for (StringRef line : llvm::split(StringRef(epilogue).rtrim('\n'), '\n'))
+      indented += "        " + line.str() + "\n";
+    host = subst(R"(mm_cpu::gemm<T>($M, $N, $K, x, $K, 1, w, 1, $K, y, $N, false,
+    [&](int64_t m, int64_t n0, int64_t n1) {
+      T *yr = y + m * $N;$RESIDUAL
+      for (int64_t n = n0; n < n1; ++n) {
+        const T acc = yr[n];
+$EPILOGUE      }
+    });
+)", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
+     {"RESIDUAL", residual ? "\n      const T *rr = r + m * " + num(n) + ";" : ""}});
+  }
   return withHostBody(makeKernel(op, names, m * n, body), host);
+}
+
+Kernel linear(LinearOp op) {
+  return linearKernel(op, op.getInput(), op.getWeight(), op.getBias(), Value(), std::nullopt);
+}
+
+Kernel fusedLinear(FusedLinearOp op) {
+  std::optional<ActivationKind> act;
+  if (auto a = op.getActivationAttr()) act = a.getValue();
+  return linearKernel(op, op.getInput(), op.getWeight(), op.getBias(), op.getResidual(), act);
 }
 
 Kernel embedding(EmbeddingOp op) {
@@ -183,16 +231,6 @@ const T inv = 1 / sqrt(ss / $D + $EPS);
 for (int64_t d = 0; d < $D; ++d) yr[d] = g[d] * (xr[d] * inv);
 )", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
   return makeKernel(op, {"x", "g"}, x.getNumElements() / d, body);
-}
-
-Kernel unary(Operation *op, StringRef expr) {
-  std::string body = "const T v = x[i];\ny[i] = " + expr.str() + ";\n";
-  return makeKernel(op, {"x"}, typeOf(op->getResult(0)).getNumElements(), body);
-}
-
-Kernel binary(Operation *op, StringRef sign) {
-  std::string body = "y[i] = a[i] " + sign.str() + " b[i];\n";
-  return makeKernel(op, {"a", "b"}, typeOf(op->getResult(0)).getNumElements(), body);
 }
 
 Kernel rope(RoPEOp op) {
@@ -602,18 +640,29 @@ Kernel constant(ConstantOp op) {
 Kernel linearGradInput(LinearGradInputOp op) {
   auto w = typeOf(op.getWeight());
   int64_t n = w.getDimSize(0), k = w.getDimSize(1);
+  bool addend = (bool)op.getAddend();
   std::string body = subst(R"(const T *dyr = dy + i * $N;
 T *out = y + i * $K;
-for (int64_t k = 0; k < $K; ++k) out[k] = 0;
+for (int64_t k = 0; k < $K; ++k) out[k] = $INIT;
 for (int64_t n = 0; n < $N; ++n) {
   const T g = dyr[n];
   const T *wr = w + n * $K;
   for (int64_t k = 0; k < $K; ++k) out[k] += g * wr[k];
 }
-)", {{"N", num(n)}, {"K", num(k)}});
+)", {{"N", num(n)}, {"K", num(k)}, {"INIT", addend ? "addend[i * " + num(k) + " + k]" : "0"}});
   int64_t m = typeOf(op.getResult()).getNumElements() / k;
-  // dx[M,K] = dy[M,N] . w[N,K].
-  return withHostBody(makeKernel(op, {"dy", "w"}, m, body), gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false));
+  SmallVector<std::string> names{"dy", "w"};
+  if (addend) names.push_back("addend");
+  // dx[M,K] = dy[M,N] . w[N,K] (+ the addend, added to each finished block).
+  std::string host = addend ? subst(R"(mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false,
+    [&](int64_t m, int64_t k0, int64_t k1) {
+      T *yr = y + m * $K;
+      const T *ar = addend + m * $K;
+      for (int64_t k = k0; k < k1; ++k) yr[k] += ar[k];
+    });
+)", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}})
+                            : gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false);
+  return withHostBody(makeKernel(op, names, m, body), host);
 }
 
 /// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows;
@@ -726,9 +775,12 @@ for (int64_t d = 0; d < $D; ++d) {
 }
 mg /= $D;
 mgx /= $D;
-for (int64_t d = 0; d < $D; ++d) out[d] = rstd * (dyr[d] * w[d] - mg - (xr[d] - mean) * rstd * mgx);
-)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  return makeKernel(op, {"dy", "x", "w"}, typeOf(op.getInput()).getNumElements() / d, body);
+for (int64_t d = 0; d < $D; ++d) out[d] = rstd * (dyr[d] * w[d] - mg - (xr[d] - mean) * rstd * mgx)$ADDEND;
+)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())},
+                                {"ADDEND", op.getAddend() ? " + addend[i * $D + d]" : ""}});
+  SmallVector<std::string> names{"dy", "x", "w"};
+  if (op.getAddend()) names.push_back("addend");
+  return makeKernel(op, names, typeOf(op.getInput()).getNumElements() / d, body);
 }
 
 /// The CPU body of a norm's weight gradient dW[d] = sum over rows of
@@ -786,9 +838,12 @@ T ss = 0, mgx = 0;
 for (int64_t d = 0; d < $D; ++d) { ss += xr[d] * xr[d]; mgx += dyr[d] * w[d] * xr[d]; }
 const T r = 1 / sqrt(ss / $D + $EPS);
 mgx /= $D;
-for (int64_t d = 0; d < $D; ++d) out[d] = r * dyr[d] * w[d] - xr[d] * r * r * r * mgx;
-)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  return makeKernel(op, {"dy", "x", "w"}, typeOf(op.getInput()).getNumElements() / d, body);
+for (int64_t d = 0; d < $D; ++d) out[d] = r * dyr[d] * w[d] - xr[d] * r * r * r * mgx$ADDEND;
+)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())},
+                                {"ADDEND", op.getAddend() ? " + addend[i * $D + d]" : ""}});
+  SmallVector<std::string> names{"dy", "x", "w"};
+  if (op.getAddend()) names.push_back("addend");
+  return makeKernel(op, names, typeOf(op.getInput()).getNumElements() / d, body);
 }
 
 Kernel rmsNormGradWeight(RMSNormGradWeightOp op) {
@@ -810,28 +865,74 @@ const T inv = 1 / sqrt(ss / $D + $EPS);
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }
 
-Kernel activationGrad(ActivationGradOp op) {
-  std::string derivative;
-  switch (op.getKind()) {
+/// f'(v) of an activation, an expression over `v` and `s` (the sigmoid the
+/// derivative needs, where it needs one).
+std::string activationDerivative(ActivationKind kind) {
+  switch (kind) {
   case ActivationKind::Gelu:
-    derivative = "(T)0.5 * (1 + erf(v * (T)0.70710678118654752)) + v * exp((T)-0.5 * v * v) * "
-                 "(T)0.39894228040143268";
-    break;
-  case ActivationKind::QuickGelu:
-    derivative = "s + (T)1.702 * v * s * (1 - s)";
-    break;
-  case ActivationKind::Silu:
-    derivative = "s * (1 + v * (1 - s))";
-    break;
-  case ActivationKind::Relu:
-    derivative = "v > 0 ? (T)1 : (T)0";
-    break;
+    return "(T)0.5 * (1 + erf(v * (T)0.70710678118654752)) + v * exp((T)-0.5 * v * v) * (T)0.39894228040143268";
+  case ActivationKind::QuickGelu: return "s + (T)1.702 * v * s * (1 - s)";
+  case ActivationKind::Silu: return "s * (1 + v * (1 - s))";
+  case ActivationKind::Relu: return "v > 0 ? (T)1 : (T)0";
   }
-  std::string sigmoid = op.getKind() == ActivationKind::QuickGelu ? "1 / (1 + exp((T)-1.702 * v))"
-                                                                  : "1 / (1 + exp(-v))";
-  std::string body = "const T v = x[i];\nconst T s = " + sigmoid + ";\n(void)s;\ny[i] = dy[i] * (" +
-                     derivative + ");\n";
-  return makeKernel(op, {"dy", "x"}, typeOf(op.getResult()).getNumElements(), body);
+  llvm_unreachable("unknown activation");
+}
+
+/// One element of an elementwise op (isFusibleElementwise): statements that
+/// set OUT from the operand expressions IN, in a scope of their own.
+std::string elementwiseCode(Operation *op, ArrayRef<std::string> in, StringRef out) {
+  if (isa<AddOp>(op)) return out.str() + " = " + in[0] + " + " + in[1] + ";\n";
+  if (isa<MulOp>(op)) return out.str() + " = " + in[0] + " * " + in[1] + ";\n";
+  if (auto grad = dyn_cast<ActivationGradOp>(op)) {
+    ActivationKind kind = grad.getKind();
+    std::string sigmoid = kind == ActivationKind::QuickGelu ? "1 / (1 + exp((T)-1.702 * v))" : "1 / (1 + exp(-v))";
+    return "{\n  const T v = " + in[1] + ";\n  const T s = " + sigmoid + ";\n  (void)s;\n  " + out.str() + " = " +
+           in[0] + " * (" + activationDerivative(kind) + ");\n}\n";
+  }
+  ActivationKind kind = isa<GeluOp>(op)        ? ActivationKind::Gelu
+                        : isa<QuickGeluOp>(op) ? ActivationKind::QuickGelu
+                        : isa<SiluOp>(op)      ? ActivationKind::Silu
+                                               : ActivationKind::Relu;
+  return "{\n  const T v = " + in[0] + ";\n  " + out.str() + " = " + activationExpr(kind) + ";\n}\n";
+}
+
+/// A single elementwise op: one element per work item.
+Kernel elementwise(Operation *op) {
+  SmallVector<std::string> names;
+  if (op->getNumOperands() == 1) names = {"x"};
+  else if (isa<ActivationGradOp>(op)) names = {"dy", "x"};
+  else names = {"a", "b"};
+  SmallVector<std::string> in;
+  for (const std::string &n : names) in.push_back(n + "[i]");
+  return makeKernel(op, names, typeOf(op->getResult(0)).getNumElements(), elementwiseCode(op, in, "y[i]"));
+}
+
+/// mm.fused_elementwise: its body's ops, one after another, per element;
+/// the intermediate values live in registers.
+Kernel fusedElementwise(FusedElementwiseOp op) {
+  Block &block = op.getBody().front();
+  DenseMap<Value, std::string> name;
+  SmallVector<std::string> args;
+  std::string body;
+  for (BlockArgument a : block.getArguments()) {
+    args.push_back("x" + num(a.getArgNumber()));
+    name[a] = "a" + num(a.getArgNumber());
+    body += "const T " + name[a] + " = " + args.back() + "[i];\n";
+  }
+  int t = 0;
+  std::string ops;
+  for (Operation &inner : block.without_terminator()) {
+    ops += (ops.empty() ? "" : ", ") + inner.getName().getStringRef().drop_front(3).str();
+    SmallVector<std::string> in;
+    for (Value v : inner.getOperands()) in.push_back(name.lookup(v));
+    std::string out = "t" + num(t++);
+    body += "T " + out + ";\n" + elementwiseCode(&inner, in, out);
+    name[inner.getResult(0)] = out;
+  }
+  body += "y[i] = " + name.lookup(block.getTerminator()->getOperand(0)) + ";\n";
+  Kernel k = makeKernel(op, args, typeOf(op.getResult()).getNumElements(), body);
+  k.comment += " (" + ops + ")";
+  return k;
 }
 
 Kernel pad(PadOp op) {
@@ -1001,12 +1102,10 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](PatchEmbedOp o) { return patchEmbed(o); })
       .Case([](LayerNormOp o) { return layerNorm(o); })
       .Case([](RMSNormOp o) { return rmsNorm(o); })
-      .Case([](GeluOp o) { return unary(o, "(T)0.5 * v * (1 + erf(v * (T)0.70710678118654752))"); })
-      .Case([](QuickGeluOp o) { return unary(o, "v / (1 + exp((T)-1.702 * v))"); })
-      .Case([](SiluOp o) { return unary(o, "v / (1 + exp(-v))"); })
-      .Case([](ReluOp o) { return unary(o, "v > 0 ? v : (T)0"); })
-      .Case([](AddOp o) { return binary(o, "+"); })
-      .Case([](MulOp o) { return binary(o, "*"); })
+      .Case<GeluOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(
+          [](Operation *o) { return elementwise(o); })
+      .Case([](FusedLinearOp o) { return fusedLinear(o); })
+      .Case([](FusedElementwiseOp o) { return fusedElementwise(o); })
       .Case([](RoPEOp o) { return rope(o); })
       .Case([](AttentionOp o) { return attention(o); })
       .Case([](ConcatOp o) { return concat(o); })
@@ -1027,7 +1126,6 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](LayerNormGradWeightOp o) { return layerNormGradWeight(o); })
       .Case([](RMSNormGradInputOp o) { return rmsNormGradInput(o); })
       .Case([](RMSNormGradWeightOp o) { return rmsNormGradWeight(o); })
-      .Case([](ActivationGradOp o) { return activationGrad(o); })
       .Case([](PadOp o) { return pad(o); })
       .Case([](GatherImageFeaturesOp o) { return gatherImageFeatures(o); })
       .Case([](AttentionStatsOp o) { return attentionStats(o); })

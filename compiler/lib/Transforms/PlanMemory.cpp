@@ -82,7 +82,8 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
     DenseMap<Operation *, int64_t> index;
     int64_t n = 0;
     for (Operation &op : block) {
-      if (op.getNumRegions())
+      // A fused elementwise op's body is per-element code, not tensors to place.
+      if (op.getNumRegions() && !isa<FusedElementwiseOp>(&op))
         return op.emitOpError("mm-plan-memory expects flat entry bodies; run mm-expand-layers first");
       index[&op] = n++;
     }

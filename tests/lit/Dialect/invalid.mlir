@@ -344,3 +344,65 @@ mm.model @cross_entropy_shape {
     mm.return %l : tensor<f32>
   }
 }
+
+// -----
+
+mm.model @fused_linear_residual {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<6x8xf32>, %r: tensor<4x8xf32>) -> tensor<4x6xf32> {
+    // expected-error @+1 {{residual 4x8 should have the result's type 'tensor<4x6xf32>'}}
+    %y = mm.fused_linear %x, %w residual %r : (tensor<4x8xf32>, tensor<6x8xf32>, tensor<4x8xf32>) -> tensor<4x6xf32>
+    mm.return %y : tensor<4x6xf32>
+  }
+}
+
+// -----
+
+mm.model @grad_addend {
+  mm.entry @f(%dy: tensor<4x6xf32>, %w: tensor<6x8xf32>, %a: tensor<4x6xf32>) -> tensor<4x8xf32> {
+    // expected-error @+1 {{addend 4x6 should have the result's type 'tensor<4x8xf32>'}}
+    %y = mm.linear_grad_input %dy, %w addend %a : (tensor<4x6xf32>, tensor<6x8xf32>, tensor<4x6xf32>) -> tensor<4x8xf32>
+    mm.return %y : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @fused_elementwise_op {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>) -> tensor<4x8xf32> {
+    %y = mm.fused_elementwise (%x, %w) : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%p: tensor<4x8xf32>, %q: tensor<8x8xf32>):
+      // expected-error @+1 {{cannot be fused elementwise}}
+      %s = mm.linear %p, %q : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+      mm.yield %s : tensor<4x8xf32>
+    }
+    mm.return %y : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @fused_elementwise_args {
+  mm.entry @f(%x: tensor<4x8xf32>) -> tensor<4x8xf32> {
+    // expected-error @+1 {{body has 2 arguments for 1 inputs}}
+    %y = mm.fused_elementwise (%x) : (tensor<4x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%p: tensor<4x8xf32>, %q: tensor<4x8xf32>):
+      %s = mm.add %p, %q : tensor<4x8xf32>
+      mm.yield %s : tensor<4x8xf32>
+    }
+    mm.return %y : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @fused_elementwise_shape {
+  mm.entry @f(%x: tensor<4x8xf32>, %z: tensor<8xf32>) -> tensor<4x8xf32> {
+    %y = mm.fused_elementwise (%x, %z) : (tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%p: tensor<4x8xf32>, %q: tensor<8xf32>):
+      // expected-error @+1 {{operand type 'tensor<8xf32>' differs from the fused result's 'tensor<4x8xf32>'}}
+      %s = mm.silu %q : tensor<8xf32>
+      mm.yield %p : tensor<4x8xf32>
+    }
+    mm.return %y : tensor<4x8xf32>
+  }
+}

@@ -120,3 +120,31 @@ mm.model @masks {
     mm.return %e : tensor<1x4x8xf32>
   }
 }
+
+// -----
+
+// COM: The ops mm-fuse makes round-trip too, with and without each optional part.
+// CHECK-LABEL: mm.model @fused
+// CHECK: mm.fused_linear %arg0, %arg1 bias %arg2 residual %arg3 {activation = #mm.activation<quick_gelu>}
+// CHECK: mm.fused_linear %{{.*}}, %arg1 :
+// CHECK: mm.linear_grad_input %{{.*}}, %arg1 addend %arg3 :
+// CHECK: mm.rms_norm_grad_input %{{.*}}, %arg3, %arg2 addend %arg3 {eps
+// CHECK: mm.fused_elementwise(%{{.*}}, %arg3)
+// CHECK-NEXT: ^bb0(%{{.*}}: tensor<4x8xf32>, %{{.*}}: tensor<4x8xf32>):
+// CHECK: mm.activation_grad
+// CHECK: mm.yield
+mm.model @fused {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %b: tensor<8xf32>, %r: tensor<4x8xf32>) -> tensor<4x8xf32> {
+    %a = mm.fused_linear %x, %w bias %b residual %r {activation = #mm.activation<quick_gelu>} : (tensor<4x8xf32>, tensor<8x8xf32>, tensor<8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+    %c = mm.fused_linear %a, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+    %d = mm.linear_grad_input %c, %w addend %r : (tensor<4x8xf32>, tensor<8x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+    %e = mm.rms_norm_grad_input %d, %r, %b addend %r {eps = 1.0e-6 : f64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+    %y = mm.fused_elementwise (%e, %r) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%p: tensor<4x8xf32>, %q: tensor<4x8xf32>):
+      %s = mm.mul %p, %q : tensor<4x8xf32>
+      %t = mm.activation_grad %s, %q {kind = #mm.activation<gelu>} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+      mm.yield %t : tensor<4x8xf32>
+    }
+    mm.return %y : tensor<4x8xf32>
+  }
+}

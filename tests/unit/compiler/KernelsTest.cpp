@@ -168,6 +168,37 @@ TEST_F(Kernels, AddMul) {
   check("mul", {a, b}, y);
 }
 
+// The fused entries against the reference ops one after another.
+TEST_F(Kernels, FusedLinearEpilogues) {
+  HostTensor x = randomF32(21 * 20, 40), w = randomF32(24 * 20, 41), b = randomF32(24, 42), r = randomF32(21 * 24, 43);
+  std::vector<float> h(21 * 24), g(21 * 24), y(21 * 24);
+  mm::ref::linear(f(x), f(w), f(b), h.data(), 21, 20, 24);
+  mm::ref::gelu(h.data(), g.data(), 21 * 24);
+  mm::ref::add(g.data(), f(r), y.data(), 21 * 24);
+  check("fused_linear_gelu_residual", {x, w, b, r}, y);
+
+  HostTensor xw = randomF32(6 * 40, 44), ww = randomF32(300 * 40, 45), rw = randomF32(6 * 300, 46);
+  std::vector<float> hw(6 * 300), yw(6 * 300);
+  mm::ref::linear(f(xw), f(ww), nullptr, hw.data(), 6, 40, 300);
+  mm::ref::add(f(rw), hw.data(), yw.data(), 6 * 300);
+  check("fused_linear_residual_wide", {xw, ww, rw}, yw);
+
+  HostTensor xs = randomF32(10, 47), ws = randomF32(45, 48);
+  std::vector<float> hs(18), ys(18);
+  mm::ref::linear(f(xs), f(ws), nullptr, hs.data(), 2, 5, 9);
+  mm::ref::silu(hs.data(), ys.data(), 18);
+  check("fused_linear_silu_small", {xs, ws}, ys);
+}
+
+TEST_F(Kernels, FusedElementwiseTree) {
+  HostTensor a = randomF32(36, 49, 2.0f), b = randomF32(36, 50), c = randomF32(36, 51);
+  std::vector<float> s(36), p(36), y(36);
+  mm::ref::silu(f(a), s.data(), 36);
+  mm::ref::mul(s.data(), f(b), p.data(), 36);
+  mm::ref::add(p.data(), f(c), y.data(), 36);
+  check("fused_swiglu_add", {a, b, c}, y);
+}
+
 TEST_F(Kernels, RoPE) {
   HostTensor x = randomF32(2 * 40 * 24, 17);
   std::vector<float> y(2 * 40 * 24);

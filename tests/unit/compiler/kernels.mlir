@@ -130,4 +130,29 @@ mm.model @kernels {
     %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
     mm.return %y : tensor<1x150x32xf32>
   }
+  // Chains mm-fuse folds (the compile pipeline runs it): the packed GEMM with
+  // bias, activation and residual in its epilogue; a wide product (each thread
+  // owns column panels); a small one (M < 4, no packing); an elementwise tree.
+  mm.entry @fused_linear_gelu_residual(%x: tensor<3x7x20xf32>, %w: tensor<24x20xf32>, %b: tensor<24xf32>, %r: tensor<3x7x24xf32>) -> tensor<3x7x24xf32> {
+    %h = mm.linear %x, %w, %b : (tensor<3x7x20xf32>, tensor<24x20xf32>, tensor<24xf32>) -> tensor<3x7x24xf32>
+    %g = mm.gelu %h : tensor<3x7x24xf32>
+    %y = mm.add %g, %r : tensor<3x7x24xf32>
+    mm.return %y : tensor<3x7x24xf32>
+  }
+  mm.entry @fused_linear_residual_wide(%x: tensor<6x40xf32>, %w: tensor<300x40xf32>, %r: tensor<6x300xf32>) -> tensor<6x300xf32> {
+    %h = mm.linear %x, %w : (tensor<6x40xf32>, tensor<300x40xf32>) -> tensor<6x300xf32>
+    %y = mm.add %r, %h : tensor<6x300xf32>
+    mm.return %y : tensor<6x300xf32>
+  }
+  mm.entry @fused_linear_silu_small(%x: tensor<2x5xf32>, %w: tensor<9x5xf32>) -> tensor<2x9xf32> {
+    %h = mm.linear %x, %w : (tensor<2x5xf32>, tensor<9x5xf32>) -> tensor<2x9xf32>
+    %y = mm.silu %h : tensor<2x9xf32>
+    mm.return %y : tensor<2x9xf32>
+  }
+  mm.entry @fused_swiglu_add(%a: tensor<4x9xf32>, %b: tensor<4x9xf32>, %c: tensor<4x9xf32>) -> tensor<4x9xf32> {
+    %s = mm.silu %a : tensor<4x9xf32>
+    %p = mm.mul %s, %b : tensor<4x9xf32>
+    %y = mm.add %p, %c : tensor<4x9xf32>
+    mm.return %y : tensor<4x9xf32>
+  }
 }

@@ -4,8 +4,8 @@
 // kernels call. Every instruction-set path this processor runs is checked,
 // in float and double, over shapes that cross every cache block (KC=256,
 // MC=144) and end in partial register tiles, for all four transpositions,
-// with and without accumulation; and results must not depend on the thread
-// count.
+// with and without accumulation; results must not depend on the thread
+// count; and an epilogue sees every finished element once.
 //
 //===----------------------------------------------------------------------===//
 #include "mm/cpu/Gemm.h"
@@ -94,6 +94,44 @@ TEST_P(Gemm, ResultsDoNotDependOnTheThreadCount) {
   mm_cpu::gemm<float>(M, N, K, a.data(), K, 1, b.data(), 1, K, two.data(), N, false, GetParam());
   omp_set_num_threads(saved);
   EXPECT_EQ(one, two);
+}
+
+// The epilogue sees every element of C exactly once, after its last update:
+// C(m,n) -> 2 C(m,n) + m - n must equal the plain product followed by that
+// loop, with one thread and with three (the shared-tile path: few panels),
+// for small products (M < 4), one panel per thread and several K blocks.
+TEST_P(Gemm, EpilogueSeesEveryFinishedElementOnce) {
+  const Shape shapes[] = {{2, 9, 5}, {150, 70, 300}, {40, 8, 20}, {13, 700, 64}};
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> u(-1, 1);
+  const int saved = omp_get_max_threads();
+  for (int threads : {1, 3})
+    for (const Shape &s : shapes) {
+      SCOPED_TRACE(testing::Message() << s.m << "x" << s.n << "x" << s.k << ", " << threads << " threads");
+      omp_set_num_threads(threads);
+      std::vector<float> a(s.m * s.k), b(s.k * s.n), plain(s.m * s.n), fused(s.m * s.n);
+      std::vector<int> calls(s.m * s.n, 0);
+      for (float &x : a) x = u(rng);
+      for (float &x : b) x = u(rng);
+      mm_cpu::gemm<float>(s.m, s.n, s.k, a.data(), s.k, 1, b.data(), 1, s.k, plain.data(), s.n, false, GetParam());
+      float *c = fused.data();
+      int *seen = calls.data();
+      const int64_t N = s.n;
+      mm_cpu::gemm<float>(s.m, s.n, s.k, a.data(), s.k, 1, b.data(), 1, s.k, c, N, false,
+                          [&](int64_t m, int64_t n0, int64_t n1) {
+                            for (int64_t n = n0; n < n1; ++n) {
+                              c[m * N + n] = 2 * c[m * N + n] + (float)(m - n);
+                              ++seen[m * N + n];
+                            }
+                          },
+                          GetParam());
+      for (int64_t i = 0; i < s.m * s.n; ++i) {
+        ASSERT_EQ(calls[i], 1) << "element " << i;
+        const float want = 2 * plain[i] + (float)(i / s.n - i % s.n);
+        ASSERT_TRUE(std::fabs(fused[i] - want) <= 1e-5f * (std::fabs(want) + 1)) << "element " << i;
+      }
+    }
+  omp_set_num_threads(saved);
 }
 
 INSTANTIATE_TEST_SUITE_P(EveryIsa, Gemm, testing::Values(Isa::Generic, Isa::Avx2, Isa::Avx512),

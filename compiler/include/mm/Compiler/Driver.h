@@ -22,9 +22,10 @@ void registerMMDialects(mlir::DialectRegistry &registry);
 mlir::OwningOpRef<mlir::ModuleOp> parseModelFile(const std::string &path, mlir::MLIRContext &ctx,
                                                   ModelOp &model);
 
-/// The forward-compilation pipeline: every ordering constraint is commented
-/// where the passes are added.
-void buildCompilePipeline(mlir::OpPassManager &pm);
+/// The compilation pipeline: every ordering constraint is commented where
+/// the passes are added. FUSE = false leaves out mm-fuse (`mmc compile
+/// --no-fuse`): every op keeps its own kernel.
+void buildCompilePipeline(mlir::OpPassManager &pm, bool fuse = true);
 
 /// The manifest a compiled library carries (and `mmc inspect` prints).
 /// `model` may be before or after the pipeline; workspace sizes appear once
@@ -38,6 +39,7 @@ struct CompileOptions {
   std::string cudaArch = "sm_90";
   bool keepSource = false;
   bool verbose = false;
+  bool fuse = true; // --no-fuse: the unfused path, one kernel per op
 };
 
 /// Runs the pipeline, generates code and builds the library. Returns 0 or

@@ -38,6 +38,33 @@ def Autodiff : Pass<"mm-autodiff", "::mm::ModelOp"> {
   ];
 }
 
+def Fuse : Pass<"mm-fuse", "::mm::ModelOp"> {
+  let summary = "Fuse matmul epilogues, gradient accumulations and elementwise chains";
+  let description = [{
+    Rewrites each flat `mm.entry` so that fewer kernels pass over memory:
+
+    - an `mm.linear` whose only use is an activation becomes an
+      `mm.fused_linear` with that `activation`; one whose only use (then) is
+      an `mm.add` takes the add's other operand as its `residual`;
+    - an `mm.linear_grad_input`, `mm.layer_norm_grad_input` or
+      `mm.rms_norm_grad_input` whose only use is an `mm.add` (the backward's
+      gradient accumulation on the residual stream) takes the add's other
+      operand as its `addend`;
+    - every remaining tree of elementwise ops (`mm.gelu`, `mm.quick_gelu`,
+      `mm.silu`, `mm.relu`, `mm.add`, `mm.mul`, `mm.activation_grad`) whose
+      inner values have exactly one use becomes one `mm.fused_elementwise`.
+
+    A value with more than one use is never folded away: in a training step
+    the backward reads the forward's pre-activations, so there the producer
+    stays as it is. With `report`, every decision and every refusal is a
+    remark on the op (what lit tests check). Runs after `mm-autodiff` (the
+    fused ops have no VJP) and before `mm-plan-memory`.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false", "Emit a remark for each fusion and each refusal">
+  ];
+}
+
 def PlanMemory : Pass<"mm-plan-memory", "::mm::ModelOp"> {
   let summary = "Assign every intermediate tensor an offset in one arena per entry";
   let description = [{

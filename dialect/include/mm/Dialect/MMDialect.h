@@ -22,4 +22,10 @@
 #define GET_OP_CLASSES
 #include "mm/Dialect/MMOps.h.inc"
 
+namespace mm {
+/// Whether OP computes each output element from the same element of its
+/// operands alone, so that `mm.fused_elementwise` may hold it.
+bool isFusibleElementwise(mlir::Operation *op);
+} // namespace mm
+
 #endif // MM_DIALECT_MMDIALECT_H

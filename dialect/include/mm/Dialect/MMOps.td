@@ -207,10 +207,11 @@ def MM_ReturnOp : MM_Op<"return", [Pure, HasParent<"EntryOp">, ReturnLike, Termi
   let assemblyFormat = "($operands^ `:` type($operands))? attr-dict";
 }
 
-def MM_YieldOp : MM_Op<"yield", [Pure, HasParent<"LayerOp">, ReturnLike, Terminator]> {
-  let summary = "yields a layer's results";
+def MM_YieldOp : MM_Op<"yield", [Pure, ParentOneOf<["LayerOp", "FusedElementwiseOp"]>, ReturnLike, Terminator]> {
+  let summary = "yields a layer's or a fused region's results";
   let description = [{
-    Terminates an `mm.layer`; the operand types must be its result types.
+    Terminates an `mm.layer` or an `mm.fused_elementwise` body; the operand
+    types must be its result types.
 
     Example: `mm.yield %y : tensor<1x4x8xf32>`
   }];
@@ -601,16 +602,19 @@ def MM_FillOp : MM_Op<"fill", [Pure]> {
 def MM_LinearGradInputOp : MM_Op<"linear_grad_input", [Pure]> {
   let summary = "dx = dy W for y = x W^T";
   let description = [{
-    Shapes: dy `[..., N]`, weight `[N, K]`, result `[..., K]`.
+    Shapes: dy `[..., N]`, weight `[N, K]`, result `[..., K]`. `mm-fuse`
+    folds a following `mm.add` into the optional `addend` (same shape as the
+    result): `dx = dy W + addend`, added as the product is stored.
 
     Example:
     ```mlir
     %dx = mm.linear_grad_input %dy, %w : (tensor<1x8x32xf32>, tensor<32x16xf32>) -> tensor<1x8x16xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$weight);
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$weight, Optional<MM_F32Tensor>:$addend);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$grad `,` $weight attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = "$grad `,` $weight (`addend` $addend^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def MM_LinearGradWeightOp : MM_Op<"linear_grad_weight", [Pure]> {
@@ -677,7 +681,9 @@ def MM_LayerNormGradInputOp : MM_Op<"layer_norm_grad_input", [Pure]> {
   let summary = "dx of a layer norm";
   let description = [{
     With `xhat = (x - mean) * rstd` and `g = dy * weight`:
-    `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` per row.
+    `dx = rstd * (g - mean(g) - xhat * mean(g * xhat))` per row,
+    plus the optional `addend` (same shape; `mm-fuse` folds a following
+    `mm.add` into it).
 
     Example:
     ```mlir
@@ -685,9 +691,11 @@ def MM_LayerNormGradInputOp : MM_Op<"layer_norm_grad_input", [Pure]> {
         : (tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_F32Tensor:$weight, F64Attr:$eps);
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_F32Tensor:$weight, Optional<MM_F32Tensor>:$addend,
+                       F64Attr:$eps);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$grad `,` $input `,` $weight attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = "$grad `,` $input `,` $weight (`addend` $addend^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def MM_LayerNormGradWeightOp : MM_Op<"layer_norm_grad_weight", [Pure]> {
@@ -710,7 +718,9 @@ def MM_RMSNormGradInputOp : MM_Op<"rms_norm_grad_input", [Pure]> {
   let summary = "dx of an RMS norm";
   let description = [{
     With `r = rsqrt(mean(x^2) + eps)` and `g = dy * weight`:
-    `dx = r * g - x * r^3 * mean(g * x)` per row.
+    `dx = r * g - x * r^3 * mean(g * x)` per row,
+    plus the optional `addend` (same shape; `mm-fuse` folds a following
+    `mm.add` into it).
 
     Example:
     ```mlir
@@ -718,9 +728,11 @@ def MM_RMSNormGradInputOp : MM_Op<"rms_norm_grad_input", [Pure]> {
         : (tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<16xf32>) -> tensor<1x8x16xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_F32Tensor:$weight, F64Attr:$eps);
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, MM_F32Tensor:$weight, Optional<MM_F32Tensor>:$addend,
+                       F64Attr:$eps);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$grad `,` $input `,` $weight attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = "$grad `,` $input `,` $weight (`addend` $addend^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 def MM_RMSNormGradWeightOp : MM_Op<"rms_norm_grad_weight", [Pure]> {
@@ -895,6 +907,62 @@ def MM_CacheReadOp : MM_Op<"cache_read", [Pure]> {
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = "$cache attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
+}
+
+//===----------------------------------------------------------------------===//
+// Fused ops: what mm-fuse makes of chains of the ops above
+//===----------------------------------------------------------------------===//
+
+def MM_FusedLinearOp : MM_Op<"fused_linear", [Pure, AttrSizedOperandSegments]> {
+  let summary = "y = residual + act(x W^T + b): a linear layer with its epilogue";
+  let description = [{
+    `mm-fuse` folds the single consumer of an `mm.linear` into the product:
+    an activation (`activation`, applied to `x W^T + b`) and then a residual
+    `mm.add` (`residual`, same shape as the result). The CPU applies the
+    epilogue to each block of the GEMM's output as it is finished, while it
+    is in cache, instead of a separate pass over memory for each op.
+    Shapes as for `mm.linear`. It has no VJP: mm-fuse runs after mm-autodiff.
+
+    Example:
+    ```mlir
+    %y = mm.fused_linear %x, %w bias %b residual %r {activation = #mm.activation<gelu>}
+        : (tensor<1x8x16xf32>, tensor<16x16xf32>, tensor<16xf32>, tensor<1x8x16xf32>) -> tensor<1x8x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$weight, Optional<MM_F32Tensor>:$bias,
+                       Optional<MM_F32Tensor>:$residual, OptionalAttr<MM_ActivationAttr>:$activation);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = [{
+    $input `,` $weight (`bias` $bias^)? (`residual` $residual^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
+def MM_FusedElementwiseOp : MM_Op<"fused_elementwise", [Pure, IsolatedFromAbove]> {
+  let summary = "a chain of elementwise ops computed in one pass";
+  let description = [{
+    The body computes one tensor from the inputs (its block arguments) with
+    elementwise ops only (`mm.gelu`, `mm.quick_gelu`, `mm.silu`, `mm.relu`,
+    `mm.add`, `mm.mul`, `mm.activation_grad`), every value of the result's
+    shape, and yields it. Kernels evaluate the body per element, so the
+    intermediate tensors are never stored. `mm-fuse` builds it from chains
+    whose intermediate values have no other use.
+
+    Example:
+    ```mlir
+    %y = mm.fused_elementwise (%gate, %up) : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32> {
+    ^bb0(%g: tensor<4x8xf32>, %u: tensor<4x8xf32>):
+      %s = mm.silu %g : tensor<4x8xf32>
+      %p = mm.mul %s, %u : tensor<4x8xf32>
+      mm.yield %p : tensor<4x8xf32>
+    }
+    ```
+  }];
+  let arguments = (ins Variadic<MM_F32Tensor>:$inputs);
+  let results = (outs MM_F32Tensor:$result);
+  let regions = (region SizedRegion<1>:$body);
+  let assemblyFormat = "`(` $inputs `)` attr-dict `:` functional-type($inputs, $result) $body";
+  let hasRegionVerifier = 1;
 }
 
 #endif // MM_OPS_TD

@@ -16,6 +16,11 @@
 // run time from the processor's features (AVX-512, else AVX2+FMA, else a
 // portable 128-bit build), or forced with MM_CPU_ISA=avx512|avx2|generic.
 //
+// Epilogue: `gemm(..., ep)` calls ep(m, n0, n1) once for every element
+// C(m, n0..n1) after its last update, while the block is still in cache
+// (mm-fuse's bias, activation, residual and addend epilogues); every
+// element exactly once, by one thread.
+//
 // Determinism: every C element is summed in k order by one thread, whatever
 // the thread count, so results do not depend on OMP_NUM_THREADS.
 //
@@ -249,17 +254,27 @@ void gemmSmall(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t
     }
 }
 
-template <typename T>
+/// The epilogue of a plain product: nothing.
+struct NoEpilogue {
+  void operator()(int64_t, int64_t, int64_t) const {}
+};
+
+template <typename T, typename Epilogue>
 void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa, const T *b,
-          int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate, Isa isa = cpuIsa()) {
+          int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate, const Epilogue &ep,
+          Isa isa = cpuIsa()) {
   using namespace detail;
   if (M <= 0 || N <= 0) return;
-  if (K <= 0) {
-    if (!accumulate)
-      for (int64_t m = 0; m < M; ++m) memset(c + m * ldc, 0, N * sizeof(T));
+  if (K <= 0 || M < 4) {
+    if (K <= 0) {
+      if (!accumulate)
+        for (int64_t m = 0; m < M; ++m) memset(c + m * ldc, 0, N * sizeof(T));
+    } else {
+      gemmSmall(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate);
+    }
+    for (int64_t m = 0; m < M; ++m) ep(m, 0, N);
     return;
   }
-  if (M < 4) return gemmSmall(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate);
   const Blocking<T> blk = blocking<T>(isa);
   const int64_t MR = blk.mr, NR = blk.nr;
   const int64_t kcMax = K < KC ? K : KC;
@@ -324,12 +339,31 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
           if (!own) {
 #pragma omp barrier
           }
+          if (pc + kc >= K) {
+            // The block is final: the epilogue over this thread's columns
+            // (its own panels) or rows (shared tiles, after the barrier).
+            if (own) {
+              const int64_t n0 = jc + j0 * NR, n1 = jc + (j1 * NR < nc ? j1 * NR : nc);
+              if (n0 < n1)
+                for (int64_t m = ic; m < ic + mc; ++m) ep(m, n0, n1);
+            } else {
+              int64_t r0, r1;
+              threadShare(mc, r0, r1);
+              for (int64_t m = ic + r0; m < ic + r1; ++m) ep(m, jc, jc + nc);
+            }
+          }
         }
       }
     }
   }
   free(atail);
   free(bpack);
+}
+
+template <typename T>
+void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa, const T *b,
+          int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate, Isa isa = cpuIsa()) {
+  gemm(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate, NoEpilogue{}, isa);
 }
 
 } // namespace mm_cpu

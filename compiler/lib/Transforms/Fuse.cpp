@@ -1,0 +1,224 @@
+//===- Fuse.cpp - matmul epilogues, gradient accumulation, elementwise chains -===//
+//
+// Three rewrites on each flat entry body, in this order:
+//
+//   1. epilogues: linear -> activation -> add(residual) becomes one
+//      mm.fused_linear (as much of the chain as has single uses);
+//   2. accumulation: linear_grad_input / layer_norm_grad_input /
+//      rms_norm_grad_input -> add becomes the gradient op with an `addend`;
+//   3. elementwise trees: what is left of single-use chains of elementwise
+//      ops becomes one mm.fused_elementwise per tree.
+//
+// Only a value with exactly one use is folded into its consumer; anything
+// else (the pre-activations a training step's backward reads) is left alone
+// and, with `report`, said so in a remark.
+//
+//===----------------------------------------------------------------------===//
+#include "mm/Compiler/Passes.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/IRMapping.h"
+#include "llvm/ADT/SetVector.h"
+
+namespace mm {
+#define GEN_PASS_DEF_FUSE
+#include "mm/Compiler/Passes.h.inc"
+} // namespace mm
+
+using namespace mlir;
+using namespace mm;
+
+namespace {
+
+/// The activation an op computes, if it is one of the activation ops.
+std::optional<ActivationKind> activationOf(Operation *op) {
+  if (isa<GeluOp>(op)) return ActivationKind::Gelu;
+  if (isa<QuickGeluOp>(op)) return ActivationKind::QuickGelu;
+  if (isa<SiluOp>(op)) return ActivationKind::Silu;
+  if (isa<ReluOp>(op)) return ActivationKind::Relu;
+  return std::nullopt;
+}
+
+/// The single user of V in V's block, or null.
+Operation *soleUser(Value v) {
+  if (!v.hasOneUse()) return nullptr;
+  Operation *user = *v.getUsers().begin();
+  return user->getBlock() == v.getParentBlock() ? user : nullptr;
+}
+
+/// For an mm.add using V: its other operand.
+Value otherAddend(AddOp add, Value v) { return add.getLhs() == v ? add.getRhs() : add.getLhs(); }
+
+struct FusePass : public mm::impl::FuseBase<FusePass> {
+  using FuseBase::FuseBase;
+
+  void runOnOperation() override {
+    for (EntryOp entry : getOperation().getBody().getOps<EntryOp>()) {
+      Block &block = entry.getBody().front();
+      fuseEpilogues(block);
+      fuseAccumulations(block);
+      fuseElementwise(block);
+    }
+  }
+
+  void remark(Operation *op, const Twine &text) {
+    if (report) op->emitRemark(text);
+  }
+  /// Why V (one of OP's results, with a fusible consumer) stays unfused.
+  void refuse(Operation *op, Value v, StringRef consumer) {
+    if (report && !v.hasOneUse())
+      op->emitRemark("not fused into its ") << consumer << ": the result has "
+                                             << std::distance(v.use_begin(), v.use_end())
+                                             << " uses (a backward op or another consumer reads it)";
+  }
+
+  // 1. linear -> [activation] -> [add].
+  void fuseEpilogues(Block &block) {
+    for (LinearOp linear : llvm::make_early_inc_range(block.getOps<LinearOp>())) {
+      Value y = linear.getResult();
+      Operation *user = soleUser(y);
+      std::optional<ActivationKind> act = user ? activationOf(user) : std::nullopt;
+      bool toAdd = user && isa<AddOp>(user);
+      if (!act && !toAdd) {
+        for (Operation *u : y.getUsers())
+          if (activationOf(u) || isa<AddOp>(u)) {
+            refuse(linear, y, u->getName().getStringRef());
+            break;
+          }
+        continue;
+      }
+      // The fused op replaces the last op of the chain it absorbs.
+      Operation *last = user;
+      Value residual;
+      if (act) {
+        Value a = user->getResult(0);
+        if (Operation *next = soleUser(a); next && isa<AddOp>(next)) {
+          residual = otherAddend(cast<AddOp>(next), a);
+          last = next;
+        } else {
+          for (Operation *u : a.getUsers())
+            if (isa<AddOp>(u)) {
+              refuse(user, a, "add");
+              break;
+            }
+        }
+      } else {
+        residual = otherAddend(cast<AddOp>(user), y);
+      }
+      OpBuilder b(last);
+      auto fused = b.create<FusedLinearOp>(
+          last->getLoc(), last->getResult(0).getType(), linear.getInput(), linear.getWeight(),
+          linear.getBias(), residual,
+          act ? ActivationKindAttr::get(&getContext(), *act) : ActivationKindAttr());
+      remark(fused, Twine("fused linear") + (act ? " + " + stringifyActivationKind(*act) : "") +
+                        (residual ? " + residual add" : ""));
+      last->getResult(0).replaceAllUsesWith(fused.getResult());
+      last->erase();
+      if (last != user) user->erase();
+      linear.erase();
+    }
+  }
+
+  // 2. gradient op -> add: the add's other operand becomes the addend.
+  template <typename GradOp, typename Build>
+  void fuseAccumulation(Block &block, Build build) {
+    for (GradOp grad : llvm::make_early_inc_range(block.getOps<GradOp>())) {
+      if (grad.getAddend()) continue;
+      Value dx = grad.getResult();
+      Operation *user = soleUser(dx);
+      if (!user || !isa<AddOp>(user)) {
+        for (Operation *u : dx.getUsers())
+          if (isa<AddOp>(u)) {
+            refuse(grad, dx, "add");
+            break;
+          }
+        continue;
+      }
+      OpBuilder b(user);
+      Operation *fused = build(b, grad, otherAddend(cast<AddOp>(user), dx), user->getLoc());
+      remark(fused, "fused gradient accumulation: the add's other operand is the addend");
+      user->getResult(0).replaceAllUsesWith(fused->getResult(0));
+      user->erase();
+      grad.erase();
+    }
+  }
+  void fuseAccumulations(Block &block) {
+    fuseAccumulation<LinearGradInputOp>(block, [](OpBuilder &b, LinearGradInputOp g, Value addend, Location loc) {
+      return b.create<LinearGradInputOp>(loc, g.getType(), g.getGrad(), g.getWeight(), addend).getOperation();
+    });
+    fuseAccumulation<LayerNormGradInputOp>(block, [](OpBuilder &b, LayerNormGradInputOp g, Value addend, Location loc) {
+      return b.create<LayerNormGradInputOp>(loc, g.getType(), g.getGrad(), g.getInput(), g.getWeight(), addend,
+                                            g.getEpsAttr()).getOperation();
+    });
+    fuseAccumulation<RMSNormGradInputOp>(block, [](OpBuilder &b, RMSNormGradInputOp g, Value addend, Location loc) {
+      return b.create<RMSNormGradInputOp>(loc, g.getType(), g.getGrad(), g.getInput(), g.getWeight(), addend,
+                                          g.getEpsAttr()).getOperation();
+    });
+  }
+
+  // 3. trees of elementwise ops with single-use inner values.
+  void fuseElementwise(Block &block) {
+    // Roots last to first, so a producer joins the tree of its (later) consumer.
+    SmallVector<Operation *> ops;
+    for (Operation &op : block)
+      if (isFusibleElementwise(&op)) ops.push_back(&op);
+    DenseSet<Operation *> taken;
+    for (Operation *root : llvm::reverse(ops)) {
+      if (taken.count(root)) continue;
+      Type type = root->getResult(0).getType();
+      // Grow the tree from the root through single-use operands.
+      SmallVector<Operation *> tree{root}, work{root};
+      while (!work.empty()) {
+        Operation *op = work.pop_back_val();
+        for (Value v : op->getOperands()) {
+          Operation *producer = v.getDefiningOp();
+          if (!producer || !isFusibleElementwise(producer) || taken.count(producer) ||
+              llvm::is_contained(tree, producer) || v.getType() != type)
+            continue;
+          if (soleUser(v) != op) {
+            refuse(producer, v, op->getName().getStringRef());
+            continue;
+          }
+          tree.push_back(producer);
+          work.push_back(producer);
+        }
+      }
+      taken.insert(tree.begin(), tree.end());
+      if (tree.size() < 2) continue;
+      buildFused(root, tree);
+    }
+  }
+
+  /// Moves TREE (ROOT and the ops that feed only it) into one
+  /// mm.fused_elementwise at ROOT's place.
+  void buildFused(Operation *root, ArrayRef<Operation *> tree) {
+    DenseSet<Operation *> members(tree.begin(), tree.end());
+    // Members in program order; inputs in order of first use.
+    SmallVector<Operation *> ordered;
+    for (Operation &op : *root->getBlock())
+      if (members.count(&op)) ordered.push_back(&op);
+    llvm::SetVector<Value> inputs;
+    for (Operation *op : ordered)
+      for (Value v : op->getOperands())
+        if (!members.count(v.getDefiningOp())) inputs.insert(v);
+
+    OpBuilder b(root);
+    Type type = root->getResult(0).getType();
+    auto fused = b.create<FusedElementwiseOp>(root->getLoc(), type, inputs.getArrayRef());
+    Block *body = b.createBlock(&fused.getBody());
+    IRMapping map;
+    for (Value v : inputs) map.map(v, body->addArgument(v.getType(), v.getLoc()));
+    for (Operation *op : ordered) b.clone(*op, map);
+    b.create<YieldOp>(root->getLoc(), ValueRange{map.lookup(root->getResult(0))});
+
+    if (report) {
+      std::string names;
+      for (Operation *op : ordered) names += (names.empty() ? "" : ", ") + op->getName().getStringRef().str();
+      fused->emitRemark("fused ") << ordered.size() << " elementwise ops: " << names;
+    }
+    root->getResult(0).replaceAllUsesWith(fused.getResult());
+    for (Operation *op : llvm::reverse(ordered)) op->erase();
+  }
+};
+
+} // namespace

@@ -1,0 +1,142 @@
+// RUN: mmc-opt %s -split-input-file -pass-pipeline='builtin.module(mm.model(mm-fuse))' | FileCheck %s
+// RUN: mmc-opt %s -split-input-file -pass-pipeline='builtin.module(mm.model(mm-fuse{report=true}))' -verify-diagnostics -o /dev/null
+
+// COM: A linear layer, its activation and the residual add become one op:
+// COM: the GEMM applies bias, GELU and the residual to each finished block.
+// CHECK-LABEL: mm.model @mlp_residual
+// CHECK: %[[Y:.*]] = mm.fused_linear %arg0, %arg1 bias %arg2 residual %arg3 {activation = #mm.activation<gelu>}
+// CHECK-NOT: mm.linear
+// CHECK-NOT: mm.gelu
+// CHECK-NOT: mm.add
+// CHECK: mm.return %[[Y]]
+mm.model @mlp_residual {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %b: tensor<8xf32>, %r: tensor<4x8xf32>) -> tensor<4x8xf32> {
+    %h = mm.linear %x, %w, %b : (tensor<4x8xf32>, tensor<8x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+    %g = mm.gelu %h : tensor<4x8xf32>
+    // expected-remark @+1 {{fused linear + gelu + residual add}}
+    %y = mm.add %r, %g : tensor<4x8xf32>
+    mm.return %y : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+// COM: The residual may be either operand of the add.
+// CHECK-LABEL: mm.model @residual_rhs
+// CHECK: mm.fused_linear %arg0, %arg1 residual %arg2 :
+// CHECK-NOT: activation
+mm.model @residual_rhs {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %r: tensor<4x8xf32>) -> tensor<4x8xf32> {
+    %h = mm.linear %x, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+    // expected-remark @+1 {{fused linear + residual add}}
+    %y = mm.add %h, %r : tensor<4x8xf32>
+    mm.return %y : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+// COM: Refusal: in a training step the backward reads the pre-activation, so
+// COM: the linear keeps its own result; the activation stays a separate op.
+// CHECK-LABEL: mm.model @saved_preactivation
+// CHECK: %[[H:.*]] = mm.linear
+// CHECK: mm.silu %[[H]]
+// CHECK: mm.activation_grad %{{.*}}, %[[H]]
+mm.model @saved_preactivation {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %dy: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+    // expected-remark @+1 {{not fused into its mm.silu: the result has 2 uses}}
+    %h = mm.linear %x, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+    %s = mm.silu %h : tensor<4x8xf32>
+    %dh = mm.activation_grad %dy, %h {kind = #mm.activation<silu>} : (tensor<4x8xf32>, tensor<4x8xf32>) -> tensor<4x8xf32>
+    mm.return %s, %dh : tensor<4x8xf32>, tensor<4x8xf32>
+  }
+}
+
+// -----
+
+// COM: The activation is folded, but its output is read twice: no residual.
+// CHECK-LABEL: mm.model @activation_used_twice
+// CHECK: %[[A:.*]] = mm.fused_linear %arg0, %arg1 {activation = #mm.activation<relu>}
+// CHECK: mm.add %[[A]], %arg2
+// CHECK: mm.return
+mm.model @activation_used_twice {
+  mm.entry @f(%x: tensor<4x8xf32>, %w: tensor<8x8xf32>, %r: tensor<4x8xf32>) -> (tensor<4x8xf32>, tensor<4x8xf32>) {
+    %h = mm.linear %x, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+    // expected-remark @+2 {{fused linear + relu}}
+    // expected-remark @+1 {{not fused into its add: the result has 2 uses}}
+    %a = mm.relu %h : tensor<4x8xf32>
+    %y = mm.add %a, %r : tensor<4x8xf32>
+    mm.return %y, %a : tensor<4x8xf32>, tensor<4x8xf32>
+  }
+}
+
+// -----
+
+// COM: Gradient accumulation on the residual stream: the add after a
+// COM: linear layer's input gradient becomes the GEMM's addend; the same for
+// COM: the norms' input gradients.
+// CHECK-LABEL: mm.model @accumulate
+// CHECK: %[[D:.*]] = mm.linear_grad_input %arg0, %arg1 addend %arg2 :
+// CHECK: %[[E:.*]] = mm.rms_norm_grad_input %arg0, %[[D]], %arg3 addend %[[D]] {eps
+// CHECK: %[[F:.*]] = mm.layer_norm_grad_input %arg0, %[[E]], %arg3 addend %arg2 {eps
+// CHECK-NOT: mm.add
+// CHECK: mm.return %[[F]]
+mm.model @accumulate {
+  mm.entry @f(%dy: tensor<4x8xf32>, %w: tensor<8x8xf32>, %acc: tensor<4x8xf32>, %g: tensor<8xf32>) -> tensor<4x8xf32> {
+    %dx = mm.linear_grad_input %dy, %w : (tensor<4x8xf32>, tensor<8x8xf32>) -> tensor<4x8xf32>
+    // expected-remark @+1 {{fused gradient accumulation}}
+    %s = mm.add %dx, %acc : tensor<4x8xf32>
+    %dn = mm.rms_norm_grad_input %dy, %s, %g {eps = 1.0e-6 : f64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+    // expected-remark @+1 {{fused gradient accumulation}}
+    %t = mm.add %s, %dn : tensor<4x8xf32>
+    %dl = mm.layer_norm_grad_input %dy, %t, %g {eps = 1.0e-5 : f64} : (tensor<4x8xf32>, tensor<4x8xf32>, tensor<8xf32>) -> tensor<4x8xf32>
+    // expected-remark @+1 {{fused gradient accumulation}}
+    %u = mm.add %acc, %dl : tensor<4x8xf32>
+    mm.return %u : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+// COM: LLaMA's gated MLP at inference: silu(gate) * up, then + c, is one
+// COM: elementwise kernel; the intermediates never reach memory.
+// CHECK-LABEL: mm.model @swiglu
+// CHECK: %[[Y:.*]] = mm.fused_elementwise(%arg0, %arg1, %arg2)
+// CHECK-NEXT: ^bb0(%[[G:.*]]: tensor<4x8xf32>, %[[U:.*]]: tensor<4x8xf32>, %[[C:.*]]: tensor<4x8xf32>):
+// CHECK-NEXT: %[[S:.*]] = mm.silu %[[G]]
+// CHECK-NEXT: %[[P:.*]] = mm.mul %[[S]], %[[U]]
+// CHECK-NEXT: %[[Q:.*]] = mm.add %[[P]], %[[C]]
+// CHECK-NEXT: mm.yield %[[Q]]
+// CHECK: mm.return %[[Y]]
+mm.model @swiglu {
+  mm.entry @f(%gate: tensor<4x8xf32>, %up: tensor<4x8xf32>, %c: tensor<4x8xf32>) -> tensor<4x8xf32> {
+    %s = mm.silu %gate : tensor<4x8xf32>
+    %p = mm.mul %s, %up : tensor<4x8xf32>
+    // expected-remark @+1 {{fused 3 elementwise ops: mm.silu, mm.mul, mm.add}}
+    %y = mm.add %p, %c : tensor<4x8xf32>
+    mm.return %y : tensor<4x8xf32>
+  }
+}
+
+// -----
+
+// COM: Refusal: a value read twice ends a tree; it is computed once and stored
+// COM: and both branches that read it join the tree of their consumer.
+// CHECK-LABEL: mm.model @shared_value
+// CHECK: %[[S:.*]] = mm.silu %arg0
+// CHECK: mm.fused_elementwise(%[[S]], %arg1)
+// CHECK-NOT: mm.fused_elementwise
+mm.model @shared_value {
+  mm.entry @f(%a: tensor<8xf32>, %b: tensor<8xf32>) -> tensor<8xf32> {
+    // expected-remark @+2 {{not fused into its mm.add: the result has 2 uses}}
+    // expected-remark @+1 {{not fused into its mm.mul: the result has 2 uses}}
+    %s = mm.silu %a : tensor<8xf32>
+    %p = mm.mul %s, %b : tensor<8xf32>
+    %q = mm.relu %p : tensor<8xf32>
+    %t = mm.add %s, %b : tensor<8xf32>
+    %u = mm.gelu %t : tensor<8xf32>
+    // expected-remark @+1 {{fused 5 elementwise ops: mm.mul, mm.relu, mm.add, mm.gelu, mm.add}}
+    %y = mm.add %q, %u : tensor<8xf32>
+    mm.return %y : tensor<8xf32>
+  }
+}
