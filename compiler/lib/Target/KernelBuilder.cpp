@@ -150,16 +150,16 @@ for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
     std::string epilogue = linearEpilogue((bool)bias, act, residual ? "rr[n]" : "", "yr[n]");
     std::string indented;
     for (StringRef line : llvm::split(StringRef(epilogue).rtrim('\n'), '\n'))
-      indented += "        " + line.str() + "\n";
-    host = subst(R"(mm_cpu::gemm<T>($M, $N, $K, x, $K, 1, w, 1, $K, y, $N, false,
-    [&](int64_t m, int64_t n0, int64_t n1) {
-      T *yr = y + m * $N;$RESIDUAL
-      for (int64_t n = n0; n < n1; ++n) {
-        const T acc = yr[n];
-$EPILOGUE      }
-    });
+      indented += "    " + line.str() + "\n";
+    host = subst(R"(auto epilogue = [&](int64_t m, int64_t n0, int64_t n1) {
+  T *yr = y + m * $N;$RESIDUAL
+  for (int64_t n = n0; n < n1; ++n) {
+    const T acc = yr[n];
+$EPILOGUE  }
+};
+mm_cpu::gemm<T>($M, $N, $K, x, $K, 1, w, 1, $K, y, $N, false, mm_cpu::epilogueRef(epilogue));
 )", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
-     {"RESIDUAL", residual ? "\n      const T *rr = r + m * " + num(n) + ";" : ""}});
+     {"RESIDUAL", residual ? "\n  const T *rr = r + m * " + num(n) + ";" : ""}});
   }
   return withHostBody(makeKernel(op, names, m * n, body), host);
 }
@@ -654,12 +654,12 @@ for (int64_t n = 0; n < $N; ++n) {
   SmallVector<std::string> names{"dy", "w"};
   if (addend) names.push_back("addend");
   // dx[M,K] = dy[M,N] . w[N,K] (+ the addend, added to each finished block).
-  std::string host = addend ? subst(R"(mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false,
-    [&](int64_t m, int64_t k0, int64_t k1) {
-      T *yr = y + m * $K;
-      const T *ar = addend + m * $K;
-      for (int64_t k = k0; k < k1; ++k) yr[k] += ar[k];
-    });
+  std::string host = addend ? subst(R"(auto epilogue = [&](int64_t m, int64_t k0, int64_t k1) {
+  T *yr = y + m * $K;
+  const T *ar = addend + m * $K;
+  for (int64_t k = k0; k < k1; ++k) yr[k] += ar[k];
+};
+mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false, mm_cpu::epilogueRef(epilogue));
 )", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}})
                             : gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false);
   return withHostBody(makeKernel(op, names, m, body), host);

@@ -1,5 +1,6 @@
-// RUN: mmc compile %s --emit=cpp | FileCheck %s
-// RUN: mmc compile %s --target cuda --emit=cuda | FileCheck %s --check-prefix=CUDA
+// RUN: mmc compile %s --no-fuse --emit=cpp | FileCheck %s
+// RUN: mmc compile %s --emit=cpp | FileCheck %s --check-prefix=FUSED
+// RUN: mmc compile %s --no-fuse --target cuda --emit=cuda | FileCheck %s --check-prefix=CUDA
 
 // COM: Identical ops (same op, shapes, attributes) share one kernel; shapes are
 // COM: baked in as constants; parameters, arguments and arena buffers are
@@ -7,11 +8,12 @@
 // CHECK: // mm.linear: x[2,8] w[4,8] b[4] -> y[2,4]
 // CHECK-NEXT: static void k0_linear(const float * __restrict x, const float * __restrict w, const float * __restrict b, float * __restrict y) {
 // CHECK-NEXT:   typedef float T;
-// COM: On the CPU a linear op is the bias copied into each row, then the
-// COM: packed GEMM accumulating x . w^T (w read transposed through strides).
-// CHECK-NEXT:   for (int64_t m = 0; m < 2; ++m)
-// CHECK-NEXT:     memcpy(y + m * 4, b, 4 * sizeof(T));
-// CHECK-NEXT:   mm_cpu::gemm<T>(2, 4, 8, x, 8, 1, w, 1, 8, y, 4, true);
+// COM: On the CPU a linear op is the packed GEMM of x . w^T (w read
+// COM: transposed through strides); its epilogue adds the bias to each
+// COM: finished block of y.
+// CHECK-NEXT:   auto epilogue = [&](int64_t m, int64_t n0, int64_t n1) {
+// CHECK:          const T v = acc + b[n];
+// CHECK:        mm_cpu::gemm<T>(2, 4, 8, x, 8, 1, w, 1, 8, y, 4, false, mm_cpu::epilogueRef(epilogue));
 // CHECK: static void k1_silu(
 // CHECK-NOT: k2_linear
 // CHECK: static int entry_forward(
@@ -24,6 +26,15 @@
 // CHECK: static const mm_entry_desc kEntries[] = {
 // CHECK-NEXT: {"forward", entry_forward, 192ull, 1, 1},
 // CHECK: extern "C" __attribute__((visibility("default"))) const mm_model_desc *mm_model_v1(void)
+
+// COM: Fused (the default), the first linear's silu joins its epilogue; the
+// COM: second linear, read by the mul, keeps its own kernel.
+// FUSED: // mm.fused_linear: x[2,8] w[4,8] b[4] -> y[2,4]
+// FUSED-NEXT: static void k0_fused_linear(
+// FUSED: const T z = v / (1 + exp(-v));
+// FUSED: k0_fused_linear((const float *)args[0]
+// FUSED-NEXT: k1_linear((const float *)args[0]
+// FUSED-NEXT: k2_mul(
 
 // CUDA: __global__ void k0_linear(const float * __restrict__ x
 // CUDA: for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < 8; i += (int64_t)blockDim.x * gridDim.x) {

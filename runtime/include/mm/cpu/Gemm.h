@@ -259,6 +259,19 @@ struct NoEpilogue {
   void operator()(int64_t, int64_t, int64_t) const {}
 };
 
+/// Any callable epilogue behind one type: the generated kernels pass
+/// `epilogueRef(lambda)`, so every fused kernel shares one instantiation of
+/// the GEMM driver instead of compiling its own (one indirect call per row
+/// of a finished block).
+struct EpilogueRef {
+  void *ctx;
+  void (*fn)(void *, int64_t, int64_t, int64_t);
+  void operator()(int64_t m, int64_t n0, int64_t n1) const { fn(ctx, m, n0, n1); }
+};
+template <typename F> EpilogueRef epilogueRef(F &f) {
+  return {(void *)&f, [](void *c, int64_t m, int64_t n0, int64_t n1) { (*(F *)c)(m, n0, n1); }};
+}
+
 template <typename T, typename Epilogue>
 void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa, const T *b,
           int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate, const Epilogue &ep,
