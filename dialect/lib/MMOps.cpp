@@ -301,6 +301,30 @@ LogicalResult FusedElementwiseOp::verifyRegions() {
   return success();
 }
 
+LogicalResult Conv2dOp::verify() {
+  auto x = tensorOf(getInput()), w = tensorOf(getWeight()), y = tensorOf(getResult());
+  if (x.getRank() != 4 || w.getRank() != 4)
+    return emitOpError("needs input [B, C, H, W] and weight [O, C, KH, KW]");
+  int64_t stride = getStride(), pad = getPadding();
+  if (stride < 1 || pad < 0)
+    return emitOpError("stride ") << stride << " must be >= 1 and padding " << pad << " >= 0";
+  if (w.getDimSize(1) != x.getDimSize(1))
+    return emitOpError("weight ") << shapeStr(w.getShape()) << " does not take the input's "
+                                  << x.getDimSize(1) << " channels";
+  if (getBias() && tensorOf(getBias()).getShape() != ArrayRef<int64_t>{w.getDimSize(0)})
+    return emitOpError("bias ") << shapeStr(tensorOf(getBias()).getShape()) << " should be ["
+                                << w.getDimSize(0) << "]";
+  int64_t ho = (x.getDimSize(2) + 2 * pad - w.getDimSize(2)) / stride + 1;
+  int64_t wo = (x.getDimSize(3) + 2 * pad - w.getDimSize(3)) / stride + 1;
+  if (ho < 1 || wo < 1)
+    return emitOpError("kernel ") << w.getDimSize(2) << "x" << w.getDimSize(3) << " does not fit the "
+                                  << x.getDimSize(2) << "x" << x.getDimSize(3) << " input with padding " << pad;
+  SmallVector<int64_t> expect{x.getDimSize(0), w.getDimSize(0), ho, wo};
+  if (y.getShape() != ArrayRef<int64_t>(expect))
+    return emitOpError("result shape ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
+  return success();
+}
+
 LogicalResult PatchEmbedOp::verify() {
   auto x = tensorOf(getPixels()), w = tensorOf(getWeight()), y = tensorOf(getResult());
   if (x.getRank() != 4 || w.getRank() != 4)

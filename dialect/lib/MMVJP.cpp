@@ -60,12 +60,28 @@ LogicalResult LinearOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
 
 LogicalResult PatchEmbedOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
                                      SmallVectorImpl<Value> &grads) {
-  if (failed(noGradient(*this, needed, 0, "pixels")))
-    return failure();
-  grads.push_back(Value());
+  // The pixels need a gradient only behind a convolutional stem.
+  put(grads, needed, 0, [&] {
+    return b.create<PatchEmbedGradInputOp>(getLoc(), getPixels().getType(), dy, getWeight()).getResult();
+  });
   put(grads, needed, 1, [&] {
     return b.create<PatchEmbedGradWeightOp>(getLoc(), getWeight().getType(), getPixels(), dy).getResult();
   });
+  return success();
+}
+
+LogicalResult Conv2dOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
+                                 SmallVectorImpl<Value> &grads) {
+  put(grads, needed, 0, [&] {
+    return b.create<Conv2dGradInputOp>(getLoc(), getInput().getType(), dy, getWeight(), getStrideAttr(),
+                                       getPaddingAttr()).getResult();
+  });
+  put(grads, needed, 1, [&] {
+    return b.create<Conv2dGradWeightOp>(getLoc(), getWeight().getType(), dy, getInput(), getStrideAttr(),
+                                        getPaddingAttr()).getResult();
+  });
+  if (getBias())
+    put(grads, needed, 2, [&] { return b.create<Conv2dGradBiasOp>(getLoc(), getBias().getType(), dy).getResult(); });
   return success();
 }
 

@@ -38,6 +38,27 @@ void embedding(const int32_t* ids, const float* table, float* y, int64_t T, int6
   }
 }
 
+void conv2d(const float* x, const float* w, const float* b, float* y, int64_t B, int64_t C, int64_t H,
+            int64_t W, int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
+  require(S > 0 && P >= 0, "conv2d: stride must be positive and padding non-negative");
+  const int64_t HO = (H + 2 * P - KH) / S + 1, WO = (W + 2 * P - KW) / S + 1;
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t oy = 0; oy < HO; ++oy)
+        for (int64_t ox = 0; ox < WO; ++ox) {
+          double acc = b ? static_cast<double>(b[o]) : 0.0;
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t u = 0; u < KH; ++u)
+              for (int64_t v = 0; v < KW; ++v) {
+                const int64_t iy = oy * S - P + u, ix = ox * S - P + v;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                acc += static_cast<double>(x[((n * C + c) * H + iy) * W + ix]) *
+                       static_cast<double>(w[((o * C + c) * KH + u) * KW + v]);
+              }
+          y[((n * O + o) * HO + oy) * WO + ox] = static_cast<float>(acc);
+        }
+}
+
 void patchEmbed(const float* pix, const float* w, float* y, int64_t B, int64_t C, int64_t H,
                 int64_t W, int64_t P, int64_t D) {
   require(P > 0, "patchEmbed: P must be positive");

@@ -34,6 +34,12 @@ void embedding(const int32_t* ids, const float* table, float* y, int64_t T, int6
 void patchEmbed(const float* pix, const float* w, float* y, int64_t B, int64_t C, int64_t H,
                 int64_t W, int64_t P, int64_t D);
 
+// 2-D convolution as PyTorch's Conv2d (zero padding P on every side, stride S):
+//   x[B,C,H,W], w[O,C,KH,KW], b[O] (nullptr = none), y[B,O,HO,WO] with
+//   HO = (H + 2P - KH)/S + 1, WO = (W + 2P - KW)/S + 1.
+void conv2d(const float* x, const float* w, const float* b, float* y, int64_t B, int64_t C, int64_t H,
+            int64_t W, int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P);
+
 // LayerNorm over the last axis with biased (population) variance:
 //   y = (x - mean) / sqrt(var + eps) * g + b
 //   x[M,D], g[D] (nullptr = ones), b[D] (nullptr = zeros), y[M,D]

@@ -204,6 +204,143 @@ y[i] = acc;
   return makeKernel(op, {"pix", "w"}, typeOf(op.getResult()).getNumElements(), body);
 }
 
+/// The sizes of a convolution, as the kernels' $-variables.
+std::map<std::string, std::string> convVars(RankedTensorType x, RankedTensorType w, RankedTensorType y,
+                                            int64_t stride, int64_t padding) {
+  int64_t c = x.getDimSize(1), kh = w.getDimSize(2), kw = w.getDimSize(3);
+  return {{"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(x.getDimSize(2))}, {"W", num(x.getDimSize(3))},
+          {"O", num(w.getDimSize(0))}, {"KH", num(kh)}, {"KW", num(kw)}, {"S", num(stride)},
+          {"P", num(padding)}, {"HO", num(y.getDimSize(2))}, {"WO", num(y.getDimSize(3))},
+          {"KK", num(c * kh * kw)}, {"NP", num(y.getDimSize(2) * y.getDimSize(3))}};
+}
+
+/// conv2d: one output element per work item; on the CPU, per image, the
+/// input unfolded (im2col) and one GEMM y[O, HO*WO] = w[O, C*KH*KW] . col,
+/// the bias added by its epilogue.
+Kernel conv2d(Conv2dOp op) {
+  auto vars = convVars(typeOf(op.getInput()), typeOf(op.getWeight()), typeOf(op.getResult()), op.getStride(),
+                       op.getPadding());
+  bool bias = (bool)op.getBias();
+  vars["INIT"] = bias ? "bias[o]" : "0";
+  std::string body = subst(R"(const int64_t ox = i % $WO, oy = (i / $WO) % $HO, o = (i / $NP) % $O, b = i / ($NP * $O);
+T acc = $INIT;
+for (int64_t c = 0; c < $C; ++c)
+  for (int64_t u = 0; u < $KH; ++u) {
+    const int64_t iy = oy * $S - $P + u;
+    if (iy < 0 || iy >= $H) continue;
+    for (int64_t v = 0; v < $KW; ++v) {
+      const int64_t ix = ox * $S - $P + v;
+      if (ix >= 0 && ix < $W) acc += w[((o * $C + c) * $KH + u) * $KW + v] * x[((b * $C + c) * $H + iy) * $W + ix];
+    }
+  }
+y[i] = acc;
+)", vars);
+  vars["EPILOGUE"] = bias ? R"(  auto epilogue = [&](int64_t m, int64_t n0, int64_t n1) {
+    for (int64_t n = n0; n < n1; ++n) yb[m * $NP + n] += bias[m];
+  };
+)" : "";
+  vars["EP"] = bias ? ", mm_cpu::epilogueRef(epilogue)" : "";
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $NP);
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
+  T *yb = y + b * $O * $NP;
+$EPILOGUE  mm_cpu::gemm<T>($O, $NP, $KK, w, $KK, 1, col, $NP, 1, yb, $NP, false$EP);
+}
+free(col);
+)", vars);
+  SmallVector<std::string> names{"x", "w"};
+  if (bias) names.push_back("bias");
+  return withHostBody(makeKernel(op, names, typeOf(op.getResult()).getNumElements(), body), host);
+}
+
+/// conv2d_grad_input: one input element per work item, gathering the taps
+/// that read it; on the CPU per image dcol = w^T . dy and col2im.
+Kernel conv2dGradInput(Conv2dGradInputOp op) {
+  auto vars = convVars(typeOf(op.getResult()), typeOf(op.getWeight()), typeOf(op.getGrad()), op.getStride(),
+                       op.getPadding());
+  std::string body = subst(R"(const int64_t ix = i % $W, iy = (i / $W) % $H, c = (i / ($W * $H)) % $C, b = i / ($W * $H * $C);
+T acc = 0;
+for (int64_t u = 0; u < $KH; ++u) {
+  const int64_t ty = iy + $P - u;
+  if (ty < 0 || ty % $S) continue;
+  const int64_t oy = ty / $S;
+  if (oy >= $HO) continue;
+  for (int64_t v = 0; v < $KW; ++v) {
+    const int64_t tx = ix + $P - v;
+    if (tx < 0 || tx % $S) continue;
+    const int64_t ox = tx / $S;
+    if (ox >= $WO) continue;
+    for (int64_t o = 0; o < $O; ++o)
+      acc += w[((o * $C + c) * $KH + u) * $KW + v] * dy[((b * $O + o) * $HO + oy) * $WO + ox];
+  }
+}
+y[i] = acc;
+)", vars);
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $NP);
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::gemm<T>($KK, $NP, $O, w, 1, $KK, dy + b * $O * $NP, $NP, 1, col, $NP, false);
+  mm_cpu::col2im<T>(col, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, y + b * $C * $H * $W);
+}
+free(col);
+)", vars);
+  return withHostBody(makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements(), body), host);
+}
+
+/// conv2d_grad_weight: one weight element per work item; on the CPU per
+/// image dw (+)= dy[O, HO*WO] . col^T.
+Kernel conv2dGradWeight(Conv2dGradWeightOp op) {
+  auto vars = convVars(typeOf(op.getInput()), typeOf(op.getResult()), typeOf(op.getGrad()), op.getStride(),
+                       op.getPadding());
+  std::string body = subst(R"(const int64_t v = i % $KW, u = (i / $KW) % $KH, c = (i / ($KW * $KH)) % $C, o = i / $KK;
+T acc = 0;
+for (int64_t b = 0; b < $B; ++b)
+  for (int64_t oy = 0; oy < $HO; ++oy) {
+    const int64_t iy = oy * $S - $P + u;
+    if (iy < 0 || iy >= $H) continue;
+    for (int64_t ox = 0; ox < $WO; ++ox) {
+      const int64_t ix = ox * $S - $P + v;
+      if (ix >= 0 && ix < $W) acc += dy[((b * $O + o) * $HO + oy) * $WO + ox] * x[((b * $C + c) * $H + iy) * $W + ix];
+    }
+  }
+y[i] = acc;
+)", vars);
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $NP);
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
+  mm_cpu::gemm<T>($O, $KK, $NP, dy + b * $O * $NP, $NP, 1, col, 1, $NP, y, $KK, b > 0);
+}
+free(col);
+)", vars);
+  return withHostBody(makeKernel(op, {"dy", "x"}, typeOf(op.getResult()).getNumElements(), body), host);
+}
+
+/// conv2d_grad_bias: one channel per work item.
+Kernel conv2dGradBias(Conv2dGradBiasOp op) {
+  auto dy = typeOf(op.getGrad());
+  int64_t o = dy.getDimSize(1), np = dy.getDimSize(2) * dy.getDimSize(3);
+  std::string body = subst(R"(T acc = 0;
+for (int64_t b = 0; b < $B; ++b)
+  for (int64_t p = 0; p < $NP; ++p) acc += dy[(b * $O + i) * $NP + p];
+y[i] = acc;
+)", {{"B", num(dy.getDimSize(0))}, {"O", num(o)}, {"NP", num(np)}});
+  return makeKernel(op, {"dy"}, o, body);
+}
+
+/// patch_embed_grad_input: one pixel per work item, a dot product over D.
+Kernel patchEmbedGradInput(PatchEmbedGradInputOp op) {
+  auto x = typeOf(op.getResult()), w = typeOf(op.getWeight());
+  int64_t c = x.getDimSize(1), h = x.getDimSize(2), wd = x.getDimSize(3);
+  int64_t d = w.getDimSize(0), p = w.getDimSize(2), gw = wd / p, np = (h / p) * gw;
+  std::string body = subst(R"(const int64_t ix = i % $W, iy = (i / $W) % $H, c = (i / ($W * $H)) % $C, b = i / ($W * $H * $C);
+const int64_t u = iy % $P, v = ix % $P, n = (iy / $P) * $GW + ix / $P;
+const T *dyr = dy + (b * $NP + n) * $D;
+T acc = 0;
+for (int64_t d = 0; d < $D; ++d) acc += w[((d * $C + c) * $P + u) * $P + v] * dyr[d];
+y[i] = acc;
+)", {{"W", num(wd)}, {"H", num(h)}, {"C", num(c)}, {"P", num(p)}, {"GW", num(gw)}, {"NP", num(np)}, {"D", num(d)}});
+  return makeKernel(op, {"dy", "w"}, x.getNumElements(), body);
+}
+
 Kernel layerNorm(LayerNormOp op) {
   auto x = typeOf(op.getInput());
   int64_t d = x.getShape().back();
@@ -1100,6 +1237,11 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](LinearOp o) { return linear(o); })
       .Case([](EmbeddingOp o) { return embedding(o); })
       .Case([](PatchEmbedOp o) { return patchEmbed(o); })
+      .Case([](Conv2dOp o) { return conv2d(o); })
+      .Case([](Conv2dGradInputOp o) { return conv2dGradInput(o); })
+      .Case([](Conv2dGradWeightOp o) { return conv2dGradWeight(o); })
+      .Case([](Conv2dGradBiasOp o) { return conv2dGradBias(o); })
+      .Case([](PatchEmbedGradInputOp o) { return patchEmbedGradInput(o); })
       .Case([](LayerNormOp o) { return layerNorm(o); })
       .Case([](RMSNormOp o) { return rmsNorm(o); })
       .Case<GeluOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(

@@ -132,6 +132,17 @@ TEST_F(Kernels, PatchEmbed) {
   check("patch_embed", {p, w}, y);
 }
 
+TEST_F(Kernels, Conv2d) {
+  HostTensor x = randomF32(2 * 3 * 9 * 8, 60), w = randomF32(5 * 27, 61), b = randomF32(5, 62);
+  std::vector<float> y(2 * 5 * 5 * 4);
+  mm::ref::conv2d(f(x), f(w), f(b), y.data(), 2, 3, 9, 8, 5, 3, 3, 2, 1);
+  check("conv2d", {x, w, b}, y);
+  HostTensor x2 = randomF32(4 * 36, 63), w2 = randomF32(7 * 4 * 4, 64);
+  std::vector<float> y2(7 * 25);
+  mm::ref::conv2d(f(x2), f(w2), nullptr, y2.data(), 1, 4, 6, 6, 7, 2, 2, 1, 0);
+  check("conv2d_2x2", {x2, w2}, y2);
+}
+
 TEST_F(Kernels, LayerNorm) {
   HostTensor x = randomF32(3 * 4 * 16, 9, 3.0f), g = randomF32(16, 10), b = randomF32(16, 11);
   std::vector<float> y(3 * 4 * 16);

@@ -50,6 +50,17 @@ case("embedding", [("table", [6, 4])], [("ids", t(2, 5, dtype="i32"))],
      [f"%y = mm.embedding %ids, %table : ({t(2,5,dtype='i32')}, {t(6,4)}) -> {t(2,5,4)}"], [2, 5, 4])
 case("patch_embed", [("w", [3, 2, 2, 2])], [("pix", t(2, 2, 4, 6))],
      [f"%y = mm.patch_embed %pix, %w : ({t(2,2,4,6)}, {t(3,2,2,2)}) -> {t(2,6,3)}"], [2, 6, 3])
+# A patch embedding behind a convolutional stem: the pixels get a gradient too.
+case("patch_embed_input", [("pix", [2, 2, 4, 6]), ("w", [3, 2, 2, 2])], [],
+     [f"%y = mm.patch_embed %pix, %w : ({t(2,2,4,6)}, {t(3,2,2,2)}) -> {t(2,6,3)}"], [2, 6, 3])
+# Convolutions: input, weight and bias; strided with padding (the output
+# grid does not cover the last input row), and unpadded with a 2x2 kernel.
+case("conv2d", [("x", [2, 3, 7, 6]), ("w", [4, 3, 3, 3]), ("b", [4])], [],
+     [f"%y = mm.conv2d %x, %w, %b {{stride = 2 : i64, padding = 1 : i64}} : ({t(2,3,7,6)}, {t(4,3,3,3)}, {t(4)}) -> {t(2,4,4,3)}"],
+     [2, 4, 4, 3])
+case("conv2d_unpadded", [("x", [1, 2, 5, 5]), ("w", [3, 2, 2, 2])], [],
+     [f"%y = mm.conv2d %x, %w {{stride = 1 : i64, padding = 0 : i64}} : ({t(1,2,5,5)}, {t(3,2,2,2)}) -> {t(1,3,4,4)}"],
+     [1, 3, 4, 4])
 case("layer_norm", [("x", [3, 6]), ("g", [6]), ("b", [6])], [],
      [f"%y = mm.layer_norm %x, %g, %b {{eps = 1.0e-5 : f64}} : ({t(3,6)}, {t(6)}, {t(6)}) -> {t(3,6)}"], [3, 6])
 case("rms_norm", [("x", [3, 6]), ("g", [6])], [],

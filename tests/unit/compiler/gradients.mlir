@@ -37,6 +37,47 @@ mm.model @gradients {
     mm.return %l : tensor<f64>
   }
 
+  mm.group @g_patch_embed_input
+  mm.param @"patch_embed_input.pix" : tensor<2x2x4x6xf64> group @g_patch_embed_input init #mm.init<normal, 0.7>
+  mm.param @"patch_embed_input.w" : tensor<3x2x2x2xf64> group @g_patch_embed_input init #mm.init<normal, 0.7>
+  mm.stage @patch_embed_input trainable [@g_patch_embed_input] loss @patch_embed_input_loss data "none"
+  mm.entry @patch_embed_input_loss(%r: tensor<2x6x3xf64> {mm.name = "r"}) -> tensor<f64> {
+    %pix = mm.weight @"patch_embed_input.pix" : tensor<2x2x4x6xf64>
+    %w = mm.weight @"patch_embed_input.w" : tensor<3x2x2x2xf64>
+    %y = mm.patch_embed %pix, %w : (tensor<2x2x4x6xf64>, tensor<3x2x2x2xf64>) -> tensor<2x6x3xf64>
+    %m = mm.mul %y, %r : tensor<2x6x3xf64>
+    %l = mm.reduce_sum %m : (tensor<2x6x3xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_conv2d
+  mm.param @"conv2d.x" : tensor<2x3x7x6xf64> group @g_conv2d init #mm.init<normal, 0.7>
+  mm.param @"conv2d.w" : tensor<4x3x3x3xf64> group @g_conv2d init #mm.init<normal, 0.7>
+  mm.param @"conv2d.b" : tensor<4xf64> group @g_conv2d init #mm.init<normal, 0.7>
+  mm.stage @conv2d trainable [@g_conv2d] loss @conv2d_loss data "none"
+  mm.entry @conv2d_loss(%r: tensor<2x4x4x3xf64> {mm.name = "r"}) -> tensor<f64> {
+    %x = mm.weight @"conv2d.x" : tensor<2x3x7x6xf64>
+    %w = mm.weight @"conv2d.w" : tensor<4x3x3x3xf64>
+    %b = mm.weight @"conv2d.b" : tensor<4xf64>
+    %y = mm.conv2d %x, %w, %b {stride = 2 : i64, padding = 1 : i64} : (tensor<2x3x7x6xf64>, tensor<4x3x3x3xf64>, tensor<4xf64>) -> tensor<2x4x4x3xf64>
+    %m = mm.mul %y, %r : tensor<2x4x4x3xf64>
+    %l = mm.reduce_sum %m : (tensor<2x4x4x3xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_conv2d_unpadded
+  mm.param @"conv2d_unpadded.x" : tensor<1x2x5x5xf64> group @g_conv2d_unpadded init #mm.init<normal, 0.7>
+  mm.param @"conv2d_unpadded.w" : tensor<3x2x2x2xf64> group @g_conv2d_unpadded init #mm.init<normal, 0.7>
+  mm.stage @conv2d_unpadded trainable [@g_conv2d_unpadded] loss @conv2d_unpadded_loss data "none"
+  mm.entry @conv2d_unpadded_loss(%r: tensor<1x3x4x4xf64> {mm.name = "r"}) -> tensor<f64> {
+    %x = mm.weight @"conv2d_unpadded.x" : tensor<1x2x5x5xf64>
+    %w = mm.weight @"conv2d_unpadded.w" : tensor<3x2x2x2xf64>
+    %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 0 : i64} : (tensor<1x2x5x5xf64>, tensor<3x2x2x2xf64>) -> tensor<1x3x4x4xf64>
+    %m = mm.mul %y, %r : tensor<1x3x4x4xf64>
+    %l = mm.reduce_sum %m : (tensor<1x3x4x4xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
   mm.group @g_layer_norm
   mm.param @"layer_norm.x" : tensor<3x6xf64> group @g_layer_norm init #mm.init<normal, 0.7>
   mm.param @"layer_norm.g" : tensor<6xf64> group @g_layer_norm init #mm.init<normal, 0.7>

@@ -155,4 +155,14 @@ mm.model @kernels {
     %y = mm.add %p, %c : tensor<4x9xf32>
     mm.return %y : tensor<4x9xf32>
   }
+  // A convolution: strided, padded, with bias (im2col + GEMM on the CPU), and
+  // a 2x2 kernel without padding or bias.
+  mm.entry @conv2d(%x: tensor<2x3x9x8xf32>, %w: tensor<5x3x3x3xf32>, %b: tensor<5xf32>) -> tensor<2x5x5x4xf32> {
+    %y = mm.conv2d %x, %w, %b {stride = 2 : i64, padding = 1 : i64} : (tensor<2x3x9x8xf32>, tensor<5x3x3x3xf32>, tensor<5xf32>) -> tensor<2x5x5x4xf32>
+    mm.return %y : tensor<2x5x5x4xf32>
+  }
+  mm.entry @conv2d_2x2(%x: tensor<1x4x6x6xf32>, %w: tensor<7x4x2x2xf32>) -> tensor<1x7x5x5xf32> {
+    %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 0 : i64} : (tensor<1x4x6x6xf32>, tensor<7x4x2x2xf32>) -> tensor<1x7x5x5xf32>
+    mm.return %y : tensor<1x7x5x5xf32>
+  }
 }

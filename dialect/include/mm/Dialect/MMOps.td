@@ -317,6 +317,29 @@ def MM_PatchEmbedOp : MM_Op<"patch_embed", [Pure, DeclareOpInterfaceMethods<MM_V
   let hasVerifier = 1;
 }
 
+def MM_Conv2dOp : MM_Op<"conv2d", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "2-D convolution over NCHW feature maps, with an optional bias";
+  let description = [{
+    `y[b, o, oy, ox] = bias[o] + sum over c, u, v of
+    w[o, c, u, v] * x[b, c, oy * stride - padding + u, ox * stride - padding + v]`
+    (zero outside the input), as PyTorch's `Conv2d`. A convolutional stem
+    in front of a vision tower's patch embedding is built from it.
+    Shapes: input `[B, C, H, W]`, weight `[O, C, KH, KW]`, bias `[O]`,
+    result `[B, O, (H + 2 padding - KH) / stride + 1, (W + 2 padding - KW) / stride + 1]`.
+
+    Example:
+    ```mlir
+    %y = mm.conv2d %x, %w, %b {stride = 2 : i64, padding = 1 : i64}
+        : (tensor<1x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<1x32x32x32xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$weight, Optional<MM_F32Tensor>:$bias,
+                       I64Attr:$stride, I64Attr:$padding);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $weight (`,` $bias^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
 def MM_LayerNormOp : MM_Op<"layer_norm", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "layer normalisation over the last dimension";
   let description = [{
@@ -675,6 +698,72 @@ def MM_PatchEmbedGradWeightOp : MM_Op<"patch_embed_grad_weight", [Pure]> {
   let arguments = (ins MM_F32Tensor:$pixels, MM_F32Tensor:$grad);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = "$pixels `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_Conv2dGradInputOp : MM_Op<"conv2d_grad_input", [Pure]> {
+  let summary = "dx of a 2-D convolution (the transposed convolution of dy)";
+  let description = [{
+    `dx[b, c, iy, ix] = sum of w[o, c, u, v] * dy[b, o, oy, ox]` over every
+    output position (oy, ox) and tap (u, v) that read input (iy, ix).
+    Shapes: dy `[B, O, HO, WO]`, weight `[O, C, KH, KW]`, result `[B, C, H, W]`.
+
+    Example:
+    ```mlir
+    %dx = mm.conv2d_grad_input %dy, %w {stride = 2 : i64, padding = 1 : i64}
+        : (tensor<1x32x32x32xf32>, tensor<32x3x3x3xf32>) -> tensor<1x3x64x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$weight, I64Attr:$stride, I64Attr:$padding);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $weight attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_Conv2dGradWeightOp : MM_Op<"conv2d_grad_weight", [Pure]> {
+  let summary = "dW of a 2-D convolution, summed over the batch and every position";
+  let description = [{
+    `dw[o, c, u, v] = sum of dy[b, o, oy, ox] * x[b, c, oy * stride - padding + u, ox * stride - padding + v]`.
+    Shapes: dy `[B, O, HO, WO]`, input `[B, C, H, W]`, result `[O, C, KH, KW]`.
+
+    Example:
+    ```mlir
+    %dw = mm.conv2d_grad_weight %dy, %x {stride = 2 : i64, padding = 1 : i64}
+        : (tensor<1x32x32x32xf32>, tensor<1x3x64x64xf32>) -> tensor<32x3x3x3xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$input, I64Attr:$stride, I64Attr:$padding);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $input attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_Conv2dGradBiasOp : MM_Op<"conv2d_grad_bias", [Pure]> {
+  let summary = "d(bias) of a 2-D convolution: dy summed over all but the channel axis";
+  let description = [{
+    Shapes: dy `[B, O, HO, WO]`, result `[O]`.
+
+    Example:
+    ```mlir
+    %db = mm.conv2d_grad_bias %dy : (tensor<1x32x32x32xf32>) -> tensor<32xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_PatchEmbedGradInputOp : MM_Op<"patch_embed_grad_input", [Pure]> {
+  let summary = "d(pixels) of a patch embedding (for a stem in front of it)";
+  let description = [{
+    `dx[b, c, py * P + u, px * P + v] = sum over d of w[d, c, u, v] * dy[b, py * GW + px, d]`.
+    Shapes: dy `[B, N, D]`, weight `[D, C, P, P]`, result `[B, C, H, W]`.
+
+    Example:
+    ```mlir
+    %dx = mm.patch_embed_grad_input %dy, %w : (tensor<1x64x128xf32>, tensor<128x64x2x2xf32>) -> tensor<1x64x16x16xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$grad, MM_F32Tensor:$weight);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$grad `,` $weight attr-dict `:` functional-type(operands, results)";
 }
 
 def MM_LayerNormGradInputOp : MM_Op<"layer_norm_grad_input", [Pure]> {

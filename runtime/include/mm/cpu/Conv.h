@@ -1,0 +1,68 @@
+//===- Conv.h - im2col and col2im for the CPU convolution kernels -*- C++ -*-===//
+//
+// Header-only, included by the C++ that `mmc compile` generates: a 2-D
+// convolution is a GEMM over an unfolded input (Gemm.h does the product).
+//
+//   x    [C, H, W]           one image of the batch
+//   col  [C*KH*KW, HO*WO]    col[(c*KH + u)*KW + v][oy*WO + ox] =
+//                            x[c][oy*S - P + u][ox*S - P + v], 0 outside
+//
+// conv2d:             y[O, HO*WO]   = w[O, C*KH*KW] . col
+// conv2d_grad_weight: dw[O, C*KH*KW] = dy[O, HO*WO] . col^T
+// conv2d_grad_input:  dcol = w^T . dy, then col2im adds every tap back
+//                     into the input position it read.
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_CPU_CONV_H
+#define MM_CPU_CONV_H
+
+#include "mm/cpu/Gemm.h"
+
+#include <stdint.h>
+
+namespace mm_cpu {
+
+template <typename T>
+void im2col(const T *x, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t S, int64_t P,
+            int64_t HO, int64_t WO, T *col) {
+#pragma omp parallel for schedule(static) if (C * KH * KW * HO * WO >= 65536 && !inParallel())
+  for (int64_t k = 0; k < C * KH * KW; ++k) {
+    const int64_t c = k / (KH * KW), u = (k / KW) % KH, v = k % KW;
+    T *row = col + k * HO * WO;
+    for (int64_t oy = 0; oy < HO; ++oy) {
+      const int64_t iy = oy * S - P + u;
+      for (int64_t ox = 0; ox < WO; ++ox) {
+        const int64_t ix = ox * S - P + v;
+        row[oy * WO + ox] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? x[(c * H + iy) * W + ix] : (T)0;
+      }
+    }
+  }
+}
+
+/// x[C, H, W] = the sum of every col entry that im2col read from each
+/// position (x is overwritten). Channels in parallel: no two write one value.
+template <typename T>
+void col2im(const T *col, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t S, int64_t P,
+            int64_t HO, int64_t WO, T *x) {
+#pragma omp parallel for schedule(static) if (C * KH * KW * HO * WO >= 65536 && !inParallel())
+  for (int64_t c = 0; c < C; ++c) {
+    T *plane = x + c * H * W;
+    for (int64_t i = 0; i < H * W; ++i) plane[i] = 0;
+    for (int64_t u = 0; u < KH; ++u)
+      for (int64_t v = 0; v < KW; ++v) {
+        const T *row = col + ((c * KH + u) * KW + v) * HO * WO;
+        for (int64_t oy = 0; oy < HO; ++oy) {
+          const int64_t iy = oy * S - P + u;
+          if (iy < 0 || iy >= H) continue;
+          for (int64_t ox = 0; ox < WO; ++ox) {
+            const int64_t ix = ox * S - P + v;
+            if (ix >= 0 && ix < W) plane[iy * W + ix] += row[oy * WO + ox];
+          }
+        }
+      }
+  }
+}
+
+} // namespace mm_cpu
+
+#endif // MM_CPU_CONV_H
