@@ -23,7 +23,12 @@ CONFIGS = {
         seq=176, max_pos=512, rms_eps=1e-6, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         # stage 2 at 5e-4: with 6,400 samples it reached what 2e-4 reached with twice as many
         # (docs/BENCHMARKS.md); LLaVA's 2e-5 is for a pretrained 7B LLM.
-        pad_token=3, stage_lr1=1e-3, stage_lr2=5e-4, batch1=8, batch2=8, pretrain=True),
+        pad_token=3, stage_lr1=1e-3, stage_lr2=5e-4, batch1=8, batch2=8, pretrain=True,
+        # A convolutional stem in front of the patch embedding (channels, stride of
+        # each 3x3 conv + GELU; the patch embedding then takes 2x2 patches of the
+        # stride-4 map): a from-scratch ViT on 8-px patches learns the shapes of
+        # mmdata's objects far too slowly (docs/BENCHMARKS.md, "Where it stops").
+        stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1)]),
     # The benchmark configuration where the matmuls dominate (docs/BENCHMARKS.md):
     # the tiny model's vision tower, tokenizer and data, a 768-wide 8-layer LLM.
     "llava-small": dict(
@@ -55,6 +60,12 @@ def generate(c):
     x_v, x_t = t(1, V, VD), t(1, S, TD)
     L = []
     w = L.append
+    stem = c.get("stem") or []
+    stem_stride = math.prod(st for _, st in stem)
+    pe = c["patch"] // stem_stride  # the patch embedding's patch on the stem's map
+    pe_in = stem[-1][0] if stem else 3
+    stem_config = (f', stem_channels = [{", ".join(f"{ch} : i64" for ch, _ in stem)}], '
+                   f'stem_strides = [{", ".join(f"{st} : i64" for _, st in stem)}]') if stem else ""
     config = (
         f'{{model_type = "llava", architectures = ["LlavaForConditionalGeneration"], '
         f'image_token_index = {c["image_token"]} : i64, pad_token_id = {c["pad_token"]} : i64, '
@@ -65,7 +76,7 @@ def generate(c):
         f'intermediate_size = {c["vinter"]} : i64, num_hidden_layers = {c["vlayers"]} : i64, '
         f'num_attention_heads = {c["vheads"]} : i64, image_size = {c["image"]} : i64, '
         f'patch_size = {c["patch"]} : i64, num_channels = 3 : i64, layer_norm_eps = {fl(1e-5)}, '
-        f'hidden_act = "quick_gelu"}},\n'
+        f'hidden_act = "quick_gelu"{stem_config}}},\n'
         f'      text_config = {{model_type = "llama", hidden_size = {TD} : i64, '
         f'intermediate_size = {c["tinter"]} : i64, num_hidden_layers = {c["tlayers"]} : i64, '
         f'num_attention_heads = {c["theads"]} : i64, num_key_value_heads = {c["tkv"]} : i64, '
@@ -90,7 +101,14 @@ def generate(c):
     vm = "vision_tower.vision_model"
     w("  // CLIP vision tower (frozen in both LLaVA stages).")
     param(f"{vm}.embeddings.class_embedding", [VD], "vision_tower")
-    param(f"{vm}.embeddings.patch_embedding.weight", [VD, 3, c["patch"], c["patch"]], "vision_tower")
+    cin = 3
+    for i, (ch, _) in enumerate(stem):
+        # 1/sqrt(fan-in): the signal neither dies nor explodes through the stem.
+        param(f"{vm}.embeddings.stem.{i}.weight", [ch, cin, 3, 3], "vision_tower",
+              f"#mm.init<normal, {math.sqrt(1.0 / (cin * 9)):.6f}>")
+        param(f"{vm}.embeddings.stem.{i}.bias", [ch], "vision_tower", "#mm.init<zeros>")
+        cin = ch
+    param(f"{vm}.embeddings.patch_embedding.weight", [VD, pe_in, pe, pe], "vision_tower")
     param(f"{vm}.embeddings.position_embedding.weight", [V, VD], "vision_tower")
     param(f"{vm}.pre_layrnorm.weight", [VD], "vision_tower", "#mm.init<ones>")
     param(f"{vm}.pre_layrnorm.bias", [VD], "vision_tower", "#mm.init<zeros>")
@@ -255,9 +273,19 @@ def generate(c):
         w(f"{ind}%{out} = mm.rms_norm %{x}, %{out}_g {{eps = {fl(c['rms_eps'])}}} : ({x_t}, {t(TD)}) -> {x_t}")
 
     def vision_graph():
-        w(f"    // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.")
-        weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, 3, c["patch"], c["patch"]])
-        w(f"{ind}%patches = mm.patch_embed %pixel_values, %patch_w : ({pix}, {t(VD, 3, c['patch'], c['patch'])}) -> {t(1, P, VD)}")
+        w(f"    // Vision tower: {'convolutional stem, ' if stem else ''}patches, [CLS], positions, pre-norm, all layers but the last.")
+        x, xt, cin, size = "pixel_values", pix, 3, c["image"]
+        for i, (ch, st) in enumerate(stem):
+            weight(f"stem{i}_w", f"{vm}.embeddings.stem.{i}.weight", [ch, cin, 3, 3])
+            weight(f"stem{i}_b", f"{vm}.embeddings.stem.{i}.bias", [ch])
+            size = (size + 2 - 3) // st + 1
+            yt = t(1, ch, size, size)
+            w(f"{ind}%stem{i} = mm.conv2d %{x}, %stem{i}_w, %stem{i}_b {{stride = {st} : i64, padding = 1 : i64}} : "
+              f"({xt}, {t(ch, cin, 3, 3)}, {t(ch)}) -> {yt}")
+            w(f"{ind}%stem{i}_act = mm.gelu %stem{i} : {yt}")
+            x, xt, cin = f"stem{i}_act", yt, ch
+        weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, cin, pe, pe])
+        w(f"{ind}%patches = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, cin, pe, pe)}) -> {t(1, P, VD)}")
         weight("cls_w", f"{vm}.embeddings.class_embedding", [VD])
         w(f"{ind}%cls = mm.broadcast %cls_w : ({t(VD)}) -> {t(1, 1, VD)}")
         w(f"{ind}%tokens = mm.concat %cls, %patches {{axis = 1 : i64}} : ({t(1, 1, VD)}, {t(1, P, VD)}) -> {x_v}")

@@ -2,6 +2,7 @@
 """How well the tiny vision tower sees: per-patch accuracy of its pre-training head.
 
     /usr/bin/python3 scripts/patch_accuracy.py WEIGHTS.safetensors DATA_DIR [--heads 4] [--limit N]
+        [--stem-strides 1,2,1,2,1]
 
 WEIGHTS holds the vision tower and `vision_pretrain_head` (the output of
 `mmrun --train pretrain_vision` or any later stage); DATA_DIR is an `mmdata
@@ -33,6 +34,8 @@ def main():
     ap.add_argument("data_dir")
     ap.add_argument("--heads", type=int, default=4, help="the tower's attention heads (default 4, llava-tiny's)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    ap.add_argument("--stem-strides", default="1,2,1,2,1",
+                    help="strides of the convolutional stem's layers, if the weights have one (llava-tiny's)")
     a = ap.parse_args()
 
     try:
@@ -42,14 +45,23 @@ def main():
     if "vision_pretrain_head.weight" not in arrays:
         sys.exit(f"{a.weights}: no vision_pretrain_head.weight (not a llava-tiny checkpoint after pretrain_vision?)")
     pre = "vision_tower.vision_model."
-    D, C, P, _ = arrays[pre + "embeddings.patch_embedding.weight"].shape
+    D, _, P, _ = arrays[pre + "embeddings.patch_embedding.weight"].shape
     grid = int(round((arrays[pre + "embeddings.position_embedding.weight"].shape[0] - 1) ** 0.5))
+    # A convolutional stem (llava-tiny's): its channels from the weights, its strides from --stem-strides.
+    stem = [arrays[pre + f"embeddings.stem.{i}.weight"].shape[0]
+            for i in range(64) if pre + f"embeddings.stem.{i}.weight" in arrays]
+    strides = [int(x) for x in a.stem_strides.split(",")][:len(stem)] if stem else []
+    if len(strides) != len(stem):
+        sys.exit(f"{a.weights}: a stem of {len(stem)} convolutions, but --stem-strides gives {len(strides)}")
+    for st in strides:
+        P *= st
     layers = 1 + max(int(k[len(pre + "encoder.layers."):].split(".")[0]) for k in arrays
                      if k.startswith(pre + "encoder.layers."))
     inter = arrays[pre + "encoder.layers.0.mlp.fc1.weight"].shape[0]
     cfg = ref.normalize_config({
         "vision_config": dict(hidden_size=D, intermediate_size=inter, num_hidden_layers=layers,
-                              num_attention_heads=a.heads, image_size=P * grid, patch_size=P, num_channels=C),
+                              num_attention_heads=a.heads, image_size=P * grid, patch_size=P, num_channels=3,
+                              stem_channels=stem, stem_strides=strides),
         "text_config": {}, "vision_feature_layer": -2, "vision_feature_select_strategy": "default"})
     W = ref.Weights(arrays)
 

@@ -319,9 +319,25 @@ def vision_tower(cfg, W, pixels, dump=None):
     gh, gw = Himg // P, Wimg // P
     N = gh * gw
 
+    # Optional convolutional stem (mmc's llava-tiny; not in HF CLIP): 3x3 convs
+    # with padding 1, each followed by exact GELU; the patch embedding then
+    # cuts the stem's feature map into P / (product of strides) sized patches.
+    stem_channels = v.get("stem_channels") or []
+    stem_strides = v.get("stem_strides") or [1] * len(stem_channels)
+    if len(stem_strides) != len(stem_channels):
+        raise ValueError("vision_config: stem_channels and stem_strides differ in length")
+    feats = pixels
+    for i, (ch, st) in enumerate(zip(stem_channels, stem_strides)):
+        cin = feats.shape[1]
+        feats = torch.nn.functional.conv2d(feats, W.get(pre + f"embeddings.stem.{i}.weight", (ch, cin, 3, 3)),
+                                           W.get(pre + f"embeddings.stem.{i}.bias", (ch,)), stride=st, padding=1)
+        feats = act_fn("gelu")(feats)
+    if stem_channels:
+        P //= math.prod(stem_strides)
+        C = stem_channels[-1]
     conv_w = W.get(pre + "embeddings.patch_embedding.weight", (D, C, P, P))
     # Patch embedding as an explicit unfold + matmul (== conv2d with stride P, no bias).
-    patches = pixels[:, :, :gh * P, :gw * P].reshape(B, C, gh, P, gw, P)
+    patches = feats[:, :, :gh * P, :gw * P].reshape(B, C, gh, P, gw, P)
     patches = patches.permute(0, 2, 4, 1, 3, 5).reshape(B, N, C * P * P)
     x = torch.matmul(patches, conv_w.reshape(D, C * P * P).t())  # [B,N,D], row-major patches
     cls = W.get(pre + "embeddings.class_embedding", (D,))

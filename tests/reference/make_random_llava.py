@@ -62,6 +62,13 @@ def weight_shapes(cfg):
     N = (v["image_size"] // P) ** 2
     out = []
     vp = "vision_tower.vision_model."
+    # An optional convolutional stem (llava-tiny): 3x3 convs, then patches of
+    # the stem's map.
+    stem = list(zip(v.get("stem_channels") or [], v.get("stem_strides") or []))
+    for i, (ch, st) in enumerate(stem):
+        out += [(vp + f"embeddings.stem.{i}.weight", (ch, C, 3, 3), "conv"),
+                (vp + f"embeddings.stem.{i}.bias", (ch,), "bias")]
+        C, P = ch, P // st
     out += [(vp + "embeddings.patch_embedding.weight", (D, C, P, P), "mat"),
             (vp + "embeddings.class_embedding", (D,), "mat"),
             (vp + "embeddings.position_embedding.weight", (N + 1, D), "mat"),
@@ -111,6 +118,8 @@ def random_weights(cfg, seed=0, mat_std=0.02, norm_std=0.5, bias_std=0.02):
     for name, shape, kind in weight_shapes(cfg):
         if kind == "mat":
             a = rng.normal(0.0, mat_std, size=shape)
+        elif kind == "conv":  # 1/sqrt(fan-in), as the model file initialises the stem
+            a = rng.normal(0.0, 1.0 / np.sqrt(np.prod(shape[1:])), size=shape)
         elif kind == "norm":
             a = 1.0 + rng.normal(0.0, norm_std, size=shape)
         else:

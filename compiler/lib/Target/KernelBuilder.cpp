@@ -201,7 +201,17 @@ for (int64_t c = 0; c < $C; ++c)
 y[i] = acc;
 )", {{"D", num(d)}, {"NP", num(np)}, {"GW", num(gw)}, {"C", num(c)}, {"P", num(p)},
      {"H", num(h)}, {"W", num(wd)}});
-  return makeKernel(op, {"pix", "w"}, typeOf(op.getResult()).getNumElements(), body);
+  // CPU: per image, the patches unfolded (im2col with stride P: col[C*P*P, N])
+  // and y[N, D] = col^T . w^T.
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $K * $NP);
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::im2col<T>(pix + b * $C * $H * $W, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, col);
+  mm_cpu::gemm<T>($NP, $D, $K, col, 1, $NP, w, 1, $K, y + b * $NP * $D, $D, false);
+}
+free(col);
+)", {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(h)},
+     {"W", num(wd)}, {"P", num(p)}, {"GW", num(gw)}, {"D", num(d)}});
+  return withHostBody(makeKernel(op, {"pix", "w"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
 
 /// The sizes of a convolution, as the kernels' $-variables.
@@ -338,7 +348,16 @@ T acc = 0;
 for (int64_t d = 0; d < $D; ++d) acc += w[((d * $C + c) * $P + u) * $P + v] * dyr[d];
 y[i] = acc;
 )", {{"W", num(wd)}, {"H", num(h)}, {"C", num(c)}, {"P", num(p)}, {"GW", num(gw)}, {"NP", num(np)}, {"D", num(d)}});
-  return makeKernel(op, {"dy", "w"}, x.getNumElements(), body);
+  // CPU: per image dcol[C*P*P, N] = w^T . dy^T, folded back (col2im, stride P).
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $K * $NP);
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::gemm<T>($K, $NP, $D, w, 1, $K, dy + b * $NP * $D, 1, $D, col, $NP, false);
+  mm_cpu::col2im<T>(col, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, y + b * $C * $H * $W);
+}
+free(col);
+)", {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(h)},
+     {"W", num(wd)}, {"P", num(p)}, {"GW", num(gw)}, {"D", num(d)}});
+  return withHostBody(makeKernel(op, {"dy", "w"}, x.getNumElements(), body), host);
 }
 
 Kernel layerNorm(LayerNormOp op) {
@@ -891,7 +910,16 @@ for (int64_t b = 0; b < $B; ++b)
 y[i] = acc;
 )", {{"P", num(p)}, {"C", num(c)}, {"B", num(b)}, {"NP", num(np)}, {"GW", num(gw)}, {"H", num(h)},
      {"W", num(wd)}, {"D", num(d)}});
-  return makeKernel(op, {"pix", "dy"}, w.getNumElements(), body);
+  // CPU: per image dW[D, C*P*P] (+)= dy^T . col^T.
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $K * $NP);
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::im2col<T>(pix + b * $C * $H * $W, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, col);
+  mm_cpu::gemm<T>($D, $K, $NP, dy + b * $NP * $D, 1, $D, col, 1, $NP, y, $K, b > 0);
+}
+free(col);
+)", {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(b)}, {"C", num(c)}, {"H", num(h)}, {"W", num(wd)},
+     {"P", num(p)}, {"GW", num(gw)}, {"D", num(d)}});
+  return withHostBody(makeKernel(op, {"pix", "dy"}, w.getNumElements(), body), host);
 }
 
 /// layer_norm_grad_input: one row per work item.
