@@ -25,10 +25,10 @@ CONFIGS = {
         # (docs/BENCHMARKS.md); LLaVA's 2e-5 is for a pretrained 7B LLM.
         pad_token=3, stage_lr1=1e-3, stage_lr2=5e-4, batch1=8, batch2=8, pretrain=True,
         # A convolutional stem in front of the patch embedding (channels, stride of
-        # each 3x3 conv + GELU; the patch embedding then takes 2x2 patches of the
-        # stride-4 map): a from-scratch ViT on 8-px patches learns the shapes of
-        # mmdata's objects far too slowly (docs/BENCHMARKS.md, "Where it stops").
-        stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1)]),
+        # each 3x3 conv + GELU; the patch embedding is then a 1x1 projection of
+        # the stride-8 map): a from-scratch ViT on 8-px patches learns the shapes
+        # of mmdata's objects far too slowly (docs/BENCHMARKS.md, "Where it stops").
+        stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)]),
     # The benchmark configuration where the matmuls dominate (docs/BENCHMARKS.md):
     # the tiny model's vision tower, tokenizer and data, a 768-wide 8-layer LLM.
     "llava-small": dict(

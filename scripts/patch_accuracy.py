@@ -2,7 +2,7 @@
 """How well the tiny vision tower sees: per-patch accuracy of its pre-training head.
 
     /usr/bin/python3 scripts/patch_accuracy.py WEIGHTS.safetensors DATA_DIR [--heads 4] [--limit N]
-        [--stem-strides 1,2,1,2,1]
+        [--stem-strides 1,2,1,2,1,2]
 
 WEIGHTS holds the vision tower and `vision_pretrain_head` (the output of
 `mmrun --train pretrain_vision` or any later stage); DATA_DIR is an `mmdata
@@ -34,7 +34,7 @@ def main():
     ap.add_argument("data_dir")
     ap.add_argument("--heads", type=int, default=4, help="the tower's attention heads (default 4, llava-tiny's)")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
-    ap.add_argument("--stem-strides", default="1,2,1,2,1",
+    ap.add_argument("--stem-strides", default="1,2,1,2,1,2",
                     help="strides of the convolutional stem's layers, if the weights have one (llava-tiny's)")
     a = ap.parse_args()
 
