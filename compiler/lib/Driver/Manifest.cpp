@@ -73,7 +73,13 @@ int64_t attentionFlops(AttnOp op, int64_t perPair) {
 
 int64_t opFlops(Operation *op) {
   return llvm::TypeSwitch<Operation *, int64_t>(op)
-      .Case([](LinearOp o) { return 2 * numel(o.getResult()) * cast<RankedTensorType>(o.getWeight().getType()).getDimSize(1); })
+      .Case<LinearOp, FusedLinearOp>([](Operation *o) {
+        return 2 * numel(o->getResult(0)) * cast<RankedTensorType>(o->getOperand(1).getType()).getDimSize(1);
+      })
+      .Case([](Conv2dOp o) { return 2 * numel(o.getResult()) * numel(o.getWeight()) / cast<RankedTensorType>(o.getWeight().getType()).getDimSize(0); })
+      .Case([](Conv2dGradInputOp o) { return 2 * numel(o.getGrad()) * numel(o.getWeight()) / cast<RankedTensorType>(o.getWeight().getType()).getDimSize(0); })
+      .Case([](Conv2dGradWeightOp o) { return 2 * numel(o.getGrad()) * numel(o.getResult()) / cast<RankedTensorType>(o.getResult().getType()).getDimSize(0); })
+      .Case([](PatchEmbedGradInputOp o) { return 2 * numel(o.getResult()) * cast<RankedTensorType>(o.getWeight().getType()).getDimSize(0); })
       .Case([](LinearGradInputOp o) { return 2 * numel(o.getResult()) * cast<RankedTensorType>(o.getWeight().getType()).getDimSize(0); })
       .Case([](LinearGradWeightOp o) {
         auto w = cast<RankedTensorType>(o.getResult().getType());
@@ -89,7 +95,9 @@ int64_t opFlops(Operation *op) {
       .Case<LayerNormOp, RMSNormOp, LayerNormGradInputOp, RMSNormGradInputOp>(
           [](Operation *o) { return 5 * numel(o->getResult(0)); })
       .Case<CrossEntropyOp, CrossEntropyGradOp>([](Operation *o) { return 3 * numel(o->getOperand(0)); })
-      .Case<WeightOp, ReturnOp, EmbeddingOp, ConstantOp, SliceOp, ConcatOp, BroadcastOp, PadOp>(
+      // A fused elementwise op's body ops are counted one by one (the walk visits them).
+      .Case<WeightOp, ReturnOp, YieldOp, FusedElementwiseOp, EmbeddingOp, ConstantOp, SliceOp, ConcatOp, BroadcastOp,
+            PadOp>(
           [](Operation *) { return int64_t(0); })
       .Default([](Operation *o) {
         int64_t n = 0;
