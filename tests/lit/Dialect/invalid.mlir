@@ -406,3 +406,44 @@ mm.model @fused_elementwise_shape {
     mm.return %y : tensor<4x8xf32>
   }
 }
+
+// -----
+
+mm.model @conv_channels {
+  mm.entry @f(%x: tensor<1x3x8x8xf32>, %w: tensor<4x2x3x3xf32>) -> tensor<1x4x8x8xf32> {
+    // expected-error @+1 {{weight 4x2x3x3 does not take the input's 3 channels}}
+    %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 1 : i64} : (tensor<1x3x8x8xf32>, tensor<4x2x3x3xf32>) -> tensor<1x4x8x8xf32>
+    mm.return %y : tensor<1x4x8x8xf32>
+  }
+}
+
+// -----
+
+mm.model @conv_stride {
+  mm.entry @f(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<1x4x8x8xf32> {
+    // expected-error @+1 {{stride 0 must be >= 1 and padding 1 >= 0}}
+    %y = mm.conv2d %x, %w {stride = 0 : i64, padding = 1 : i64} : (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>) -> tensor<1x4x8x8xf32>
+    mm.return %y : tensor<1x4x8x8xf32>
+  }
+}
+
+// -----
+
+mm.model @conv_result {
+  mm.entry @f(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>, %b: tensor<4xf32>) -> tensor<1x4x8x8xf32> {
+    // COM: stride 2 halves the 8x8 map.
+    // expected-error @+1 {{result shape 1x4x8x8 should be 1x4x4x4}}
+    %y = mm.conv2d %x, %w, %b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32>) -> tensor<1x4x8x8xf32>
+    mm.return %y : tensor<1x4x8x8xf32>
+  }
+}
+
+// -----
+
+mm.model @conv_kernel {
+  mm.entry @f(%x: tensor<1x3x2x2xf32>, %w: tensor<4x3x5x5xf32>) -> tensor<1x4x1x1xf32> {
+    // expected-error @+1 {{kernel 5x5 does not fit the 2x2 input with padding 0}}
+    %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 0 : i64} : (tensor<1x3x2x2xf32>, tensor<4x3x5x5xf32>) -> tensor<1x4x1x1xf32>
+    mm.return %y : tensor<1x4x1x1xf32>
+  }
+}

@@ -148,3 +148,24 @@ mm.model @fused {
     mm.return %y : tensor<4x8xf32>
   }
 }
+
+// -----
+
+// COM: A convolutional stem's ops and their gradients round-trip.
+// CHECK-LABEL: mm.model @conv
+// CHECK: mm.conv2d %arg0, %arg1, %arg2 {padding = 1 : i64, stride = 2 : i64}
+// CHECK: mm.conv2d_grad_input %{{.*}}, %arg1 {padding = 1 : i64, stride = 2 : i64}
+// CHECK: mm.conv2d_grad_weight %{{.*}}, %arg0 {padding = 1 : i64, stride = 2 : i64}
+// CHECK: mm.conv2d_grad_bias
+// CHECK: mm.patch_embed_grad_input
+mm.model @conv {
+  mm.entry @f(%x: tensor<1x3x8x8xf32>, %w: tensor<4x3x3x3xf32>, %b: tensor<4xf32>, %p: tensor<5x4x2x2xf32>) -> (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32>, tensor<1x4x4x4xf32>) {
+    %y = mm.conv2d %x, %w, %b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32>) -> tensor<1x4x4x4xf32>
+    %dx = mm.conv2d_grad_input %y, %w {stride = 2 : i64, padding = 1 : i64} : (tensor<1x4x4x4xf32>, tensor<4x3x3x3xf32>) -> tensor<1x3x8x8xf32>
+    %dw = mm.conv2d_grad_weight %y, %x {stride = 2 : i64, padding = 1 : i64} : (tensor<1x4x4x4xf32>, tensor<1x3x8x8xf32>) -> tensor<4x3x3x3xf32>
+    %db = mm.conv2d_grad_bias %y : (tensor<1x4x4x4xf32>) -> tensor<4xf32>
+    %t = mm.patch_embed %y, %p : (tensor<1x4x4x4xf32>, tensor<5x4x2x2xf32>) -> tensor<1x4x5xf32>
+    %dt = mm.patch_embed_grad_input %t, %p : (tensor<1x4x5xf32>, tensor<5x4x2x2xf32>) -> tensor<1x4x4x4xf32>
+    mm.return %dx, %dw, %db, %dt : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32>, tensor<1x4x4x4xf32>
+  }
+}
