@@ -551,3 +551,11 @@ LogicalResult CacheReadOp::verify() {
 bool mm::isFusibleElementwise(Operation *op) {
   return isa<GeluOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(op);
 }
+
+std::optional<ActivationKind> mm::activationKindOf(Operation *op) {
+  if (isa<GeluOp>(op)) return ActivationKind::Gelu;
+  if (isa<QuickGeluOp>(op)) return ActivationKind::QuickGelu;
+  if (isa<SiluOp>(op)) return ActivationKind::Silu;
+  if (isa<ReluOp>(op)) return ActivationKind::Relu;
+  return std::nullopt;
+}

@@ -133,13 +133,12 @@ Kernel linearKernel(Operation *op, Value input, Value weight, Value bias, Value 
                     std::optional<ActivationKind> act) {
   auto x = typeOf(input), w = typeOf(weight);
   int64_t k = x.getShape().back(), n = w.getDimSize(0), m = x.getNumElements() / k;
-  std::map<std::string, std::string> vars{{"N", num(n)}, {"K", num(k)}};
   std::string body = subst(R"(const int64_t m = i / $N, n = i % $N;
 const T *xr = x + m * $K, *wr = w + n * $K;
 T acc = 0;
 MM_SIMD_SUM
 for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
-)", vars) + linearEpilogue((bool)bias, act, residual ? "r[i]" : "", "y[i]");
+)", {{"N", num(n)}, {"K", num(k)}}) + linearEpilogue((bool)bias, act, residual ? "r[i]" : "", "y[i]");
   SmallVector<std::string> names{"x", "w"};
   if (bias) names.push_back("b");
   if (residual) names.push_back("r");
@@ -184,6 +183,15 @@ y[i] = (id >= 0 && id < $V) ? table[(int64_t)id * $D + d] : (T)0;
   return makeKernel(op, {"ids", "table"}, typeOf(op.getResult()).getNumElements(), body);
 }
 
+/// The CPU body of a convolution-like kernel (a convolution, a patch
+/// embedding, their gradients): a column buffer of COLS elements (what
+/// im2col unfolds, or what col2im folds back), then PERIMAGE for each image
+/// `b` of the BATCH.
+std::string perImageWithColumns(StringRef cols, StringRef batch, StringRef perImage) {
+  return ("T *col = (T *)malloc(sizeof(T) * " + cols + ");\nfor (int64_t b = 0; b < " + batch + "; ++b) {\n" +
+          perImage + "}\nfree(col);\n").str();
+}
+
 Kernel patchEmbed(PatchEmbedOp op) {
   auto x = typeOf(op.getPixels()), w = typeOf(op.getWeight());
   int64_t c = x.getDimSize(1), h = x.getDimSize(2), wd = x.getDimSize(3);
@@ -203,13 +211,9 @@ y[i] = acc;
      {"H", num(h)}, {"W", num(wd)}});
   // CPU: per image, the patches unfolded (im2col with stride P: col[C*P*P, N])
   // and y[N, D] = col^T . w^T.
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $K * $NP);
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::im2col<T>(pix + b * $C * $H * $W, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, col);
+  std::string host = subst(perImageWithColumns("$K * $NP", "$B", R"(  mm_cpu::im2col<T>(pix + b * $C * $H * $W, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, col);
   mm_cpu::gemm<T>($NP, $D, $K, col, 1, $NP, w, 1, $K, y + b * $NP * $D, $D, false);
-}
-free(col);
-)", {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(h)},
+)"), {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(h)},
      {"W", num(wd)}, {"P", num(p)}, {"GW", num(gw)}, {"D", num(d)}});
   return withHostBody(makeKernel(op, {"pix", "w"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
@@ -250,14 +254,10 @@ y[i] = acc;
   };
 )" : "";
   vars["EP"] = bias ? ", mm_cpu::epilogueRef(epilogue)" : "";
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $NP);
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
+  std::string host = subst(perImageWithColumns("$KK * $NP", "$B", R"(  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
   T *yb = y + b * $O * $NP;
 $EPILOGUE  mm_cpu::gemm<T>($O, $NP, $KK, w, $KK, 1, col, $NP, 1, yb, $NP, false$EP);
-}
-free(col);
-)", vars);
+)"), vars);
   SmallVector<std::string> names{"x", "w"};
   if (bias) names.push_back("bias");
   return withHostBody(makeKernel(op, names, typeOf(op.getResult()).getNumElements(), body), host);
@@ -286,13 +286,9 @@ for (int64_t u = 0; u < $KH; ++u) {
 }
 y[i] = acc;
 )", vars);
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $NP);
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::gemm<T>($KK, $NP, $O, w, 1, $KK, dy + b * $O * $NP, $NP, 1, col, $NP, false);
+  std::string host = subst(perImageWithColumns("$KK * $NP", "$B", R"(  mm_cpu::gemm<T>($KK, $NP, $O, w, 1, $KK, dy + b * $O * $NP, $NP, 1, col, $NP, false);
   mm_cpu::col2im<T>(col, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, y + b * $C * $H * $W);
-}
-free(col);
-)", vars);
+)"), vars);
   return withHostBody(makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
 
@@ -314,13 +310,9 @@ for (int64_t b = 0; b < $B; ++b)
   }
 y[i] = acc;
 )", vars);
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $NP);
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
+  std::string host = subst(perImageWithColumns("$KK * $NP", "$B", R"(  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
   mm_cpu::gemm<T>($O, $KK, $NP, dy + b * $O * $NP, $NP, 1, col, 1, $NP, y, $KK, b > 0);
-}
-free(col);
-)", vars);
+)"), vars);
   return withHostBody(makeKernel(op, {"dy", "x"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
 
@@ -349,13 +341,9 @@ for (int64_t d = 0; d < $D; ++d) acc += w[((d * $C + c) * $P + u) * $P + v] * dy
 y[i] = acc;
 )", {{"W", num(wd)}, {"H", num(h)}, {"C", num(c)}, {"P", num(p)}, {"GW", num(gw)}, {"NP", num(np)}, {"D", num(d)}});
   // CPU: per image dcol[C*P*P, N] = w^T . dy^T, folded back (col2im, stride P).
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $K * $NP);
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::gemm<T>($K, $NP, $D, w, 1, $K, dy + b * $NP * $D, 1, $D, col, $NP, false);
+  std::string host = subst(perImageWithColumns("$K * $NP", "$B", R"(  mm_cpu::gemm<T>($K, $NP, $D, w, 1, $K, dy + b * $NP * $D, 1, $D, col, $NP, false);
   mm_cpu::col2im<T>(col, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, y + b * $C * $H * $W);
-}
-free(col);
-)", {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(h)},
+)"), {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(h)},
      {"W", num(wd)}, {"P", num(p)}, {"GW", num(gw)}, {"D", num(d)}});
   return withHostBody(makeKernel(op, {"dy", "w"}, x.getNumElements(), body), host);
 }
@@ -911,13 +899,9 @@ y[i] = acc;
 )", {{"P", num(p)}, {"C", num(c)}, {"B", num(b)}, {"NP", num(np)}, {"GW", num(gw)}, {"H", num(h)},
      {"W", num(wd)}, {"D", num(d)}});
   // CPU: per image dW[D, C*P*P] (+)= dy^T . col^T.
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $K * $NP);
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::im2col<T>(pix + b * $C * $H * $W, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, col);
+  std::string host = subst(perImageWithColumns("$K * $NP", "$B", R"(  mm_cpu::im2col<T>(pix + b * $C * $H * $W, $C, $H, $W, $P, $P, $P, 0, $H / $P, $GW, col);
   mm_cpu::gemm<T>($D, $K, $NP, dy + b * $NP * $D, 1, $D, col, 1, $NP, y, $K, b > 0);
-}
-free(col);
-)", {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(b)}, {"C", num(c)}, {"H", num(h)}, {"W", num(wd)},
+)"), {{"K", num(c * p * p)}, {"NP", num(np)}, {"B", num(b)}, {"C", num(c)}, {"H", num(h)}, {"W", num(wd)},
      {"P", num(p)}, {"GW", num(gw)}, {"D", num(d)}});
   return withHostBody(makeKernel(op, {"pix", "dy"}, w.getNumElements(), body), host);
 }
@@ -1054,11 +1038,7 @@ std::string elementwiseCode(Operation *op, ArrayRef<std::string> in, StringRef o
     return "{\n  const T v = " + in[1] + ";\n  const T s = " + sigmoid + ";\n  (void)s;\n  " + out.str() + " = " +
            in[0] + " * (" + activationDerivative(kind) + ");\n}\n";
   }
-  ActivationKind kind = isa<GeluOp>(op)        ? ActivationKind::Gelu
-                        : isa<QuickGeluOp>(op) ? ActivationKind::QuickGelu
-                        : isa<SiluOp>(op)      ? ActivationKind::Silu
-                                               : ActivationKind::Relu;
-  return "{\n  const T v = " + in[0] + ";\n  " + out.str() + " = " + activationExpr(kind) + ";\n}\n";
+  return "{\n  const T v = " + in[0] + ";\n  " + out.str() + " = " + activationExpr(*activationKindOf(op)) + ";\n}\n";
 }
 
 /// A single elementwise op: one element per work item.

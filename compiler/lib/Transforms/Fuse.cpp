@@ -30,15 +30,6 @@ using namespace mm;
 
 namespace {
 
-/// The activation an op computes, if it is one of the activation ops.
-std::optional<ActivationKind> activationOf(Operation *op) {
-  if (isa<GeluOp>(op)) return ActivationKind::Gelu;
-  if (isa<QuickGeluOp>(op)) return ActivationKind::QuickGelu;
-  if (isa<SiluOp>(op)) return ActivationKind::Silu;
-  if (isa<ReluOp>(op)) return ActivationKind::Relu;
-  return std::nullopt;
-}
-
 /// The single user of V in V's block, or null.
 Operation *soleUser(Value v) {
   if (!v.hasOneUse()) return nullptr;
@@ -77,11 +68,11 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
     for (LinearOp linear : llvm::make_early_inc_range(block.getOps<LinearOp>())) {
       Value y = linear.getResult();
       Operation *user = soleUser(y);
-      std::optional<ActivationKind> act = user ? activationOf(user) : std::nullopt;
+      std::optional<ActivationKind> act = user ? activationKindOf(user) : std::nullopt;
       bool toAdd = user && isa<AddOp>(user);
       if (!act && !toAdd) {
         for (Operation *u : y.getUsers())
-          if (activationOf(u) || isa<AddOp>(u)) {
+          if (activationKindOf(u) || isa<AddOp>(u)) {
             refuse(linear, y, u->getName().getStringRef());
             break;
           }
@@ -119,9 +110,10 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
     }
   }
 
-  // 2. gradient op -> add: the add's other operand becomes the addend.
-  template <typename GradOp, typename Build>
-  void fuseAccumulation(Block &block, Build build) {
+  // 2. gradient op -> add: the add's other operand becomes the addend; the
+  // gradient op moves to the add's place (where the addend is defined) and
+  // takes over its location and uses.
+  template <typename GradOp> void fuseAccumulation(Block &block) {
     for (GradOp grad : llvm::make_early_inc_range(block.getOps<GradOp>())) {
       if (grad.getAddend()) continue;
       Value dx = grad.getResult();
@@ -134,26 +126,18 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
           }
         continue;
       }
-      OpBuilder b(user);
-      Operation *fused = build(b, grad, otherAddend(cast<AddOp>(user), dx), user->getLoc());
-      remark(fused, "fused gradient accumulation: the add's other operand is the addend");
-      user->getResult(0).replaceAllUsesWith(fused->getResult(0));
+      grad.getAddendMutable().assign(otherAddend(cast<AddOp>(user), dx));
+      grad->moveBefore(user);
+      grad->setLoc(user->getLoc());
+      remark(grad, "fused gradient accumulation: the add's other operand is the addend");
+      user->getResult(0).replaceAllUsesWith(dx);
       user->erase();
-      grad.erase();
     }
   }
   void fuseAccumulations(Block &block) {
-    fuseAccumulation<LinearGradInputOp>(block, [](OpBuilder &b, LinearGradInputOp g, Value addend, Location loc) {
-      return b.create<LinearGradInputOp>(loc, g.getType(), g.getGrad(), g.getWeight(), addend).getOperation();
-    });
-    fuseAccumulation<LayerNormGradInputOp>(block, [](OpBuilder &b, LayerNormGradInputOp g, Value addend, Location loc) {
-      return b.create<LayerNormGradInputOp>(loc, g.getType(), g.getGrad(), g.getInput(), g.getWeight(), addend,
-                                            g.getEpsAttr()).getOperation();
-    });
-    fuseAccumulation<RMSNormGradInputOp>(block, [](OpBuilder &b, RMSNormGradInputOp g, Value addend, Location loc) {
-      return b.create<RMSNormGradInputOp>(loc, g.getType(), g.getGrad(), g.getInput(), g.getWeight(), addend,
-                                          g.getEpsAttr()).getOperation();
-    });
+    fuseAccumulation<LinearGradInputOp>(block);
+    fuseAccumulation<LayerNormGradInputOp>(block);
+    fuseAccumulation<RMSNormGradInputOp>(block);
   }
 
   // 3. trees of elementwise ops with single-use inner values.

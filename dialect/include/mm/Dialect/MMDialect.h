@@ -26,6 +26,9 @@ namespace mm {
 /// Whether OP computes each output element from the same element of its
 /// operands alone, so that `mm.fused_elementwise` may hold it.
 bool isFusibleElementwise(mlir::Operation *op);
+/// The activation OP computes (mm.gelu, mm.quick_gelu, mm.silu, mm.relu),
+/// or none for any other op.
+std::optional<ActivationKind> activationKindOf(mlir::Operation *op);
 } // namespace mm
 
 #endif // MM_DIALECT_MMDIALECT_H
