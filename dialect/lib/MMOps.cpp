@@ -61,7 +61,7 @@ LogicalResult ParamOp::verify() {
 }
 
 std::string LayerOp::instanceParamName(int64_t index, StringRef name) {
-  return (getPrefix() + "." + Twine(index) + "." + name).str();
+  return (getPrefix() + "." + Twine(getIndexStart() + index * getIndexStep()) + "." + name).str();
 }
 
 LayerOp LayerOp::getParameterOwner() {
@@ -112,13 +112,17 @@ LogicalResult LayerOp::verify() {
     return emitOpError("count must be positive, got ") << getCountAttr().getInt();
   if (getPrefix().empty())
     return emitOpError("needs a non-empty parameter name prefix");
+  if (getIndexStart() < 0 || getIndexStep() < 1)
+    return emitOpError("index_start must be non-negative and index_step positive, got ")
+           << getIndexStart() << " and " << getIndexStep();
   if (getParametersFrom()) {
     LayerOp owner = getParameterOwner();
     if (!owner || owner == *this || owner.getParametersFrom())
       return emitOpError("parameters_from must name another mm.layer that declares its own parameters");
-    if (owner.getCountAttr().getInt() != getCountAttr().getInt() || owner.getPrefix() != getPrefix())
+    if (owner.getCountAttr().getInt() != getCountAttr().getInt() || owner.getPrefix() != getPrefix() ||
+        owner.getIndexStart() != getIndexStart() || owner.getIndexStep() != getIndexStep())
       return emitOpError("shares the parameters of @") << owner.getSymName()
-             << " and so needs its count and prefix";
+             << " and so needs its count, prefix, index_start and index_step";
     if (!getBody().getOps<ParamOp>().empty())
       return emitOpError("takes its parameters from @") << owner.getSymName() << " and declares none itself";
   }

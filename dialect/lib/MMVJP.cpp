@@ -186,15 +186,17 @@ LogicalResult AttentionOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> neede
 LogicalResult ConcatOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, SmallVectorImpl<Value> &grads) {
   int64_t na = cast<RankedTensorType>(getLhs().getType()).getDimSize(getAxis());
   put(grads, needed, 0, [&] {
-    return b.create<SliceOp>(getLoc(), getLhs().getType(), dy, getAxisAttr(), b.getI64IntegerAttr(0)).getResult();
+    return b.create<SliceOp>(getLoc(), getLhs().getType(), dy, /*offset=*/Value(), getAxisAttr(), b.getI64IntegerAttr(0)).getResult();
   });
   put(grads, needed, 1, [&] {
-    return b.create<SliceOp>(getLoc(), getRhs().getType(), dy, getAxisAttr(), b.getI64IntegerAttr(na)).getResult();
+    return b.create<SliceOp>(getLoc(), getRhs().getType(), dy, /*offset=*/Value(), getAxisAttr(), b.getI64IntegerAttr(na)).getResult();
   });
   return success();
 }
 
 LogicalResult SliceOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, SmallVectorImpl<Value> &grads) {
+  if (getOffset() && !needed.empty() && needed[0])
+    return emitOpError("has a run-time offset and so no gradient");
   put(grads, needed, 0, [&] {
     return b.create<PadOp>(getLoc(), getInput().getType(), dy, getAxisAttr(), getStartAttr()).getResult();
   });

@@ -660,11 +660,20 @@ Kernel slice(SliceOp op) {
   auto x = typeOf(op.getInput()), y = typeOf(op.getResult());
   int64_t axis = op.getAxis(), outer, inner;
   splitAt(x, axis, outer, inner);
-  std::string body = subst(R"(const int64_t in = i % $INNER, j = (i / $INNER) % $NY, o = i / ($INNER * $NY);
+  if (!op.getOffset()) {
+    std::string body = subst(R"(const int64_t in = i % $INNER, j = (i / $INNER) % $NY, o = i / ($INNER * $NY);
 y[i] = x[(o * $NX + $START + j) * $INNER + in];
 )", {{"INNER", num(inner)}, {"NY", num(y.getDimSize(axis))}, {"NX", num(x.getDimSize(axis))},
-     {"START", num(op.getStart())}});
-  return makeKernel(op, {"x"}, y.getNumElements(), body);
+         {"START", num(op.getStart())}});
+    return makeKernel(op, {"x"}, y.getNumElements(), body);
+  }
+  // A run-time offset: positions past the input's end (or before its start) read zero.
+  std::string body = subst(R"(const int64_t in = i % $INNER, j = (i / $INNER) % $NY, o = i / ($INNER * $NY);
+const int64_t src = $START + (int64_t)offset[0] + j;
+y[i] = (src >= 0 && src < $NX) ? x[(o * $NX + src) * $INNER + in] : (T)0;
+)", {{"INNER", num(inner)}, {"NY", num(y.getDimSize(axis))}, {"NX", num(x.getDimSize(axis))},
+       {"START", num(op.getStart())}});
+  return makeKernel(op, {"x", "offset"}, y.getNumElements(), body);
 }
 
 Kernel broadcast(BroadcastOp op) {

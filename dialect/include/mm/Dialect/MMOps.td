@@ -103,6 +103,11 @@ def MM_LayerOp : MM_Op<"layer", [SymbolTable, IsolatedFromAbove,
     A layer with `parameters_from = @other` declares no parameters of its
     own: it computes with `@other`'s (the same count and prefix), as a
     decoding variant of a decoder layer does.
+    `index_start` and `index_step` (default 0 and 1) map instance `i` to the
+    checkpoint index `index_start + i * index_step`, for stacks whose layers
+    alternate between two kinds: BLIP-2's Q-Former cross-attends in its even
+    layers only, so those are one `mm.layer` with `index_step = 2` and the
+    odd ones another with `index_start = 1, index_step = 2`.
 
     Example:
     ```mlir
@@ -120,7 +125,9 @@ def MM_LayerOp : MM_Op<"layer", [SymbolTable, IsolatedFromAbove,
                        OptionalAttr<DictArrayAttr>:$arg_attrs,
                        OptionalAttr<DictArrayAttr>:$res_attrs,
                        I64Attr:$count, StrAttr:$prefix,
-                       OptionalAttr<FlatSymbolRefAttr>:$parameters_from);
+                       OptionalAttr<FlatSymbolRefAttr>:$parameters_from,
+                       DefaultValuedAttr<I64Attr, "0">:$index_start,
+                       DefaultValuedAttr<I64Attr, "1">:$index_step);
   let regions = (region SizedRegion<1>:$body);
   let hasCustomAssemblyFormat = 1;
   let hasVerifier = 1;
@@ -484,16 +491,21 @@ def MM_SliceOp : MM_Op<"slice", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterfa
   let summary = "a contiguous range along one axis";
   let description = [{
     `result = input[..., start : start + size, ...]` along `axis`; the
-    result's extent along `axis` is `size`.
+    result's extent along `axis` is `size`. With the optional `offset` (a
+    scalar i32 known at run time) the range starts at `start + offset`, and
+    positions it moves past the input's end read zeros: a decode step reads
+    the learned position embedding of its own position (OPT). Such a slice
+    has no gradient.
 
     Example:
     ```mlir
     %p = mm.slice %h {axis = 1 : i64, start = 1 : i64} : (tensor<1x65x16xf32>) -> tensor<1x64x16xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$input, I64Attr:$axis, I64Attr:$start);
+  let arguments = (ins MM_F32Tensor:$input, Optional<0DTensorOf<[I32]>>:$offset, I64Attr:$axis,
+                       I64Attr:$start);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = "$input (`,` $offset^)? attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 
