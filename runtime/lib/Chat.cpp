@@ -68,7 +68,16 @@ void ChatSession::reset() { turns_.clear(); }
 std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
   // The same pieces, tokenised piece by piece, as training's templates
   // (runtime/lib/Data.cpp), ending where the assistant's reply begins.
-  std::vector<int32_t> ids{format_.bos};
+  std::vector<int32_t> ids;
+  if (template_ == ChatTemplate::Blip2) {
+    // Queries, BOS, then the prompt as is ("Question: ... Answer:", or none to caption).
+    if (image_) ids.insert(ids.end(), format_.shape.imagePositions, format_.shape.imageToken);
+    ids.push_back(format_.bos);
+    std::vector<int32_t> t = tokenizer_.encode(userText, /*addSpecial=*/false);
+    ids.insert(ids.end(), t.begin(), t.end());
+    return ids;
+  }
+  ids.push_back(format_.bos);
   auto text = [&](const std::string &s) {
     std::vector<int32_t> t = tokenizer_.encode(s, /*addSpecial=*/false);
     ids.insert(ids.end(), t.begin(), t.end());
@@ -128,6 +137,8 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
   std::vector<int32_t> generated;
   std::string shown;
   newTokens_ = 0;
+  // Captions end at a newline (plain and BLIP-2 train them so).
+  const bool stopsAtNewline = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
   std::vector<HostTensor> step(5);
   for (auto &t : step) t.bytes.resize(4);
   while (true) {
@@ -136,7 +147,7 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
     ++newTokens_;
     // Stream whole characters: decode everything so far and print what is new.
     std::string text = tokenizer_.decode(generated, /*skipSpecial=*/true);
-    if (template_ == ChatTemplate::Plain && text.find('\n') != std::string::npos) {
+    if (stopsAtNewline && text.find('\n') != std::string::npos) {
       text = text.substr(0, text.find('\n'));
       if (text.size() > shown.size()) onText(text.substr(shown.size()));
       shown = text;
@@ -159,7 +170,7 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
     next = sampleToken(logits[0].as<float>(), choices, options_, rng_);
   }
   std::string final = tokenizer_.decode(generated, /*skipSpecial=*/true);
-  if (template_ == ChatTemplate::Plain && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
+  if (stopsAtNewline && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
   if (final.size() > shown.size()) onText(final.substr(shown.size()));
   decodeSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
   turns_.emplace_back(userText, final);
@@ -171,7 +182,7 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
 namespace mm {
 
 const char *const kChatUsage =
-    "       mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] [--template vicuna_v1|plain]\n"
+    "       mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] [--template vicuna_v1|plain|blip2]\n"
     "                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N]\n";
 
 ChatOptions parseChatOptions(const std::vector<std::string> &a) {
@@ -203,8 +214,6 @@ ChatOptions parseChatOptions(const std::vector<std::string> &a) {
     else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
   }
   if (o.model.empty()) throw Error(std::string("no model library given\n") + kChatUsage);
-  if (o.templateName != "vicuna_v1" && o.templateName != "plain")
-    throw Error("--template: '" + o.templateName + "'; expected vicuna_v1 or plain");
   if (o.sampling.temperature < 0 || o.sampling.topP <= 0 || o.sampling.topP > 1 || o.sampling.topK < 0 ||
       o.sampling.maxNewTokens <= 0)
     throw Error("sampling options out of range (temperature >= 0, 0 < top-p <= 1, top-k >= 0, max-new-tokens > 0)");
@@ -218,8 +227,7 @@ int runChat(const ChatOptions &o) {
   else params.initFromSeed(o.initSeed);
   if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; chat needs one");
   Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
-  ChatSession chat(model, params, tokenizer, o.templateName == "plain" ? ChatTemplate::Plain : ChatTemplate::VicunaV1,
-                   o.sampling);
+  ChatSession chat(model, params, tokenizer, chatTemplateByName(o.templateName, model), o.sampling);
   if (!o.image.empty()) {
     loadImage(o.image); // fail early, naming the file
     chat.setImage(o.image);
@@ -274,7 +282,7 @@ int runChat(const ChatOptions &o) {
 namespace mm {
 
 const char *const kEvalUsage =
-    "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain]\n"
+    "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain|blip2]\n"
     "                      [--max-new-tokens N] [--limit N] [--dump-answers FILE.jsonl] [--skip-bad]\n"
     "  Each record's human turns are asked in order (the model's replies kept as the history);\n"
     "  the last reply is scored against \"answer\" (or the last gpt turn), exact match per \"type\".\n";
@@ -301,8 +309,6 @@ EvalOptions parseEvalOptions(const std::vector<std::string> &a) {
     else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
   }
   if (o.model.empty() || o.data.empty()) throw Error(std::string("--eval needs a model and --data\n") + kEvalUsage);
-  if (o.templateName != "vicuna_v1" && o.templateName != "plain")
-    throw Error("--template: '" + o.templateName + "'; expected vicuna_v1 or plain");
   return o;
 }
 
@@ -329,7 +335,7 @@ int runEval(const EvalOptions &o) {
   const std::vector<ConversationRecord> records = loadConversations(o.data, o.skipBad ? &skipped : nullptr);
   SamplingOptions greedy;
   greedy.maxNewTokens = o.maxNewTokens;
-  ChatTemplate tmpl = o.templateName == "plain" ? ChatTemplate::Plain : ChatTemplate::VicunaV1;
+  ChatTemplate tmpl = chatTemplateByName(o.templateName, model);
   std::map<std::string, std::pair<int, int>> byType; // type -> (correct, total)
   std::ofstream dump;
   if (!o.dumpAnswers.empty()) {

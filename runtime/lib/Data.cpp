@@ -108,7 +108,15 @@ static ConversationRecord parseRecord(const nlohmann::json &r, const std::string
       }
       if (!r.contains("conversations")) return rec;
     }
-    if (!r.contains("conversations")) throw Error(where + ": missing 'conversations'");
+    // An image-caption pair (BLIP-2's data) is a one-exchange conversation.
+    if (!r.contains("conversations") && r.contains("caption")) {
+      std::optional<std::string> caption = optionalString("caption");
+      if (caption->empty()) throw Error(where + ": 'caption' is empty");
+      rec.turns.push_back({"human", kImageMarker});
+      rec.turns.push_back({"gpt", *caption});
+      return rec;
+    }
+    if (!r.contains("conversations")) throw Error(where + ": missing 'conversations' (or 'caption')");
     const nlohmann::json &conv = r["conversations"];
     if (!conv.is_array()) throw Error(where + ": 'conversations' must be an array, found a " + jsonType(conv));
     if (conv.empty()) throw Error(where + ": 'conversations' is empty");
@@ -142,11 +150,27 @@ ChatTemplate chatTemplateForData(const std::string &kind) {
   if (kind == "caption") return ChatTemplate::Plain;
   if (kind == "conversation") return ChatTemplate::VicunaV1;
   if (kind == "patch_labels") return ChatTemplate::PatchLabels;
-  throw Error("unknown training data kind '" + kind + "' (expected 'caption', 'conversation' or 'patch_labels')");
+  if (kind == "image_caption") return ChatTemplate::Blip2;
+  throw Error("unknown training data kind '" + kind +
+              "' (expected 'caption', 'conversation', 'patch_labels' or 'image_caption')");
 }
 
 const char *chatTemplateName(ChatTemplate t) {
-  return t == ChatTemplate::Plain ? "plain" : t == ChatTemplate::VicunaV1 ? "vicuna_v1" : "patch_labels";
+  switch (t) {
+  case ChatTemplate::Plain: return "plain";
+  case ChatTemplate::VicunaV1: return "vicuna_v1";
+  case ChatTemplate::PatchLabels: return "patch_labels";
+  case ChatTemplate::Blip2: return "blip2";
+  }
+  return "?";
+}
+
+ChatTemplate chatTemplateByName(const std::string &name, const CompiledModel &model) {
+  if (name.empty()) return model.config().value("model_type", "") == "blip-2" ? ChatTemplate::Blip2 : ChatTemplate::VicunaV1;
+  if (name == "vicuna_v1") return ChatTemplate::VicunaV1;
+  if (name == "plain") return ChatTemplate::Plain;
+  if (name == "blip2") return ChatTemplate::Blip2;
+  throw Error("--template: '" + name + "'; expected vicuna_v1, plain or blip2");
 }
 
 SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer) {
@@ -166,7 +190,7 @@ void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
     return;
   }
   if (rec.turns.empty()) throw Error(where + ": missing 'conversations'");
-  if (t == ChatTemplate::Plain) {
+  if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
     if (!rec.image) throw Error(where + ": caption data needs an 'image'");
@@ -273,12 +297,19 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     return s;
   }
   SampleWriter w{tokenizer, fmt, s.where, {}, {}};
-  w.push({fmt.bos}, false);
-  if (t == ChatTemplate::Plain) {
+  if (t == ChatTemplate::Blip2) {
+    // BLIP-2 puts the query positions before the BOS (HF's processor).
+    w.image();
+    w.push({fmt.bos}, false);
+    w.text(rec.turns[1].value, true);
+    w.text("\n", true);
+  } else if (t == ChatTemplate::Plain) {
+    w.push({fmt.bos}, false);
     w.image();
     w.text(rec.turns[1].value, true);
     w.text("\n", true);
   } else {
+    w.push({fmt.bos}, false);
     for (size_t i = 0; i + 1 < rec.turns.size(); i += 2) {
       std::string human = (i == 0 ? std::string(kVicunaSystem) + " USER: " : std::string("USER: ")) +
                           rec.turns[i].value + " ASSISTANT:";

@@ -13,12 +13,14 @@ LlavaShape llavaShape(const CompiledModel &model) {
     const nlohmann::json &c = model.config();
     s.imageSize = c.at("vision_config").at("image_size").get<int64_t>();
     int64_t patch = c.at("vision_config").at("patch_size").get<int64_t>();
-    s.imagePositions = (s.imageSize / patch) * (s.imageSize / patch);
+    // The image's positions in the token sequence: LLaVA's patches, BLIP-2's queries.
+    s.imagePositions = c.contains("image_seq_length") ? c.at("image_seq_length").get<int64_t>()
+                                                      : (s.imageSize / patch) * (s.imageSize / patch);
     s.vocab = c.at("text_config").at("vocab_size").get<int64_t>();
     s.imageToken = c.at("image_token_index").get<int32_t>();
     s.padToken = c.value("pad_token_id", 0);
   } catch (const nlohmann::json::exception &e) {
-    throw Error(model.path() + ": not a LLaVA model (its configuration lacks " + e.what() + ")");
+    throw Error(model.path() + ": not a LLaVA or BLIP-2 model (its configuration lacks " + e.what() + ")");
   }
   const EntrySpec &fwd = model.entry("forward");
   if (fwd.args.size() != 3 || fwd.args[1].shape.size() != 2)

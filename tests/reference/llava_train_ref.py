@@ -89,6 +89,7 @@ import argparse
 import json
 import math
 import os
+import re
 import sys
 
 import numpy as np
@@ -98,6 +99,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import llava_ref as R  # noqa: E402
+import blip2_ref as B2  # noqa: E402
 import make_random_llava as M  # noqa: E402  (write_safetensors)
 
 IGNORE_INDEX = -100
@@ -120,7 +122,8 @@ def load_manifest(path):
     if not isinstance(obj, dict) or not isinstance(obj.get("config"), dict):
         raise InputError(f"{path}: expected `mmc inspect --json` output with a \"config\" object")
     try:
-        cfg = R.normalize_config(obj["config"])
+        blip2 = obj["config"].get("model_type") == "blip-2"
+        cfg = B2.normalize_config(obj["config"]) if blip2 else R.normalize_config(obj["config"])
     except (ValueError, KeyError, NotImplementedError) as e:
         raise InputError(f"{path}: config: {e}")
     params = []
@@ -195,7 +198,7 @@ def load_batches(path, cfg, steps=None):
     """Parses BATCHES.jsonl; validates ids, targets and image-token counts."""
     V = cfg["text"]["vocab_size"]
     img_tok = cfg["image_token_index"]
-    per_image = R.num_image_tokens(cfg)
+    per_image = B2.num_image_tokens(cfg) if is_blip2(cfg) else R.num_image_tokens(cfg)
     patches = (cfg["vision"]["image_size"] // cfg["vision"]["patch_size"]) ** 2
     batches = []
     with open(path) as f:
@@ -314,8 +317,18 @@ class PixelCache:
         return self.cache[path]
 
 
+def is_blip2(cfg):
+    return cfg.get("model_type") == "blip-2"
+
+
 def sample_logits(cfg, W, sample, pixels_of):
-    """One sample's logits [S, V] with autograd (llava_ref's math)."""
+    """One sample's logits [S, V] with autograd (llava_ref's or blip2_ref's math)."""
+    if is_blip2(cfg):
+        ids = torch.tensor(sample["input_ids"], dtype=torch.long)
+        if len(sample["images"]) > 1:
+            raise InputError("a BLIP-2 sample holds at most one image")
+        pixels = pixels_of(sample["images"][0])[None] if sample["images"] else None
+        return B2.sample_logits(cfg, W, ids, pixels)
     t = cfg["text"]
     V, D = t["vocab_size"], t["hidden_size"]
     ids = torch.tensor(sample["input_ids"], dtype=torch.long)
@@ -335,7 +348,8 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
     if n == 0:  # contributes nothing to the loss nor to any gradient
         return None, 0
     if not sample["input_ids"]:  # a patch-label sample: one image, one label per patch
-        logits = R.patch_logits(cfg, W, pixels_of(sample["images"][0])[None])[0]
+        patch_logits = B2.patch_logits if is_blip2(cfg) else R.patch_logits
+        logits = patch_logits(cfg, W, pixels_of(sample["images"][0])[None])[0]
     else:
         logits = sample_logits(cfg, W, sample, pixels_of)
     return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
@@ -482,9 +496,10 @@ def _read_other(path):
 ZERO_FLOOR = 1e-8
 
 
-def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exact=None):
+def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exact=None, skip=()):
     """ours: {name: array} for the trainable parameters.  frozen_exact: for
-    weights, {name: initial array} that OTHER must hold bit-identically."""
+    weights, {name: initial array} that OTHER must hold bit-identically.
+    SKIP: trainable names listed as skipped, not compared."""
     other = _read_other(other_path)
     ok = True
     problems = []
@@ -501,6 +516,9 @@ def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exac
         scale = max([float(np.max(np.abs(np.asarray(other[n], np.float64))))
                      for n in trainable if n in other and np.asarray(other[n]).size] + [0.0])
     for n in trainable:
+        if n in skip:
+            rows.append((n, float("nan"), float("nan"), "skipped"))
+            continue
         if n not in other:
             problems.append(f"{n}: missing in {other_path}")
             rows.append((n, float("nan"), float("nan"), "MISSING"))
@@ -677,6 +695,9 @@ def main(argv=None):
     ap.add_argument("--grads-rtol", type=float)
     ap.add_argument("--losses-rtol", type=float)
     ap.add_argument("--weights-rtol", type=float)
+    ap.add_argument("--weights-skip", help="regex: trainable tensors left out of the weights comparison "
+                    "(those whose gradient is identically zero, e.g. attention key biases: AdamW's update of "
+                    "them is rounding noise divided by eps)")
     args = ap.parse_args(argv)
 
     threads = os.environ.get("MMC_REF_THREADS")
@@ -726,10 +747,14 @@ def main(argv=None):
             ok &= compare_losses(records, args.compare_losses,
                                  args.losses_rtol if args.losses_rtol is not None else args.rtol)
         if args.compare_weights:
+            skip = re.compile(args.weights_skip) if args.weights_skip else None
+            skipped = [n for n in tr.trainable if skip and skip.search(n)]
+            if skipped:
+                print(f"weights: {len(skipped)} tensor(s) left out by --weights-skip (first: {skipped[0]})")
             ok &= compare_tensors("weights", {n: final[n] for n in tr.trainable}, args.compare_weights,
                                   tr.trainable, tr.frozen,
                                   args.weights_rtol if args.weights_rtol is not None else args.rtol,
-                                  frozen_exact=init)
+                                  frozen_exact=init, skip=set(skipped))
     except (InputError, OSError) as e:
         print(f"llava_train_ref: error: {e}", file=sys.stderr)
         return 2

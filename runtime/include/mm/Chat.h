@@ -74,7 +74,7 @@ private:
 
 /// `mmrun MODEL.so --chat ...`: options, usage text and the REPL.
 struct ChatOptions {
-  std::string model, weights, image, prompt, templateName = "vicuna_v1";
+  std::string model, weights, image, prompt, templateName; // empty: the model's own
   uint64_t initSeed = 0;
   bool havePrompt = false;
   SamplingOptions sampling;
@@ -90,7 +90,7 @@ int runChat(const ChatOptions &options);
 /// per question type (the record's "type" field) and overall. Answers match
 /// after lower-casing and dropping surrounding spaces and final punctuation.
 struct EvalOptions {
-  std::string model, weights, data, imageDir, templateName = "vicuna_v1", dumpAnswers;
+  std::string model, weights, data, imageDir, templateName /* empty: the model's own */, dumpAnswers;
   int maxNewTokens = 32;
   int64_t limit = 0;    // 0: all records
   bool skipBad = false; // --skip-bad: count and leave out records that cannot be evaluated

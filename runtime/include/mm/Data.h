@@ -13,6 +13,9 @@
 //
 //   plain     (stage data "caption"): BOS, image, caption of the first gpt
 //             turn, "\n"; loss on the caption and the "\n".
+//   blip2     (stage data "image_caption"): image (BLIP-2's query positions
+//             come first), BOS, caption, "\n"; loss on the caption and the
+//             "\n". Records may also be {"image": ..., "caption": ...}.
 //   vicuna_v1 (stage data "conversation"): BOS, SYSTEM + " USER: " + human +
 //             " ASSISTANT:", then " " + gpt, "</s>"; later turns "USER: " +
 //             human + " ASSISTANT:", " " + gpt, "</s>". Loss on each gpt
@@ -85,11 +88,14 @@ std::vector<ConversationRecord> parseConversations(const std::string &jsonText, 
 /// How a record becomes a sample. PatchLabels is no chat template: the image
 /// alone, with the record's "patch_labels" as the targets (one per patch),
 /// for an entry taking (pixel_values, patch_labels).
-enum class ChatTemplate { Plain, VicunaV1, PatchLabels };
+enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2 };
 /// "caption" -> Plain, "conversation" -> VicunaV1, "patch_labels" ->
-/// PatchLabels; throws for anything else.
+/// PatchLabels, "image_caption" -> Blip2; throws for anything else.
 ChatTemplate chatTemplateForData(const std::string &dataKind);
 const char *chatTemplateName(ChatTemplate t);
+/// The chat template NAME ("vicuna_v1", "plain", "blip2") names; an empty
+/// NAME means MODEL's own: blip2 for a BLIP-2 model, else vicuna_v1.
+ChatTemplate chatTemplateByName(const std::string &name, const CompiledModel &model);
 /// vicuna_v1's system prompt.
 extern const char *const kVicunaSystem;
 
