@@ -35,6 +35,10 @@ LogicalResult ModelOp::verify() {
       seen[p.getSymName()] = p;
   }
   for (auto layer : getBody().getOps<LayerOp>()) {
+    // The model verifies before its layers: leave bad indices to LayerOp::verify,
+    // whose message says what is wrong (index_step = 0 would name one parameter twice).
+    if (layer.getIndexStart() < 0 || layer.getIndexStep() < 1)
+      continue;
     for (auto p : layer.getBody().getOps<ParamOp>()) {
       for (int64_t i = 0, e = static_cast<int64_t>(layer.getCount()); i < e; ++i) {
         std::string full = layer.instanceParamName(i, p.getSymName());
@@ -83,17 +87,38 @@ static ParseResult parseFunctionLike(OpAsmParser &parser, OperationState &result
       OpT::getArgAttrsAttrName(result.name), OpT::getResAttrsAttrName(result.name));
 }
 
+/// function_interface_impl::printFunctionOp, leaving out ELIDED too (attributes
+/// at their default values).
 template <typename OpT>
-static void printFunctionLike(OpAsmPrinter &p, OpT op) {
-  function_interface_impl::printFunctionOp(p, op, /*isVariadic=*/false, op.getFunctionTypeAttrName(),
-                                           op.getArgAttrsAttrName(), op.getResAttrsAttrName());
+static void printFunctionLike(OpAsmPrinter &p, OpT op, ArrayRef<StringRef> elided = {}) {
+  p << ' ';
+  StringRef visibility = SymbolTable::getVisibilityAttrName();
+  if (auto v = op->template getAttrOfType<StringAttr>(visibility))
+    p << v.getValue() << ' ';
+  p.printSymbolName(op.getSymName());
+  function_interface_impl::printFunctionSignature(p, op, op.getArgumentTypes(), /*isVariadic=*/false,
+                                                  op.getResultTypes());
+  SmallVector<StringRef> ignored{visibility, op.getFunctionTypeAttrName(), op.getArgAttrsAttrName(),
+                                 op.getResAttrsAttrName()};
+  ignored.append(elided.begin(), elided.end());
+  function_interface_impl::printFunctionAttributes(p, op, ignored);
+  if (!op.getBody().empty()) {
+    p << ' ';
+    p.printRegion(op.getBody(), /*printEntryBlockArgs=*/false, /*printBlockTerminators=*/true);
+  }
 }
 
 ParseResult LayerOp::parse(OpAsmParser &parser, OperationState &result) {
   return parseFunctionLike<LayerOp>(parser, result);
 }
 
-void LayerOp::print(OpAsmPrinter &p) { printFunctionLike(p, *this); }
+void LayerOp::print(OpAsmPrinter &p) {
+  // index_start and index_step only where they differ from 0 and 1.
+  SmallVector<StringRef> defaults;
+  if (getIndexStart() == 0) defaults.push_back(getIndexStartAttrName());
+  if (getIndexStep() == 1) defaults.push_back(getIndexStepAttrName());
+  printFunctionLike(p, *this, defaults);
+}
 
 /// Shared by layers and entries: the terminator returns the declared types.
 static LogicalResult verifyTerminatorTypes(Operation *op, Region &body, ArrayRef<Type> results,

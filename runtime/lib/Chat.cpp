@@ -5,6 +5,7 @@
 #include "mm/Llava.h"
 
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -73,7 +74,15 @@ std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
     // Queries, BOS, then the prompt as is ("Question: ... Answer:", or none to caption).
     if (image_) ids.insert(ids.end(), format_.shape.imagePositions, format_.shape.imageToken);
     ids.push_back(format_.bos);
-    std::vector<int32_t> t = tokenizer_.encode(userText, /*addSpecial=*/false);
+    // The image always comes first here: an "<image>" marker in the text (LLaVA
+    // data) is dropped with the white space after it.
+    std::string prompt = userText;
+    for (size_t at = prompt.find("<image>"); at != std::string::npos; at = prompt.find("<image>")) {
+      size_t end = at + 7;
+      while (end < prompt.size() && std::isspace((unsigned char)prompt[end])) ++end;
+      prompt.erase(at, end - at);
+    }
+    std::vector<int32_t> t = tokenizer_.encode(prompt, /*addSpecial=*/false);
     ids.insert(ids.end(), t.begin(), t.end());
     return ids;
   }
@@ -312,6 +321,27 @@ EvalOptions parseEvalOptions(const std::vector<std::string> &a) {
   return o;
 }
 
+std::vector<std::string> captionObjects(const std::string &caption) {
+  // "A red circle, a blue square and a green cross on a grey background."
+  //   -> {"blue square", "green cross", "red circle"}
+  std::string s = normalizeAnswer(caption);
+  if (size_t bg = s.find(" on a"); bg != std::string::npos && s.find("background") != std::string::npos) s.resize(bg);
+  std::vector<std::string> out;
+  size_t start = 0;
+  while (start <= s.size()) {
+    size_t comma = s.find(", ", start), andAt = s.find(" and ", start);
+    size_t end = std::min(comma, andAt);
+    std::string item = s.substr(start, end == std::string::npos ? std::string::npos : end - start);
+    for (const char *article : {"a ", "an ", "the "})
+      if (item.rfind(article, 0) == 0) item = item.substr(std::strlen(article));
+    if (!item.empty()) out.push_back(item);
+    if (end == std::string::npos) break;
+    start = end + (end == comma ? 2 : 5);
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
 std::string normalizeAnswer(const std::string &text) {
   std::string s;
   for (char c : text) s += (char)std::tolower((unsigned char)c);
@@ -374,7 +404,9 @@ int runEval(const EvalOptions &o) {
     }
     const size_t index = rec.index;
     ++n;
-    bool ok = normalizeAnswer(got) == normalizeAnswer(answer);
+    // Captions are scored object by object (any order); answers exactly.
+    bool ok = type == "caption" ? captionObjects(got) == captionObjects(answer)
+                                : normalizeAnswer(got) == normalizeAnswer(answer);
     auto &[correct, total] = byType[type];
     correct += ok;
     ++total;

@@ -100,6 +100,10 @@ EvalOptions parseEvalOptions(const std::vector<std::string> &args);
 int runEval(const EvalOptions &options);
 /// The normal form answers are compared in.
 std::string normalizeAnswer(const std::string &text);
+/// The objects a list caption names, articles and a background phrase dropped,
+/// sorted: an evaluation record of type "caption" is correct when the reply
+/// names exactly its reference caption's objects.
+std::vector<std::string> captionObjects(const std::string &caption);
 
 } // namespace mm
 

@@ -110,7 +110,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
   makeDir(dir + "/images");
   DatasetSummary sum;
   std::ostringstream scenesOut, evalScenesOut;
-  std::vector<nlohmann::ordered_json> captionsJson, instructJson, evalJson, patchesJson;
+  std::vector<nlohmann::ordered_json> captionsJson, instructJson, evalJson, patchesJson, pairsJson, evalPairsJson;
   std::unordered_set<uint64_t> trainPixels;
   std::unordered_set<std::string> trainContent;
 
@@ -127,6 +127,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
 
     Rng text(streamSeed(o.seed, "train-text", (uint64_t)i));
     captionsJson.push_back(captionRecord(s, text));
+    pairsJson.push_back(imageCaptionRecord(s, text));
     nlohmann::ordered_json patches;
     patches["id"] = id + "_patches";
     patches["image"] = s.image;
@@ -167,6 +168,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
     savePng(dir + "/" + s.image, img);
     evalScenesOut << sceneToJson(s).dump() << "\n";
     Rng text(streamSeed(o.seed, "eval-text", (uint64_t)j));
+    evalPairsJson.push_back(imageCaptionRecord(s, text, "caption"));
     for (nlohmann::ordered_json &r : evalRecords(s, text)) {
       ++sum.evalTypes[r["type"].get<std::string>()];
       evalJson.push_back(std::move(r));
@@ -179,12 +181,15 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
   writeFile(dir + "/captions.json", arrayText(captionsJson));
   writeFile(dir + "/instruct.json", arrayText(instructJson));
   writeFile(dir + "/patches.json", arrayText(patchesJson));
-  sum.files = {"images/", "scenes.jsonl", "captions.json", "instruct.json", "patches.json"};
+  writeFile(dir + "/image_captions.json", arrayText(pairsJson));
+  sum.files = {"images/", "scenes.jsonl", "captions.json", "instruct.json", "patches.json", "image_captions.json"};
   if (o.evalCount > 0) {
     writeFile(dir + "/eval_scenes.jsonl", evalScenesOut.str());
     writeFile(dir + "/eval.json", arrayText(evalJson));
+    writeFile(dir + "/eval_captions.json", arrayText(evalPairsJson));
     sum.files.push_back("eval_scenes.jsonl");
     sum.files.push_back("eval.json");
+    sum.files.push_back("eval_captions.json");
   }
   sum.captionRecords = captionsJson.size();
   sum.instructRecords = instructJson.size();
@@ -211,6 +216,7 @@ std::string formatSummary(const DatasetOptions &o, const DatasetSummary &s) {
   out << "                   shapes: " << counts(s.shapes) << "\n";
   out << "                   colours: " << counts(s.colours) << "\n";
   out << "  captions.json    " << s.captionRecords << " stage-1 records (caption data)\n";
+  out << "  image_captions.json " << s.trainScenes << " image-caption pairs (BLIP-2; every object's colour and shape)\n";
   out << "  instruct.json    " << s.instructRecords << " stage-2 records (" << counts(s.instructKinds) << ")\n";
   out << "  patches.json     " << s.patchRecords << " records of " << o.patchGrid << "x" << o.patchGrid
       << " patch labels (vision pre-training)\n";
@@ -218,6 +224,7 @@ std::string formatSummary(const DatasetOptions &o, const DatasetSummary &s) {
     out << "  eval_scenes.jsonl " << s.evalScenes << " held-out scenes (" << s.evalResampled
         << " redrawn for equalling a training scene)\n";
     out << "  eval.json        " << s.evalRecords << " questions (" << counts(s.evalTypes) << ")\n";
+    out << "  eval_captions.json " << s.evalScenes << " reference captions (BLIP-2's caption evaluation)\n";
   }
   out << "Train with --image-dir " << o.outDir << " (image paths are relative to it).\n";
   return out.str();

@@ -214,6 +214,11 @@ std::string caption(const Scene &s, Rng &rng) {
   }
 }
 
+std::string objectListCaption(const Scene &s, Rng &rng) {
+  if (s.objects.empty()) throw Error("scene " + s.id + " has no objects");
+  return captionTemplate(s, 0, rng);
+}
+
 std::vector<std::string> captions(const Scene &s, size_t count, Rng &rng) {
   if (s.objects.empty()) throw Error("scene " + s.id + " has no objects");
   std::vector<int> order = {0, 1, 2, 3};
@@ -462,6 +467,15 @@ std::vector<std::pair<std::string, std::vector<QA>>> byType(const std::vector<QA
 nlohmann::ordered_json captionRecord(const Scene &s, Rng &rng) {
   nlohmann::ordered_json r = record(s.id, s);
   r["conversations"] = {turn("human", withImage(rng.pick(briefInstructions()), rng)), turn("gpt", caption(s, rng))};
+  return r;
+}
+
+nlohmann::ordered_json imageCaptionRecord(const Scene &s, Rng &rng, const std::string &type) {
+  nlohmann::ordered_json r;
+  r["id"] = s.id + "_caption";
+  r["image"] = s.image;
+  if (!type.empty()) r["type"] = type;
+  r["caption"] = objectListCaption(s, rng);
   return r;
 }
 

@@ -318,6 +318,49 @@ mm.model @layer_count {
 
 // -----
 
+mm.model @layer_index_step {
+  mm.group @g
+  // COM: Reported by the layer, not as the two instances' clash on layers.0.w it would cause.
+  // expected-error @+1 {{index_start must be non-negative and index_step positive, got 0 and 0}}
+  mm.layer @block(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers", index_step = 0 : i64} {
+    mm.param @"w" : tensor<4xf32> group @g init #mm.init<zeros>
+    mm.yield %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @layer_shared_index_step {
+  mm.group @g
+  mm.layer @odd(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 1 : i64, index_step = 2 : i64} {
+    mm.param @"w" : tensor<4xf32> group @g init #mm.init<zeros>
+    mm.yield %x : tensor<4xf32>
+  }
+  // COM: Instances 0, 1 would read layers.1.w and layers.2.w, not @odd's layers.1.w and layers.3.w.
+  // expected-error @+1 {{shares the parameters of @odd and so needs its count, prefix, index_start and index_step}}
+  mm.layer @odd_step(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 1 : i64, parameters_from = @odd} {
+    mm.yield %x : tensor<4xf32>
+  }
+}
+
+// -----
+
+mm.model @interleaved_names_clash {
+  mm.group @g
+  // COM: @even names layers.0.w and layers.2.w; @odd, starting at 2 instead of 1, names layers.2.w again.
+  mm.layer @even(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers", index_step = 2 : i64} {
+    mm.param @"w" : tensor<4xf32> group @g init #mm.init<zeros>
+    mm.yield %x : tensor<4xf32>
+  }
+  mm.layer @odd(%x: tensor<4xf32>) -> tensor<4xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 2 : i64, index_step = 2 : i64} {
+    // expected-error @+1 {{instance 0 of layer @odd names parameter 'layers.2.w', which is already declared}}
+    mm.param @"w" : tensor<4xf32> group @g init #mm.init<zeros>
+    mm.yield %x : tensor<4xf32>
+  }
+}
+
+// -----
+
 mm.model @stage_unknown_loss {
   mm.group @g
   // expected-error @+1 {{stage @s names loss @nope, which is not an mm.entry of this model}}

@@ -169,3 +169,56 @@ mm.model @conv {
     mm.return %dx, %dw, %db, %dt : tensor<1x3x8x8xf32>, tensor<4x3x3x3xf32>, tensor<4xf32>, tensor<1x4x4x4xf32>
   }
 }
+
+// -----
+
+// COM: index_start and index_step print where they differ from 0 and 1 (a
+// COM: stack alternating two layer kinds, BLIP-2's Q-Former); a decoding
+// COM: variant sharing the odd layers' parameters repeats them.
+// CHECK-LABEL: mm.model @interleaved
+// CHECK: mm.layer @even(%{{.*}}: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, index_step = 2 : i64, prefix = "layers"}
+// CHECK: mm.layer @odd(%{{.*}}: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, index_start = 1 : i64, index_step = 2 : i64, prefix = "layers"}
+// CHECK: mm.layer @odd_step(%{{.*}}: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, index_start = 1 : i64, index_step = 2 : i64, parameters_from = @odd, prefix = "layers"}
+// CHECK: mm.apply_layer @even from 0 to 1
+// CHECK: mm.apply_layer @odd_step from 1 to 2
+mm.model @interleaved {
+  mm.group @g
+  mm.layer @even(%x: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, prefix = "layers", index_step = 2 : i64} {
+    mm.param @"w" : tensor<8xf32> group @g init #mm.init<ones>
+    %w = mm.weight @"w" : tensor<8xf32>
+    %y = mm.add %x, %w : tensor<8xf32>
+    mm.yield %y : tensor<8xf32>
+  }
+  mm.layer @odd(%x: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 1 : i64, index_step = 2 : i64} {
+    mm.param @"w" : tensor<8xf32> group @g init #mm.init<ones>
+    %w = mm.weight @"w" : tensor<8xf32>
+    %y = mm.mul %x, %w : tensor<8xf32>
+    mm.yield %y : tensor<8xf32>
+  }
+  mm.layer @odd_step(%x: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @odd} {
+    %w = mm.weight @"w" : tensor<8xf32>
+    %y = mm.mul %x, %w : tensor<8xf32>
+    mm.yield %y : tensor<8xf32>
+  }
+  mm.entry @forward(%x: tensor<8xf32>) -> tensor<8xf32> {
+    %a = mm.apply_layer @even from 0 to 1 (%x) : (tensor<8xf32>) -> tensor<8xf32>
+    %b = mm.apply_layer @odd_step from 1 to 2 (%a) : (tensor<8xf32>) -> tensor<8xf32>
+    mm.return %b : tensor<8xf32>
+  }
+}
+
+// -----
+
+// COM: mm.slice with a run-time offset (a decode step reading its own learned
+// COM: position, OPT) prints the offset operand; without one it prints none.
+// CHECK-LABEL: mm.model @slice_offset
+// CHECK: mm.slice %arg0, %arg1 {axis = 0 : i64, start = 2 : i64} : (tensor<10x4xf32>, tensor<i32>) -> tensor<1x4xf32>
+// CHECK: mm.slice %arg0 {axis = 0 : i64, start = 0 : i64} : (tensor<10x4xf32>) -> tensor<1x4xf32>
+mm.model @slice_offset {
+  mm.entry @f(%x: tensor<10x4xf32>, %off: tensor<i32>) -> tensor<1x4xf32> {
+    %y = mm.slice %x, %off {axis = 0 : i64, start = 2 : i64} : (tensor<10x4xf32>, tensor<i32>) -> tensor<1x4xf32>
+    %z = mm.slice %x {axis = 0 : i64, start = 0 : i64} : (tensor<10x4xf32>) -> tensor<1x4xf32>
+    %s = mm.add %y, %z : tensor<1x4xf32>
+    mm.return %s : tensor<1x4xf32>
+  }
+}

@@ -65,3 +65,33 @@ mm.model @reuse {
     mm.return %l : tensor<f32>
   }
 }
+
+// -----
+
+// COM: A slice at a run-time offset has no gradient, but one of a frozen
+// COM: table needs none: the trainable weight after it still gets its own,
+// COM: and the slice is only a forward op (no mm.pad for its input).
+// CHECK-LABEL: mm.model @frozen_offset_slice
+// CHECK: mm.entry @train_s(%[[X:.*]]: tensor<1x4xf32>, %[[OFF:.*]]: tensor<i32>, %{{.*}}: tensor<1xi32>) -> (tensor<f32> {mm.name = "loss"}, tensor<8x4xf32> {mm.name = "grad:head.w"})
+// CHECK: %[[P:.*]] = mm.weight @pos
+// CHECK: %[[S:.*]] = mm.slice %[[P]], %[[OFF]]
+// CHECK: %[[H:.*]] = mm.add %[[X]], %[[S]]
+// CHECK: mm.linear_grad_weight %{{.*}}, %[[H]]
+// CHECK-NOT: mm.pad
+// CHECK: mm.return
+mm.model @frozen_offset_slice {
+  mm.group @frozen
+  mm.group @head
+  mm.param @"pos" : tensor<10x4xf32> group @frozen init #mm.init<normal, 0.02>
+  mm.param @"head.w" : tensor<8x4xf32> group @head init #mm.init<normal, 0.02>
+  mm.stage @s trainable [@head] loss @loss data "none"
+  mm.entry @loss(%x: tensor<1x4xf32>, %off: tensor<i32>, %t: tensor<1xi32>) -> tensor<f32> {
+    %p = mm.weight @"pos" : tensor<10x4xf32>
+    %s = mm.slice %p, %off {axis = 0 : i64, start = 2 : i64} : (tensor<10x4xf32>, tensor<i32>) -> tensor<1x4xf32>
+    %h = mm.add %x, %s : tensor<1x4xf32>
+    %w = mm.weight @"head.w" : tensor<8x4xf32>
+    %l = mm.linear %h, %w : (tensor<1x4xf32>, tensor<8x4xf32>) -> tensor<1x8xf32>
+    %loss = mm.cross_entropy %l, %t : (tensor<1x8xf32>, tensor<1xi32>) -> tensor<f32>
+    mm.return %loss : tensor<f32>
+  }
+}

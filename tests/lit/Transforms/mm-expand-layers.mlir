@@ -75,3 +75,62 @@ mm.model @unused_instance {
     mm.return %y : tensor<8xf32>
   }
 }
+
+// -----
+
+// COM: BLIP-2's Q-Former alternates two layer kinds: one mm.layer for the
+// COM: even checkpoint indices (index_step = 2) and one for the odd ones
+// COM: (index_start = 1, index_step = 2). Their instances' parameters are
+// COM: named .0./.2. and .1./.3., each layer's at its place, and instance i of
+// COM: a layer reads index index_start + i * index_step; a layer sharing @odd's
+// COM: parameters (a decode step) reads the same ones.
+// CHECK-LABEL: mm.model @interleaved
+// CHECK: mm.param @layers.0.w
+// CHECK-NEXT: mm.param @layers.2.w
+// CHECK-NEXT: mm.param @layers.1.w
+// CHECK-NEXT: mm.param @layers.3.w
+// CHECK-NOT: mm.layer
+// CHECK: mm.entry @forward(%[[X:.*]]: tensor<8xf32>)
+// CHECK: %[[W0:.*]] = mm.weight @layers.0.w
+// CHECK: %[[Y0:.*]] = mm.add %[[X]], %[[W0]]
+// CHECK: %[[W1:.*]] = mm.weight @layers.1.w
+// CHECK: %[[Y1:.*]] = mm.mul %[[Y0]], %[[W1]]
+// CHECK: %[[W2:.*]] = mm.weight @layers.2.w
+// CHECK: %[[Y2:.*]] = mm.add %[[Y1]], %[[W2]]
+// CHECK: %[[W3:.*]] = mm.weight @layers.3.w
+// CHECK: %[[Y3:.*]] = mm.mul %[[Y2]], %[[W3]]
+// CHECK: mm.return %[[Y3]]
+// CHECK: mm.entry @step(%[[S:.*]]: tensor<8xf32>)
+// CHECK: %[[V3:.*]] = mm.weight @layers.3.w
+// CHECK: mm.add %[[S]], %[[V3]]
+mm.model @interleaved {
+  mm.group @g
+  mm.layer @even(%x: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, prefix = "layers", index_step = 2 : i64} {
+    mm.param @"w" : tensor<8xf32> group @g init #mm.init<ones>
+    %w = mm.weight @"w" : tensor<8xf32>
+    %y = mm.add %x, %w : tensor<8xf32>
+    mm.yield %y : tensor<8xf32>
+  }
+  mm.layer @odd(%x: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 1 : i64, index_step = 2 : i64} {
+    mm.param @"w" : tensor<8xf32> group @g init #mm.init<ones>
+    %w = mm.weight @"w" : tensor<8xf32>
+    %y = mm.mul %x, %w : tensor<8xf32>
+    mm.yield %y : tensor<8xf32>
+  }
+  mm.layer @odd_step(%x: tensor<8xf32>) -> tensor<8xf32> attributes {count = 2 : i64, prefix = "layers", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @odd} {
+    %w = mm.weight @"w" : tensor<8xf32>
+    %y = mm.add %x, %w : tensor<8xf32>
+    mm.yield %y : tensor<8xf32>
+  }
+  mm.entry @forward(%x: tensor<8xf32>) -> tensor<8xf32> {
+    %a = mm.apply_layer @even from 0 to 1 (%x) : (tensor<8xf32>) -> tensor<8xf32>
+    %b = mm.apply_layer @odd from 0 to 1 (%a) : (tensor<8xf32>) -> tensor<8xf32>
+    %c = mm.apply_layer @even from 1 to 2 (%b) : (tensor<8xf32>) -> tensor<8xf32>
+    %d = mm.apply_layer @odd from 1 to 2 (%c) : (tensor<8xf32>) -> tensor<8xf32>
+    mm.return %d : tensor<8xf32>
+  }
+  mm.entry @step(%x: tensor<8xf32>) -> tensor<8xf32> {
+    %y = mm.apply_layer @odd_step from 1 to 2 (%x) : (tensor<8xf32>) -> tensor<8xf32>
+    mm.return %y : tensor<8xf32>
+  }
+}

@@ -230,6 +230,23 @@ TEST_F(Kernels, ConcatSliceBroadcast) {
   check("broadcast", {c}, bc);
 }
 
+// The slice at start 2 + a run-time offset: the reference slices the input
+// padded with zero positions on both sides, so the range may run past either end.
+TEST_F(Kernels, SliceAtRunTimeOffset) {
+  HostTensor x = randomF32(2 * 6 * 3, 30);
+  const int64_t pad = 12;
+  std::vector<float> zeros(2 * pad * 3, 0.0f), left(2 * (pad + 6) * 3), padded(2 * (2 * pad + 6) * 3);
+  mm::ref::concat(zeros.data(), f(x), left.data(), 2, pad, 6, 3);
+  mm::ref::concat(left.data(), zeros.data(), padded.data(), 2, pad + 6, pad, 3);
+  // Inside (1: up to the last position), one or all past the end (2, 4), inside, one or all before the start (-3, -5).
+  for (int32_t off : {0, 1, 2, 4, -1, -3, -5}) {
+    SCOPED_TRACE("offset " + std::to_string(off));
+    std::vector<float> y(2 * 3 * 3);
+    mm::ref::slice(padded.data(), y.data(), 2, 2 * pad + 6, pad + 2 + off, 3, 3);
+    check("slice_offset", {x, ints({off})}, y);
+  }
+}
+
 TEST_F(Kernels, MergeImageFeatures) {
   // Row 0 has three image tokens, row 1 has four (the fourth keeps its embedding).
   HostTensor e = randomF32(56, 22), ids = ints({1, 9, 9, 9, 2, 3, 4, 9, 5, 9, 9, 6, 9, 7}), feats = randomF32(24, 23);

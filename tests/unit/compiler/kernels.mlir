@@ -64,6 +64,11 @@ mm.model @kernels {
     %y = mm.slice %x {axis = 1 : i64, start = 2 : i64} : (tensor<2x6x3xf32>) -> tensor<2x3x3xf32>
     mm.return %y : tensor<2x3x3xf32>
   }
+  // The range at start + a run-time offset; positions outside the input read zero.
+  mm.entry @slice_offset(%x: tensor<2x6x3xf32>, %off: tensor<i32>) -> tensor<2x3x3xf32> {
+    %y = mm.slice %x, %off {axis = 1 : i64, start = 2 : i64} : (tensor<2x6x3xf32>, tensor<i32>) -> tensor<2x3x3xf32>
+    mm.return %y : tensor<2x3x3xf32>
+  }
   mm.entry @broadcast(%x: tensor<5x1xf32>) -> tensor<2x5x4xf32> {
     %y = mm.broadcast %x : (tensor<5x1xf32>) -> tensor<2x5x4xf32>
     mm.return %y : tensor<2x5x4xf32>

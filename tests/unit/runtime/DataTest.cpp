@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <functional>
 #include <sstream>
@@ -88,6 +89,60 @@ TEST(Data, PlainTemplateIdsAndTargets) {
   EXPECT_EQ(s.id, "c1");
   EXPECT_EQ(*s.imagePath, "/imgs/x.png");
   EXPECT_FALSE(s.truncated());
+}
+
+TEST(Data, Blip2TemplateIdsAndTargets) {
+  // COM: BLIP-2's query positions come first, then BOS (HF's processor); loss on the caption and "\n".
+  mm::ConversationRecord r = parseOne(R"({"id": "b1", "image": "x.png", "caption": "A red circle."})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Blip2, tokenizer(), format(), "/imgs");
+  Builder b;
+  b.add({IMG, IMG, IMG, IMG}, false).add({BOS}, false).add(bytes("A red circle."), true).add(bytes("\n"), true);
+  EXPECT_EQ(s.inputIds, b.ids);
+  EXPECT_EQ(s.targets, expectedTargets(b.ids, b.assistant));
+  // Spelled out: the image positions predict nothing (not even the BOS), the BOS predicts 'A',
+  // the last caption byte predicts "\n", and "\n" predicts nothing.
+  std::vector<int32_t> t = {IGN, IGN, IGN, IGN};
+  append(t, bytes("A red circle.\n"));
+  t.push_back(IGN);
+  EXPECT_EQ(s.targets, t);
+  EXPECT_EQ(s.targetCount(), 14);
+  EXPECT_EQ(std::count(s.targets.begin(), s.targets.end(), BOS), 0);
+  EXPECT_EQ(std::count(s.targets.begin(), s.targets.end(), IMG), 0);
+  EXPECT_EQ(s.id, "b1");
+  EXPECT_EQ(*s.imagePath, "/imgs/x.png");
+  // The same pair written as a conversation gives the same sample (the human turn's text is not used).
+  mm::ConversationRecord c = parseOne(R"({"id": "b1", "image": "x.png", "conversations": [
+      {"from": "human", "value": "<image>\nignored for captions"}, {"from": "gpt", "value": "A red circle."}]})");
+  mm::TrainingSample sc = mm::buildSample(c, mm::ChatTemplate::Blip2, tokenizer(), format(), "/imgs");
+  EXPECT_EQ(sc.inputIds, s.inputIds);
+  EXPECT_EQ(sc.targets, s.targets);
+}
+
+TEST(Data, ImageCaptionRecords) {
+  // COM: {"image", "caption"} (BLIP-2's data) parses into a human turn holding the image and a gpt turn.
+  mm::ConversationRecord r = parseOne(R"({"image": "x.png", "caption": "A red circle."})");
+  EXPECT_EQ(r.id, "0");
+  ASSERT_TRUE(r.image);
+  EXPECT_EQ(*r.image, "x.png");
+  ASSERT_EQ(r.turns.size(), 2u);
+  EXPECT_EQ(r.turns[0].from, "human");
+  EXPECT_EQ(r.turns[0].value, "<image>");
+  EXPECT_EQ(r.turns[1].from, "gpt");
+  EXPECT_EQ(r.turns[1].value, "A red circle.");
+  mm::checkRecord(r, mm::ChatTemplate::Blip2);
+  mm::checkRecord(r, mm::ChatTemplate::Plain);
+  // Caption data still needs its image.
+  std::string e = errorOf([] { mm::checkRecord(parseOne(R"({"id": "n", "caption": "A cat."})"), mm::ChatTemplate::Blip2); });
+  EXPECT_NE(e.find("data.json: record 0 (id 'n'): caption data needs an 'image'"), std::string::npos) << e;
+  // An empty or non-string caption names the record.
+  e = errorOf([] { mm::parseConversations(R"([{"id": "e", "image": "x.png", "caption": ""}])", "c.json"); });
+  EXPECT_NE(e.find("c.json: record 0 (id 'e'): 'caption' is empty"), std::string::npos) << e;
+  e = errorOf([] { mm::parseConversations(R"([{"image": "a.png", "caption": "ok"}, {"image": "b.png", "caption": 3}])",
+                                          "c.json"); });
+  EXPECT_NE(e.find("c.json: record 1 (id '1'): 'caption' must be a string"), std::string::npos) << e;
+  // Neither conversations nor a caption: the error names both.
+  e = errorOf([] { mm::parseConversations(R"([{"id": "x", "image": "x.png"}])", "c.json"); });
+  EXPECT_NE(e.find("c.json: record 0 (id 'x'): missing 'conversations' (or 'caption')"), std::string::npos) << e;
 }
 
 TEST(Data, VicunaOneTurnWithImage) {
@@ -330,6 +385,11 @@ TEST(Data, TemplateForDataKind) {
   EXPECT_EQ(mm::chatTemplateForData("conversation"), mm::ChatTemplate::VicunaV1);
   EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::Plain), "plain");
   EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::VicunaV1), "vicuna_v1");
+  EXPECT_EQ(mm::chatTemplateForData("image_caption"), mm::ChatTemplate::Blip2);
+  EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::Blip2), "blip2");
   std::string e = errorOf([] { mm::chatTemplateForData("video"); });
   EXPECT_NE(e.find("'video'"), std::string::npos) << e;
+  // The error lists every kind, image_caption included.
+  for (const char *kind : {"'caption'", "'conversation'", "'patch_labels'", "'image_caption'"})
+    EXPECT_NE(e.find(kind), std::string::npos) << kind << ": " << e;
 }
