@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_llava import PATCH_CLASSES, fl, t  # noqa: E402
+from gen_llava import PATCH_CLASSES, fl, stem_graph, stem_params, t  # noqa: E402
 
 CONFIGS = {
     "blip2-tiny": dict(
@@ -117,12 +117,7 @@ def generate(c):
     vm = "vision_model"
     w("  // EVA-style ViT (frozen in both BLIP-2 stages).")
     param(f"{vm}.embeddings.class_embedding", [1, 1, VD], "vision_model")
-    cin = 3
-    for i, (ch, _) in enumerate(stem):
-        param(f"{vm}.embeddings.stem.{i}.weight", [ch, cin, 3, 3], "vision_model",
-              f"#mm.init<normal, {math.sqrt(1.0 / (cin * 9)):.6f}>")
-        param(f"{vm}.embeddings.stem.{i}.bias", [ch], "vision_model", ZEROS)
-        cin = ch
+    cin = stem_params(param, f"{vm}.embeddings", stem, "vision_model")
     param(f"{vm}.embeddings.patch_embedding.weight", [VD, cin, pe, pe], "vision_model")
     param(f"{vm}.embeddings.patch_embedding.bias", [VD], "vision_model", ZEROS)
     param(f"{vm}.embeddings.position_embedding", [1, V, VD], "vision_model")
@@ -333,16 +328,7 @@ def generate(c):
 
     def vision_graph():
         w(f"    // ViT: {'convolutional stem, ' if stem else ''}patches (+ bias), [CLS], positions, layers, post-LN.")
-        x, xt, ch_in, size = "pixel_values", pix, 3, c["image"]
-        for i, (ch, st) in enumerate(stem):
-            weight(f"stem{i}_w", f"{vm}.embeddings.stem.{i}.weight", [ch, ch_in, 3, 3])
-            weight(f"stem{i}_b", f"{vm}.embeddings.stem.{i}.bias", [ch])
-            size = (size + 2 - 3) // st + 1
-            yt = t(1, ch, size, size)
-            w(f"{ind}%stem{i} = mm.conv2d %{x}, %stem{i}_w, %stem{i}_b {{stride = {st} : i64, padding = 1 : i64}} : "
-              f"({xt}, {t(ch, ch_in, 3, 3)}, {t(ch)}) -> {yt}")
-            w(f"{ind}%stem{i}_act = mm.gelu %stem{i} : {yt}")
-            x, xt, ch_in = f"stem{i}_act", yt, ch
+        x, xt, ch_in = stem_graph(w, weight, ind, f"{vm}.embeddings", stem, c["image"])
         weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, ch_in, pe, pe])
         weight("patch_b", f"{vm}.embeddings.patch_embedding.bias", [VD])
         w(f"{ind}%patches0 = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, ch_in, pe, pe)}) -> {t(1, P, VD)}")

@@ -52,6 +52,32 @@ def fl(x):
     return f"{x:.6e} : f64"
 
 
+def stem_params(param, prefix, stem, group):
+    """Declares the convolutional stem's parameters (PREFIX.stem.<i>.weight/bias); returns its output channels."""
+    cin = 3
+    for i, (ch, _) in enumerate(stem):
+        # 1/sqrt(fan-in): the signal neither dies nor explodes through the stem.
+        param(f"{prefix}.stem.{i}.weight", [ch, cin, 3, 3], group, f"#mm.init<normal, {math.sqrt(1.0 / (cin * 9)):.6f}>")
+        param(f"{prefix}.stem.{i}.bias", [ch], group, "#mm.init<zeros>")
+        cin = ch
+    return cin
+
+
+def stem_graph(w, weight, ind, prefix, stem, image):
+    """Emits the stem (3x3 conv2d + GELU each) over %pixel_values; returns (value, type, channels) of its output."""
+    x, xt, cin, size = "pixel_values", t(1, 3, image, image), 3, image
+    for i, (ch, st) in enumerate(stem):
+        weight(f"stem{i}_w", f"{prefix}.stem.{i}.weight", [ch, cin, 3, 3])
+        weight(f"stem{i}_b", f"{prefix}.stem.{i}.bias", [ch])
+        size = (size + 2 - 3) // st + 1
+        yt = t(1, ch, size, size)
+        w(f"{ind}%stem{i} = mm.conv2d %{x}, %stem{i}_w, %stem{i}_b {{stride = {st} : i64, padding = 1 : i64}} : "
+          f"({xt}, {t(ch, cin, 3, 3)}, {t(ch)}) -> {yt}")
+        w(f"{ind}%stem{i}_act = mm.gelu %stem{i} : {yt}")
+        x, xt, cin = f"stem{i}_act", yt, ch
+    return x, xt, cin
+
+
 def generate(c):
     P = (c["image"] // c["patch"]) ** 2
     V, VD, TD, S = P + 1, c["vd"], c["td"], c["seq"]
@@ -101,13 +127,7 @@ def generate(c):
     vm = "vision_tower.vision_model"
     w("  // CLIP vision tower (frozen in both LLaVA stages).")
     param(f"{vm}.embeddings.class_embedding", [VD], "vision_tower")
-    cin = 3
-    for i, (ch, _) in enumerate(stem):
-        # 1/sqrt(fan-in): the signal neither dies nor explodes through the stem.
-        param(f"{vm}.embeddings.stem.{i}.weight", [ch, cin, 3, 3], "vision_tower",
-              f"#mm.init<normal, {math.sqrt(1.0 / (cin * 9)):.6f}>")
-        param(f"{vm}.embeddings.stem.{i}.bias", [ch], "vision_tower", "#mm.init<zeros>")
-        cin = ch
+    stem_params(param, f"{vm}.embeddings", stem, "vision_tower")
     param(f"{vm}.embeddings.patch_embedding.weight", [VD, pe_in, pe, pe], "vision_tower")
     param(f"{vm}.embeddings.position_embedding.weight", [V, VD], "vision_tower")
     param(f"{vm}.pre_layrnorm.weight", [VD], "vision_tower", "#mm.init<ones>")
@@ -274,16 +294,7 @@ def generate(c):
 
     def vision_graph():
         w(f"    // Vision tower: {'convolutional stem, ' if stem else ''}patches, [CLS], positions, pre-norm, all layers but the last.")
-        x, xt, cin, size = "pixel_values", pix, 3, c["image"]
-        for i, (ch, st) in enumerate(stem):
-            weight(f"stem{i}_w", f"{vm}.embeddings.stem.{i}.weight", [ch, cin, 3, 3])
-            weight(f"stem{i}_b", f"{vm}.embeddings.stem.{i}.bias", [ch])
-            size = (size + 2 - 3) // st + 1
-            yt = t(1, ch, size, size)
-            w(f"{ind}%stem{i} = mm.conv2d %{x}, %stem{i}_w, %stem{i}_b {{stride = {st} : i64, padding = 1 : i64}} : "
-              f"({xt}, {t(ch, cin, 3, 3)}, {t(ch)}) -> {yt}")
-            w(f"{ind}%stem{i}_act = mm.gelu %stem{i} : {yt}")
-            x, xt, cin = f"stem{i}_act", yt, ch
+        x, xt, cin = stem_graph(w, weight, ind, f"{vm}.embeddings", stem, c["image"])
         weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, cin, pe, pe])
         w(f"{ind}%patches = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, cin, pe, pe)}) -> {t(1, P, VD)}")
         weight("cls_w", f"{vm}.embeddings.class_embedding", [VD])
