@@ -2,12 +2,16 @@
 // Vision: ViT 64px/8, 128 x 4 layers; Q-Former: 16 queries, 128 x 4 layers; LLM: OPT 256 x 4 layers, vocabulary 800.
 mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures = ["Blip2ForConditionalGeneration"], num_query_tokens = 16 : i64, image_token_index = 4 : i64, image_seq_length = 16 : i64, pad_token_id = 3 : i64, max_sequence_length = 64 : i64, use_decoder_only_language_model = true,
       vision_config = {model_type = "blip_2_vision_model", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, image_size = 64 : i64, patch_size = 8 : i64, layer_norm_eps = 1.000000e-06 : f64, hidden_act = "gelu", qkv_bias = true, stem_channels = [32 : i64, 64 : i64, 64 : i64, 128 : i64, 128 : i64, 128 : i64], stem_strides = [1 : i64, 2 : i64, 1 : i64, 2 : i64, 1 : i64, 2 : i64]},
-      qformer_config = {model_type = "blip_2_qformer", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, cross_attention_frequency = 2 : i64, encoder_hidden_size = 128 : i64, layer_norm_eps = 1.000000e-12 : f64, hidden_act = "gelu"},
+      qformer_config = {model_type = "blip_2_qformer", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, cross_attention_frequency = 2 : i64, encoder_hidden_size = 128 : i64, layer_norm_eps = 1.000000e-12 : f64, hidden_act = "gelu", vocab_size = 800 : i64, max_position_embeddings = 32 : i64, cls_token_id = 1 : i64, bos_token_id = 2 : i64, pad_token_id = 3 : i64},
+      image_text_hidden_size = 128 : i64,
       text_config = {model_type = "opt", hidden_size = 256 : i64, ffn_dim = 1024 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, vocab_size = 800 : i64, max_position_embeddings = 64 : i64, word_embed_proj_dim = 256 : i64, do_layer_norm_before = true, activation_function = "relu", bos_token_id = 1 : i64, pad_token_id = 3 : i64, tie_word_embeddings = true}}, tokenizer = "tokenizers/llava-tiny.tokenizer.json"} {
   mm.group @vision_model
   mm.group @qformer
   mm.group @language_projection
   mm.group @language_model
+  // What only stage 1 reads: the Q-Former's text side (embeddings, the text feed-forward), the ITC
+  // projections and temperature, the ITM head and the ITG (language-modelling) head.
+  mm.group @qformer_stage1
   // Only the vision tower's pre-training reads it: a per-patch classifier (not part of BLIP-2).
   mm.group @vision_pretrain_head
 
@@ -76,6 +80,41 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %y = mm.add %h, %fc2 : tensor<1x65x128xf32>
     mm.yield %y : tensor<1x65x128xf32>
   }
+  // The same layers over stage 1's batch of 16 images.
+  mm.layer @vision_encoder_layer_batch(%x: tensor<16x65x128xf32>) -> tensor<16x65x128xf32>
+      attributes {count = 4 : i64, prefix = "vision_model.encoder.layers", parameters_from = @vision_encoder_layer} {
+    %ln1_g = mm.weight @"layer_norm1.weight" : tensor<128xf32>
+    %ln1_b = mm.weight @"layer_norm1.bias" : tensor<128xf32>
+    %ln1 = mm.layer_norm %x, %ln1_g, %ln1_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    // qkv bias = [q_bias, 0, v_bias]
+    %qb = mm.weight @"self_attn.q_bias" : tensor<128xf32>
+    %vb = mm.weight @"self_attn.v_bias" : tensor<128xf32>
+    %kb = mm.constant {value = 0.0 : f64} : tensor<128xf32>
+    %qkb = mm.concat %qb, %kb {axis = 0 : i64} : (tensor<128xf32>, tensor<128xf32>) -> tensor<256xf32>
+    %qkv_b = mm.concat %qkb, %vb {axis = 0 : i64} : (tensor<256xf32>, tensor<128xf32>) -> tensor<384xf32>
+    %qkv_w = mm.weight @"self_attn.qkv.weight" : tensor<384x128xf32>
+    %qkv = mm.linear %ln1, %qkv_w, %qkv_b : (tensor<16x65x128xf32>, tensor<384x128xf32>, tensor<384xf32>) -> tensor<16x65x384xf32>
+    %q = mm.slice %qkv {axis = 2 : i64, start = 0 : i64} : (tensor<16x65x384xf32>) -> tensor<16x65x128xf32>
+    %k = mm.slice %qkv {axis = 2 : i64, start = 128 : i64} : (tensor<16x65x384xf32>) -> tensor<16x65x128xf32>
+    %v = mm.slice %qkv {axis = 2 : i64, start = 256 : i64} : (tensor<16x65x384xf32>) -> tensor<16x65x128xf32>
+    %attn = mm.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.767767e-01 : f64} : (tensor<16x65x128xf32>, tensor<16x65x128xf32>, tensor<16x65x128xf32>) -> tensor<16x65x128xf32>
+    %o_w = mm.weight @"self_attn.projection.weight" : tensor<128x128xf32>
+    %o_b = mm.weight @"self_attn.projection.bias" : tensor<128xf32>
+    %o = mm.linear %attn, %o_w, %o_b : (tensor<16x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %h = mm.add %x, %o : tensor<16x65x128xf32>
+    %ln2_g = mm.weight @"layer_norm2.weight" : tensor<128xf32>
+    %ln2_b = mm.weight @"layer_norm2.bias" : tensor<128xf32>
+    %ln2 = mm.layer_norm %h, %ln2_g, %ln2_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %fc1_w = mm.weight @"mlp.fc1.weight" : tensor<512x128xf32>
+    %fc1_b = mm.weight @"mlp.fc1.bias" : tensor<512xf32>
+    %fc1 = mm.linear %ln2, %fc1_w, %fc1_b : (tensor<16x65x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x65x512xf32>
+    %act = mm.gelu %fc1 : tensor<16x65x512xf32>
+    %fc2_w = mm.weight @"mlp.fc2.weight" : tensor<128x512xf32>
+    %fc2_b = mm.weight @"mlp.fc2.bias" : tensor<128xf32>
+    %fc2 = mm.linear %act, %fc2_w, %fc2_b : (tensor<16x65x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %y = mm.add %h, %fc2 : tensor<16x65x128xf32>
+    mm.yield %y : tensor<16x65x128xf32>
+  }
   mm.param @"vision_model.post_layernorm.weight" : tensor<128xf32> group @vision_model init #mm.init<ones>
   mm.param @"vision_model.post_layernorm.bias" : tensor<128xf32> group @vision_model init #mm.init<zeros>
   mm.param @"vision_pretrain_head.weight" : tensor<96x128xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
@@ -113,6 +152,13 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.param @"output_query.dense.bias" : tensor<128xf32> group @qformer init #mm.init<zeros>
     mm.param @"output_query.LayerNorm.weight" : tensor<128xf32> group @qformer init #mm.init<ones>
     mm.param @"output_query.LayerNorm.bias" : tensor<128xf32> group @qformer init #mm.init<zeros>
+    // The text positions' feed-forward (stage 1 only; this query path does not read it).
+    mm.param @"intermediate.dense.weight" : tensor<512x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"intermediate.dense.bias" : tensor<512xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.dense.weight" : tensor<128x512xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"output.dense.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.LayerNorm.weight" : tensor<128xf32> group @qformer_stage1 init #mm.init<ones>
+    mm.param @"output.LayerNorm.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
     // Self-attention over the queries (bidirectional), then residual + LayerNorm.
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
@@ -181,6 +227,13 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.param @"output_query.dense.bias" : tensor<128xf32> group @qformer init #mm.init<zeros>
     mm.param @"output_query.LayerNorm.weight" : tensor<128xf32> group @qformer init #mm.init<ones>
     mm.param @"output_query.LayerNorm.bias" : tensor<128xf32> group @qformer init #mm.init<zeros>
+    // The text positions' feed-forward (stage 1 only; this query path does not read it).
+    mm.param @"intermediate.dense.weight" : tensor<512x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"intermediate.dense.bias" : tensor<512xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.dense.weight" : tensor<128x512xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"output.dense.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.LayerNorm.weight" : tensor<128xf32> group @qformer_stage1 init #mm.init<ones>
+    mm.param @"output.LayerNorm.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
     // Self-attention over the queries (bidirectional), then residual + LayerNorm.
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
@@ -213,6 +266,544 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %y = mm.layer_norm %fr, %y_g, %y_b {eps = 1.000000e-12 : f64} : (tensor<1x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
     mm.yield %y : tensor<1x16x128xf32>
   }
+
+  // The same Q-Former layers over [queries; text] for stage 1, one kind per loss and mask:
+  // ITC: queries see queries, text sees text (#mm.mask<itc_unimodal>: the two unimodal passes
+  // of the reference implementation, as one); ITM: everything sees everything (3 x the batch:
+  // positives, hard-negative images, hard-negative texts); ITG: queries see queries, text sees
+  // the queries and earlier text. Cross-attention and the query feed-forward act on the query
+  // positions only, the text feed-forward on the text positions.
+  mm.layer @qformer_cross_layer_itc(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<16x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<128x128xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<128xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<16x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<128x128xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<128xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<16x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.767767e-01 : f64} : (tensor<16x16x128xf32>, tensor<16x65x128xf32>, tensor<16x65x128xf32>) -> tensor<16x16x128xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<128x128xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<128xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<16x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %cr = mm.add %co, %hq : tensor<16x16x128xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<128xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<128xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<16x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<16x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<16x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<16x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %fr = mm.add %f2, %h2 : tensor<16x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<16x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    mm.yield %y : tensor<16x48x128xf32>
+  }
+  mm.layer @qformer_layer_itc(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<16x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<16x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<16x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %fr = mm.add %f2, %hq : tensor<16x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<16x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    mm.yield %y : tensor<16x48x128xf32>
+  }
+  mm.layer @qformer_cross_layer_itm(%x: tensor<48x48x128xf32>, %image: tensor<48x65x128xf32>, %len: tensor<48xi32>) -> tensor<48x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sr = mm.add %so, %x : tensor<48x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<48x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<48x48x128xf32>) -> tensor<48x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<48x48x128xf32>) -> tensor<48x32x128xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<48x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<128x128xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<128xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<48x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x65x128xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<128x128xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<128xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<48x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x65x128xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.767767e-01 : f64} : (tensor<48x16x128xf32>, tensor<48x65x128xf32>, tensor<48x65x128xf32>) -> tensor<48x16x128xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<128x128xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<128xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<48x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    %cr = mm.add %co, %hq : tensor<48x16x128xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<128xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<128xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<48x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<48x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<48x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<48x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    %fr = mm.add %f2, %h2 : tensor<48x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<48x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<48x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<48x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<48x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<48x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<48x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x32x128xf32>) -> tensor<48x48x128xf32>
+    mm.yield %y : tensor<48x48x128xf32>
+  }
+  mm.layer @qformer_layer_itm(%x: tensor<48x48x128xf32>, %image: tensor<48x65x128xf32>, %len: tensor<48xi32>) -> tensor<48x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sr = mm.add %so, %x : tensor<48x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<48x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<48x48x128xf32>) -> tensor<48x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<48x48x128xf32>) -> tensor<48x32x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<48x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<48x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<48x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    %fr = mm.add %f2, %hq : tensor<48x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<48x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<48x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<48x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<48x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<48x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<48x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x32x128xf32>) -> tensor<48x48x128xf32>
+    mm.yield %y : tensor<48x48x128xf32>
+  }
+  mm.layer @qformer_cross_layer_itg(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<16x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<128x128xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<128xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<16x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<128x128xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<128xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<16x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.767767e-01 : f64} : (tensor<16x16x128xf32>, tensor<16x65x128xf32>, tensor<16x65x128xf32>) -> tensor<16x16x128xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<128x128xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<128xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<16x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %cr = mm.add %co, %hq : tensor<16x16x128xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<128xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<128xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<16x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<16x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<16x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<16x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %fr = mm.add %f2, %h2 : tensor<16x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<16x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    mm.yield %y : tensor<16x48x128xf32>
+  }
+  mm.layer @qformer_layer_itg(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<16x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<16x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<16x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %fr = mm.add %f2, %hq : tensor<16x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<16x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    mm.yield %y : tensor<16x48x128xf32>
+  }
+  mm.layer @qformer_cross_layer_itm_one(%x: tensor<1x48x128xf32>, %image: tensor<1x65x128xf32>, %len: tensor<1xi32>) -> tensor<1x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sr = mm.add %so, %x : tensor<1x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x48x128xf32>) -> tensor<1x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<1x48x128xf32>) -> tensor<1x32x128xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<1x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<128x128xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<128xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<1x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<128x128xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<128xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<1x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.767767e-01 : f64} : (tensor<1x16x128xf32>, tensor<1x65x128xf32>, tensor<1x65x128xf32>) -> tensor<1x16x128xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<128x128xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<128xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<1x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %cr = mm.add %co, %hq : tensor<1x16x128xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<128xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<128xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<1x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<1x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<1x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<1x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %fr = mm.add %f2, %h2 : tensor<1x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<1x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<1x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x32x128xf32>) -> tensor<1x48x128xf32>
+    mm.yield %y : tensor<1x48x128xf32>
+  }
+  mm.layer @qformer_layer_itm_one(%x: tensor<1x48x128xf32>, %image: tensor<1x65x128xf32>, %len: tensor<1xi32>) -> tensor<1x48x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sr = mm.add %so, %x : tensor<1x48x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x48x128xf32>) -> tensor<1x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<1x48x128xf32>) -> tensor<1x32x128xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<1x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x16x512xf32>
+    %fa = mm.gelu %f1 : tensor<1x16x512xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<128x512xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<128xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<1x16x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %fr = mm.add %f2, %hq : tensor<1x16x128xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<128xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<128xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<1x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %gr = mm.add %g2, %ht : tensor<1x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x32x128xf32>) -> tensor<1x48x128xf32>
+    mm.yield %y : tensor<1x48x128xf32>
+  }
+  // Text alone (retrieval's text features: the ITC text pass).
+  mm.layer @qformer_cross_layer_text(%x: tensor<1x32x128xf32>, %len: tensor<1xi32>) -> tensor<1x32x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<padding>, scale = 1.767767e-01 : f64} : (tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sr = mm.add %so, %x : tensor<1x32x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %gr = mm.add %g2, %h1 : tensor<1x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    mm.yield %yt : tensor<1x32x128xf32>
+  }
+  mm.layer @qformer_layer_text(%x: tensor<1x32x128xf32>, %len: tensor<1xi32>) -> tensor<1x32x128xf32>
+      attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<padding>, scale = 1.767767e-01 : f64} : (tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sr = mm.add %so, %x : tensor<1x32x128xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
+    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %gr = mm.add %g2, %h1 : tensor<1x32x128xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    mm.yield %yt : tensor<1x32x128xf32>
+  }
+  // Stage 1's heads, as in Blip2ForImageTextRetrieval (text embeddings, projections, ITM head)
+  // and BERT's LM head for ITG (its decoder is the word embedding, tied).
+  mm.param @"embeddings.word_embeddings.weight" : tensor<800x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"embeddings.position_embeddings.weight" : tensor<32x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"vision_projection.weight" : tensor<128x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"vision_projection.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"text_projection.weight" : tensor<128x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"text_projection.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"itm_head.weight" : tensor<2x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"itm_head.bias" : tensor<2xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"temp" : tensor<f32> group @qformer_stage1 init #mm.init<constant, 0.07>
+  mm.param @"cls.predictions.transform.dense.weight" : tensor<128x128xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"cls.predictions.transform.dense.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"cls.predictions.transform.LayerNorm.weight" : tensor<128xf32> group @qformer_stage1 init #mm.init<ones>
+  mm.param @"cls.predictions.transform.LayerNorm.bias" : tensor<128xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"cls.predictions.bias" : tensor<800xf32> group @qformer_stage1 init #mm.init<zeros>
 
   // Queries -> the LLM's input width.
   mm.param @"language_projection.weight" : tensor<256x128xf32> group @language_projection init #mm.init<normal, 0.02>
@@ -349,6 +940,9 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
   mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "image_caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 8 : i64, epochs = 1 : i64}
   // ... and the ViT learns which object (colour, shape, size) shows in each patch.
   mm.stage @pretrain_vision trainable [@vision_model, @vision_pretrain_head] loss @patch_loss data "patch_labels" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 8 : i64, epochs = 1 : i64}
+  // Stage 1: vision-language representation learning, ViT frozen, no LLM: ITC + ITM + ITG in one
+  // step over a batch of 16 image-text pairs (each loss a mean; the step's loss is their sum).
+  mm.stage @stage1 trainable [@qformer, @qformer_stage1] loss @stage1_loss data "image_text" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 16 : i64, epochs = 1 : i64}
   // Stage 2: vision-to-language generation. The Q-Former and the projection learn; the
   // frozen OPT passes the loss's gradient back to them as activation gradients only.
   mm.stage @stage2 trainable [@qformer, @language_projection] loss @lm_loss data "image_caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 8 : i64, epochs = 1 : i64}
@@ -541,6 +1135,312 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %patch_logits = mm.linear %features, %patch_logits_w, %patch_logits_b : (tensor<1x64x128xf32>, tensor<96x128xf32>, tensor<96xf32>) -> tensor<1x64x96xf32>
     %loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
     mm.return %loss : tensor<f32>
+  }
+
+  // Stage 1's loss over a batch. input_ids: [CLS] caption "\n", padded; targets: the next token
+  // of each text position (-100 past the text); length: the real positions of [queries; text]
+  // (queries + text length); the uniform numbers draw the ITM hard negatives.
+  mm.entry @stage1_loss(%pixel_values: tensor<16x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<16x32xi32> {mm.name = "input_ids"}, %targets: tensor<16x32xi32> {mm.name = "targets"}, %length: tensor<16xi32> {mm.name = "length"}, %negative_text_uniform: tensor<16xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<16xf32> {mm.name = "negative_image_uniform"})
+      -> (tensor<f32> {mm.name = "loss"}) {
+    // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
+    %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
+    %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
+    %stem0 = mm.conv2d %pixel_values, %stem0_w, %stem0_b {stride = 1 : i64, padding = 1 : i64} : (tensor<16x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<16x32x64x64xf32>
+    %stem0_act = mm.gelu %stem0 : tensor<16x32x64x64xf32>
+    %stem1_w = mm.weight @"vision_model.embeddings.stem.1.weight" : tensor<64x32x3x3xf32>
+    %stem1_b = mm.weight @"vision_model.embeddings.stem.1.bias" : tensor<64xf32>
+    %stem1 = mm.conv2d %stem0_act, %stem1_w, %stem1_b {stride = 2 : i64, padding = 1 : i64} : (tensor<16x32x64x64xf32>, tensor<64x32x3x3xf32>, tensor<64xf32>) -> tensor<16x64x32x32xf32>
+    %stem1_act = mm.gelu %stem1 : tensor<16x64x32x32xf32>
+    %stem2_w = mm.weight @"vision_model.embeddings.stem.2.weight" : tensor<64x64x3x3xf32>
+    %stem2_b = mm.weight @"vision_model.embeddings.stem.2.bias" : tensor<64xf32>
+    %stem2 = mm.conv2d %stem1_act, %stem2_w, %stem2_b {stride = 1 : i64, padding = 1 : i64} : (tensor<16x64x32x32xf32>, tensor<64x64x3x3xf32>, tensor<64xf32>) -> tensor<16x64x32x32xf32>
+    %stem2_act = mm.gelu %stem2 : tensor<16x64x32x32xf32>
+    %stem3_w = mm.weight @"vision_model.embeddings.stem.3.weight" : tensor<128x64x3x3xf32>
+    %stem3_b = mm.weight @"vision_model.embeddings.stem.3.bias" : tensor<128xf32>
+    %stem3 = mm.conv2d %stem2_act, %stem3_w, %stem3_b {stride = 2 : i64, padding = 1 : i64} : (tensor<16x64x32x32xf32>, tensor<128x64x3x3xf32>, tensor<128xf32>) -> tensor<16x128x16x16xf32>
+    %stem3_act = mm.gelu %stem3 : tensor<16x128x16x16xf32>
+    %stem4_w = mm.weight @"vision_model.embeddings.stem.4.weight" : tensor<128x128x3x3xf32>
+    %stem4_b = mm.weight @"vision_model.embeddings.stem.4.bias" : tensor<128xf32>
+    %stem4 = mm.conv2d %stem3_act, %stem4_w, %stem4_b {stride = 1 : i64, padding = 1 : i64} : (tensor<16x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<16x128x16x16xf32>
+    %stem4_act = mm.gelu %stem4 : tensor<16x128x16x16xf32>
+    %stem5_w = mm.weight @"vision_model.embeddings.stem.5.weight" : tensor<128x128x3x3xf32>
+    %stem5_b = mm.weight @"vision_model.embeddings.stem.5.bias" : tensor<128xf32>
+    %stem5 = mm.conv2d %stem4_act, %stem5_w, %stem5_b {stride = 2 : i64, padding = 1 : i64} : (tensor<16x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<16x128x8x8xf32>
+    %stem5_act = mm.gelu %stem5 : tensor<16x128x8x8xf32>
+    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<128x128x1x1xf32>
+    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<128xf32>
+    %patches0 = mm.patch_embed %stem5_act, %patch_w : (tensor<16x128x8x8xf32>, tensor<128x128x1x1xf32>) -> tensor<16x64x128xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<128xf32>) -> tensor<16x64x128xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<16x64x128xf32>
+    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x128xf32>
+    %cls_b = mm.broadcast %cls : (tensor<1x1x128xf32>) -> tensor<16x1x128xf32>
+    %tokens = mm.concat %cls_b, %patches {axis = 1 : i64} : (tensor<16x1x128xf32>, tensor<16x64x128xf32>) -> tensor<16x65x128xf32>
+    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x65x128xf32>
+    %pos_n = mm.broadcast %pos : (tensor<1x65x128xf32>) -> tensor<16x65x128xf32>
+    %embeds = mm.add %tokens, %pos_n : tensor<16x65x128xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer_batch from 0 to 4 (%embeds) : (tensor<16x65x128xf32>) -> tensor<16x65x128xf32>
+    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<128xf32>
+    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    // ---- ITC: image-text contrastive, in-batch negatives both ways.
+    %itc_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
+    %itc_tok = mm.embedding %input_ids, %itc_word_w : (tensor<16x32xi32>, tensor<800x128xf32>) -> tensor<16x32x128xf32>
+    %itc_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
+    %itc_pos = mm.broadcast %itc_pos_w : (tensor<32x128xf32>) -> tensor<16x32x128xf32>
+    %itc_text = mm.add %itc_tok, %itc_pos : tensor<16x32x128xf32>
+    %itc_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
+    %itc_qb = mm.broadcast %itc_queries : (tensor<1x16x128xf32>) -> tensor<16x16x128xf32>
+    %itc_joint = mm.concat %itc_qb, %itc_text {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    %itc_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
+    %itc_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
+    %itc_h0 = mm.layer_norm %itc_joint, %itc_h0_g, %itc_h0_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %itc_l0 = mm.apply_layer @qformer_cross_layer_itc from 0 to 1 (%itc_h0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itc_l1 = mm.apply_layer @qformer_layer_itc from 0 to 1 (%itc_l0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itc_l2 = mm.apply_layer @qformer_cross_layer_itc from 1 to 2 (%itc_l1, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itc_l3 = mm.apply_layer @qformer_layer_itc from 1 to 2 (%itc_l2, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itc_q = mm.slice %itc_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
+    %itc_cls = mm.slice %itc_l3 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x1x128xf32>
+    %image_feat_proj_w = mm.weight @"vision_projection.weight" : tensor<128x128xf32>
+    %image_feat_proj_b = mm.weight @"vision_projection.bias" : tensor<128xf32>
+    %image_feat_proj = mm.linear %itc_q, %image_feat_proj_w, %image_feat_proj_b : (tensor<16x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
+    %image_feat = mm.l2_normalize %image_feat_proj {eps = 1.000000e-12 : f64} : tensor<16x16x128xf32>
+    %text_feat_proj_w = mm.weight @"text_projection.weight" : tensor<128x128xf32>
+    %text_feat_proj_b = mm.weight @"text_projection.bias" : tensor<128xf32>
+    %text_feat_proj = mm.linear %itc_cls, %text_feat_proj_w, %text_feat_proj_b : (tensor<16x1x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x1x128xf32>
+    %text_feat_n = mm.l2_normalize %text_feat_proj {eps = 1.000000e-12 : f64} : tensor<16x1x128xf32>
+    %text_feat = mm.reshape %text_feat_n : (tensor<16x1x128xf32>) -> tensor<16x128xf32>
+    // Image-text similarity: the best match over the queries; over the learnable temperature.
+    %sim_qt = mm.linear %image_feat, %text_feat : (tensor<16x16x128xf32>, tensor<16x128xf32>) -> tensor<16x16x16xf32>
+    %sim_max = mm.reduce_max %sim_qt {axis = 1 : i64} : (tensor<16x16x16xf32>) -> tensor<16x16xf32>
+    %temp = mm.weight @"temp" : tensor<f32>
+    %temp_b = mm.broadcast %temp : (tensor<f32>) -> tensor<16x16xf32>
+    %sim_i2t = mm.div %sim_max, %temp_b : tensor<16x16xf32>
+    %sim_t2i = mm.transpose %sim_i2t : (tensor<16x16xf32>) -> tensor<16x16xf32>
+    %itc_targets = mm.iota : tensor<16xi32>
+    %ce_i2t = mm.cross_entropy %sim_i2t, %itc_targets {ignore_index = -100 : i64, mean} : (tensor<16x16xf32>, tensor<16xi32>) -> tensor<f32>
+    %ce_t2i = mm.cross_entropy %sim_t2i, %itc_targets {ignore_index = -100 : i64, mean} : (tensor<16x16xf32>, tensor<16xi32>) -> tensor<f32>
+    %ce_itc = mm.add %ce_i2t, %ce_t2i : tensor<f32>
+    %half = mm.constant {value = 5.000000e-01 : f64} : tensor<f32>
+    %loss_itc = mm.mul %ce_itc, %half : tensor<f32>
+    // ---- ITM: a hard-negative text per image and a hard-negative image per text, drawn from the
+    // ITC similarities (never the positive); the batch becomes [positives, negative images, negative texts].
+    %neg_text = mm.sample_negatives %sim_i2t, %negative_text_uniform : (tensor<16x16xf32>, tensor<16xf32>) -> tensor<16xi32>
+    %neg_image = mm.sample_negatives %sim_t2i, %negative_image_uniform : (tensor<16x16xf32>, tensor<16xf32>) -> tensor<16xi32>
+    %image_neg = mm.gather %image_embeds, %neg_image : (tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x65x128xf32>
+    %ids_neg = mm.gather %input_ids, %neg_text : (tensor<16x32xi32>, tensor<16xi32>) -> tensor<16x32xi32>
+    %length_neg = mm.gather %length, %neg_text : (tensor<16xi32>, tensor<16xi32>) -> tensor<16xi32>
+    %itm_image_a = mm.concat %image_embeds, %image_neg {axis = 0 : i64} : (tensor<16x65x128xf32>, tensor<16x65x128xf32>) -> tensor<32x65x128xf32>
+    %itm_image = mm.concat %itm_image_a, %image_embeds {axis = 0 : i64} : (tensor<32x65x128xf32>, tensor<16x65x128xf32>) -> tensor<48x65x128xf32>
+    %itm_ids_a = mm.concat %input_ids, %input_ids {axis = 0 : i64} : (tensor<16x32xi32>, tensor<16x32xi32>) -> tensor<32x32xi32>
+    %itm_ids = mm.concat %itm_ids_a, %ids_neg {axis = 0 : i64} : (tensor<32x32xi32>, tensor<16x32xi32>) -> tensor<48x32xi32>
+    %itm_length_a = mm.concat %length, %length {axis = 0 : i64} : (tensor<16xi32>, tensor<16xi32>) -> tensor<32xi32>
+    %itm_length = mm.concat %itm_length_a, %length_neg {axis = 0 : i64} : (tensor<32xi32>, tensor<16xi32>) -> tensor<48xi32>
+    %itm_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
+    %itm_tok = mm.embedding %itm_ids, %itm_word_w : (tensor<48x32xi32>, tensor<800x128xf32>) -> tensor<48x32x128xf32>
+    %itm_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
+    %itm_pos = mm.broadcast %itm_pos_w : (tensor<32x128xf32>) -> tensor<48x32x128xf32>
+    %itm_text = mm.add %itm_tok, %itm_pos : tensor<48x32x128xf32>
+    %itm_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
+    %itm_qb = mm.broadcast %itm_queries : (tensor<1x16x128xf32>) -> tensor<48x16x128xf32>
+    %itm_joint = mm.concat %itm_qb, %itm_text {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x32x128xf32>) -> tensor<48x48x128xf32>
+    %itm_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
+    %itm_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
+    %itm_h0 = mm.layer_norm %itm_joint, %itm_h0_g, %itm_h0_b {eps = 1.000000e-12 : f64} : (tensor<48x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %itm_l0 = mm.apply_layer @qformer_cross_layer_itm from 0 to 1 (%itm_h0, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %itm_l1 = mm.apply_layer @qformer_layer_itm from 0 to 1 (%itm_l0, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %itm_l2 = mm.apply_layer @qformer_cross_layer_itm from 1 to 2 (%itm_l1, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %itm_l3 = mm.apply_layer @qformer_layer_itm from 1 to 2 (%itm_l2, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %itm_logits_q = mm.slice %itm_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<48x48x128xf32>) -> tensor<48x16x128xf32>
+    %itm_logits_qt = mm.transpose %itm_logits_q : (tensor<48x16x128xf32>) -> tensor<48x128x16xf32>
+    %itm_logits_avg_w = mm.constant {value = 6.250000e-02 : f64} : tensor<1x16xf32>
+    %itm_logits_avg = mm.linear %itm_logits_qt, %itm_logits_avg_w : (tensor<48x128x16xf32>, tensor<1x16xf32>) -> tensor<48x128x1xf32>
+    %itm_logits_mean = mm.transpose %itm_logits_avg : (tensor<48x128x1xf32>) -> tensor<48x1x128xf32>
+    %itm_logits_w = mm.weight @"itm_head.weight" : tensor<2x128xf32>
+    %itm_logits_b = mm.weight @"itm_head.bias" : tensor<2xf32>
+    %itm_logits = mm.linear %itm_logits_mean, %itm_logits_w, %itm_logits_b : (tensor<48x1x128xf32>, tensor<2x128xf32>, tensor<2xf32>) -> tensor<48x1x2xf32>
+    %itm_positive = mm.constant {value = 1.0 : f64} : tensor<16x1xi32>
+    %itm_negative = mm.constant {value = 0.0 : f64} : tensor<32x1xi32>
+    %itm_targets = mm.concat %itm_positive, %itm_negative {axis = 0 : i64} : (tensor<16x1xi32>, tensor<32x1xi32>) -> tensor<48x1xi32>
+    %loss_itm = mm.cross_entropy %itm_logits, %itm_targets {ignore_index = -100 : i64, mean} : (tensor<48x1x2xf32>, tensor<48x1xi32>) -> tensor<f32>
+    // ---- ITG: the caption generated from the queries under the multimodal-causal mask.
+    %itg_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
+    %itg_tok = mm.embedding %input_ids, %itg_word_w : (tensor<16x32xi32>, tensor<800x128xf32>) -> tensor<16x32x128xf32>
+    // ITG starts the text with the decoder start token [DEC] (id 2) instead of [CLS].
+    %itg_dec_ids = mm.constant {value = 2.0 : f64} : tensor<16x1xi32>
+    %itg_dec = mm.embedding %itg_dec_ids, %itg_word_w : (tensor<16x1xi32>, tensor<800x128xf32>) -> tensor<16x1x128xf32>
+    %itg_rest = mm.slice %itg_tok {axis = 1 : i64, start = 1 : i64} : (tensor<16x32x128xf32>) -> tensor<16x31x128xf32>
+    %itg_tok2 = mm.concat %itg_dec, %itg_rest {axis = 1 : i64} : (tensor<16x1x128xf32>, tensor<16x31x128xf32>) -> tensor<16x32x128xf32>
+    %itg_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
+    %itg_pos = mm.broadcast %itg_pos_w : (tensor<32x128xf32>) -> tensor<16x32x128xf32>
+    %itg_text = mm.add %itg_tok2, %itg_pos : tensor<16x32x128xf32>
+    %itg_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
+    %itg_qb = mm.broadcast %itg_queries : (tensor<1x16x128xf32>) -> tensor<16x16x128xf32>
+    %itg_joint = mm.concat %itg_qb, %itg_text {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    %itg_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
+    %itg_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
+    %itg_h0 = mm.layer_norm %itg_joint, %itg_h0_g, %itg_h0_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %itg_l0 = mm.apply_layer @qformer_cross_layer_itg from 0 to 1 (%itg_h0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itg_l1 = mm.apply_layer @qformer_layer_itg from 0 to 1 (%itg_l0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itg_l2 = mm.apply_layer @qformer_cross_layer_itg from 1 to 2 (%itg_l1, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itg_l3 = mm.apply_layer @qformer_layer_itg from 1 to 2 (%itg_l2, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %itg_out = mm.slice %itg_l3 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %itg_dense_w = mm.weight @"cls.predictions.transform.dense.weight" : tensor<128x128xf32>
+    %itg_dense_b = mm.weight @"cls.predictions.transform.dense.bias" : tensor<128xf32>
+    %itg_dense = mm.linear %itg_out, %itg_dense_w, %itg_dense_b : (tensor<16x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %itg_act = mm.gelu %itg_dense : tensor<16x32x128xf32>
+    %itg_norm_g = mm.weight @"cls.predictions.transform.LayerNorm.weight" : tensor<128xf32>
+    %itg_norm_b = mm.weight @"cls.predictions.transform.LayerNorm.bias" : tensor<128xf32>
+    %itg_norm = mm.layer_norm %itg_act, %itg_norm_g, %itg_norm_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %itg_decoder_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
+    %itg_decoder_b = mm.weight @"cls.predictions.bias" : tensor<800xf32>
+    %itg_logits = mm.linear %itg_norm, %itg_decoder_w, %itg_decoder_b : (tensor<16x32x128xf32>, tensor<800x128xf32>, tensor<800xf32>) -> tensor<16x32x800xf32>
+    %loss_itg = mm.cross_entropy %itg_logits, %targets {ignore_index = -100 : i64, mean} : (tensor<16x32x800xf32>, tensor<16x32xi32>) -> tensor<f32>
+    %loss_a = mm.add %loss_itc, %loss_itm : tensor<f32>
+    %loss = mm.add %loss_a, %loss_itg : tensor<f32>
+    mm.return %loss : tensor<f32>
+  }
+
+  // Retrieval: an image's normalised ITC features (one per query) ...
+  mm.entry @image_features(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}) -> (tensor<1x16x128xf32> {mm.name = "image_features"}) {
+    // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
+    %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
+    %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
+    %stem0 = mm.conv2d %pixel_values, %stem0_w, %stem0_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<1x32x64x64xf32>
+    %stem0_act = mm.gelu %stem0 : tensor<1x32x64x64xf32>
+    %stem1_w = mm.weight @"vision_model.embeddings.stem.1.weight" : tensor<64x32x3x3xf32>
+    %stem1_b = mm.weight @"vision_model.embeddings.stem.1.bias" : tensor<64xf32>
+    %stem1 = mm.conv2d %stem0_act, %stem1_w, %stem1_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x32x64x64xf32>, tensor<64x32x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
+    %stem1_act = mm.gelu %stem1 : tensor<1x64x32x32xf32>
+    %stem2_w = mm.weight @"vision_model.embeddings.stem.2.weight" : tensor<64x64x3x3xf32>
+    %stem2_b = mm.weight @"vision_model.embeddings.stem.2.bias" : tensor<64xf32>
+    %stem2 = mm.conv2d %stem1_act, %stem2_w, %stem2_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<64x64x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
+    %stem2_act = mm.gelu %stem2 : tensor<1x64x32x32xf32>
+    %stem3_w = mm.weight @"vision_model.embeddings.stem.3.weight" : tensor<128x64x3x3xf32>
+    %stem3_b = mm.weight @"vision_model.embeddings.stem.3.bias" : tensor<128xf32>
+    %stem3 = mm.conv2d %stem2_act, %stem3_w, %stem3_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<128x64x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
+    %stem3_act = mm.gelu %stem3 : tensor<1x128x16x16xf32>
+    %stem4_w = mm.weight @"vision_model.embeddings.stem.4.weight" : tensor<128x128x3x3xf32>
+    %stem4_b = mm.weight @"vision_model.embeddings.stem.4.bias" : tensor<128xf32>
+    %stem4 = mm.conv2d %stem3_act, %stem4_w, %stem4_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
+    %stem4_act = mm.gelu %stem4 : tensor<1x128x16x16xf32>
+    %stem5_w = mm.weight @"vision_model.embeddings.stem.5.weight" : tensor<128x128x3x3xf32>
+    %stem5_b = mm.weight @"vision_model.embeddings.stem.5.bias" : tensor<128xf32>
+    %stem5 = mm.conv2d %stem4_act, %stem5_w, %stem5_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x8x8xf32>
+    %stem5_act = mm.gelu %stem5 : tensor<1x128x8x8xf32>
+    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<128x128x1x1xf32>
+    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<128xf32>
+    %patches0 = mm.patch_embed %stem5_act, %patch_w : (tensor<1x128x8x8xf32>, tensor<128x128x1x1xf32>) -> tensor<1x64x128xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<128xf32>) -> tensor<1x64x128xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<1x64x128xf32>
+    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x128xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x128xf32>, tensor<1x64x128xf32>) -> tensor<1x65x128xf32>
+    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x65x128xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x65x128xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 4 (%embeds) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
+    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<128xf32>
+    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    // Q-Former over the learnable queries, cross-attending to the image features.
+    %queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
+    %q0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
+    %q0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
+    %q0 = mm.layer_norm %queries, %q0_g, %q0_b {eps = 1.000000e-12 : f64} : (tensor<1x16x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %qf0 = mm.apply_layer @qformer_cross_layer from 0 to 1 (%q0, %image_embeds) : (tensor<1x16x128xf32>, tensor<1x65x128xf32>) -> tensor<1x16x128xf32>
+    %qf1 = mm.apply_layer @qformer_layer from 0 to 1 (%qf0, %image_embeds) : (tensor<1x16x128xf32>, tensor<1x65x128xf32>) -> tensor<1x16x128xf32>
+    %qf2 = mm.apply_layer @qformer_cross_layer from 1 to 2 (%qf1, %image_embeds) : (tensor<1x16x128xf32>, tensor<1x65x128xf32>) -> tensor<1x16x128xf32>
+    %qf3 = mm.apply_layer @qformer_layer from 1 to 2 (%qf2, %image_embeds) : (tensor<1x16x128xf32>, tensor<1x65x128xf32>) -> tensor<1x16x128xf32>
+    %image_feat_proj_w = mm.weight @"vision_projection.weight" : tensor<128x128xf32>
+    %image_feat_proj_b = mm.weight @"vision_projection.bias" : tensor<128xf32>
+    %image_feat_proj = mm.linear %qf3, %image_feat_proj_w, %image_feat_proj_b : (tensor<1x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x16x128xf32>
+    %image_feat = mm.l2_normalize %image_feat_proj {eps = 1.000000e-12 : f64} : tensor<1x16x128xf32>
+    mm.return %image_feat : tensor<1x16x128xf32>
+  }
+  // ... a text's (the [CLS] output of the text-only pass; length = the text's tokens) ...
+  mm.entry @text_features(%input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x128xf32> {mm.name = "text_features"}) {
+    %txt_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
+    %txt_tok = mm.embedding %input_ids, %txt_word_w : (tensor<1x32xi32>, tensor<800x128xf32>) -> tensor<1x32x128xf32>
+    %txt_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
+    %txt_pos = mm.broadcast %txt_pos_w : (tensor<32x128xf32>) -> tensor<1x32x128xf32>
+    %txt_text = mm.add %txt_tok, %txt_pos : tensor<1x32x128xf32>
+    %txt_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
+    %txt_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
+    %txt_h0 = mm.layer_norm %txt_text, %txt_h0_g, %txt_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %txt_l0 = mm.apply_layer @qformer_cross_layer_text from 0 to 1 (%txt_h0, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %txt_l1 = mm.apply_layer @qformer_layer_text from 0 to 1 (%txt_l0, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %txt_l2 = mm.apply_layer @qformer_cross_layer_text from 1 to 2 (%txt_l1, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %txt_l3 = mm.apply_layer @qformer_layer_text from 1 to 2 (%txt_l2, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %txt_cls = mm.slice %txt_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<1x32x128xf32>) -> tensor<1x1x128xf32>
+    %text_feat_proj_w = mm.weight @"text_projection.weight" : tensor<128x128xf32>
+    %text_feat_proj_b = mm.weight @"text_projection.bias" : tensor<128xf32>
+    %text_feat_proj = mm.linear %txt_cls, %text_feat_proj_w, %text_feat_proj_b : (tensor<1x1x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x1x128xf32>
+    %text_feat_n = mm.l2_normalize %text_feat_proj {eps = 1.000000e-12 : f64} : tensor<1x1x128xf32>
+    %text_feat = mm.reshape %text_feat_n : (tensor<1x1x128xf32>) -> tensor<1x128xf32>
+    mm.return %text_feat : tensor<1x128xf32>
+  }
+  // ... and the ITM logits (no match, match) of an image and a text (length = queries + text).
+  mm.entry @itm_scores(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x1x2xf32> {mm.name = "itm_logits"}) {
+    // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
+    %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
+    %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
+    %stem0 = mm.conv2d %pixel_values, %stem0_w, %stem0_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<1x32x64x64xf32>
+    %stem0_act = mm.gelu %stem0 : tensor<1x32x64x64xf32>
+    %stem1_w = mm.weight @"vision_model.embeddings.stem.1.weight" : tensor<64x32x3x3xf32>
+    %stem1_b = mm.weight @"vision_model.embeddings.stem.1.bias" : tensor<64xf32>
+    %stem1 = mm.conv2d %stem0_act, %stem1_w, %stem1_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x32x64x64xf32>, tensor<64x32x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
+    %stem1_act = mm.gelu %stem1 : tensor<1x64x32x32xf32>
+    %stem2_w = mm.weight @"vision_model.embeddings.stem.2.weight" : tensor<64x64x3x3xf32>
+    %stem2_b = mm.weight @"vision_model.embeddings.stem.2.bias" : tensor<64xf32>
+    %stem2 = mm.conv2d %stem1_act, %stem2_w, %stem2_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<64x64x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
+    %stem2_act = mm.gelu %stem2 : tensor<1x64x32x32xf32>
+    %stem3_w = mm.weight @"vision_model.embeddings.stem.3.weight" : tensor<128x64x3x3xf32>
+    %stem3_b = mm.weight @"vision_model.embeddings.stem.3.bias" : tensor<128xf32>
+    %stem3 = mm.conv2d %stem2_act, %stem3_w, %stem3_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<128x64x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
+    %stem3_act = mm.gelu %stem3 : tensor<1x128x16x16xf32>
+    %stem4_w = mm.weight @"vision_model.embeddings.stem.4.weight" : tensor<128x128x3x3xf32>
+    %stem4_b = mm.weight @"vision_model.embeddings.stem.4.bias" : tensor<128xf32>
+    %stem4 = mm.conv2d %stem3_act, %stem4_w, %stem4_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
+    %stem4_act = mm.gelu %stem4 : tensor<1x128x16x16xf32>
+    %stem5_w = mm.weight @"vision_model.embeddings.stem.5.weight" : tensor<128x128x3x3xf32>
+    %stem5_b = mm.weight @"vision_model.embeddings.stem.5.bias" : tensor<128xf32>
+    %stem5 = mm.conv2d %stem4_act, %stem5_w, %stem5_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x8x8xf32>
+    %stem5_act = mm.gelu %stem5 : tensor<1x128x8x8xf32>
+    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<128x128x1x1xf32>
+    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<128xf32>
+    %patches0 = mm.patch_embed %stem5_act, %patch_w : (tensor<1x128x8x8xf32>, tensor<128x128x1x1xf32>) -> tensor<1x64x128xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<128xf32>) -> tensor<1x64x128xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<1x64x128xf32>
+    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x128xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x128xf32>, tensor<1x64x128xf32>) -> tensor<1x65x128xf32>
+    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x65x128xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x65x128xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 4 (%embeds) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
+    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<128xf32>
+    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    %one_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
+    %one_tok = mm.embedding %input_ids, %one_word_w : (tensor<1x32xi32>, tensor<800x128xf32>) -> tensor<1x32x128xf32>
+    %one_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
+    %one_pos = mm.broadcast %one_pos_w : (tensor<32x128xf32>) -> tensor<1x32x128xf32>
+    %one_text = mm.add %one_tok, %one_pos : tensor<1x32x128xf32>
+    %one_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
+    %one_qb = mm.broadcast %one_queries : (tensor<1x16x128xf32>) -> tensor<1x16x128xf32>
+    %one_joint = mm.concat %one_qb, %one_text {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x32x128xf32>) -> tensor<1x48x128xf32>
+    %one_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
+    %one_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
+    %one_h0 = mm.layer_norm %one_joint, %one_h0_g, %one_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %one_l0 = mm.apply_layer @qformer_cross_layer_itm_one from 0 to 1 (%one_h0, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %one_l1 = mm.apply_layer @qformer_layer_itm_one from 0 to 1 (%one_l0, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %one_l2 = mm.apply_layer @qformer_cross_layer_itm_one from 1 to 2 (%one_l1, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %one_l3 = mm.apply_layer @qformer_layer_itm_one from 1 to 2 (%one_l2, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %itm_logits_q = mm.slice %one_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<1x48x128xf32>) -> tensor<1x16x128xf32>
+    %itm_logits_qt = mm.transpose %itm_logits_q : (tensor<1x16x128xf32>) -> tensor<1x128x16xf32>
+    %itm_logits_avg_w = mm.constant {value = 6.250000e-02 : f64} : tensor<1x16xf32>
+    %itm_logits_avg = mm.linear %itm_logits_qt, %itm_logits_avg_w : (tensor<1x128x16xf32>, tensor<1x16xf32>) -> tensor<1x128x1xf32>
+    %itm_logits_mean = mm.transpose %itm_logits_avg : (tensor<1x128x1xf32>) -> tensor<1x1x128xf32>
+    %itm_logits_w = mm.weight @"itm_head.weight" : tensor<2x128xf32>
+    %itm_logits_b = mm.weight @"itm_head.bias" : tensor<2xf32>
+    %itm_logits = mm.linear %itm_logits_mean, %itm_logits_w, %itm_logits_b : (tensor<1x1x128xf32>, tensor<2x128xf32>, tensor<2xf32>) -> tensor<1x1x2xf32>
+    mm.return %itm_logits : tensor<1x1x2xf32>
   }
 
   // Chat: prefill runs the prompt (queries included) and fills the KV caches;

@@ -28,6 +28,10 @@ CONFIGS = {
         td=256, tlayers=4, theads=4, tinter=1024, vocab=800, seq=64, max_pos=64,
         image_token=4, pad_token=3, bos_token=1, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         stage_lr2=1e-3, batch2=8, pretrain=True,
+        # Stage 1 (ITC + ITM + ITG over the Q-Former with its text side): a batch of 16 image-text
+        # pairs per step (in-batch negatives), texts of 32 tokens: [CLS] caption "\n", where <s>
+        # plays BERT's [CLS] and </s> the decoder start token [DEC].
+        stage1=dict(batch=16, text=32, embed=128, cls=1, dec=2, lr=1e-3),
         # The same convolutional stem as llava-tiny (docs/BENCHMARKS.md): a from-scratch
         # ViT on 8-px patches does not learn the shapes of mmdata's objects in time.
         stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)]),
@@ -75,11 +79,12 @@ def generate(c):
         w(f"{ind}%{out} = mm.layer_norm %{x}, %{out}_g, %{out}_b {{eps = {fl(eps)}}} : "
           f"({t(*xs, d)}, {t(d)}, {t(d)}) -> {t(*xs, d)}")
 
-    def attention(out, q, k, v, heads, sq, skv, d, scale, mask, length=None):
+    def attention(out, q, k, v, heads, sq, skv, d, scale, mask, length=None, n=1, per_row=False, layout=None):
         ln_ = f", %{length}" if length else ""
-        lt = f", {t(dtype='i32')}" if length else ""
+        lt = (f", {t(n, dtype='i32')}" if per_row else f", {t(dtype='i32')}") if length else ""
+        lay = f", layout = #mm.seq_layout<query = {layout[0]}, text = {layout[1]}>" if layout else ""
         w(f"{ind}%{out} = mm.attention %{q}, %{k}, %{v}{ln_} {{num_heads = {heads} : i64, num_kv_heads = {heads} : i64, "
-          f"mask = #mm.mask<{mask}>, scale = {fl(scale)}}} : ({t(1, sq, d)}, {t(1, skv, d)}, {t(1, skv, d)}{lt}) -> {t(1, sq, d)}")
+          f"mask = #mm.mask<{mask}>{lay}, scale = {fl(scale)}}} : ({t(n, sq, d)}, {t(n, skv, d)}, {t(n, skv, d)}{lt}) -> {t(n, sq, d)}")
 
     config = (
         f'{{model_type = "blip-2", architectures = ["Blip2ForConditionalGeneration"], '
@@ -95,7 +100,11 @@ def generate(c):
         f'      qformer_config = {{model_type = "blip_2_qformer", hidden_size = {QD} : i64, '
         f'intermediate_size = {c["qinter"]} : i64, num_hidden_layers = {c["qlayers"]} : i64, '
         f'num_attention_heads = {c["qheads"]} : i64, cross_attention_frequency = {c["cross_freq"]} : i64, '
-        f'encoder_hidden_size = {VD} : i64, layer_norm_eps = {fl(Q_EPS)}, hidden_act = "gelu"}},\n'
+        f'encoder_hidden_size = {VD} : i64, layer_norm_eps = {fl(Q_EPS)}, hidden_act = "gelu"'
+        + (f', vocab_size = {c["vocab"]} : i64, max_position_embeddings = {c["stage1"]["text"]} : i64, '
+           f'cls_token_id = {c["stage1"]["cls"]} : i64, bos_token_id = {c["stage1"]["dec"]} : i64, '
+           f'pad_token_id = {c["pad_token"]} : i64' if c.get("stage1") else "") + '},\n'
+        + (f'      image_text_hidden_size = {c["stage1"]["embed"]} : i64,\n' if c.get("stage1") else "") +
         f'      text_config = {{model_type = "opt", hidden_size = {TD} : i64, ffn_dim = {c["tinter"]} : i64, '
         f'num_hidden_layers = {c["tlayers"]} : i64, num_attention_heads = {c["theads"]} : i64, '
         f'vocab_size = {c["vocab"]} : i64, max_position_embeddings = {c["max_pos"]} : i64, '
@@ -106,8 +115,13 @@ def generate(c):
     w(f"// Vision: ViT {c['image']}px/{c['patch']}, {VD} x {c['vlayers']} layers; Q-Former: {Q} queries, "
       f"{QD} x {c['qlayers']} layers; LLM: OPT {TD} x {c['tlayers']} layers, vocabulary {c['vocab']}.")
     w(f"mm.model @{c['name']} attributes {{config = {config}{tok}}} {{")
+    s1 = c.get("stage1")
     for g in ["vision_model", "qformer", "language_projection", "language_model"]:
         w(f"  mm.group @{g}")
+    if s1:
+        w("  // What only stage 1 reads: the Q-Former's text side (embeddings, the text feed-forward), the ITC")
+        w("  // projections and temperature, the ITM head and the ITG (language-modelling) head.")
+        w("  mm.group @qformer_stage1")
     if c.get("pretrain"):
         w("  // Only the vision tower's pre-training reads it: a per-patch classifier (not part of BLIP-2).")
         w("  mm.group @vision_pretrain_head")
@@ -123,43 +137,53 @@ def generate(c):
     param(f"{vm}.embeddings.position_embedding", [1, V, VD], "vision_model")
     w("")
     xv = t(1, V, VD)
-    w(f"  mm.layer @vision_encoder_layer(%x: {xv}) -> {xv}")
-    w(f'      attributes {{count = {c["vlayers"]} : i64, prefix = "{vm}.encoder.layers"}} {{')
-    param("self_attn.qkv.weight", [3 * VD, VD], "vision_model", pre=ind)
-    # EVA keeps q and v biases apart; k has none (HF adds a zero third).
-    param("self_attn.q_bias", [VD], "vision_model", ZEROS, pre=ind)
-    param("self_attn.v_bias", [VD], "vision_model", ZEROS, pre=ind)
-    param("self_attn.projection.weight", [VD, VD], "vision_model", pre=ind)
-    param("self_attn.projection.bias", [VD], "vision_model", ZEROS, pre=ind)
-    for n in ["layer_norm1", "layer_norm2"]:
-        param(f"{n}.weight", [VD], "vision_model", ONES, pre=ind)
-        param(f"{n}.bias", [VD], "vision_model", ZEROS, pre=ind)
-    param("mlp.fc1.weight", [c["vinter"], VD], "vision_model", pre=ind)
-    param("mlp.fc1.bias", [c["vinter"]], "vision_model", ZEROS, pre=ind)
-    param("mlp.fc2.weight", [VD, c["vinter"]], "vision_model", pre=ind)
-    param("mlp.fc2.bias", [VD], "vision_model", ZEROS, pre=ind)
-    xs = [1, V]
-    ln("ln1", "x", "layer_norm1", VD, xs, V_EPS)
-    w("    // qkv bias = [q_bias, 0, v_bias]")
-    weight("qb", "self_attn.q_bias", [VD])
-    weight("vb", "self_attn.v_bias", [VD])
-    w(f"{ind}%kb = mm.constant {{value = 0.0 : f64}} : {t(VD)}")
-    w(f"{ind}%qkb = mm.concat %qb, %kb {{axis = 0 : i64}} : ({t(VD)}, {t(VD)}) -> {t(2 * VD)}")
-    w(f"{ind}%qkv_b = mm.concat %qkb, %vb {{axis = 0 : i64}} : ({t(2 * VD)}, {t(VD)}) -> {t(3 * VD)}")
-    weight("qkv_w", "self_attn.qkv.weight", [3 * VD, VD])
-    w(f"{ind}%qkv = mm.linear %ln1, %qkv_w, %qkv_b : ({xv}, {t(3 * VD, VD)}, {t(3 * VD)}) -> {t(1, V, 3 * VD)}")
-    for j, n in enumerate("qkv"):
-        w(f"{ind}%{n} = mm.slice %qkv {{axis = 2 : i64, start = {j * VD} : i64}} : ({t(1, V, 3 * VD)}) -> {xv}")
-    attention("attn", "q", "k", "v", c["vheads"], V, V, VD, 1 / math.sqrt(vdh), "bidirectional")
-    lin("o", "attn", xs, "self_attn.projection", VD, VD)
-    w(f"{ind}%h = mm.add %x, %o : {xv}")
-    ln("ln2", "h", "layer_norm2", VD, xs, V_EPS)
-    lin("fc1", "ln2", xs, "mlp.fc1", c["vinter"], VD)
-    w(f"{ind}%act = mm.gelu %fc1 : {t(1, V, c['vinter'])}")
-    lin("fc2", "act", xs, "mlp.fc2", VD, c["vinter"])
-    w(f"{ind}%y = mm.add %h, %fc2 : {xv}")
-    w(f"{ind}mm.yield %y : {xv}")
-    w("  }")
+
+    def vision_layer(name, n, owner=None):
+        xvn = t(n, V, VD)
+        w(f"  mm.layer @{name}(%x: {xvn}) -> {xvn}")
+        own = f", parameters_from = @{owner}" if owner else ""
+        w(f'      attributes {{count = {c["vlayers"]} : i64, prefix = "{vm}.encoder.layers"{own}}} {{')
+        if not owner:
+            param("self_attn.qkv.weight", [3 * VD, VD], "vision_model", pre=ind)
+            # EVA keeps q and v biases apart; k has none (HF adds a zero third).
+            param("self_attn.q_bias", [VD], "vision_model", ZEROS, pre=ind)
+            param("self_attn.v_bias", [VD], "vision_model", ZEROS, pre=ind)
+            param("self_attn.projection.weight", [VD, VD], "vision_model", pre=ind)
+            param("self_attn.projection.bias", [VD], "vision_model", ZEROS, pre=ind)
+            for nm in ["layer_norm1", "layer_norm2"]:
+                param(f"{nm}.weight", [VD], "vision_model", ONES, pre=ind)
+                param(f"{nm}.bias", [VD], "vision_model", ZEROS, pre=ind)
+            param("mlp.fc1.weight", [c["vinter"], VD], "vision_model", pre=ind)
+            param("mlp.fc1.bias", [c["vinter"]], "vision_model", ZEROS, pre=ind)
+            param("mlp.fc2.weight", [VD, c["vinter"]], "vision_model", pre=ind)
+            param("mlp.fc2.bias", [VD], "vision_model", ZEROS, pre=ind)
+        xs = [n, V]
+        ln("ln1", "x", "layer_norm1", VD, xs, V_EPS)
+        w("    // qkv bias = [q_bias, 0, v_bias]")
+        weight("qb", "self_attn.q_bias", [VD])
+        weight("vb", "self_attn.v_bias", [VD])
+        w(f"{ind}%kb = mm.constant {{value = 0.0 : f64}} : {t(VD)}")
+        w(f"{ind}%qkb = mm.concat %qb, %kb {{axis = 0 : i64}} : ({t(VD)}, {t(VD)}) -> {t(2 * VD)}")
+        w(f"{ind}%qkv_b = mm.concat %qkb, %vb {{axis = 0 : i64}} : ({t(2 * VD)}, {t(VD)}) -> {t(3 * VD)}")
+        weight("qkv_w", "self_attn.qkv.weight", [3 * VD, VD])
+        w(f"{ind}%qkv = mm.linear %ln1, %qkv_w, %qkv_b : ({xvn}, {t(3 * VD, VD)}, {t(3 * VD)}) -> {t(n, V, 3 * VD)}")
+        for j, nm in enumerate("qkv"):
+            w(f"{ind}%{nm} = mm.slice %qkv {{axis = 2 : i64, start = {j * VD} : i64}} : ({t(n, V, 3 * VD)}) -> {xvn}")
+        attention("attn", "q", "k", "v", c["vheads"], V, V, VD, 1 / math.sqrt(vdh), "bidirectional", n=n)
+        lin("o", "attn", xs, "self_attn.projection", VD, VD)
+        w(f"{ind}%h = mm.add %x, %o : {xvn}")
+        ln("ln2", "h", "layer_norm2", VD, xs, V_EPS)
+        lin("fc1", "ln2", xs, "mlp.fc1", c["vinter"], VD)
+        w(f"{ind}%act = mm.gelu %fc1 : {t(n, V, c['vinter'])}")
+        lin("fc2", "act", xs, "mlp.fc2", VD, c["vinter"])
+        w(f"{ind}%y = mm.add %h, %fc2 : {xvn}")
+        w(f"{ind}mm.yield %y : {xvn}")
+        w("  }")
+
+    vision_layer("vision_encoder_layer", 1)
+    if s1:
+        w(f"  // The same layers over stage 1's batch of {s1['batch']} images.")
+        vision_layer("vision_encoder_layer_batch", s1["batch"], owner="vision_encoder_layer")
     param(f"{vm}.post_layernorm.weight", [VD], "vision_model", ONES)
     param(f"{vm}.post_layernorm.bias", [VD], "vision_model", ZEROS)
     if c.get("pretrain"):
@@ -167,6 +191,111 @@ def generate(c):
         param("vision_pretrain_head.weight", [PATCH_CLASSES, VD], "vision_pretrain_head")
         param("vision_pretrain_head.bias", [PATCH_CLASSES], "vision_pretrain_head", ZEROS)
     w("")
+
+    # ---- Q-Former over queries and text (stage 1, retrieval) ---------------
+    n_cross = (c["qlayers"] + c["cross_freq"] - 1) // c["cross_freq"]
+
+    def layer_instance(i):
+        """(layer kind suffix, instance) of Q-Former layer i: even layers cross-attend."""
+        if i % c["cross_freq"] == 0:
+            return "cross_layer", i // c["cross_freq"]
+        return "layer", i - (i // c["cross_freq"] + 1)
+
+    def qformer_joint_layer(name, cross, n, mask, with_queries=True):
+        """A Q-Former layer over [queries; text] (or text alone): self-attention under MASK with
+        per-row lengths, cross-attention for the query positions only (even layers), then the
+        query and the text feed-forward, each on its own positions (HF's query_length split)."""
+        TT = s1["text"]
+        Lq = Q if with_queries else 0
+        L = Lq + TT
+        owner = "qformer_cross_layer" if cross else "qformer_layer"
+        count = n_cross if cross else c["qlayers"] - n_cross
+        xj, xin, ln_t = t(n, L, QD), t(n, V, VD), t(n, dtype="i32")
+        img_arg = f"%image: {xin}, " if with_queries else ""
+        w(f"  mm.layer @{name}(%x: {xj}, {img_arg}%len: {ln_t}) -> {xj}")
+        w(f'      attributes {{count = {count} : i64, prefix = "qformer.encoder.layer", index_start = {0 if cross else 1} : i64, '
+          f'index_step = {c["cross_freq"]} : i64, parameters_from = @{owner}}} {{')
+        js = [n, L]
+        lin("sq", "x", js, "attention.attention.query", QD, QD)
+        lin("sk", "x", js, "attention.attention.key", QD, QD)
+        lin("sv", "x", js, "attention.attention.value", QD, QD)
+        layout = (Q, TT) if with_queries else None
+        attention("sa", "sq", "sk", "sv", c["qheads"], L, L, QD, 1 / math.sqrt(qdh), mask, "len", n=n,
+                  per_row=True, layout=layout)
+        lin("so", "sa", js, "attention.output.dense", QD, QD)
+        w(f"{ind}%sr = mm.add %so, %x : {xj}")
+        ln("h1", "sr", "attention.output.LayerNorm", QD, js, Q_EPS)
+        text_in = "h1"
+        if with_queries:
+            w(f"{ind}%hq = mm.slice %h1 {{axis = 1 : i64, start = 0 : i64}} : ({xj}) -> {t(n, Q, QD)}")
+            w(f"{ind}%ht = mm.slice %h1 {{axis = 1 : i64, start = {Q} : i64}} : ({xj}) -> {t(n, TT, QD)}")
+            text_in = "ht"
+            qs, xqn = [n, Q], t(n, Q, QD)
+            hq = "hq"
+            if cross:
+                w("    // Cross-attention to the image: query positions only.")
+                lin("cq", "hq", qs, "crossattention.attention.query", QD, QD)
+                lin("ck", "image", [n, V], "crossattention.attention.key", QD, VD)
+                lin("cv", "image", [n, V], "crossattention.attention.value", QD, VD)
+                attention("ca", "cq", "ck", "cv", c["qheads"], Q, V, QD, 1 / math.sqrt(qdh), "bidirectional", n=n)
+                lin("co", "ca", qs, "crossattention.output.dense", QD, QD)
+                w(f"{ind}%cr = mm.add %co, %hq : {xqn}")
+                ln("h2", "cr", "crossattention.output.LayerNorm", QD, qs, Q_EPS)
+                hq = "h2"
+            lin("f1", hq, qs, "intermediate_query.dense", c["qinter"], QD)
+            w(f"{ind}%fa = mm.gelu %f1 : {t(n, Q, c['qinter'])}")
+            lin("f2", "fa", qs, "output_query.dense", QD, c["qinter"])
+            w(f"{ind}%fr = mm.add %f2, %{hq} : {xqn}")
+            ln("yq", "fr", "output_query.LayerNorm", QD, qs, Q_EPS)
+        w("    // The text positions' feed-forward.")
+        ts, xtn = [n, TT], t(n, TT, QD)
+        lin("g1", text_in, ts, "intermediate.dense", c["qinter"], QD)
+        w(f"{ind}%ga = mm.gelu %g1 : {t(n, TT, c['qinter'])}")
+        lin("g2", "ga", ts, "output.dense", QD, c["qinter"])
+        w(f"{ind}%gr = mm.add %g2, %{text_in} : {xtn}")
+        ln("yt", "gr", "output.LayerNorm", QD, ts, Q_EPS)
+        if with_queries:
+            w(f"{ind}%y = mm.concat %yq, %yt {{axis = 1 : i64}} : ({t(n, Q, QD)}, {xtn}) -> {xj}")
+            w(f"{ind}mm.yield %y : {xj}")
+        else:
+            w(f"{ind}mm.yield %yt : {xj}")
+        w("  }")
+
+    def stage1_layers_and_params():
+        B, TT = s1["batch"], s1["text"]
+        w("")
+        w("  // The same Q-Former layers over [queries; text] for stage 1, one kind per loss and mask:")
+        w("  // ITC: queries see queries, text sees text (#mm.mask<itc_unimodal>: the two unimodal passes")
+        w("  // of the reference implementation, as one); ITM: everything sees everything (3 x the batch:")
+        w("  // positives, hard-negative images, hard-negative texts); ITG: queries see queries, text sees")
+        w("  // the queries and earlier text. Cross-attention and the query feed-forward act on the query")
+        w("  // positions only, the text feed-forward on the text positions.")
+        for mode, n, mask in (("itc", B, "itc_unimodal"), ("itm", 3 * B, "itm_bidirectional"),
+                              ("itg", B, "itg_multimodal_causal"), ("itm_one", 1, "itm_bidirectional")):
+            for cross in (True, False):
+                kind = "cross_layer" if cross else "layer"
+                qformer_joint_layer(f"qformer_{kind}_{mode}", cross, n, mask)
+        w("  // Text alone (retrieval's text features: the ITC text pass).")
+        for cross in (True, False):
+            kind = "cross_layer" if cross else "layer"
+            qformer_joint_layer(f"qformer_{kind}_text", cross, 1, "padding", with_queries=False)
+        w("  // Stage 1's heads, as in Blip2ForImageTextRetrieval (text embeddings, projections, ITM head)")
+        w("  // and BERT's LM head for ITG (its decoder is the word embedding, tied).")
+        qv, E = c["vocab"], s1["embed"]
+        param("embeddings.word_embeddings.weight", [qv, QD], "qformer_stage1")
+        param("embeddings.position_embeddings.weight", [TT, QD], "qformer_stage1")
+        param("vision_projection.weight", [E, QD], "qformer_stage1")
+        param("vision_projection.bias", [E], "qformer_stage1", ZEROS)
+        param("text_projection.weight", [E, QD], "qformer_stage1")
+        param("text_projection.bias", [E], "qformer_stage1", ZEROS)
+        param("itm_head.weight", [2, QD], "qformer_stage1")
+        param("itm_head.bias", [2], "qformer_stage1", ZEROS)
+        param("temp", [], "qformer_stage1", "#mm.init<constant, 0.07>")
+        param("cls.predictions.transform.dense.weight", [QD, QD], "qformer_stage1")
+        param("cls.predictions.transform.dense.bias", [QD], "qformer_stage1", ZEROS)
+        param("cls.predictions.transform.LayerNorm.weight", [QD], "qformer_stage1", ONES)
+        param("cls.predictions.transform.LayerNorm.bias", [QD], "qformer_stage1", ZEROS)
+        param("cls.predictions.bias", [qv], "qformer_stage1", ZEROS)
 
     # ---- Q-Former (queries only: the stage-2 and chat path) ---------------
     w("  // Q-Former: learnable queries, post-LN BERT layers; the even layers cross-attend to the image.")
@@ -202,6 +331,14 @@ def generate(c):
         param("output_query.dense.bias", [QD], "qformer", ZEROS, pre=ind)
         param("output_query.LayerNorm.weight", [QD], "qformer", ONES, pre=ind)
         param("output_query.LayerNorm.bias", [QD], "qformer", ZEROS, pre=ind)
+        if s1:
+            w("    // The text positions' feed-forward (stage 1 only; this query path does not read it).")
+            param("intermediate.dense.weight", [c["qinter"], QD], "qformer_stage1", pre=ind)
+            param("intermediate.dense.bias", [c["qinter"]], "qformer_stage1", ZEROS, pre=ind)
+            param("output.dense.weight", [QD, c["qinter"]], "qformer_stage1", pre=ind)
+            param("output.dense.bias", [QD], "qformer_stage1", ZEROS, pre=ind)
+            param("output.LayerNorm.weight", [QD], "qformer_stage1", ONES, pre=ind)
+            param("output.LayerNorm.bias", [QD], "qformer_stage1", ZEROS, pre=ind)
         qs = [1, Q]
         w("    // Self-attention over the queries (bidirectional), then residual + LayerNorm.")
         lin("sq", "x", qs, "attention.attention.query", QD, QD)
@@ -230,6 +367,8 @@ def generate(c):
         ln("y", "fr", "output_query.LayerNorm", QD, qs, Q_EPS)
         w(f"{ind}mm.yield %y : {xq}")
         w("  }")
+    if s1:
+        stage1_layers_and_params()
     w("")
     w("  // Queries -> the LLM's input width.")
     param("language_projection.weight", [TD, QD], "language_projection")
@@ -316,6 +455,10 @@ def generate(c):
         stage("pretrain_llm", ["language_model"], "lm_loss", "image_caption", 1e-3, 8)
         w("  // ... and the ViT learns which object (colour, shape, size) shows in each patch.")
         stage("pretrain_vision", ["vision_model", "vision_pretrain_head"], "patch_loss", "patch_labels", 1e-3, 8)
+    if s1:
+        w("  // Stage 1: vision-language representation learning, ViT frozen, no LLM: ITC + ITM + ITG in one")
+        w(f"  // step over a batch of {s1['batch']} image-text pairs (each loss a mean; the step's loss is their sum).")
+        stage("stage1", ["qformer", "qformer_stage1"], "stage1_loss", "image_text", s1["lr"], s1["batch"])
     w("  // Stage 2: vision-to-language generation. The Q-Former and the projection learn; the")
     w("  // frozen OPT passes the loss's gradient back to them as activation gradients only.")
     stage("stage2", ["qformer", "language_projection"], "lm_loss", "image_caption", c["stage_lr2"], c["batch2"])
@@ -326,22 +469,91 @@ def generate(c):
     ids = t(1, S, dtype="i32")
     x_t = t(1, S, TD)
 
-    def vision_graph():
+    def vision_graph(n=1):
         w(f"    // ViT: {'convolutional stem, ' if stem else ''}patches (+ bias), [CLS], positions, layers, post-LN.")
-        x, xt, ch_in = stem_graph(w, weight, ind, f"{vm}.embeddings", stem, c["image"])
+        x, xt, ch_in = stem_graph(w, weight, ind, f"{vm}.embeddings", stem, c["image"], batch=n)
+        xvn = t(n, V, VD)
         weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, ch_in, pe, pe])
         weight("patch_b", f"{vm}.embeddings.patch_embedding.bias", [VD])
-        w(f"{ind}%patches0 = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, ch_in, pe, pe)}) -> {t(1, P, VD)}")
-        w(f"{ind}%patch_bias = mm.broadcast %patch_b : ({t(VD)}) -> {t(1, P, VD)}")
-        w(f"{ind}%patches = mm.add %patches0, %patch_bias : {t(1, P, VD)}")
+        w(f"{ind}%patches0 = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, ch_in, pe, pe)}) -> {t(n, P, VD)}")
+        w(f"{ind}%patch_bias = mm.broadcast %patch_b : ({t(VD)}) -> {t(n, P, VD)}")
+        w(f"{ind}%patches = mm.add %patches0, %patch_bias : {t(n, P, VD)}")
         weight("cls", f"{vm}.embeddings.class_embedding", [1, 1, VD])
-        w(f"{ind}%tokens = mm.concat %cls, %patches {{axis = 1 : i64}} : ({t(1, 1, VD)}, {t(1, P, VD)}) -> {xv}")
+        if n > 1:
+            w(f"{ind}%cls_b = mm.broadcast %cls : ({t(1, 1, VD)}) -> {t(n, 1, VD)}")
+        w(f"{ind}%tokens = mm.concat %cls{'_b' if n > 1 else ''}, %patches {{axis = 1 : i64}} : ({t(n, 1, VD)}, {t(n, P, VD)}) -> {xvn}")
         weight("pos", f"{vm}.embeddings.position_embedding", [1, V, VD])
-        w(f"{ind}%embeds = mm.add %tokens, %pos : {xv}")
-        w(f"{ind}%hidden = mm.apply_layer @vision_encoder_layer from 0 to {c['vlayers']} (%embeds) : ({xv}) -> {xv}")
-        ln("image_embeds", "hidden", f"{vm}.post_layernorm", VD, [1, V], V_EPS)
+        if n > 1:
+            w(f"{ind}%pos_n = mm.broadcast %pos : ({xv}) -> {xvn}")
+        w(f"{ind}%embeds = mm.add %tokens, %pos{'_n' if n > 1 else ''} : {xvn}")
+        layer = "vision_encoder_layer" if n == 1 else "vision_encoder_layer_batch"
+        w(f"{ind}%hidden = mm.apply_layer @{layer} from 0 to {c['vlayers']} (%embeds) : ({xvn}) -> {xvn}")
+        ln("image_embeds", "hidden", f"{vm}.post_layernorm", VD, [n, V], V_EPS)
 
-    def qformer_graph():
+    def qformer_joint(out, mode, n, image, ids, length, itg=False):
+        """Embeds IDS (word + position; [DEC] in place of [CLS] for ITG), puts the queries in
+        front (not for the text-only pass), LayerNorms and runs the Q-Former layers of MODE."""
+        TT = s1["text"]
+        qv = c["vocab"]
+        idt, xt_ = t(n, TT, dtype="i32"), t(n, TT, QD)
+        weight(f"{out}_word_w", "embeddings.word_embeddings.weight", [qv, QD])
+        w(f"{ind}%{out}_tok = mm.embedding %{ids}, %{out}_word_w : ({idt}, {t(qv, QD)}) -> {xt_}")
+        tok = f"{out}_tok"
+        if itg:
+            w(f"    // ITG starts the text with the decoder start token [DEC] (id {s1['dec']}) instead of [CLS].")
+            w(f"{ind}%{out}_dec_ids = mm.constant {{value = {float(s1['dec'])} : f64}} : {t(n, 1, dtype='i32')}")
+            w(f"{ind}%{out}_dec = mm.embedding %{out}_dec_ids, %{out}_word_w : ({t(n, 1, dtype='i32')}, {t(qv, QD)}) -> {t(n, 1, QD)}")
+            w(f"{ind}%{out}_rest = mm.slice %{tok} {{axis = 1 : i64, start = 1 : i64}} : ({xt_}) -> {t(n, TT - 1, QD)}")
+            w(f"{ind}%{out}_tok2 = mm.concat %{out}_dec, %{out}_rest {{axis = 1 : i64}} : ({t(n, 1, QD)}, {t(n, TT - 1, QD)}) -> {xt_}")
+            tok = f"{out}_tok2"
+        weight(f"{out}_pos_w", "embeddings.position_embeddings.weight", [TT, QD])
+        w(f"{ind}%{out}_pos = mm.broadcast %{out}_pos_w : ({t(TT, QD)}) -> {xt_}")
+        w(f"{ind}%{out}_text = mm.add %{tok}, %{out}_pos : {xt_}")
+        x, L = f"{out}_text", TT
+        if mode != "text":
+            L = Q + TT
+            weight(f"{out}_queries", "query_tokens", [1, Q, QD])
+            w(f"{ind}%{out}_qb = mm.broadcast %{out}_queries : ({t(1, Q, QD)}) -> {t(n, Q, QD)}")
+            w(f"{ind}%{out}_joint = mm.concat %{out}_qb, %{out}_text {{axis = 1 : i64}} : ({t(n, Q, QD)}, {xt_}) -> {t(n, L, QD)}")
+            x = f"{out}_joint"
+        ln(f"{out}_h0", x, "qformer.layernorm", QD, [n, L], Q_EPS)
+        x = f"{out}_h0"
+        xj, xin, lt = t(n, L, QD), t(n, V, VD), t(n, dtype="i32")
+        img, imgt = (f"%{image}, ", f"{xin}, ") if mode != "text" else ("", "")
+        for i in range(c["qlayers"]):
+            kind, inst = layer_instance(i)
+            w(f"{ind}%{out}_l{i} = mm.apply_layer @qformer_{kind}_{mode} from {inst} to {inst + 1} (%{x}, {img}%{length}) : "
+              f"({xj}, {imgt}{lt}) -> {xj}")
+            x = f"{out}_l{i}"
+        return x
+
+    def itc_features(out, q_out, n):
+        """The normalised ITC image features [n, Q, E] of query outputs Q_OUT."""
+        E = s1["embed"]
+        lin(f"{out}_proj", q_out, [n, Q], "vision_projection", E, QD)
+        w(f"{ind}%{out} = mm.l2_normalize %{out}_proj {{eps = 1.000000e-12 : f64}} : {t(n, Q, E)}")
+
+    def text_itc_features(out, cls_out, n):
+        """The normalised ITC text features [n, E] of [CLS] outputs CLS_OUT [n, 1, QD]."""
+        E = s1["embed"]
+        lin(f"{out}_proj", cls_out, [n, 1], "text_projection", E, QD)
+        w(f"{ind}%{out}_n = mm.l2_normalize %{out}_proj {{eps = 1.000000e-12 : f64}} : {t(n, 1, E)}")
+        w(f"{ind}%{out} = mm.reshape %{out}_n : ({t(n, 1, E)}) -> {t(n, E)}")
+
+    def itm_logits(out, joint_out, n):
+        """ITM logits [n, 1, 2]: the head on the query outputs, averaged over the queries
+        (the mean first, as the head is linear)."""
+        L = Q + s1["text"]
+        w(f"{ind}%{out}_q = mm.slice %{joint_out} {{axis = 1 : i64, start = 0 : i64}} : ({t(n, L, QD)}) -> {t(n, Q, QD)}")
+        w(f"{ind}%{out}_qt = mm.transpose %{out}_q : ({t(n, Q, QD)}) -> {t(n, QD, Q)}")
+        w(f"{ind}%{out}_avg_w = mm.constant {{value = {fl(1.0 / Q)}}} : {t(1, Q)}")
+        w(f"{ind}%{out}_avg = mm.linear %{out}_qt, %{out}_avg_w : ({t(n, QD, Q)}, {t(1, Q)}) -> {t(n, QD, 1)}")
+        w(f"{ind}%{out}_mean = mm.transpose %{out}_avg : ({t(n, QD, 1)}) -> {t(n, 1, QD)}")
+        lin(out, f"{out}_mean", [n, 1], "itm_head", 2, QD)
+
+    qformer_out = f"qf{c['qlayers'] - 1}"
+
+    def qformer_graph(project=True):
         w("    // Q-Former over the learnable queries, cross-attending to the image features.")
         weight("queries", "query_tokens", [1, Q, QD])
         ln("q0", "queries", "qformer.layernorm", QD, [1, Q], Q_EPS)
@@ -353,7 +565,8 @@ def generate(c):
             w(f"{ind}%qf{i} = mm.apply_layer @{name} from {inst} to {inst + 1} (%{x}, %image_embeds) : "
               f"({xq}, {xi}) -> {xq}")
             x = f"qf{i}"
-        lin("query_embeds", x, [1, Q], "language_projection", TD, QD)
+        if project:
+            lin("query_embeds", x, [1, Q], "language_projection", TD, QD)
 
     def llm_input(pos_offset=None):
         w("    // OPT input: token embeddings, the projected queries at the <image> positions, learned positions (row 2 on).")
@@ -385,6 +598,101 @@ def generate(c):
               f"({x_t}, {x_len}) -> {x_t}")
             llm_head("decoded", S)
 
+    def stage1_entries():
+        B, TT, E = s1["batch"], s1["text"], s1["embed"]
+        L, qv = Q + TT, c["vocab"]
+        pixB, idsB, lenB = t(B, 3, c["image"], c["image"]), t(B, TT, dtype="i32"), t(B, dtype="i32")
+        w("  // Stage 1's loss over a batch. input_ids: [CLS] caption \"\\n\", padded; targets: the next token")
+        w("  // of each text position (-100 past the text); length: the real positions of [queries; text]")
+        w("  // (queries + text length); the uniform numbers draw the ITM hard negatives.")
+        w(f'  mm.entry @stage1_loss(%pixel_values: {pixB} {{mm.name = "pixel_values"}}, %input_ids: {idsB} {{mm.name = "input_ids"}}, '
+          f'%targets: {idsB} {{mm.name = "targets"}}, %length: {lenB} {{mm.name = "length"}}, '
+          f'%negative_text_uniform: {t(B)} {{mm.name = "negative_text_uniform"}}, '
+          f'%negative_image_uniform: {t(B)} {{mm.name = "negative_image_uniform"}})')
+        w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
+        vision_graph(B)
+        w("    // ---- ITC: image-text contrastive, in-batch negatives both ways.")
+        itc = qformer_joint("itc", "itc", B, "image_embeds", "input_ids", "length")
+        w(f"{ind}%itc_q = mm.slice %{itc} {{axis = 1 : i64, start = 0 : i64}} : ({t(B, L, QD)}) -> {t(B, Q, QD)}")
+        w(f"{ind}%itc_cls = mm.slice %{itc} {{axis = 1 : i64, start = {Q} : i64}} : ({t(B, L, QD)}) -> {t(B, 1, QD)}")
+        itc_features("image_feat", "itc_q", B)
+        text_itc_features("text_feat", "itc_cls", B)
+        w("    // Image-text similarity: the best match over the queries; over the learnable temperature.")
+        w(f"{ind}%sim_qt = mm.linear %image_feat, %text_feat : ({t(B, Q, E)}, {t(B, E)}) -> {t(B, Q, B)}")
+        w(f"{ind}%sim_max = mm.reduce_max %sim_qt {{axis = 1 : i64}} : ({t(B, Q, B)}) -> {t(B, B)}")
+        weight("temp", "temp", [])
+        w(f"{ind}%temp_b = mm.broadcast %temp : ({t()}) -> {t(B, B)}")
+        w(f"{ind}%sim_i2t = mm.div %sim_max, %temp_b : {t(B, B)}")
+        w(f"{ind}%sim_t2i = mm.transpose %sim_i2t : ({t(B, B)}) -> {t(B, B)}")
+        w(f"{ind}%itc_targets = mm.iota : {t(B, dtype='i32')}")
+        w(f"{ind}%ce_i2t = mm.cross_entropy %sim_i2t, %itc_targets {{ignore_index = -100 : i64, mean}} : ({t(B, B)}, {t(B, dtype='i32')}) -> {t()}")
+        w(f"{ind}%ce_t2i = mm.cross_entropy %sim_t2i, %itc_targets {{ignore_index = -100 : i64, mean}} : ({t(B, B)}, {t(B, dtype='i32')}) -> {t()}")
+        w(f"{ind}%ce_itc = mm.add %ce_i2t, %ce_t2i : {t()}")
+        w(f"{ind}%half = mm.constant {{value = 5.000000e-01 : f64}} : {t()}")
+        w(f"{ind}%loss_itc = mm.mul %ce_itc, %half : {t()}")
+        w("    // ---- ITM: a hard-negative text per image and a hard-negative image per text, drawn from the")
+        w("    // ITC similarities (never the positive); the batch becomes [positives, negative images, negative texts].")
+        w(f"{ind}%neg_text = mm.sample_negatives %sim_i2t, %negative_text_uniform : ({t(B, B)}, {t(B)}) -> {t(B, dtype='i32')}")
+        w(f"{ind}%neg_image = mm.sample_negatives %sim_t2i, %negative_image_uniform : ({t(B, B)}, {t(B)}) -> {t(B, dtype='i32')}")
+        xi_b, xi_2b, xi_3b = t(B, V, VD), t(2 * B, V, VD), t(3 * B, V, VD)
+        w(f"{ind}%image_neg = mm.gather %image_embeds, %neg_image : ({xi_b}, {t(B, dtype='i32')}) -> {xi_b}")
+        w(f"{ind}%ids_neg = mm.gather %input_ids, %neg_text : ({idsB}, {t(B, dtype='i32')}) -> {idsB}")
+        w(f"{ind}%length_neg = mm.gather %length, %neg_text : ({lenB}, {t(B, dtype='i32')}) -> {lenB}")
+        w(f"{ind}%itm_image_a = mm.concat %image_embeds, %image_neg {{axis = 0 : i64}} : ({xi_b}, {xi_b}) -> {xi_2b}")
+        w(f"{ind}%itm_image = mm.concat %itm_image_a, %image_embeds {{axis = 0 : i64}} : ({xi_2b}, {xi_b}) -> {xi_3b}")
+        ids2, ids3 = t(2 * B, TT, dtype="i32"), t(3 * B, TT, dtype="i32")
+        w(f"{ind}%itm_ids_a = mm.concat %input_ids, %input_ids {{axis = 0 : i64}} : ({idsB}, {idsB}) -> {ids2}")
+        w(f"{ind}%itm_ids = mm.concat %itm_ids_a, %ids_neg {{axis = 0 : i64}} : ({ids2}, {idsB}) -> {ids3}")
+        l2, l3 = t(2 * B, dtype="i32"), t(3 * B, dtype="i32")
+        w(f"{ind}%itm_length_a = mm.concat %length, %length {{axis = 0 : i64}} : ({lenB}, {lenB}) -> {l2}")
+        w(f"{ind}%itm_length = mm.concat %itm_length_a, %length_neg {{axis = 0 : i64}} : ({l2}, {lenB}) -> {l3}")
+        itm = qformer_joint("itm", "itm", 3 * B, "itm_image", "itm_ids", "itm_length")
+        itm_logits("itm_logits", itm, 3 * B)
+        w(f"{ind}%itm_positive = mm.constant {{value = 1.0 : f64}} : {t(B, 1, dtype='i32')}")
+        w(f"{ind}%itm_negative = mm.constant {{value = 0.0 : f64}} : {t(2 * B, 1, dtype='i32')}")
+        w(f"{ind}%itm_targets = mm.concat %itm_positive, %itm_negative {{axis = 0 : i64}} : ({t(B, 1, dtype='i32')}, {t(2 * B, 1, dtype='i32')}) -> {t(3 * B, 1, dtype='i32')}")
+        w(f"{ind}%loss_itm = mm.cross_entropy %itm_logits, %itm_targets {{ignore_index = -100 : i64, mean}} : "
+          f"({t(3 * B, 1, 2)}, {t(3 * B, 1, dtype='i32')}) -> {t()}")
+        w("    // ---- ITG: the caption generated from the queries under the multimodal-causal mask.")
+        itg = qformer_joint("itg", "itg", B, "image_embeds", "input_ids", "length", itg=True)
+        w(f"{ind}%itg_out = mm.slice %{itg} {{axis = 1 : i64, start = {Q} : i64}} : ({t(B, L, QD)}) -> {t(B, TT, QD)}")
+        lin("itg_dense", "itg_out", [B, TT], "cls.predictions.transform.dense", QD, QD)
+        w(f"{ind}%itg_act = mm.gelu %itg_dense : {t(B, TT, QD)}")
+        ln("itg_norm", "itg_act", "cls.predictions.transform.LayerNorm", QD, [B, TT], Q_EPS)
+        weight("itg_decoder_w", "embeddings.word_embeddings.weight", [qv, QD])
+        weight("itg_decoder_b", "cls.predictions.bias", [qv])
+        w(f"{ind}%itg_logits = mm.linear %itg_norm, %itg_decoder_w, %itg_decoder_b : ({t(B, TT, QD)}, {t(qv, QD)}, {t(qv)}) -> {t(B, TT, qv)}")
+        w(f"{ind}%loss_itg = mm.cross_entropy %itg_logits, %targets {{ignore_index = -100 : i64, mean}} : ({t(B, TT, qv)}, {idsB}) -> {t()}")
+        w(f"{ind}%loss_a = mm.add %loss_itc, %loss_itm : {t()}")
+        w(f"{ind}%loss = mm.add %loss_a, %loss_itg : {t()}")
+        w(f"{ind}mm.return %loss : {t()}")
+        w("  }")
+        w("")
+        w("  // Retrieval: an image's normalised ITC features (one per query) ...")
+        w(f'  mm.entry @image_features(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, Q, E)} {{mm.name = "image_features"}}) {{')
+        vision_graph(1)
+        qformer_graph(project=False)
+        itc_features("image_feat", qformer_out, 1)
+        w(f"{ind}mm.return %image_feat : {t(1, Q, E)}")
+        w("  }")
+        w("  // ... a text's (the [CLS] output of the text-only pass; length = the text's tokens) ...")
+        w(f'  mm.entry @text_features(%input_ids: {t(1, TT, dtype="i32")} {{mm.name = "input_ids"}}, '
+          f'%length: {t(1, dtype="i32")} {{mm.name = "length"}}) -> ({t(1, E)} {{mm.name = "text_features"}}) {{')
+        txt = qformer_joint("txt", "text", 1, None, "input_ids", "length")
+        w(f"{ind}%txt_cls = mm.slice %{txt} {{axis = 1 : i64, start = 0 : i64}} : ({t(1, TT, QD)}) -> {t(1, 1, QD)}")
+        text_itc_features("text_feat", "txt_cls", 1)
+        w(f"{ind}mm.return %text_feat : {t(1, E)}")
+        w("  }")
+        w("  // ... and the ITM logits (no match, match) of an image and a text (length = queries + text).")
+        w(f'  mm.entry @itm_scores(%pixel_values: {pix} {{mm.name = "pixel_values"}}, %input_ids: {t(1, TT, dtype="i32")} {{mm.name = "input_ids"}}, '
+          f'%length: {t(1, dtype="i32")} {{mm.name = "length"}}) -> ({t(1, 1, 2)} {{mm.name = "itm_logits"}}) {{')
+        vision_graph(1)
+        one = qformer_joint("one", "itm_one", 1, "image_embeds", "input_ids", "length")
+        itm_logits("itm_logits", one, 1)
+        w(f"{ind}mm.return %itm_logits : {t(1, 1, 2)}")
+        w("  }")
+        w("")
+
     args = (f'%pixel_values: {pix} {{mm.name = "pixel_values"}}, %input_ids: {ids} {{mm.name = "input_ids"}}')
     w(f'  mm.entry @forward({args}, %length: {x_len} {{mm.name = "length"}})')
     w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
@@ -414,6 +722,8 @@ def generate(c):
         w(f"{ind}mm.return %loss : {t()}")
         w("  }")
         w("")
+    if s1:
+        stage1_entries()
     w("  // Chat: prefill runs the prompt (queries included) and fills the KV caches;")
     w("  // decode runs one new token at `position` against them (length = position + 1).")
     w(f'  mm.entry @prefill({args}, %length: {x_len} {{mm.name = "length"}}, '

@@ -2,6 +2,8 @@
 #include "mm/Dialect/MMDialect.h"
 
 #include "mlir/IR/Builders.h"
+
+#include <cmath>
 #include "mlir/IR/DialectImplementation.h"
 #include "llvm/ADT/TypeSwitch.h"
 
@@ -74,7 +76,7 @@ int64_t SeqLayoutAttr::indexOf(StringRef name) const {
 }
 
 //===----------------------------------------------------------------------===//
-// InitAttr: #mm.init<zeros> | #mm.init<ones> | #mm.init<normal, 0.02>
+// InitAttr: #mm.init<zeros> | #mm.init<ones> | #mm.init<normal, 0.02> | #mm.init<constant, 0.07>
 //===----------------------------------------------------------------------===//
 
 Attribute InitAttr::parse(AsmParser &parser, Type) {
@@ -85,7 +87,7 @@ Attribute InitAttr::parse(AsmParser &parser, Type) {
   std::optional<InitKind> kind = symbolizeInitKind(kindName);
   if (!kind) {
     parser.emitError(loc) << "unknown initialiser '" << kindName
-                          << "'; expected zeros, ones or normal";
+                          << "'; expected zeros, ones, normal or constant";
     return {};
   }
   double scale = 0.0;
@@ -96,6 +98,13 @@ Attribute InitAttr::parse(AsmParser &parser, Type) {
       parser.emitError(loc) << "normal initialiser needs a positive standard deviation";
       return {};
     }
+  } else if (*kind == InitKind::Constant) {
+    if (parser.parseComma() || parser.parseFloat(scale))
+      return {};
+    if (!std::isfinite(scale)) {
+      parser.emitError(loc) << "constant initialiser needs a finite value";
+      return {};
+    }
   }
   if (parser.parseGreater())
     return {};
@@ -104,7 +113,7 @@ Attribute InitAttr::parse(AsmParser &parser, Type) {
 
 void InitAttr::print(AsmPrinter &printer) const {
   printer << "<" << stringifyInitKind(getKind());
-  if (getKind() == InitKind::Normal)
+  if (getKind() == InitKind::Normal || getKind() == InitKind::Constant)
     printer << ", " << getScale().convertToDouble();
   printer << ">";
 }

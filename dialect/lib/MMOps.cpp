@@ -2,6 +2,7 @@
 #include "mm/Dialect/MMDialect.h"
 
 #include "mlir/IR/Builders.h"
+#include <cmath>
 #include "mlir/IR/OpImplementation.h"
 #include "mlir/Interfaces/FunctionImplementation.h"
 
@@ -417,6 +418,24 @@ int64_t AttentionOp::getPrefixLength() {
   return 0;
 }
 
+/// The optional run-time length of mm.attention and its backward ops: a
+/// scalar, or one per batch row of the query.
+static LogicalResult verifyAttentionLength(Operation *op, Value query, Value length) {
+  if (!length)
+    return success();
+  auto q = tensorOf(query), lt = tensorOf(length);
+  int64_t batch = q.getRank() > 0 ? q.getDimSize(0) : 0;
+  if (lt.getRank() == 0 || (lt.getRank() == 1 && lt.getDimSize(0) == batch))
+    return success();
+  return op->emitOpError("length must be a scalar or one per batch row [") << batch << "], got "
+         << shapeStr(lt.getShape());
+}
+
+LogicalResult AttentionStatsOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
+LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
+LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
+LogicalResult AttentionGradValueOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
+
 LogicalResult AttentionOp::verify() {
   auto q = tensorOf(getQuery()), k = tensorOf(getKey()), v = tensorOf(getValue());
   if (q.getRank() != 3 || k.getRank() != 3 || v.getRank() != 3)
@@ -438,6 +457,8 @@ LogicalResult AttentionOp::verify() {
   if (!(getScale().convertToDouble() > 0.0))
     return emitOpError("scale must be positive");
 
+  if (failed(verifyAttentionLength(*this, getQuery(), getLength())))
+    return failure();
   MaskKind mask = getMask();
   if (mask == MaskKind::Padding && !getLength())
     return emitOpError("a padding mask needs the run-time length operand");
@@ -486,6 +507,8 @@ LogicalResult ConcatOp::verify() {
       return emitOpError("operand shapes ") << shapeStr(a.getShape()) << " and "
              << shapeStr(b.getShape()) << " differ outside axis " << axis;
   expect[axis] += b.getDimSize(axis);
+  if (a.getElementType() != b.getElementType() || y.getElementType() != a.getElementType())
+    return emitOpError("operands and result must have one element type");
   if (y.getShape() != ArrayRef<int64_t>(expect))
     return emitOpError("result shape ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
   return success();
@@ -544,6 +567,69 @@ LogicalResult CrossEntropyOp::verify() {
            << shapeStr(logits.getShape()) << " without its last (vocabulary) dimension";
   if (tensorOf(getResult()).getElementType() != logits.getElementType())
     return emitOpError("the loss must have the logits' element type");
+  return success();
+}
+
+LogicalResult ConstantOp::verify() {
+  double v = getValue().convertToDouble();
+  if (tensorOf(getResult()).getElementType().isInteger(32) &&
+      (v != std::floor(v) || std::fabs(v) > 2147483647.0))
+    return emitOpError("an i32 constant needs an integer value, got ") << v;
+  return success();
+}
+
+LogicalResult ReshapeOp::verify() {
+  auto x = tensorOf(getInput()), y = tensorOf(getResult());
+  if (x.getNumElements() != y.getNumElements() || x.getElementType() != y.getElementType())
+    return emitOpError("cannot reshape ") << shapeStr(x.getShape()) << " (" << x.getNumElements()
+           << " elements) to " << shapeStr(y.getShape()) << " (" << y.getNumElements()
+           << " elements) of the same element type";
+  return success();
+}
+
+LogicalResult TransposeOp::verify() {
+  auto x = tensorOf(getInput()), y = tensorOf(getResult());
+  SmallVector<int64_t> expect(x.getShape());
+  if (x.getRank() < 2)
+    return emitOpError("needs at least two axes, got ") << shapeStr(x.getShape());
+  std::swap(expect[x.getRank() - 1], expect[x.getRank() - 2]);
+  if (y.getShape() != ArrayRef<int64_t>(expect) || y.getElementType() != x.getElementType())
+    return emitOpError("result ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect);
+  return success();
+}
+
+LogicalResult ReduceMaxOp::verify() {
+  auto x = tensorOf(getInput()), y = tensorOf(getResult());
+  int64_t axis = getAxis();
+  if (axis < 0 || axis >= x.getRank())
+    return emitOpError("axis ") << axis << " is outside the input's " << x.getRank() << " axes";
+  SmallVector<int64_t> expect(x.getShape());
+  expect.erase(expect.begin() + axis);
+  if (y.getShape() != ArrayRef<int64_t>(expect) || y.getElementType() != x.getElementType())
+    return emitOpError("result ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect)
+           << " (the input without axis " << axis << ")";
+  return success();
+}
+
+LogicalResult GatherOp::verify() {
+  auto x = tensorOf(getInput()), idx = tensorOf(getIndices()), y = tensorOf(getResult());
+  if (x.getRank() < 1 || idx.getRank() != 1)
+    return emitOpError("needs an input [B, ...] and indices [N]");
+  SmallVector<int64_t> expect(x.getShape());
+  expect[0] = idx.getDimSize(0);
+  if (y.getShape() != ArrayRef<int64_t>(expect) || y.getElementType() != x.getElementType())
+    return emitOpError("result ") << shapeStr(y.getShape()) << " should be " << shapeStr(expect)
+           << " of the input's element type";
+  return success();
+}
+
+LogicalResult SampleNegativesOp::verify() {
+  auto sim = tensorOf(getSimilarity()), u = tensorOf(getUniform()), y = tensorOf(getResult());
+  if (sim.getRank() != 2 || sim.getDimSize(0) != sim.getDimSize(1) || sim.getDimSize(0) < 2)
+    return emitOpError("needs square similarities [B, B] with B >= 2, got ") << shapeStr(sim.getShape());
+  int64_t b = sim.getDimSize(0);
+  if (u.getRank() != 1 || u.getDimSize(0) != b || y.getRank() != 1 || y.getDimSize(0) != b)
+    return emitOpError("needs one uniform number and gives one index per row: [") << b << "]";
   return success();
 }
 

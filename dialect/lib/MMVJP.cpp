@@ -148,6 +148,45 @@ LogicalResult MulOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, Sma
   return success();
 }
 
+LogicalResult DivOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, SmallVectorImpl<Value> &grads) {
+  // d(a/b)/da = 1/b; d(a/b)/db = -(a/b)/b.
+  put(grads, needed, 0, [&] { return b.create<DivOp>(getLoc(), dy, getRhs()).getResult(); });
+  put(grads, needed, 1, [&] {
+    Value minusOne = b.create<ConstantOp>(getLoc(), getType(), b.getF64FloatAttr(-1.0));
+    Value t = b.create<DivOp>(getLoc(), b.create<MulOp>(getLoc(), dy, getResult()), getRhs());
+    return b.create<MulOp>(getLoc(), t, minusOne).getResult();
+  });
+  return success();
+}
+
+LogicalResult ReshapeOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
+                                  SmallVectorImpl<Value> &grads) {
+  put(grads, needed, 0, [&] { return b.create<ReshapeOp>(getLoc(), getInput().getType(), dy).getResult(); });
+  return success();
+}
+
+LogicalResult TransposeOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
+                                    SmallVectorImpl<Value> &grads) {
+  put(grads, needed, 0, [&] { return b.create<TransposeOp>(getLoc(), getInput().getType(), dy).getResult(); });
+  return success();
+}
+
+LogicalResult ReduceMaxOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
+                                    SmallVectorImpl<Value> &grads) {
+  put(grads, needed, 0, [&] {
+    return b.create<ReduceMaxGradOp>(getLoc(), getInput().getType(), getInput(), dy, getAxisAttr()).getResult();
+  });
+  return success();
+}
+
+LogicalResult L2NormalizeOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
+                                      SmallVectorImpl<Value> &grads) {
+  put(grads, needed, 0, [&] {
+    return b.create<L2NormalizeGradOp>(getLoc(), getInput().getType(), getInput(), dy, getEpsAttr()).getResult();
+  });
+  return success();
+}
+
 LogicalResult RoPEOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, SmallVectorImpl<Value> &grads) {
   // A rotation's transpose is the rotation by the opposite angle.
   put(grads, needed, 0, [&] {
@@ -233,7 +272,7 @@ LogicalResult CrossEntropyOp::buildVJP(OpBuilder &b, Value dloss, ArrayRef<bool>
     return failure();
   put(grads, needed, 0, [&] {
     return b.create<CrossEntropyGradOp>(getLoc(), getLogits().getType(), getLogits(), getTargets(), dloss,
-                                        getIgnoreIndexAttr()).getResult();
+                                        getIgnoreIndexAttr(), getMeanAttr()).getResult();
   });
   grads.push_back(Value());
   return success();

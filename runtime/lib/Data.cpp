@@ -151,6 +151,7 @@ ChatTemplate chatTemplateForData(const std::string &kind) {
   if (kind == "conversation") return ChatTemplate::VicunaV1;
   if (kind == "patch_labels") return ChatTemplate::PatchLabels;
   if (kind == "image_caption") return ChatTemplate::Blip2;
+  if (kind == "image_text") return ChatTemplate::QFormerText;
   throw Error("unknown training data kind '" + kind +
               "' (expected 'caption', 'conversation', 'patch_labels' or 'image_caption')");
 }
@@ -161,6 +162,7 @@ const char *chatTemplateName(ChatTemplate t) {
   case ChatTemplate::VicunaV1: return "vicuna_v1";
   case ChatTemplate::PatchLabels: return "patch_labels";
   case ChatTemplate::Blip2: return "blip2";
+  case ChatTemplate::QFormerText: return "qformer_text";
   }
   return "?";
 }
@@ -179,6 +181,13 @@ SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer
   if (!tokenizer.bosId())
     throw Error(tokenizer.path() + ": the tokenizer has no beginning-of-sequence token; training samples need one");
   f.bos = *tokenizer.bosId();
+  const nlohmann::json &config = model.config();
+  if (config.contains("qformer_config") && config["qformer_config"].contains("cls_token_id")) {
+    const nlohmann::json &q = config["qformer_config"];
+    f.textLength = q.value("max_position_embeddings", (int64_t)0);
+    f.cls = (int32_t)q.value("cls_token_id", (int64_t)0);
+    f.queries = config.value("num_query_tokens", (int64_t)0);
+  }
   return f;
 }
 
@@ -190,7 +199,7 @@ void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
     return;
   }
   if (rec.turns.empty()) throw Error(where + ": missing 'conversations'");
-  if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2) {
+  if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2 || t == ChatTemplate::QFormerText) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
     if (!rec.image) throw Error(where + ": caption data needs an 'image'");
@@ -297,6 +306,27 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     return s;
   }
   SampleWriter w{tokenizer, fmt, s.where, {}, {}};
+  if (t == ChatTemplate::QFormerText) {
+    if (fmt.textLength < 2)
+      throw Error(s.where + ": image-text data needs a model with a Q-Former text side (qformer_config.cls_token_id)");
+    // [CLS] caption "\n": the entry puts [DEC] in place of [CLS] for ITG.
+    w.push({fmt.cls}, false);
+    w.text(rec.turns[1].value, true);
+    w.text("\n", true);
+    s.fullLength = (int64_t)w.ids.size();
+    if (s.fullLength > fmt.textLength) {
+      if (warnings)
+        *warnings << "mmrun: warning: " << s.where << ": caption of " << s.fullLength - 1
+                  << " tokens (with the closing newline) is longer than the Q-Former's text length "
+                  << fmt.textLength << " ([CLS] included); truncated\n";
+      w.ids.resize(fmt.textLength);
+      w.assistant.resize(fmt.textLength);
+    }
+    s.inputIds = std::move(w.ids);
+    s.targets.assign(s.inputIds.size(), -100);
+    for (size_t i = 0; i + 1 < s.inputIds.size(); ++i) s.targets[i] = s.inputIds[i + 1];
+    return s;
+  }
   if (t == ChatTemplate::Blip2) {
     // BLIP-2 puts the query positions before the BOS (HF's processor).
     w.image();
@@ -359,6 +389,62 @@ std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSam
   std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
   args[1].bytes.resize(s.targets.size() * 4);
   std::memcpy(args[1].bytes.data(), s.targets.data(), s.targets.size() * 4);
+  return args;
+}
+
+int64_t entryBatch(const EntrySpec &entry) {
+  for (const TensorSpec &a : entry.args)
+    if (a.name == "input_ids" && !a.shape.empty()) return a.shape[0];
+  return 1;
+}
+
+std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<const TrainingSample *> &samples,
+                                   const SampleFormat &fmt, const std::vector<float> &negText,
+                                   const std::vector<float> &negImage) {
+  const int64_t b = (int64_t)samples.size(), tl = fmt.textLength;
+  const char *names[] = {"pixel_values", "input_ids", "targets", "length", "negative_text_uniform",
+                         "negative_image_uniform"};
+  bool ok = entry.args.size() == 6;
+  for (size_t i = 0; ok && i < 6; ++i) ok = entry.args[i].name == names[i];
+  if (!ok || entry.args[1].numel() != b * tl || entry.args[3].numel() != b || entry.args[0].numel() % b)
+    throw Error("entry '" + entry.name + "' does not take (pixel_values, input_ids[" + std::to_string(b) + "," +
+                std::to_string(tl) + "], targets, length[" + std::to_string(b) +
+                "], negative_text_uniform, negative_image_uniform)");
+  if ((int64_t)negText.size() != b || (int64_t)negImage.size() != b)
+    throw Error("stage1Args: need one uniform number per sample");
+  std::vector<HostTensor> args(6);
+  for (size_t i = 0; i < 6; ++i) args[i].bytes.assign(entry.args[i].bytes(), 0);
+  const int64_t perImage = entry.args[0].numel() / b;
+  int32_t *ids = args[1].as<int32_t>(), *tg = args[2].as<int32_t>(), *len = args[3].as<int32_t>();
+  for (int64_t k = 0; k < b; ++k) {
+    const TrainingSample &s = *samples[k];
+    if (!s.imagePath) throw Error(s.where + ": image-text data needs an image");
+    std::vector<float> pixels;
+    try {
+      pixels = llavaPixelValues(fmt.shape, *s.imagePath);
+    } catch (const Error &e) {
+      throw Error(s.where + ": image: " + e.what());
+    }
+    if ((int64_t)pixels.size() != perImage)
+      throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
+                  entry.name + "' takes " + std::to_string(perImage) + " per image");
+    std::memcpy(args[0].as<float>() + k * perImage, pixels.data(), pixels.size() * 4);
+    if ((int64_t)s.inputIds.size() > tl || s.inputIds.empty())
+      throw Error(s.where + ": text of " + std::to_string(s.inputIds.size()) + " tokens does not fit the Q-Former's " +
+                  std::to_string(tl));
+    for (int64_t i = 0; i < tl; ++i) {
+      const bool real = i < (int64_t)s.inputIds.size();
+      const int32_t id = real ? s.inputIds[i] : fmt.shape.padToken;
+      if (id < 0 || id >= fmt.shape.vocab)
+        throw Error(s.where + ": token id " + std::to_string(id) + " is outside the vocabulary [0, " +
+                    std::to_string(fmt.shape.vocab) + ")");
+      ids[k * tl + i] = id;
+      tg[k * tl + i] = real ? s.targets[i] : -100;
+    }
+    len[k] = (int32_t)(fmt.queries + (int64_t)s.inputIds.size());
+  }
+  std::memcpy(args[4].bytes.data(), negText.data(), b * 4);
+  std::memcpy(args[5].bytes.data(), negImage.data(), b * 4);
   return args;
 }
 

@@ -84,6 +84,7 @@ CompiledModel CompiledModel::load(const std::string &path) {
       ps.group = p.at("group").get<std::string>();
       ps.init = p.at("init").at("kind").get<std::string>();
       ps.std = p.at("init").value("std", 0.0);
+      ps.value = p.at("init").value("value", 0.0);
       m.params_.push_back(std::move(ps));
     }
     for (const auto &e : m.manifest_.at("entries")) {

@@ -55,6 +55,7 @@ void ParameterStore::initFromSeed(uint64_t seed) {
     std::vector<float> &v = values_[i];
     if (p.init == "zeros") std::fill(v.begin(), v.end(), 0.0f);
     else if (p.init == "ones") std::fill(v.begin(), v.end(), 1.0f);
+    else if (p.init == "constant") std::fill(v.begin(), v.end(), static_cast<float>(p.value));
     else if (p.init == "normal") {
       uint64_t state = seed * 0x9E3779B97F4A7C15ull ^ fnv1a(p.name);
       for (size_t j = 0; j < v.size(); j += 2) { // Box-Muller, two at a time

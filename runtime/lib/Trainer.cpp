@@ -472,6 +472,15 @@ int runTraining(const TrainOptions &o) {
                 set.dataRecords + " records (fingerprint " + set.dataHash + "); resume with the same data");
   set.dataRecords = recordCount;
   set.dataHash = hash;
+  // A batched entry (BLIP-2's stage 1: in-batch negatives) takes a whole
+  // micro-batch per call, compiled for one batch size; its loss is already a
+  // mean, so a step divides by its micro-batches instead of its target tokens.
+  const bool batched = tmpl == ChatTemplate::QFormerText;
+  if (batched && set.batch != entryBatch(entry))
+    throw Error("stage '" + stage.name + "' of " + model.path() + " takes its batch of " +
+                std::to_string(entryBatch(entry)) + " in one call (in-batch negatives), so --batch must be " +
+                std::to_string(entryBatch(entry)) + " (got " + std::to_string(set.batch) +
+                "); use --grad-accum for larger steps");
   const int64_t perStep = set.batch * set.gradAccum, total = set.totalSteps;
   const LrSchedule schedule{set.lr, parseSchedule(set.schedule), total, warmupSteps(set.warmupRatio, total)};
 
@@ -536,7 +545,8 @@ int runTraining(const TrainOptions &o) {
   const int64_t trainBytes = (int64_t)trainNumel * (int64_t)sizeof(float);
   const int64_t cores = omp_get_max_threads();
   const int64_t defaultThreads = 2 * trainBytes * (cores - 1) <= (int64_t(256) << 20) ? cores : 1;
-  const int64_t workers = std::min<int64_t>(perStep, model.onHost() ? o.sampleThreads.value_or(defaultThreads) : 1);
+  const int64_t workers =
+      batched ? 1 : std::min<int64_t>(perStep, model.onHost() ? o.sampleThreads.value_or(defaultThreads) : 1);
   struct Worker {
     std::vector<HostTensor> results; // the loss and gradients of one sample, storage reused
     std::vector<uint8_t> workspace;
@@ -607,6 +617,29 @@ int runTraining(const TrainOptions &o) {
       }
       samples.push_back(std::move(s));
     }
+    // BLIP-2 stage 1: one call per micro-batch; the ITM hard negatives are
+    // drawn in the entry from uniform numbers that depend on the seed, the
+    // step and the micro-batch only (a resumed run draws the same ones).
+    nlohmann::json uniformsDumped = nlohmann::json::array();
+    auto runBatched = [&] {
+      for (auto &g : grads) std::fill(g.begin(), g.end(), 0.0f);
+      Worker &me = pool[0];
+      for (int64_t m = 0; m < set.gradAccum; ++m) {
+        std::vector<const TrainingSample *> batch;
+        for (int64_t k = m * set.batch; k < (m + 1) * set.batch; ++k) batch.push_back(&samples[k]);
+        uint64_t state = set.seed * 0xA24BAED4963EE407ull ^ (uint64_t(step) * 0x9FB21C651E98DF25ull + uint64_t(m) + 1);
+        std::vector<float> negText(set.batch), negImage(set.batch);
+        for (float &u : negText) u = (float)((splitmix64(state) >> 40) * 0x1.0p-24);
+        for (float &u : negImage) u = (float)((splitmix64(state) >> 40) * 0x1.0p-24);
+        if (dumpFile.is_open()) uniformsDumped.push_back({{"negative_text_uniform", negText}, {"negative_image_uniform", negImage}});
+        model.runInto(entry.name, paramVoid, stage1Args(entry, batch, format, negText, negImage), me.results,
+                      &me.workspace);
+        const float loss = me.results[0].as<float>()[0];
+        if (!std::isfinite(loss) && firstBad.empty()) firstBad = batch.front()->where + " (its micro-batch)";
+        lossSum += loss;
+        for (size_t j = 0; j < grads.size(); ++j) addInto(grads[j].data(), me.results[j + 1].as<float>(), grads[j].size());
+      }
+    };
     auto runShare = [&](int64_t w) {
       Worker &me = pool[w];
       std::vector<std::vector<float>> &acc = w == 0 ? grads : me.grads;
@@ -626,7 +659,10 @@ int runTraining(const TrainOptions &o) {
         me.error = std::current_exception();
       }
     };
-    if (workers == 1) {
+    if (batched) {
+      runBatched();
+      count = set.gradAccum; // the entry's loss is a mean per micro-batch
+    } else if (workers == 1) {
       runShare(0);
     } else {
 #pragma omp parallel num_threads(workers)
@@ -640,13 +676,18 @@ int runTraining(const TrainOptions &o) {
     for (int64_t w = 0; w < workers; ++w) {
       Worker &me = pool[w];
       if (me.error) std::rethrow_exception(me.error);
+      if (batched) break;
       lossSum += me.lossSum;
       if (firstBad.empty()) firstBad = me.firstBad;
       if (w > 0)
         for (size_t j = 0; j < grads.size(); ++j) addInto(grads[j].data(), me.grads[j].data(), grads[j].size());
     }
     const int64_t done = step + 1;
-    if (dumpFile.is_open()) writeLine(dumpFile, o.dumpBatches, {{"step", done}, {"samples", dumped}});
+    if (dumpFile.is_open()) {
+      nlohmann::json line = {{"step", done}, {"samples", dumped}};
+      if (batched) line["micro_batches"] = uniformsDumped;
+      writeLine(dumpFile, o.dumpBatches, line);
+    }
     const std::string stopNote =
         "; stopping without saving" +
         (lastSaved >= 0 ? " (the last checkpoint, " + o.save + ", holds step " + std::to_string(lastSaved) + ")"

@@ -143,6 +143,7 @@ json::Object buildManifest(ModelOp model, StringRef target) {
     total += p.type.getNumElements();
     json::Object init{{"kind", stringifyInitKind(p.init.getKind()).str()}};
     if (p.init.getKind() == InitKind::Normal) init["std"] = p.init.getScale().convertToDouble();
+    if (p.init.getKind() == InitKind::Constant) init["value"] = p.init.getScale().convertToDouble();
     plist.push_back(json::Object{{"name", p.name}, {"shape", shapeOf(p.type)}, {"dtype", dtypeOf(p.type)},
                                  {"group", p.group}, {"init", std::move(init)}});
   }

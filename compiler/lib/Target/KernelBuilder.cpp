@@ -420,6 +420,13 @@ for (int64_t s = 0; s < $S; ++s) {
   return withHostBody(makeKernel(op, names, x.getNumElements() / 2, body), host);
 }
 
+/// The number of real keys of batch row `b`: the scalar `length`, the row's
+/// entry of a per-row `length`, or every key.
+std::string lengthExpr(Value length, int64_t skv) {
+  if (!length) return num(skv);
+  return typeOf(length).getRank() == 0 ? "(int64_t)length[0]" : "(int64_t)length[b]";
+}
+
 /// The mask as a condition on query `qi`, key `kj`, the number of real keys
 /// `len` and the first segment's length `$P`.
 std::string maskCondition(MaskKind kind, bool hasLength) {
@@ -475,10 +482,11 @@ std::string attentionHostBody(AttnHost which, std::map<std::string, std::string>
   vars["B"] = num(batch);
   std::string s;
   if (which == AttnHost::Forward || which == AttnHost::Stats || which == AttnHost::GradQuery) {
-    s = R"(const int64_t len = $LEN < $SKV ? $LEN : $SKV, QB = 64, nqb = ($S + QB - 1) / QB;
+    s = R"(const int64_t QB = 64, nqb = ($S + QB - 1) / QB;
 #pragma omp parallel for schedule(static)
 for (int64_t item = 0; item < $B * $H * nqb; ++item) {
   const int64_t qb = item % nqb, h = (item / nqb) % $H, b = item / (nqb * $H), kvh = h / $GROUP;
+  const int64_t len = $LEN < $SKV ? $LEN : $SKV;
   const int64_t q0 = qb * QB, nq = $S - q0 < QB ? $S - q0 : QB;
 )" + std::string(kAttnKeyRange) + R"(  const int64_t rowOff = (b * $S + q0) * $QW + h * $DH;
   const T *kh = k + b * $SKV * $KW + kvh * $DH;
@@ -538,10 +546,11 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
     // dv = P^T dY, dk = scale * (P o (dY V^T - Drow))^T Q, over the queries
     // that can see the block.
     bool key = which == AttnHost::GradKey;
-    s = R"(const int64_t len = $LEN < $SKV ? $LEN : $SKV, KB = 64, nkb = ($SKV + KB - 1) / KB;
+    s = R"(const int64_t KB = 64, nkb = ($SKV + KB - 1) / KB;
 #pragma omp parallel for schedule(static)
 for (int64_t item = 0; item < $B * $HKV * nkb; ++item) {
   const int64_t kb = item % nkb, kvh = (item / nkb) % $HKV, b = item / (nkb * $HKV);
+  const int64_t len = $LEN < $SKV ? $LEN : $SKV;
   const int64_t k0 = kb * KB, nkk = $SKV - k0 < KB ? $SKV - k0 : KB;
   const int64_t kvOff = (b * $SKV + k0) * $KW + kvh * $DH;
   const int64_t qs = $CAUSAL ? k0 : 0, nq = $S - qs;
@@ -621,14 +630,14 @@ T *yr = y + (b * $S + qi) * $QW + h * $DH;
 const T inv = l > 0 ? 1 / l : 0;
 for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
 )", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
-  body = subst(body, {{"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)}, {"H", num(h)}, {"GROUP", num(h / hkv)},
+  body = subst(body, {{"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)}, {"H", num(h)}, {"GROUP", num(h / hkv)},
                       {"QW", num(h * dh)}, {"KW", num(hkv * dh)}, {"DH", num(dh)},
                       {"P", num(op.getPrefixLength())},
                       {"SCALE", flt(op.getScale().convertToDouble())}});
   SmallVector<std::string> names{"q", "k", "v"};
   if (op.getLength()) names.push_back("length");
   std::map<std::string, std::string> vars{
-      {"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)},
+      {"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
       {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
       {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(op.getPrefixLength())},
       {"SCALE", flt(op.getScale().convertToDouble())}};
@@ -731,8 +740,10 @@ Kernel crossEntropy(CrossEntropyOp op) {
 )";
   const std::map<std::string, std::string> vars{
       {"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}};
-  std::string body = subst("T total = 0;\nfor (int64_t r = 0; r < $R; ++r) {\n" + rowTerm +
-                               "  total += term;\n}\ny[0] = total;\n",
+  // With `mean`: divided by the counted rows (0 when none is counted).
+  const std::string finish = op.getMean() ? "y[0] = counted > 0 ? total / (T)counted : (T)0;\n" : "y[0] = total;\n";
+  std::string body = subst("T total = 0;\nint64_t counted = 0;\nfor (int64_t r = 0; r < $R; ++r) {\n" + rowTerm +
+                               "  total += term;\n  ++counted;\n}\n(void)counted;\n" + finish,
                            vars);
   // The CPU computes the rows' terms in parallel, then adds them in row
   // order: the same operations in the same order as the single work item.
@@ -743,10 +754,14 @@ for (int64_t r = 0; r < $R; ++r) {
 )" + rowTerm + R"(  terms[r] = term;
 }
 T total = 0;
-for (int64_t r = 0; r < $R; ++r) total += terms[r];
-y[0] = total;
-free(terms);
-)",
+int64_t counted = 0;
+for (int64_t r = 0; r < $R; ++r) {
+  total += terms[r];
+  const int32_t t = targets[r];
+  counted += !(t == $IGNORE || t < 0 || t >= $V);
+}
+(void)counted;
+)" + finish + "free(terms);\n",
                            vars);
   return withHostBody(makeKernel(op, {"logits", "targets"}, 1, body), host);
 }
@@ -765,11 +780,19 @@ if (t == $IGNORE || t < 0 || t >= $V) {
   for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
   T sum = 0;
   for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
-  const T scale = g[0] / sum;
+  $COUNT
+  const T gr = g[0] / $DIVISOR;
+  const T scale = gr / sum;
   for (int64_t j = 0; j < $V; ++j) out[j] = exp(row[j] - m) * scale;
-  out[t] -= g[0];
+  out[t] -= gr;
 }
-)", {{"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
+)", {{"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())},
+     {"COUNT", op.getMean() ? "int64_t counted = 0;\n  for (int64_t r = 0; r < $R; ++r) counted += !(targets[r] == $IGNORE || "
+                              "targets[r] < 0 || targets[r] >= $V);"
+                            : ""},
+     {"DIVISOR", op.getMean() ? "(T)counted" : "(T)1"}});
+  body = subst(body, {{"R", num(l.getNumElements() / v)}, {"V", num(v)},
+                      {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
   return makeKernel(op, {"logits", "targets", "g"}, l.getNumElements() / v, body);
 }
 
@@ -784,8 +807,138 @@ Kernel fill(FillOp op) {
 }
 
 Kernel constant(ConstantOp op) {
-  return makeKernel(op, {}, typeOf(op.getResult()).getNumElements(),
-                    "y[i] = " + flt(op.getValue().convertToDouble()) + ";\n");
+  double v = op.getValue().convertToDouble();
+  std::string value = typeOf(op.getResult()).getElementType().isInteger(32)
+                          ? "(int32_t)" + std::to_string((int64_t)v) : flt(v);
+  return makeKernel(op, {}, typeOf(op.getResult()).getNumElements(), "y[i] = " + value + ";\n");
+}
+
+Kernel iota(IotaOp op) {
+  return makeKernel(op, {}, typeOf(op.getResult()).getNumElements(), "y[i] = (int32_t)i;\n");
+}
+
+/// div: y = a / b elementwise.
+Kernel div(DivOp op) {
+  return makeKernel(op, {"a", "b"}, typeOf(op.getResult()).getNumElements(), "y[i] = a[i] / b[i];\n");
+}
+
+/// reshape: a copy in row-major order.
+Kernel reshape(ReshapeOp op) {
+  return makeKernel(op, {"x"}, typeOf(op.getResult()).getNumElements(), "y[i] = x[i];\n");
+}
+
+/// transpose: x[O, M, N] -> y[O, N, M].
+Kernel transpose(TransposeOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t r = x.getRank(), m = x.getDimSize(r - 2), n = x.getDimSize(r - 1);
+  std::string body = subst(R"(const int64_t mi = i % $M, ni = (i / $M) % $N, o = i / ($M * $N);
+y[i] = x[(o * $M + mi) * $N + ni];
+)", {{"M", num(m)}, {"N", num(n)}});
+  return makeKernel(op, {"x"}, x.getNumElements(), body);
+}
+
+/// reduce_max: x[O, J, I] -> y[O, I], the maximum over j (the first one wins ties).
+Kernel reduceMax(ReduceMaxOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t outer, inner;
+  splitAt(x, op.getAxis(), outer, inner);
+  std::string body = subst(R"(const int64_t in = i % $INNER, o = i / $INNER;
+T m = x[o * $J * $INNER + in];
+for (int64_t j = 1; j < $J; ++j) {
+  const T v = x[(o * $J + j) * $INNER + in];
+  m = v > m ? v : m;
+}
+y[i] = m;
+)", {{"INNER", num(inner)}, {"J", num(x.getDimSize(op.getAxis()))}});
+  return makeKernel(op, {"x"}, outer * inner, body);
+}
+
+/// reduce_max_grad: x[O, J, I], dy[O, I] -> dx[O, J, I], dy at the first maximum.
+Kernel reduceMaxGrad(ReduceMaxGradOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t outer, inner;
+  splitAt(x, op.getAxis(), outer, inner);
+  std::string body = subst(R"(const int64_t in = i % $INNER, o = i / $INNER;
+int64_t best = 0;
+T m = x[o * $J * $INNER + in];
+for (int64_t j = 0; j < $J; ++j) {
+  const T v = x[(o * $J + j) * $INNER + in];
+  if (v > m) { m = v; best = j; }
+  y[(o * $J + j) * $INNER + in] = 0;
+}
+y[(o * $J + best) * $INNER + in] = dy[i];
+)", {{"INNER", num(inner)}, {"J", num(x.getDimSize(op.getAxis()))}});
+  return makeKernel(op, {"x", "dy"}, outer * inner, body);
+}
+
+/// l2_normalize: x[R, D] -> y = x / max(||x||, eps), one row per work item.
+Kernel l2Normalize(L2NormalizeOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t d = x.getShape().back();
+  std::string body = subst(R"(const T *xr = x + i * $D;
+T ss = 0;
+for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+const T norm = sqrt(ss), n = norm > $EPS ? norm : $EPS;
+for (int64_t d = 0; d < $D; ++d) y[i * $D + d] = xr[d] / n;
+)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return makeKernel(op, {"x"}, x.getNumElements() / d, body);
+}
+
+/// l2_normalize_grad: x[R, D], dy[R, D] -> dx = (dy - y (dy . y)) / n
+/// (dy / eps where the norm is clamped).
+Kernel l2NormalizeGrad(L2NormalizeGradOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t d = x.getShape().back();
+  std::string body = subst(R"(const T *xr = x + i * $D, *dyr = dy + i * $D;
+T ss = 0;
+for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+const T norm = sqrt(ss);
+if (norm > $EPS) {
+  T dot = 0;
+  for (int64_t d = 0; d < $D; ++d) dot += dyr[d] * xr[d];
+  dot /= norm;
+  for (int64_t d = 0; d < $D; ++d) y[i * $D + d] = (dyr[d] - xr[d] / norm * dot) / norm;
+} else {
+  for (int64_t d = 0; d < $D; ++d) y[i * $D + d] = dyr[d] / $EPS;
+}
+)", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
+  return makeKernel(op, {"x", "dy"}, x.getNumElements() / d, body);
+}
+
+/// gather: x[B, W], indices[N] -> y[N, W]; out-of-range indices read zero.
+Kernel gather(GatherOp op) {
+  auto x = typeOf(op.getInput());
+  int64_t b = x.getDimSize(0), w = x.getNumElements() / b;
+  std::string body = subst(R"(const int64_t e = i % $W, n = i / $W;
+const int64_t src = (int64_t)indices[n];
+y[i] = (src >= 0 && src < $B) ? x[src * $W + e] : 0;
+)", {{"W", num(w)}, {"B", num(b)}});
+  return makeKernel(op, {"x", "indices"}, typeOf(op.getResult()).getNumElements(), body);
+}
+
+/// sample_negatives: sim[B, B], uniform[B] -> y[B]. Row r draws column j != r
+/// with probability softmax(sim[r])_j renormalised without r: the inverse
+/// transform of uniform[r] over the cumulative weights. The positive r is
+/// never drawn.
+Kernel sampleNegatives(SampleNegativesOp op) {
+  int64_t b = typeOf(op.getSimilarity()).getDimSize(0);
+  std::string body = subst(R"(const T *row = sim + i * $B;
+T m = -INFINITY;
+for (int64_t j = 0; j < $B; ++j) if (j != i && row[j] > m) m = row[j];
+T total = 0;
+for (int64_t j = 0; j < $B; ++j) if (j != i) total += exp(row[j] - m);
+const T target = uniform[i] * total;
+T acc = 0;
+int64_t pick = i == 0 ? 1 : 0;
+for (int64_t j = 0; j < $B; ++j) {
+  if (j == i) continue;
+  pick = j;
+  acc += exp(row[j] - m);
+  if (acc > target) break;
+}
+y[i] = (int32_t)pick;
+)", {{"B", num(b)}});
+  return makeKernel(op, {"sim", "uniform"}, b, body);
 }
 
 /// linear_grad_input: dy[M,N], w[N,K] -> dx[M,K]; one row m per work item,
@@ -1125,7 +1278,7 @@ std::map<std::string, std::string> attentionVars(OpT op, Value q, Value k) {
   int64_t s = qt.getDimSize(1), skv = kt.getDimSize(1), h = op.getNumHeads();
   int64_t hkv = op.getNumKvHeads(), dh = qt.getDimSize(2) / h;
   int64_t prefix = op.getLayoutAttr() ? op.getLayoutAttr().getSizes()[0] : 0;
-  return {{"LEN", op.getLength() ? "(int64_t)length[0]" : num(skv)}, {"S", num(s)}, {"SKV", num(skv)},
+  return {{"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
           {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
           {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(prefix)},
           {"SCALE", flt(op.getScale().convertToDouble())}};
@@ -1276,6 +1429,16 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](ReduceSumOp o) { return reduceSum(o); })
       .Case([](FillOp o) { return fill(o); })
       .Case([](ConstantOp o) { return constant(o); })
+      .Case([](IotaOp o) { return iota(o); })
+      .Case([](DivOp o) { return div(o); })
+      .Case([](ReshapeOp o) { return reshape(o); })
+      .Case([](TransposeOp o) { return transpose(o); })
+      .Case([](ReduceMaxOp o) { return reduceMax(o); })
+      .Case([](ReduceMaxGradOp o) { return reduceMaxGrad(o); })
+      .Case([](L2NormalizeOp o) { return l2Normalize(o); })
+      .Case([](L2NormalizeGradOp o) { return l2NormalizeGrad(o); })
+      .Case([](GatherOp o) { return gather(o); })
+      .Case([](SampleNegativesOp o) { return sampleNegatives(o); })
       .Case([](LinearGradInputOp o) { return linearGradInput(o); })
       .Case([](LinearGradWeightOp o) { return linearGradWeight(o); })
       .Case([](ReduceToOp o) { return reduceTo(o); })

@@ -16,6 +16,12 @@
 //   blip2     (stage data "image_caption"): image (BLIP-2's query positions
 //             come first), BOS, caption, "\n"; loss on the caption and the
 //             "\n". Records may also be {"image": ..., "caption": ...}.
+//   qformer_text (stage data "image_text", BLIP-2's stage 1): the Q-Former's
+//             text, [CLS] caption "\n" (no image positions: the queries are
+//             the model's own), truncated to the Q-Former's text length with
+//             a warning; targets the next token of each text position (ITG).
+//             A batch of these is one call of the stage's entry
+//             (stage1Args).
 //   vicuna_v1 (stage data "conversation"): BOS, SYSTEM + " USER: " + human +
 //             " ASSISTANT:", then " " + gpt, "</s>"; later turns "USER: " +
 //             human + " ASSISTANT:", " " + gpt, "</s>". Loss on each gpt
@@ -88,9 +94,10 @@ std::vector<ConversationRecord> parseConversations(const std::string &jsonText, 
 /// How a record becomes a sample. PatchLabels is no chat template: the image
 /// alone, with the record's "patch_labels" as the targets (one per patch),
 /// for an entry taking (pixel_values, patch_labels).
-enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2 };
+enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, QFormerText };
 /// "caption" -> Plain, "conversation" -> VicunaV1, "patch_labels" ->
-/// PatchLabels, "image_caption" -> Blip2; throws for anything else.
+/// PatchLabels, "image_caption" -> Blip2, "image_text" -> QFormerText;
+/// throws for anything else.
 ChatTemplate chatTemplateForData(const std::string &dataKind);
 const char *chatTemplateName(ChatTemplate t);
 /// The chat template NAME ("vicuna_v1", "plain", "blip2") names; an empty
@@ -103,6 +110,10 @@ extern const char *const kVicunaSystem;
 struct SampleFormat {
   LlavaShape shape; // image size and positions, compiled length, image/pad ids
   int32_t bos = 1;
+  // BLIP-2's Q-Former text side (qformer_config), where the model has one:
+  int64_t textLength = 0; // max_position_embeddings: the compiled text length
+  int32_t cls = 0;        // cls_token_id
+  int64_t queries = 0;    // num_query_tokens
 };
 /// Reads the shape from MODEL (llavaShape) and BOS from TOKENIZER. Throws if
 /// the tokenizer has no BOS token.
@@ -146,6 +157,18 @@ TrainingSample buildSample(const ConversationRecord &record, ChatTemplate t, con
 /// length (pad id / -100), and the real length. Throws mm::Error naming the
 /// record and the image file if the image is missing or undecodable.
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format);
+
+/// A batched stage-1 entry's arguments for SAMPLES (exactly the entry's
+/// batch): pixel_values, input_ids and targets padded to the text length,
+/// length = queries + text length, and the two rows of uniform numbers that
+/// draw the ITM hard negatives. Throws mm::Error naming the record for a
+/// missing or undecodable image, and naming the entry if its arguments are
+/// not these.
+std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<const TrainingSample *> &samples,
+                                   const SampleFormat &format, const std::vector<float> &negativeTextUniform,
+                                   const std::vector<float> &negativeImageUniform);
+/// The batch a stage-1 entry was compiled for (its input_ids' first axis).
+int64_t entryBatch(const EntrySpec &entry);
 
 } // namespace mm
 

@@ -33,8 +33,9 @@ struct TensorSpec {
 
 struct ParamSpec : TensorSpec {
   std::string group;
-  std::string init = "normal"; // zeros | ones | normal
-  double std = 0.0;
+  std::string init = "normal"; // zeros | ones | normal | constant
+  double std = 0.0;            // normal
+  double value = 0.0;          // constant
 };
 
 struct EntrySpec {

@@ -77,7 +77,8 @@ def MM_SeqLayoutAttr : MM_Attr<"SeqLayout", "seq_layout"> {
 def MM_InitKind : I32EnumAttr<"InitKind", "how a parameter is initialised", [
     I32EnumAttrCase<"Zeros", 0, "zeros">,
     I32EnumAttrCase<"Ones", 1, "ones">,
-    I32EnumAttrCase<"Normal", 2, "normal">]> {
+    I32EnumAttrCase<"Normal", 2, "normal">,
+    I32EnumAttrCase<"Constant", 3, "constant">]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mm";
 }
@@ -86,12 +87,14 @@ def MM_InitAttr : MM_Attr<"Init", "init"> {
   let summary = "parameter initialiser";
   let description = [{
     How `mmrun` initialises a parameter from a seed when no weights are
-    loaded: `zeros`, `ones`, or `normal` with the given standard deviation
-    (mean 0).
+    loaded: `zeros`, `ones`, `normal` with the given standard deviation
+    (mean 0), or `constant` with the given value (BLIP-2's ITC
+    temperature starts at 0.07).
 
-    Examples: `#mm.init<zeros>`, `#mm.init<normal, 0.02>`
+    Examples: `#mm.init<zeros>`, `#mm.init<normal, 0.02>`, `#mm.init<constant, 0.07>`
   }];
-  let parameters = (ins "::mm::InitKind":$kind, APFloatParameter<"standard deviation (normal only)">:$scale);
+  let parameters = (ins "::mm::InitKind":$kind,
+                        APFloatParameter<"standard deviation (normal) or value (constant)">:$scale);
   let hasCustomAssemblyFormat = 1;
 }
 

@@ -439,10 +439,10 @@ def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPO
   let description = [{
     `softmax(q k^T * scale + mask) v` per head, with grouped K/V heads when
     `num_kv_heads < num_heads` (head `h` reads K/V head `h / (H / Hkv)`).
-    The optional `length` (a scalar i32) is the number of real keys: keys
-    at or past it are masked for every mask kind (padding; and, decoding
-    against a KV cache, the positions not yet written); without it every key
-    is real. The `padding` kind requires it. `layout` names the sequence's segments
+    The optional `length` (a scalar i32, or one per batch row: `[B]` i32) is
+    the number of real keys: keys at or past it are masked for every mask
+    kind (padding; and, decoding against a KV cache, the positions not yet
+    written); without it every key is real. The `padding` kind requires it. `layout` names the sequence's segments
     where the mask kind needs them (see `#mm.mask`). The score matrix is
     never materialised by the generated kernels (online softmax).
     Shapes: q `[B, S, H*Dh]`, k and v `[B, Skv, Hkv*Dh]`, result like q;
@@ -456,7 +456,7 @@ def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPO
     ```
   }];
   let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
-                       Optional<0DTensorOf<[I32]>>:$length,
+                       Optional<MM_I32Tensor>:$length,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads,
                        MM_MaskAttr:$mask, F64Attr:$scale,
                        OptionalAttr<MM_SeqLayoutAttr>:$layout);
@@ -474,15 +474,17 @@ def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPO
 def MM_ConcatOp : MM_Op<"concat", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "concatenation of two tensors along one axis";
   let description = [{
-    Shapes agree except along `axis`, where the result has the sum.
+    Shapes agree except along `axis`, where the result has the sum; both
+    operands have the result's element type (i32 too: BLIP-2's ITM batch
+    joins token ids and lengths).
 
     Example:
     ```mlir
     %y = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x16xf32>, tensor<1x64x16xf32>) -> tensor<1x65x16xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$lhs, MM_F32Tensor:$rhs, I64Attr:$axis);
-  let results = (outs MM_F32Tensor:$result);
+  let arguments = (ins MM_AnyTensor:$lhs, MM_AnyTensor:$rhs, I64Attr:$axis);
+  let results = (outs MM_AnyTensor:$result);
   let assemblyFormat = "$lhs `,` $rhs attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
@@ -558,7 +560,10 @@ def MM_CrossEntropyOp : MM_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
     `sum over positions t with targets[t] != ignore_index of
     logsumexp(logits[t]) - logits[t, targets[t]]`. The sum (not the mean):
     the runtime divides by the number of counted targets over a whole
-    optimizer step. Probabilities are never materialised.
+    optimizer step. With `mean`, the sum divided by the number of counted
+    positions (0 when there are none), for a loss entry that sums losses
+    of different kinds (BLIP-2's stage 1). Probabilities are never
+    materialised.
     Shapes: logits `[..., V]`, targets `[...]` (i32), result a scalar.
 
     Example:
@@ -568,7 +573,7 @@ def MM_CrossEntropyOp : MM_Op<"cross_entropy", [Pure, DeclareOpInterfaceMethods<
     ```
   }];
   let arguments = (ins MM_F32Tensor:$logits, MM_I32Tensor:$targets,
-                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index, UnitAttr:$mean);
   let results = (outs MM_Scalar:$result);
   let assemblyFormat = "$logits `,` $targets attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
@@ -587,6 +592,133 @@ def MM_ReduceSumOp : MM_Op<"reduce_sum", [Pure, DeclareOpInterfaceMethods<MM_VJP
   let hasVerifier = 1;
 }
 
+def MM_DivOp : MM_Op<"div", [Pure, SameOperandsAndResultType, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "elementwise division";
+  let description = [{
+    Elementwise `y = a / b` of two tensors of one static shape (broadcast
+    first with `mm.broadcast`): BLIP-2's ITC similarities over the learnable
+    temperature.
+
+    Example: `%y = mm.div %sim, %temp : tensor<8x8xf32>`
+  }];
+  let arguments = (ins MM_F32Tensor:$lhs, MM_F32Tensor:$rhs);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$lhs `,` $rhs attr-dict `:` type($result)";
+}
+
+def MM_ReshapeOp : MM_Op<"reshape", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "the same elements in another static shape";
+  let description = [{
+    Row-major order is kept; only the shape changes (the element counts
+    must agree). BLIP-2's ITC drops the text features' one-long sequence
+    axis, `[B, 1, E] -> [B, E]`.
+
+    Example: `%y = mm.reshape %x : (tensor<8x1x64xf32>) -> tensor<8x64xf32>`
+  }];
+  let arguments = (ins MM_AnyTensor:$input);
+  let results = (outs MM_AnyTensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_TransposeOp : MM_Op<"transpose", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "swap the last two axes";
+  let description = [{
+    `y[..., j, i] = x[..., i, j]`: BLIP-2's text-to-image similarities are
+    the transpose of the image-to-text ones.
+    Shapes: x `[..., M, N]`, result `[..., N, M]`.
+
+    Example: `%t = mm.transpose %s : (tensor<8x4xf32>) -> tensor<4x8xf32>`
+  }];
+  let arguments = (ins MM_F32Tensor:$input);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_ReduceMaxOp : MM_Op<"reduce_max", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "the maximum along one axis";
+  let description = [{
+    `y[o, i] = max over j of x[o, j, i]` along `axis` (which the result
+    drops). Its gradient goes to the first position holding the maximum:
+    BLIP-2's image-text similarity is the best match over the query tokens.
+
+    Example: `%m = mm.reduce_max %s {axis = 1 : i64} : (tensor<8x32x8xf32>) -> tensor<8x8xf32>`
+  }];
+  let arguments = (ins MM_F32Tensor:$input, I64Attr:$axis);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_L2NormalizeOp : MM_Op<"l2_normalize", [Pure, AllTypesMatch<["input", "result"]>,
+    DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+  let summary = "scale each row to unit Euclidean length";
+  let description = [{
+    `y = x / max(||x||, eps)` over the last axis (PyTorch's
+    `F.normalize(x, dim=-1)`): BLIP-2's ITC features.
+
+    Example: `%n = mm.l2_normalize %f {eps = 1.0e-12 : f64} : tensor<8x32x64xf32>`
+  }];
+  let arguments = (ins MM_F32Tensor:$input, DefaultValuedAttr<F64Attr, "1.0e-12">:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input attr-dict `:` type($result)";
+}
+
+def MM_GatherOp : MM_Op<"gather", [Pure]> {
+  let summary = "rows of a tensor picked by run-time indices along its first axis";
+  let description = [{
+    `y[n, ...] = x[indices[n], ...]`; an index outside `[0, B)` reads
+    zeros. BLIP-2's ITM batch takes its hard-negative images, texts and
+    text lengths this way. No gradient: mm-autodiff refuses a gather whose
+    input a trainable parameter reaches (stage 1 gathers frozen image
+    features and token ids only).
+    Shapes: x `[B, ...]` (f32 or i32), indices `[N]` (i32), result `[N, ...]`.
+
+    Example:
+    ```mlir
+    %neg = mm.gather %image, %idx : (tensor<8x65x128xf32>, tensor<8xi32>) -> tensor<8x65x128xf32>
+    ```
+  }];
+  let arguments = (ins MM_AnyTensor:$input, MM_I32Tensor:$indices);
+  let results = (outs MM_AnyTensor:$result);
+  let assemblyFormat = "$input `,` $indices attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_SampleNegativesOp : MM_Op<"sample_negatives", [Pure]> {
+  let summary = "one hard negative per row, drawn from the row's similarities";
+  let description = [{
+    For each row `r` of the similarities `sim[B, B]`, draws a column
+    `j != r` with probability `softmax(sim[r, :])_j` renormalised over the
+    columns other than `r` (BLIP-2's ITM hard negatives: the positive is
+    never drawn), by inverse transform of `uniform[r]` in `[0, 1)`. The
+    caller supplies the uniform numbers, so a step is a pure function of
+    its inputs. Needs `B >= 2`. Integer result: no gradient.
+
+    Example:
+    ```mlir
+    %neg = mm.sample_negatives %sim, %u : (tensor<8x8xf32>, tensor<8xf32>) -> tensor<8xi32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$similarity, MM_F32Tensor:$uniform);
+  let results = (outs MM_I32Tensor:$result);
+  let assemblyFormat = "$similarity `,` $uniform attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
+}
+
+def MM_IotaOp : MM_Op<"iota", [Pure]> {
+  let summary = "0, 1, ..., N-1";
+  let description = [{
+    An i32 vector counting from 0: the in-batch targets of BLIP-2's ITC
+    (image `i` matches text `i`).
+
+    Example: `%t = mm.iota : tensor<8xi32>`
+  }];
+  let results = (outs 1DTensorOf<[I32]>:$result);
+  let assemblyFormat = "attr-dict `:` type($result)";
+}
+
 //===----------------------------------------------------------------------===//
 // Backward ops (emitted by mm-autodiff; each one's kernel sits beside its
 // forward op's in compiler/lib/Target/KernelBuilder.cpp)
@@ -596,12 +728,14 @@ def MM_ConstantOp : MM_Op<"constant", [Pure]> {
   let summary = "a tensor with every element equal to one value";
   let description = [{
     Seeds the backward pass (`1` for the loss) and stands for the gradient
-    of a parameter the loss does not reach (`0`).
+    of a parameter the loss does not reach (`0`). An i32 constant must hold
+    an integer value (class labels: BLIP-2's ITM targets).
 
     Example: `%one = mm.constant {value = 1.0 : f64} : tensor<f32>`
   }];
   let arguments = (ins F64Attr:$value);
-  let results = (outs MM_F32Tensor:$result);
+  let results = (outs MM_AnyTensor:$result);
+  let hasVerifier = 1;
   let assemblyFormat = "attr-dict `:` type($result)";
 }
 
@@ -609,7 +743,8 @@ def MM_CrossEntropyGradOp : MM_Op<"cross_entropy_grad", [Pure]> {
   let summary = "gradient of mm.cross_entropy with respect to the logits";
   let description = [{
     `dlogits[t] = dloss * (softmax(logits[t]) - onehot(targets[t]))` for
-    counted positions, zero for ignored ones.
+    counted positions, zero for ignored ones; with `mean`, divided by the
+    number of counted positions.
 
     Example:
     ```mlir
@@ -618,7 +753,7 @@ def MM_CrossEntropyGradOp : MM_Op<"cross_entropy_grad", [Pure]> {
     ```
   }];
   let arguments = (ins MM_F32Tensor:$logits, MM_I32Tensor:$targets, MM_Scalar:$grad,
-                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
+                       DefaultValuedAttr<I64Attr, "-100">:$ignore_index, UnitAttr:$mean);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = "$logits `,` $targets `,` $grad attr-dict `:` functional-type(operands, results)";
 }
@@ -926,11 +1061,12 @@ def MM_AttentionStatsOp : MM_Op<"attention_stats", [Pure]> {
         : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>) -> tensor<1x4x8xf32>
     ```
   }];
-  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, Optional<0DTensorOf<[I32]>>:$length,
+  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, Optional<MM_I32Tensor>:$length,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
                        OptionalAttr<MM_SeqLayoutAttr>:$layout);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = "$query `,` $key (`,` $length^)? attr-dict `:` functional-type(operands, results)";
+  let hasVerifier = 1;
 }
 
 class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]> {
@@ -950,13 +1086,14 @@ class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]>
   }];
   let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
                        MM_F32Tensor:$grad, MM_F32Tensor:$out, MM_F32Tensor:$lse,
-                       Optional<0DTensorOf<[I32]>>:$length,
+                       Optional<MM_I32Tensor>:$length,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
                        OptionalAttr<MM_SeqLayoutAttr>:$layout);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = [{
     $query `,` $key `,` $value `,` $grad `,` $out `,` $lse (`,` $length^)? attr-dict `:` functional-type(operands, results)
   }];
+  let hasVerifier = 1;
 }
 
 def MM_AttentionGradQueryOp : MM_AttentionGradOp<"attention_grad_query", "queries">;
@@ -1013,6 +1150,38 @@ def MM_CacheReadOp : MM_Op<"cache_read", [Pure]> {
 //===----------------------------------------------------------------------===//
 // Fused ops: what mm-fuse makes of chains of the ops above
 //===----------------------------------------------------------------------===//
+
+def MM_ReduceMaxGradOp : MM_Op<"reduce_max_grad", [Pure]> {
+  let summary = "gradient of mm.reduce_max";
+  let description = [{
+    `dx[o, j, i] = dy[o, i]` at the first `j` where `x[o, j, i]` is the
+    maximum, zero elsewhere. Attributes as `mm.reduce_max`.
+
+    Example:
+    ```mlir
+    %dx = mm.reduce_max_grad %x, %dy {axis = 1 : i64} : (tensor<8x32x8xf32>, tensor<8x8xf32>) -> tensor<8x32x8xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$grad, I64Attr:$axis);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $grad attr-dict `:` functional-type(operands, results)";
+}
+
+def MM_L2NormalizeGradOp : MM_Op<"l2_normalize_grad", [Pure]> {
+  let summary = "gradient of mm.l2_normalize";
+  let description = [{
+    With `n = max(||x||, eps)` and `y = x / n` per row:
+    `dx = (dy - y (dy . y)) / n` where `||x|| > eps`, else `dy / eps`.
+
+    Example:
+    ```mlir
+    %dx = mm.l2_normalize_grad %x, %dy {eps = 1.0e-12 : f64} : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<8x64xf32>
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$input, MM_F32Tensor:$grad, F64Attr:$eps);
+  let results = (outs MM_F32Tensor:$result);
+  let assemblyFormat = "$input `,` $grad attr-dict `:` functional-type(operands, results)";
+}
 
 def MM_FusedLinearOp : MM_Op<"fused_linear", [Pure, AttrSizedOperandSegments]> {
   let summary = "y = residual + act(x W^T + b): a linear layer with its epilogue";
