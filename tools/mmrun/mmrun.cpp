@@ -5,6 +5,7 @@
 //   mmrun MODEL.so --save-init W.safetensors [--seed S]
 //   mmrun MODEL.so --train STAGE --data FILE.json [--image-dir DIR] ...   (mm/Trainer.h)
 //   mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] ...  (mm/Chat.h)
+//   mmrun MODEL.so --rank | --eval-retrieval ...                           (mm/Retrieval.h)
 //
 //===----------------------------------------------------------------------===//
 #include "mm/Chat.h"
@@ -12,6 +13,7 @@
 #include "mm/Llava.h"
 #include "mm/Model.h"
 #include "mm/Parameters.h"
+#include "mm/Retrieval.h"
 #include "mm/Tokenizer.h"
 #include "mm/Trainer.h"
 
@@ -40,7 +42,7 @@ const char *kForwardOptions =
     "  --tokens IDS      token ids; the image token id expands to the image's feature positions\n"
     "  --dump-logits F   write all logits as raw little-endian f32 [positions x vocabulary]\n"
     "  --save-init FILE  write the seeded initial weights\n";
-const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + mm::kChatUsage + mm::kEvalUsage + "\n" + kForwardOptions;
+const std::string kUsage = std::string(kForwardUsage) + mm::kTrainUsage + mm::kChatUsage + mm::kEvalUsage + mm::kRetrievalUsage + "\n" + kForwardOptions;
 
 struct Options {
   std::string model, mode, weights, saveInit, prompt, tokens, dumpLogits;
@@ -178,6 +180,9 @@ int main(int argc, char **argv) {
       return mm::runTraining(mm::parseTrainOptions(args));
     if (!help && std::count(args.begin(), args.end(), "--chat"))
       return mm::runChat(mm::parseChatOptions(args));
+    if (!help && (std::count(args.begin(), args.end(), "--rank") ||
+                  std::count(args.begin(), args.end(), "--eval-retrieval")))
+      return mm::runRetrieval(mm::parseRetrievalOptions(args));
     if (!help && std::count(args.begin(), args.end(), "--eval"))
       return mm::runEval(mm::parseEvalOptions(args));
     Options o = parse(argc, argv);

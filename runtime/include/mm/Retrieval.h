@@ -1,0 +1,74 @@
+//===- Retrieval.h - BLIP-2 image-text retrieval: ITC scores, ITM re-ranking -*- C++ -*-===//
+//
+// A BLIP-2 model with a stage-1 Q-Former text side has three retrieval
+// entries: `image_features` (an image's normalised ITC features, one per
+// query), `text_features` (a text's, from the [CLS] output of the text-only
+// pass) and `itm_scores` (the ITM head's logits for an image-text pair). The
+// ITC score of a pair is the best match over the queries,
+// max_q <image_q, text>; the ITM probability of a match is softmax(logits)[1].
+//
+//   mmrun MODEL.so --rank --image IMG --texts FILE [--weights W] [--rerank K]
+//       every line of FILE scored by ITC, the top K re-ranked by ITM;
+//   mmrun MODEL.so --eval-retrieval --data FILE.json --image-dir DIR [--weights W] [--rerank K]
+//       recall@1 and @5 image->text and text->image over a set of
+//       image-caption records (each record's caption is its image's match).
+//
+//===----------------------------------------------------------------------===//
+#ifndef MM_RETRIEVAL_H
+#define MM_RETRIEVAL_H
+
+#include "mm/Data.h"
+#include "mm/Model.h"
+#include "mm/Parameters.h"
+#include "mm/Tokenizer.h"
+
+#include <string>
+#include <vector>
+
+namespace mm {
+
+/// The retrieval entries of a compiled BLIP-2 with its weights.
+class Retriever {
+public:
+  /// Throws mm::Error naming the library if it lacks the retrieval entries
+  /// or a Q-Former text side.
+  Retriever(const CompiledModel &model, const ParameterStore &params, const Tokenizer &tokenizer);
+  /// [queries x embed] normalised features of an image file.
+  std::vector<float> imageFeatures(const std::string &imagePath) const;
+  /// [embed] normalised features of TEXT ([CLS] text "\n", truncated to the
+  /// Q-Former's text length).
+  std::vector<float> textFeatures(const std::string &text) const;
+  /// max over queries of <image_q, text>.
+  float itcScore(const std::vector<float> &image, const std::vector<float> &text) const;
+  /// The ITM probability that TEXT describes the image.
+  float itmMatch(const std::string &imagePath, const std::string &text) const;
+  int64_t queries() const { return queries_; }
+  int64_t embed() const { return embed_; }
+
+private:
+  std::vector<int32_t> textIds(const std::string &text) const;
+  const CompiledModel &model_;
+  const ParameterStore &params_;
+  const Tokenizer &tokenizer_;
+  SampleFormat format_;
+  int64_t queries_ = 0, embed_ = 0;
+};
+
+struct RetrievalOptions {
+  std::string model, weights, image, texts, data, imageDir;
+  bool evaluate = false; // --eval-retrieval (else --rank)
+  int rerank = 5;        // how many of the ITC ranking ITM re-scores
+  int64_t limit = 0;     // --limit N records (evaluation)
+};
+extern const char *const kRetrievalUsage;
+RetrievalOptions parseRetrievalOptions(const std::vector<std::string> &args);
+int runRetrieval(const RetrievalOptions &options);
+
+/// Recall@K of a score matrix SCORES[query][candidate] whose correct
+/// candidate for query i is i: the fraction of queries whose candidate i is
+/// among the K highest (ties count against it).
+double recallAtK(const std::vector<std::vector<float>> &scores, int k);
+
+} // namespace mm
+
+#endif // MM_RETRIEVAL_H
