@@ -1,20 +1,23 @@
 #!/usr/bin/env bash
 # BLIP-2 end to end at a small size, on built-in defaults: set up and build;
 # generate synthetic scenes with their image-caption pairs; compile the tiny
-# BLIP-2 (models/blip2-tiny.mlir); pre-train its OPT on the captions and its
-# ViT on per-patch labels (the tiny parts start from random weights), then
-# BLIP-2's stage 2 (Q-Former + projection through the frozen OPT) with
-# mmrun --train; score captions of held-out scenes object by object; and end
-# with a caption of a held-out image. Everything lands in out-blip2/.
+# BLIP-2 (models/blip2-tiny.mlir); pre-train its ViT on per-patch labels and
+# its OPT on the captions (the tiny parts start from random weights), then
+# BLIP-2's stage 1 (ITC + ITM + ITG over the Q-Former, ViT frozen, no LLM)
+# and stage 2 (Q-Former + projection through the frozen OPT) with
+# mmrun --train; measure retrieval (recall@1/@5) and score captions of
+# held-out scenes object by object; and end with a caption of a held-out
+# image and a ranking of captions for it. Everything lands in out-blip2/.
 #   MM_SCENES=N MM_BATCH=B MM_OUT=DIR MM_STEPS_<STAGE>=K bash scripts/run_blip2.sh
-# Not here yet: BLIP-2's stage 1 (ITC, ITM, ITG) and retrieval.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 bash scripts/build.sh >/dev/null
 SCENES=${MM_SCENES:-3000}
 BATCH=${MM_BATCH:-8}
-declare -A DEFAULT_STEPS=([pretrain_llm]=150 [pretrain_vision]=2000 [stage2]=600)
+declare -A DEFAULT_STEPS=([pretrain_llm]=150 [pretrain_vision]=2000 [stage1]=600 [stage2]=600)
+# Stage 1's entry takes its batch in one call (in-batch negatives): the batch it was compiled for.
+declare -A STAGE_BATCH=([stage1]=16)
 OUT=${MM_OUT:-out-blip2}
 mkdir -p "$OUT"
 B=./build/bin
@@ -27,14 +30,19 @@ $B/mmc compile models/blip2-tiny.mlir -o "$OUT/blip2-tiny.so"
 
 train() { # stage data init save
   local var="MM_STEPS_${1^^}"
-  local steps=${!var:-${DEFAULT_STEPS[$1]}}
-  echo "== train $1 ($steps steps of $BATCH samples)"
+  local steps=${!var:-${DEFAULT_STEPS[$1]}} batch=${STAGE_BATCH[$1]:-$BATCH}
+  echo "== train $1 ($steps steps of $batch samples)"
   $B/mmrun "$OUT/blip2-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$steps" \
-    --batch "$BATCH" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
+    --batch "$batch" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
 }
 train pretrain_vision "$OUT/data/patches.json" "" "$OUT/pretrain_vision.safetensors"
 train pretrain_llm "$OUT/data/image_captions.json" "$OUT/pretrain_vision.safetensors" "$OUT/pretrain_llm.safetensors"
-train stage2 "$OUT/data/image_captions.json" "$OUT/pretrain_llm.safetensors" "$OUT/stage2.safetensors"
+train stage1 "$OUT/data/image_captions.json" "$OUT/pretrain_llm.safetensors" "$OUT/stage1.safetensors"
+train stage2 "$OUT/data/image_captions.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
+
+echo "== retrieval on held-out scenes (ITC, then ITM re-ranking of the top 5)"
+$B/mmrun "$OUT/blip2-tiny.so" --eval-retrieval --weights "$OUT/stage2.safetensors" \
+  --data "$OUT/data/eval_captions.json" --image-dir "$OUT/data"
 
 echo "== caption held-out scenes (correct = exactly the scene's objects, by colour and shape)"
 $B/mmrun "$OUT/blip2-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval_captions.json" \
@@ -44,3 +52,7 @@ IMAGE=$(ls "$OUT"/data/images/eval_*.png | head -n 1)
 echo "== caption of the held-out image $IMAGE"
 $B/mmrun "$OUT/blip2-tiny.so" --chat --weights "$OUT/stage2.safetensors" --image "$IMAGE" --prompt "" \
   --max-new-tokens 40
+echo "== held-out captions ranked for $IMAGE (ITC, top 5 re-ranked by ITM)"
+grep -o '"caption": "[^"]*"' "$OUT/data/eval_captions.json" | head -n 8 | sed 's/^"caption": "//; s/"$//' \
+  > "$OUT/rank-texts.txt"
+$B/mmrun "$OUT/blip2-tiny.so" --rank --weights "$OUT/stage2.safetensors" --image "$IMAGE" --texts "$OUT/rank-texts.txt"

@@ -118,6 +118,39 @@ TEST(Data, Blip2TemplateIdsAndTargets) {
   EXPECT_EQ(sc.targets, s.targets);
 }
 
+TEST(Data, QFormerTextIdsTargetsAndTruncation) {
+  // COM: BLIP-2 stage 1's text: [CLS] caption "\n", no image positions; every text position
+  // COM: predicts the next one (ITG; the entry swaps [CLS] for [DEC]).
+  mm::SampleFormat f = format();
+  f.textLength = 8;
+  f.cls = BOS;
+  f.queries = 4;
+  mm::ConversationRecord r = parseOne(R"({"id": "q1", "image": "x.png", "caption": "A cat"})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::QFormerText, tokenizer(), f, "/imgs");
+  std::vector<int32_t> ids = {BOS};
+  append(ids, bytes("A cat\n"));
+  EXPECT_EQ(s.inputIds, ids);
+  std::vector<int32_t> t = bytes("A cat\n");
+  t.push_back(IGN);
+  EXPECT_EQ(s.targets, t);
+  EXPECT_FALSE(s.truncated());
+  EXPECT_EQ(mm::chatTemplateForData("image_text"), mm::ChatTemplate::QFormerText);
+  // COM: A caption longer than the Q-Former's text length: truncated, with a warning naming the record.
+  mm::ConversationRecord longer = parseOne(R"({"id": "q2", "image": "x.png", "caption": "A red circle."})");
+  std::ostringstream warnings;
+  mm::TrainingSample l = mm::buildSample(longer, mm::ChatTemplate::QFormerText, tokenizer(), f, "/imgs", &warnings);
+  EXPECT_TRUE(l.truncated());
+  EXPECT_EQ(l.inputIds.size(), 8u);
+  EXPECT_EQ(l.targets.back(), IGN);
+  EXPECT_NE(warnings.str().find("record 0 (id 'q2'): caption of 14 tokens (with the closing newline) is longer than "
+                                "the Q-Former's text length 8"),
+            std::string::npos)
+      << warnings.str();
+  // COM: A model without a Q-Former text side cannot take image-text data.
+  std::string e = errorOf([&] { mm::buildSample(r, mm::ChatTemplate::QFormerText, tokenizer(), format(), "/imgs"); });
+  EXPECT_NE(e.find("needs a model with a Q-Former text side"), std::string::npos) << e;
+}
+
 TEST(Data, ImageCaptionRecords) {
   // COM: {"image", "caption"} (BLIP-2's data) parses into a human turn holding the image and a gpt turn.
   mm::ConversationRecord r = parseOne(R"({"image": "x.png", "caption": "A red circle."})");
