@@ -205,6 +205,13 @@ bool maskAllows(Mask m, int64_t q, int64_t k, int64_t length, int64_t prefixLen)
 void attention(const float* q, const float* k, const float* v, float* y, int64_t B, int64_t S,
                int64_t H, int64_t Hkv, int64_t Dh, Mask mask, int64_t length, int64_t prefixLen,
                float scale) {
+  const std::vector<int64_t> lengths(B, length);
+  attentionRowLengths(q, k, v, y, B, S, H, Hkv, Dh, mask, lengths.data(), prefixLen, scale);
+}
+
+void attentionRowLengths(const float* q, const float* k, const float* v, float* y, int64_t B,
+                         int64_t S, int64_t H, int64_t Hkv, int64_t Dh, Mask mask,
+                         const int64_t* lengths, int64_t prefixLen, float scale) {
   require(Hkv > 0 && H % Hkv == 0, "attention: H must be a multiple of Hkv");
   const int64_t group = H / Hkv;
   const int64_t qStride = H * Dh, kvStride = Hkv * Dh;
@@ -212,6 +219,7 @@ void attention(const float* q, const float* k, const float* v, float* y, int64_t
   std::vector<char> allowed(S);
   std::vector<double> acc(Dh);
   for (int64_t b = 0; b < B; ++b) {
+    const int64_t length = lengths[b];
     for (int64_t h = 0; h < H; ++h) {
       const int64_t kh = h / group;
       for (int64_t i = 0; i < S; ++i) {
@@ -306,6 +314,159 @@ void broadcastTo(const float* x, float* y, const std::vector<int64_t>& inShape,
       if (++idx[i] < outShape[i]) break;
       idx[i] = 0;
     }
+  }
+}
+
+void concat(const int32_t* a, const int32_t* b, int32_t* y, int64_t outer, int64_t na, int64_t nb,
+            int64_t inner) {
+  const int64_t n = na + nb;
+  for (int64_t o = 0; o < outer; ++o) {
+    std::copy(a + o * na * inner, a + (o + 1) * na * inner, y + o * n * inner);
+    std::copy(b + o * nb * inner, b + (o + 1) * nb * inner, y + (o * n + na) * inner);
+  }
+}
+
+void div(const float* a, const float* b, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; ++i)
+    y[i] = static_cast<float>(static_cast<double>(a[i]) / static_cast<double>(b[i]));
+}
+
+void transposeLast2(const float* x, float* y, int64_t outer, int64_t M, int64_t N) {
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < M; ++i)
+      for (int64_t j = 0; j < N; ++j) y[(o * N + j) * M + i] = x[(o * M + i) * N + j];
+}
+
+void reduceMax(const float* x, float* y, int64_t outer, int64_t J, int64_t inner) {
+  require(J > 0, "reduceMax: empty axis");
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      float m = x[o * J * inner + i];
+      for (int64_t j = 1; j < J; ++j) m = std::max(m, x[(o * J + j) * inner + i]);
+      y[o * inner + i] = m;
+    }
+}
+
+void reduceMaxGrad(const float* x, const float* dy, float* dx, int64_t outer, int64_t J,
+                   int64_t inner) {
+  require(J > 0, "reduceMaxGrad: empty axis");
+  for (int64_t o = 0; o < outer; ++o)
+    for (int64_t i = 0; i < inner; ++i) {
+      int64_t best = 0;
+      for (int64_t j = 0; j < J; ++j) {
+        if (x[(o * J + j) * inner + i] > x[(o * J + best) * inner + i]) best = j;
+        dx[(o * J + j) * inner + i] = 0.0f;
+      }
+      dx[(o * J + best) * inner + i] = dy[o * inner + i];
+    }
+}
+
+namespace {
+double rowNorm(const float* x, int64_t D) {
+  double ss = 0.0;
+  for (int64_t d = 0; d < D; ++d) ss += static_cast<double>(x[d]) * x[d];
+  return std::sqrt(ss);
+}
+}  // namespace
+
+void l2Normalize(const float* x, float* y, int64_t M, int64_t D, float eps) {
+  for (int64_t m = 0; m < M; ++m) {
+    const double n = std::max(rowNorm(x + m * D, D), static_cast<double>(eps));
+    for (int64_t d = 0; d < D; ++d) y[m * D + d] = static_cast<float>(x[m * D + d] / n);
+  }
+}
+
+void l2NormalizeGrad(const float* x, const float* dy, float* dx, int64_t M, int64_t D, float eps) {
+  for (int64_t m = 0; m < M; ++m) {
+    const float *xr = x + m * D, *dyr = dy + m * D;
+    const double norm = rowNorm(xr, D);
+    if (norm > static_cast<double>(eps)) {
+      double dot = 0.0;  // dy . y
+      for (int64_t d = 0; d < D; ++d) dot += static_cast<double>(dyr[d]) * xr[d] / norm;
+      for (int64_t d = 0; d < D; ++d) dx[m * D + d] = static_cast<float>((dyr[d] - xr[d] / norm * dot) / norm);
+    } else {
+      for (int64_t d = 0; d < D; ++d) dx[m * D + d] = static_cast<float>(dyr[d] / static_cast<double>(eps));
+    }
+  }
+}
+
+void gather(const float* x, const int32_t* idx, float* y, int64_t B, int64_t N, int64_t W) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t w = 0; w < W; ++w) y[n * W + w] = (idx[n] >= 0 && idx[n] < B) ? x[idx[n] * W + w] : 0.0f;
+}
+
+void gather(const int32_t* x, const int32_t* idx, int32_t* y, int64_t B, int64_t N, int64_t W) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t w = 0; w < W; ++w) y[n * W + w] = (idx[n] >= 0 && idx[n] < B) ? x[idx[n] * W + w] : 0;
+}
+
+void negativeProbabilities(const float* sim, int64_t B, int64_t r, double* p) {
+  require(B >= 2 && r >= 0 && r < B, "negativeProbabilities: needs B >= 2 and a row in [0, B)");
+  const float* row = sim + r * B;
+  double m = -INFINITY, total = 0.0;
+  for (int64_t j = 0; j < B; ++j)
+    if (j != r) m = std::max(m, static_cast<double>(row[j]));
+  for (int64_t j = 0; j < B; ++j) {
+    p[j] = j == r ? 0.0 : std::exp(row[j] - m);
+    total += p[j];
+  }
+  for (int64_t j = 0; j < B; ++j) p[j] /= total;
+}
+
+void sampleNegatives(const float* sim, const float* uniform, int32_t* y, int64_t B) {
+  std::vector<double> p(B);
+  for (int64_t r = 0; r < B; ++r) {
+    negativeProbabilities(sim, B, r, p.data());
+    double acc = 0.0;
+    int64_t pick = -1;
+    for (int64_t j = 0; j < B; ++j) {
+      if (j == r) continue;
+      pick = j;
+      acc += p[j];
+      if (acc > uniform[r]) break;
+    }
+    y[r] = static_cast<int32_t>(pick);
+  }
+}
+
+namespace {
+bool counted(int32_t t, int64_t V, int32_t ignoreIndex) { return t != ignoreIndex && t >= 0 && t < V; }
+}  // namespace
+
+float crossEntropy(const float* logits, const int32_t* targets, int64_t R, int64_t V,
+                   int32_t ignoreIndex, bool mean) {
+  double total = 0.0;
+  int64_t n = 0;
+  for (int64_t r = 0; r < R; ++r) {
+    if (!counted(targets[r], V, ignoreIndex)) continue;
+    const float* row = logits + r * V;
+    double m = row[0], sum = 0.0;
+    for (int64_t j = 1; j < V; ++j) m = std::max(m, static_cast<double>(row[j]));
+    for (int64_t j = 0; j < V; ++j) sum += std::exp(row[j] - m);
+    total += m + std::log(sum) - row[targets[r]];
+    ++n;
+  }
+  if (mean) total = n > 0 ? total / static_cast<double>(n) : 0.0;
+  return static_cast<float>(total);
+}
+
+void crossEntropyGrad(const float* logits, const int32_t* targets, float g, float* dlogits, int64_t R,
+                      int64_t V, int32_t ignoreIndex, bool mean) {
+  int64_t n = 0;
+  for (int64_t r = 0; r < R; ++r) n += counted(targets[r], V, ignoreIndex);
+  const double scale = mean && n > 0 ? static_cast<double>(g) / static_cast<double>(n) : g;
+  for (int64_t r = 0; r < R; ++r) {
+    float* out = dlogits + r * V;
+    if (!counted(targets[r], V, ignoreIndex)) {
+      std::fill(out, out + V, 0.0f);
+      continue;
+    }
+    const float* row = logits + r * V;
+    double m = row[0], sum = 0.0;
+    for (int64_t j = 1; j < V; ++j) m = std::max(m, static_cast<double>(row[j]));
+    for (int64_t j = 0; j < V; ++j) sum += std::exp(row[j] - m);
+    for (int64_t j = 0; j < V; ++j)
+      out[j] = static_cast<float>(scale * (std::exp(row[j] - m) / sum - (j == targets[r] ? 1.0 : 0.0)));
   }
 }
 

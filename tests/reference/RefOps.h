@@ -132,4 +132,66 @@ void slice(const float* x, float* y, int64_t outer, int64_t n, int64_t start, in
 void broadcastTo(const float* x, float* y, const std::vector<int64_t>& inShape,
                  const std::vector<int64_t>& outShape);
 
+// Attention with one real-key count per batch row: as `attention`, with
+// lengths[b] the `length` of batch row b (BLIP-2's stage 1 batches texts of
+// different lengths).
+void attentionRowLengths(const float* q, const float* k, const float* v, float* y, int64_t B,
+                         int64_t S, int64_t H, int64_t Hkv, int64_t Dh, Mask mask,
+                         const int64_t* lengths, int64_t prefixLen, float scale);
+
+// concat of int32 arrays (token ids, lengths); as the float concat.
+void concat(const int32_t* a, const int32_t* b, int32_t* y, int64_t outer, int64_t na, int64_t nb,
+            int64_t inner);
+
+// Elementwise a[n] / b[n] -> y[n] (y may equal a or b).
+void div(const float* a, const float* b, float* y, int64_t n);
+
+// Swap the last two axes: x[outer,M,N] -> y[outer,N,M], y[o,j,i] = x[o,i,j].
+void transposeLast2(const float* x, float* y, int64_t outer, int64_t M, int64_t N);
+
+// Maximum along one axis: x[outer,J,inner] -> y[outer,inner].
+void reduceMax(const float* x, float* y, int64_t outer, int64_t J, int64_t inner);
+
+// Its gradient: dx[outer,J,inner] is dy[o,i] at the first j holding the
+// maximum of x[o,:,i], zero elsewhere. x[outer,J,inner], dy[outer,inner].
+void reduceMaxGrad(const float* x, const float* dy, float* dx, int64_t outer, int64_t J,
+                   int64_t inner);
+
+// Row-wise L2 normalisation (PyTorch F.normalize(x, dim=-1, eps)):
+//   y = x / max(||x||, eps), x[M,D], y[M,D].
+void l2Normalize(const float* x, float* y, int64_t M, int64_t D, float eps);
+
+// Its gradient, with n = max(||x||, eps) and y = x / n per row:
+//   dx = (dy - y (dy . y)) / n where ||x|| > eps, dy / eps where the norm is clamped.
+//   x[M,D], dy[M,D], dx[M,D].
+void l2NormalizeGrad(const float* x, const float* dy, float* dx, int64_t M, int64_t D, float eps);
+
+// Rows picked by index along the first axis: x[B,W], idx[N] -> y[N,W],
+// y[n,:] = x[idx[n],:]; an index outside [0,B) gives a row of zeros.
+void gather(const float* x, const int32_t* idx, float* y, int64_t B, int64_t N, int64_t W);
+void gather(const int32_t* x, const int32_t* idx, int32_t* y, int64_t B, int64_t N, int64_t W);
+
+// The distribution mm.sample_negatives draws row r's negative from:
+//   p[j] = softmax(sim[r,:])_j renormalised over j != r; p[r] = 0.  sim[B,B], p[B].
+void negativeProbabilities(const float* sim, int64_t B, int64_t r, double* p);
+
+// One negative per row by inverse transform: row r picks the first column
+// j != r whose cumulative probability (columns in order, r left out) exceeds
+// uniform[r]; the last column other than r if none does (uniform near 1).
+//   sim[B,B], uniform[B] in [0,1), y[B]; B >= 2.
+void sampleNegatives(const float* sim, const float* uniform, int32_t* y, int64_t B);
+
+// Cross-entropy over rows: logits[R,V], targets[R].  A row counts unless its
+// target is ignoreIndex or outside [0,V).  Returns the sum over counted rows of
+// logsumexp(logits[r]) - logits[r,targets[r]]; with `mean`, that sum divided by
+// the number of counted rows (0 when none counts).
+float crossEntropy(const float* logits, const int32_t* targets, int64_t R, int64_t V,
+                   int32_t ignoreIndex, bool mean);
+
+// Its gradient times the scalar g: dlogits[r] = g * (softmax(logits[r]) -
+// onehot(targets[r])) for counted rows (divided by the number of counted rows
+// with `mean`), zeros for the others.  logits[R,V], targets[R], dlogits[R,V].
+void crossEntropyGrad(const float* logits, const int32_t* targets, float g, float* dlogits, int64_t R,
+                      int64_t V, int32_t ignoreIndex, bool mean);
+
 }  // namespace mm::ref

@@ -303,7 +303,7 @@ mm.model @dynamic_shape {
 
 mm.model @init_kind {
   mm.group @g
-  // expected-error @+1 {{unknown initialiser 'xavier'; expected zeros, ones or normal}}
+  // expected-error @+1 {{unknown initialiser 'xavier'; expected zeros, ones, normal or constant}}
   mm.param @"w" : tensor<4xf32> group @g init #mm.init<xavier>
 }
 
@@ -488,5 +488,167 @@ mm.model @conv_kernel {
     // expected-error @+1 {{kernel 5x5 does not fit the 2x2 input with padding 0}}
     %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 0 : i64} : (tensor<1x3x2x2xf32>, tensor<4x3x5x5xf32>) -> tensor<1x4x1x1xf32>
     mm.return %y : tensor<1x4x1x1xf32>
+  }
+}
+
+// -----
+
+mm.model @attention_length_rows {
+  mm.entry @f(%x: tensor<2x4x8xf32>, %len: tensor<3xi32>) -> tensor<2x4x8xf32> {
+    // COM: one length per batch row: 2, not 3.
+    // expected-error @+1 {{length must be a scalar or one per batch row [2], got 3}}
+    %a = mm.attention %x, %x, %x, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<padding>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<3xi32>) -> tensor<2x4x8xf32>
+    mm.return %a : tensor<2x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @attention_length_rank {
+  mm.entry @f(%x: tensor<2x4x8xf32>, %len: tensor<2x1xi32>) -> tensor<2x4x8xf32> {
+    // expected-error @+1 {{length must be a scalar or one per batch row [2], got 2x1}}
+    %a = mm.attention %x, %x, %x, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x1xi32>) -> tensor<2x4x8xf32>
+    mm.return %a : tensor<2x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @attention_stats_length {
+  mm.entry @f(%x: tensor<2x4x8xf32>, %len: tensor<4xi32>) -> tensor<2x1x4xf32> {
+    // expected-error @+1 {{length must be a scalar or one per batch row [2], got 4}}
+    %s = mm.attention_stats %x, %x, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<4xi32>) -> tensor<2x1x4xf32>
+    mm.return %s : tensor<2x1x4xf32>
+  }
+}
+
+// -----
+
+mm.model @attention_grad_length {
+  mm.entry @f(%x: tensor<2x4x8xf32>, %s: tensor<2x1x4xf32>, %len: tensor<1xi32>) -> tensor<2x4x8xf32> {
+    // expected-error @+1 {{length must be a scalar or one per batch row [2], got 1}}
+    %g = mm.attention_grad_key %x, %x, %x, %x, %x, %s, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x1x4xf32>, tensor<1xi32>) -> tensor<2x4x8xf32>
+    mm.return %g : tensor<2x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @concat_element_types {
+  mm.entry @f(%a: tensor<2x3xi32>, %b: tensor<2x2xf32>) -> tensor<2x5xi32> {
+    // expected-error @+1 {{operands and result must have one element type}}
+    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<2x3xi32>, tensor<2x2xf32>) -> tensor<2x5xi32>
+    mm.return %y : tensor<2x5xi32>
+  }
+}
+
+// -----
+
+mm.model @concat_result_element_type {
+  mm.entry @f(%a: tensor<2x3xf32>, %b: tensor<2x2xf32>) -> tensor<2x5xi32> {
+    // expected-error @+1 {{operands and result must have one element type}}
+    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<2x3xf32>, tensor<2x2xf32>) -> tensor<2x5xi32>
+    mm.return %y : tensor<2x5xi32>
+  }
+}
+
+// -----
+
+mm.model @constant_i32_fraction {
+  mm.entry @f() -> tensor<4xi32> {
+    // expected-error @+1 {{an i32 constant needs an integer value, got 5.000000e-01}}
+    %y = mm.constant {value = 0.5 : f64} : tensor<4xi32>
+    mm.return %y : tensor<4xi32>
+  }
+}
+
+// -----
+
+mm.model @transpose_result {
+  mm.entry @f(%x: tensor<2x8x4xf32>) -> tensor<2x8x4xf32> {
+    // expected-error @+1 {{result 2x8x4 should be 2x4x8}}
+    %y = mm.transpose %x : (tensor<2x8x4xf32>) -> tensor<2x8x4xf32>
+    mm.return %y : tensor<2x8x4xf32>
+  }
+}
+
+// -----
+
+mm.model @transpose_rank {
+  mm.entry @f(%x: tensor<8xf32>) -> tensor<8xf32> {
+    // expected-error @+1 {{needs at least two axes, got 8}}
+    %y = mm.transpose %x : (tensor<8xf32>) -> tensor<8xf32>
+    mm.return %y : tensor<8xf32>
+  }
+}
+
+// -----
+
+mm.model @reduce_max_axis {
+  mm.entry @f(%x: tensor<2x3x4xf32>) -> tensor<2x3xf32> {
+    // expected-error @+1 {{axis 3 is outside the input's 3 axes}}
+    %y = mm.reduce_max %x {axis = 3 : i64} : (tensor<2x3x4xf32>) -> tensor<2x3xf32>
+    mm.return %y : tensor<2x3xf32>
+  }
+}
+
+// -----
+
+mm.model @reduce_max_result {
+  mm.entry @f(%x: tensor<2x3x4xf32>) -> tensor<2x3xf32> {
+    // expected-error @+1 {{result 2x3 should be 2x4 (the input without axis 1)}}
+    %y = mm.reduce_max %x {axis = 1 : i64} : (tensor<2x3x4xf32>) -> tensor<2x3xf32>
+    mm.return %y : tensor<2x3xf32>
+  }
+}
+
+// -----
+
+mm.model @gather_result {
+  mm.entry @f(%x: tensor<8x4xf32>, %idx: tensor<6xi32>) -> tensor<8x4xf32> {
+    // expected-error @+1 {{result 8x4 should be 6x4 of the input's element type}}
+    %y = mm.gather %x, %idx : (tensor<8x4xf32>, tensor<6xi32>) -> tensor<8x4xf32>
+    mm.return %y : tensor<8x4xf32>
+  }
+}
+
+// -----
+
+mm.model @gather_element_type {
+  mm.entry @f(%x: tensor<8x4xi32>, %idx: tensor<6xi32>) -> tensor<6x4xf32> {
+    // expected-error @+1 {{result 6x4 should be 6x4 of the input's element type}}
+    %y = mm.gather %x, %idx : (tensor<8x4xi32>, tensor<6xi32>) -> tensor<6x4xf32>
+    mm.return %y : tensor<6x4xf32>
+  }
+}
+
+// -----
+
+mm.model @sample_negatives_square {
+  mm.entry @f(%sim: tensor<4x5xf32>, %u: tensor<4xf32>) -> tensor<4xi32> {
+    // expected-error @+1 {{needs square similarities [B, B] with B >= 2, got 4x5}}
+    %y = mm.sample_negatives %sim, %u : (tensor<4x5xf32>, tensor<4xf32>) -> tensor<4xi32>
+    mm.return %y : tensor<4xi32>
+  }
+}
+
+// -----
+
+mm.model @sample_negatives_one_row {
+  mm.entry @f(%sim: tensor<1x1xf32>, %u: tensor<1xf32>) -> tensor<1xi32> {
+    // COM: one row has no negative to draw.
+    // expected-error @+1 {{needs square similarities [B, B] with B >= 2, got 1x1}}
+    %y = mm.sample_negatives %sim, %u : (tensor<1x1xf32>, tensor<1xf32>) -> tensor<1xi32>
+    mm.return %y : tensor<1xi32>
+  }
+}
+
+// -----
+
+mm.model @sample_negatives_uniform {
+  mm.entry @f(%sim: tensor<4x4xf32>, %u: tensor<3xf32>) -> tensor<4xi32> {
+    // expected-error @+1 {{needs one uniform number and gives one index per row: [4]}}
+    %y = mm.sample_negatives %sim, %u : (tensor<4x4xf32>, tensor<3xf32>) -> tensor<4xi32>
+    mm.return %y : tensor<4xi32>
   }
 }

@@ -222,3 +222,162 @@ mm.model @slice_offset {
     mm.return %s : tensor<1x4xf32>
   }
 }
+
+// -----
+
+// COM: The length of attention and its backward ops may be one per batch row.
+// CHECK-LABEL: mm.model @attention_row_lengths
+// CHECK: mm.attention %arg0, %arg0, %arg0, %arg1 {{.*}} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2xi32>) -> tensor<2x4x8xf32>
+// CHECK: mm.attention_stats %arg0, %arg0, %arg1 {{.*}} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2xi32>) -> tensor<2x1x4xf32>
+// CHECK: mm.attention_grad_query %arg0, %arg0, %arg0, %{{.*}}, %{{.*}}, %{{.*}}, %arg1 {{.*}}tensor<2xi32>) -> tensor<2x4x8xf32>
+mm.model @attention_row_lengths {
+  mm.entry @f(%x: tensor<2x4x8xf32>, %len: tensor<2xi32>) -> tensor<2x4x8xf32> {
+    %a = mm.attention %x, %x, %x, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2xi32>) -> tensor<2x4x8xf32>
+    %s = mm.attention_stats %x, %x, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2xi32>) -> tensor<2x1x4xf32>
+    %g = mm.attention_grad_query %x, %x, %x, %a, %a, %s, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x1x4xf32>, tensor<2xi32>) -> tensor<2x4x8xf32>
+    mm.return %g : tensor<2x4x8xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @concat_i32
+// CHECK: mm.concat %arg0, %arg1 {axis = 0 : i64} : (tensor<2x5xi32>, tensor<3x5xi32>) -> tensor<5x5xi32>
+mm.model @concat_i32 {
+  mm.entry @f(%a: tensor<2x5xi32>, %b: tensor<3x5xi32>) -> tensor<5x5xi32> {
+    %y = mm.concat %a, %b {axis = 0 : i64} : (tensor<2x5xi32>, tensor<3x5xi32>) -> tensor<5x5xi32>
+    mm.return %y : tensor<5x5xi32>
+  }
+}
+
+// -----
+
+// COM: `mean` prints where it is set; the default ignore_index does not.
+// CHECK-LABEL: mm.model @cross_entropy_mean
+// CHECK: mm.cross_entropy %arg0, %arg1 {mean} : (tensor<4x32xf32>, tensor<4xi32>) -> tensor<f32>
+// CHECK: mm.cross_entropy_grad %arg0, %arg1, %{{.*}} {mean} : (tensor<4x32xf32>, tensor<4xi32>, tensor<f32>) -> tensor<4x32xf32>
+// CHECK: mm.cross_entropy_grad %arg0, %arg1, %{{.*}} {ignore_index = 3 : i64} :
+mm.model @cross_entropy_mean {
+  mm.entry @f(%x: tensor<4x32xf32>, %t: tensor<4xi32>) -> (tensor<4x32xf32>, tensor<4x32xf32>) {
+    %l = mm.cross_entropy %x, %t {ignore_index = -100 : i64, mean} : (tensor<4x32xf32>, tensor<4xi32>) -> tensor<f32>
+    %g = mm.cross_entropy_grad %x, %t, %l {ignore_index = -100 : i64, mean} : (tensor<4x32xf32>, tensor<4xi32>, tensor<f32>) -> tensor<4x32xf32>
+    %h = mm.cross_entropy_grad %x, %t, %l {ignore_index = 3 : i64} : (tensor<4x32xf32>, tensor<4xi32>, tensor<f32>) -> tensor<4x32xf32>
+    mm.return %g, %h : tensor<4x32xf32>, tensor<4x32xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @constant_i32
+// CHECK: mm.constant {value = 1.000000e+00 : f64} : tensor<8xi32>
+mm.model @constant_i32 {
+  mm.entry @f() -> tensor<8xi32> {
+    %y = mm.constant {value = 1.0 : f64} : tensor<8xi32>
+    mm.return %y : tensor<8xi32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @div
+// CHECK: mm.div %arg0, %arg1 : tensor<8x8xf32>
+mm.model @div {
+  mm.entry @f(%a: tensor<8x8xf32>, %b: tensor<8x8xf32>) -> tensor<8x8xf32> {
+    %y = mm.div %a, %b : tensor<8x8xf32>
+    mm.return %y : tensor<8x8xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @transpose
+// CHECK: mm.transpose %arg0 : (tensor<2x8x4xf32>) -> tensor<2x4x8xf32>
+mm.model @transpose {
+  mm.entry @f(%x: tensor<2x8x4xf32>) -> tensor<2x4x8xf32> {
+    %y = mm.transpose %x : (tensor<2x8x4xf32>) -> tensor<2x4x8xf32>
+    mm.return %y : tensor<2x4x8xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @reduce_max
+// CHECK: mm.reduce_max %arg0 {axis = 1 : i64} : (tensor<8x32x8xf32>) -> tensor<8x8xf32>
+mm.model @reduce_max {
+  mm.entry @f(%x: tensor<8x32x8xf32>) -> tensor<8x8xf32> {
+    %y = mm.reduce_max %x {axis = 1 : i64} : (tensor<8x32x8xf32>) -> tensor<8x8xf32>
+    mm.return %y : tensor<8x8xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @reduce_max_grad
+// CHECK: mm.reduce_max_grad %arg0, %arg1 {axis = 1 : i64} : (tensor<8x32x8xf32>, tensor<8x8xf32>) -> tensor<8x32x8xf32>
+mm.model @reduce_max_grad {
+  mm.entry @f(%x: tensor<8x32x8xf32>, %dy: tensor<8x8xf32>) -> tensor<8x32x8xf32> {
+    %y = mm.reduce_max_grad %x, %dy {axis = 1 : i64} : (tensor<8x32x8xf32>, tensor<8x8xf32>) -> tensor<8x32x8xf32>
+    mm.return %y : tensor<8x32x8xf32>
+  }
+}
+
+// -----
+
+// COM: eps prints where it is not the default (1e-12).
+// CHECK-LABEL: mm.model @l2_normalize
+// CHECK: mm.l2_normalize %arg0 : tensor<8x64xf32>
+// CHECK: mm.l2_normalize %arg0 {eps = 5.000000e-01 : f64} : tensor<8x64xf32>
+mm.model @l2_normalize {
+  mm.entry @f(%x: tensor<8x64xf32>) -> (tensor<8x64xf32>, tensor<8x64xf32>) {
+    %y = mm.l2_normalize %x : tensor<8x64xf32>
+    %z = mm.l2_normalize %x {eps = 0.5 : f64} : tensor<8x64xf32>
+    mm.return %y, %z : tensor<8x64xf32>, tensor<8x64xf32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @l2_normalize_grad
+// CHECK: mm.l2_normalize_grad %arg0, %arg1 {eps = 9.9999999999999998E-13 : f64} : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<8x64xf32>
+mm.model @l2_normalize_grad {
+  mm.entry @f(%x: tensor<8x64xf32>, %dy: tensor<8x64xf32>) -> tensor<8x64xf32> {
+    %y = mm.l2_normalize_grad %x, %dy {eps = 1.0e-12 : f64} : (tensor<8x64xf32>, tensor<8x64xf32>) -> tensor<8x64xf32>
+    mm.return %y : tensor<8x64xf32>
+  }
+}
+
+// -----
+
+// COM: f32 rows (image features) and i32 rows (token ids).
+// CHECK-LABEL: mm.model @gather
+// CHECK: mm.gather %arg0, %arg2 : (tensor<8x65x128xf32>, tensor<6xi32>) -> tensor<6x65x128xf32>
+// CHECK: mm.gather %arg1, %arg2 : (tensor<8x32xi32>, tensor<6xi32>) -> tensor<6x32xi32>
+mm.model @gather {
+  mm.entry @f(%x: tensor<8x65x128xf32>, %ids: tensor<8x32xi32>, %idx: tensor<6xi32>) -> (tensor<6x65x128xf32>, tensor<6x32xi32>) {
+    %y = mm.gather %x, %idx : (tensor<8x65x128xf32>, tensor<6xi32>) -> tensor<6x65x128xf32>
+    %z = mm.gather %ids, %idx : (tensor<8x32xi32>, tensor<6xi32>) -> tensor<6x32xi32>
+    mm.return %y, %z : tensor<6x65x128xf32>, tensor<6x32xi32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @sample_negatives
+// CHECK: mm.sample_negatives %arg0, %arg1 : (tensor<8x8xf32>, tensor<8xf32>) -> tensor<8xi32>
+mm.model @sample_negatives {
+  mm.entry @f(%sim: tensor<8x8xf32>, %u: tensor<8xf32>) -> tensor<8xi32> {
+    %y = mm.sample_negatives %sim, %u : (tensor<8x8xf32>, tensor<8xf32>) -> tensor<8xi32>
+    mm.return %y : tensor<8xi32>
+  }
+}
+
+// -----
+
+// CHECK-LABEL: mm.model @iota
+// CHECK: mm.iota : tensor<8xi32>
+mm.model @iota {
+  mm.entry @f() -> tensor<8xi32> {
+    %y = mm.iota : tensor<8xi32>
+    mm.return %y : tensor<8xi32>
+  }
+}

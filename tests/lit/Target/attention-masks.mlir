@@ -30,6 +30,17 @@
 // CUDA-LABEL: __global__ void k3_attention
 // CUDA: const int64_t len = 4;
 // CUDA: if (!(true)) continue;
+
+// COM: A length per batch row ([B] i32): each strip (CPU) or query row (CUDA)
+// COM: reads its own row's count.
+// CHECK-LABEL: static void k4_attention
+// CHECK: b = item / (nqb * 1)
+// CHECK: const int64_t len = (int64_t)length[b] < 4 ? (int64_t)length[b] : 4;
+// CHECK: row[kj] = (kj < len && ((qi < 2) == (kj < 2))) ? row[kj] * (T)1.0 : -INFINITY;
+// CUDA-LABEL: __global__ void k4_attention
+// CUDA: b = i / (4 * 1);
+// CUDA: const int64_t len = (int64_t)length[b];
+// CUDA: if (!(kj < len && ((qi < 2) == (kj < 2)))) continue;
 mm.model @masks {
   mm.entry @f(%x: tensor<1x4x8xf32>, %len: tensor<i32>) -> tensor<1x4x8xf32> {
     %a = mm.attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
@@ -37,5 +48,8 @@ mm.model @masks {
     %c = mm.attention %b, %b, %b, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<i32>) -> tensor<1x4x8xf32>
     %d = mm.attention %c, %c, %c {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
     mm.return %d : tensor<1x4x8xf32>
+  }  mm.entry @rows(%x: tensor<2x4x8xf32>, %len: tensor<2xi32>) -> tensor<2x4x8xf32> {
+    %a = mm.attention %x, %x, %x, %len {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 2>, scale = 1.0 : f64} : (tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2x4x8xf32>, tensor<2xi32>) -> tensor<2x4x8xf32>
+    mm.return %a : tensor<2x4x8xf32>
   }
 }

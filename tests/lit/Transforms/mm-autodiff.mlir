@@ -95,3 +95,53 @@ mm.model @frozen_offset_slice {
     mm.return %loss : tensor<f32>
   }
 }
+
+// -----
+
+// COM: BLIP-2's stage 1 in small: ITC over l2-normalised features (the
+// COM: similarities and their transpose against in-batch targets from mm.iota,
+// COM: each a mean cross-entropy) and hard negatives drawn from the
+// COM: similarities. mm.sample_negatives (integer result) and mm.gather of the
+// COM: frozen images need no gradient: the step differentiates through the
+// COM: rest, and the negatives' path reaches the weight through reduce_max.
+// CHECK-LABEL: mm.model @hard_negatives
+// CHECK: mm.entry @train_s
+// CHECK: %[[F:.*]] = mm.linear %arg0, %[[W:.*]] :
+// CHECK: %[[SIM:.*]] = mm.linear
+// CHECK: %[[SIMT:.*]] = mm.transpose %[[SIM]]
+// CHECK: %[[T:.*]] = mm.iota : tensor<4xi32>
+// CHECK: %[[NEG:.*]] = mm.sample_negatives %[[SIM]], %arg2
+// CHECK: %[[NIMG:.*]] = mm.gather %arg0, %[[NEG]]
+// CHECK: %[[NF:.*]] = mm.linear %[[NIMG]], %[[W]]
+// CHECK: %[[ONE:.*]] = mm.constant {value = 1.000000e+00 : f64} : tensor<f32>
+// CHECK: mm.reduce_max_grad %[[NF]], %{{.*}} {axis = 1 : i64}
+// CHECK: %[[DT:.*]] = mm.cross_entropy_grad %[[SIMT]], %[[T]], %[[ONE]] {mean}
+// CHECK: %[[DS:.*]] = mm.cross_entropy_grad %[[SIM]], %[[T]], %[[ONE]] {mean}
+// CHECK: %[[DTT:.*]] = mm.transpose %[[DT]]
+// CHECK: mm.add %[[DS]], %[[DTT]]
+// CHECK: mm.l2_normalize_grad %[[F]], %{{.*}} {eps = 9.9999999999999998E-13 : f64}
+// CHECK-NOT: mm.gather
+// CHECK: mm.return
+mm.model @hard_negatives {
+  mm.group @g
+  mm.param @"proj" : tensor<4x4xf32> group @g init #mm.init<normal, 0.02>
+  mm.stage @s trainable [@g] loss @loss data "none"
+  mm.entry @loss(%img: tensor<4x4xf32>, %txt: tensor<4x4xf32>, %u: tensor<4xf32>) -> tensor<f32> {
+    %w = mm.weight @"proj" : tensor<4x4xf32>
+    %f = mm.linear %img, %w : (tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<4x4xf32>
+    %n = mm.l2_normalize %f : tensor<4x4xf32>
+    %sim = mm.linear %n, %txt : (tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<4x4xf32>
+    %simt = mm.transpose %sim : (tensor<4x4xf32>) -> tensor<4x4xf32>
+    %t = mm.iota : tensor<4xi32>
+    %l1 = mm.cross_entropy %sim, %t {mean} : (tensor<4x4xf32>, tensor<4xi32>) -> tensor<f32>
+    %l2 = mm.cross_entropy %simt, %t {mean} : (tensor<4x4xf32>, tensor<4xi32>) -> tensor<f32>
+    %neg = mm.sample_negatives %sim, %u : (tensor<4x4xf32>, tensor<4xf32>) -> tensor<4xi32>
+    %nimg = mm.gather %img, %neg : (tensor<4x4xf32>, tensor<4xi32>) -> tensor<4x4xf32>
+    %nf = mm.linear %nimg, %w : (tensor<4x4xf32>, tensor<4x4xf32>) -> tensor<4x4xf32>
+    %nm = mm.reduce_max %nf {axis = 1 : i64} : (tensor<4x4xf32>) -> tensor<4xf32>
+    %l3 = mm.reduce_sum %nm : (tensor<4xf32>) -> tensor<f32>
+    %a = mm.add %l1, %l2 : tensor<f32>
+    %l = mm.add %a, %l3 : tensor<f32>
+    mm.return %l : tensor<f32>
+  }
+}

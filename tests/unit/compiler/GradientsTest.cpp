@@ -13,10 +13,12 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
 #include <memory>
+#include <numeric>
 #include <random>
 
 namespace {
@@ -52,11 +54,25 @@ std::vector<HostTensor> makeArgs(const mm::EntrySpec &entry, std::mt19937 &rng) 
     HostTensor t;
     t.bytes.resize(a.bytes());
     int64_t n = a.numel();
-    if (a.type == mm::ElemType::F64) {
+    const bool isLong = entry.name.rfind("attention_long", 0) == 0;
+    if (a.type == mm::ElemType::F64 && a.name == "spread") {
+      // Distinct multiples of 10 in shuffled order: added to parameters of
+      // scale 0.7, each column's maximum stands well clear of the rest.
+      std::vector<int64_t> order(n);
+      std::iota(order.begin(), order.end(), 0);
+      std::shuffle(order.begin(), order.end(), rng);
+      for (int64_t i = 0; i < n; ++i) t.as<double>()[i] = 10.0 * static_cast<double>(order[i]);
+    } else if (a.type == mm::ElemType::F64) {
       for (int64_t i = 0; i < n; ++i) t.as<double>()[i] = normal(rng);
-    } else if (a.name == "len") {
+    } else if (a.name == "len" && n == 1) {
       // 4 of 5 positions real (120 of 130 in the long cases): the padding mask matters.
-      t.as<int32_t>()[0] = entry.name.rfind("attention_long", 0) == 0 ? 120 : 4;
+      t.as<int32_t>()[0] = isLong ? 120 : 4;
+    } else if (a.name == "len") {
+      // One length per batch row (the [2] cases have 6 or 130 positions): the
+      // first row 6 of 6 (120 of 130), the second 4 (60).
+      EXPECT_EQ(n, 2) << entry.name;
+      const int32_t rows[2] = {isLong ? 120 : 6, isLong ? 60 : 4};
+      for (int64_t i = 0; i < n && i < 2; ++i) t.as<int32_t>()[i] = rows[i];
     } else if (a.name == "ids" && entry.name == "merge_image_features_loss") {
       // Two image tokens (9) per row of 6, at different places.
       const int32_t ids[12] = {1, 9, 2, 9, 3, 4, 9, 5, 6, 7, 9, 8};
@@ -133,6 +149,9 @@ INSTANTIATE_TEST_SUITE_P(
                       "attention_padding", "attention_image_prefix_causal", "attention_itm_bidirectional",
                       "attention_itg_multimodal_causal", "attention_itc_unimodal", "attention_long_causal",
                       "attention_long_itg_multimodal_causal", "cross_attention", "concat",
-                      "slice", "broadcast", "merge_image_features", "cross_entropy"));
+                      "slice", "broadcast", "merge_image_features", "cross_entropy", "cross_entropy_mean",
+                      "attention_rows_itc_unimodal", "attention_rows_itg_multimodal_causal",
+                      "attention_long_rows_itg_multimodal_causal", "div", "transpose", "reduce_max",
+                      "l2_normalize"));
 
 } // namespace

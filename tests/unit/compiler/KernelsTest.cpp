@@ -15,8 +15,10 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <memory>
 #include <random>
@@ -75,20 +77,32 @@ protected:
     std::memcpy(t.bytes.data(), v.data(), v.size() * 4);
     return t;
   }
+  static HostTensor floats(std::vector<float> v) {
+    HostTensor t;
+    t.bytes.resize(v.size() * 4);
+    std::memcpy(t.bytes.data(), v.data(), v.size() * 4);
+    return t;
+  }
   static const float *f(const HostTensor &t) { return t.as<float>(); }
 
-  /// Runs `entry` and compares its only result with `expected`.
-  static void check(const std::string &entry, const std::vector<HostTensor> &args, const std::vector<float> &expected,
-                    const std::vector<const float *> &params = {}) {
-    // Entries that read no parameter still get a valid buffer for each one:
-    // a CUDA library uploads every parameter.
+  /// `params`, or a zero buffer for every parameter: entries that read no
+  /// parameter still get a valid buffer for each one (a CUDA library uploads
+  /// every parameter).
+  static std::vector<const float *> paramsOrZeros(const std::vector<const float *> &params) {
     static std::vector<std::vector<float>> zeros;
     if (zeros.empty())
       for (const mm::ParamSpec &spec : model_->params()) zeros.emplace_back(spec.numel(), 0.0f);
     std::vector<const float *> p = params;
     if (p.empty())
       for (const auto &z : zeros) p.push_back(z.data());
-    std::vector<HostTensor> out = model_->run(entry, p, args);
+    return p;
+  }
+
+  /// Runs `entry` and compares its only result with `expected`.
+  static void check(const std::string &entry, const std::vector<HostTensor> &args, const std::vector<float> &expected,
+                    const std::vector<const float *> &params = {}) {
+    ASSERT_EQ(model_->entry(entry).results.at(0).type, mm::ElemType::F32) << entry;
+    std::vector<HostTensor> out = model_->run(entry, paramsOrZeros(params), args);
     ASSERT_EQ(out.size(), 1u);
     ASSERT_EQ(out[0].bytes.size(), expected.size() * 4) << entry;
     const float *got = out[0].as<float>();
@@ -98,6 +112,25 @@ protected:
       ASSERT_TRUE(std::fabs(got[i] - expected[i]) <= tol)
           << entry << "[" << i << "]: got " << got[i] << ", reference " << expected[i];
     }
+  }
+
+  /// Runs `entry`, whose only result is i32, and returns it in `got`.
+  static void runInts(const std::string &entry, const std::vector<HostTensor> &args, std::vector<int32_t> &got) {
+    ASSERT_EQ(model_->entry(entry).results.at(0).type, mm::ElemType::I32) << entry;
+    std::vector<HostTensor> out = model_->run(entry, paramsOrZeros({}), args);
+    ASSERT_EQ(out.size(), 1u);
+    got.resize(out[0].bytes.size() / 4);
+    std::memcpy(got.data(), out[0].bytes.data(), got.size() * 4);
+  }
+
+  /// Runs `entry`, whose only result is i32, and compares every element exactly.
+  static void checkInts(const std::string &entry, const std::vector<HostTensor> &args,
+                        const std::vector<int32_t> &expected) {
+    std::vector<int32_t> got;
+    ASSERT_NO_FATAL_FAILURE(runInts(entry, args, got));
+    ASSERT_EQ(got.size(), expected.size()) << entry;
+    for (size_t i = 0; i < expected.size(); ++i)
+      ASSERT_EQ(got[i], expected[i]) << entry << "[" << i << "]";
   }
 
   static std::unique_ptr<mm::CompiledModel> model_;
@@ -278,6 +311,195 @@ TEST_F(Kernels, AttentionAcrossBlocksUnderEveryMask) {
     mm::ref::attention(f(q), f(k), f(v), y.data(), 1, 150, 4, 2, 8, m.kind, 140, prefix, 0.35355339f);
     check(std::string("attn_long_") + (m.name + 5), {q, k, v, len}, y);
   }
+}
+
+// One real-key count per batch row ([B] i32 length), under BLIP-2's masks:
+// rows of 6, 3 and 1 real keys of 6 (1 leaves itc_unimodal's text rows no key
+// at all: zeros); across the CPU's 64-row strips, rows of 140 and 70 of 150
+// (the second ends inside the second strip).
+TEST_F(Kernels, AttentionWithRowLengths) {
+  const MaskCase rowMasks[] = {kMasks[6], kMasks[4], kMasks[5]}; // itc_unimodal, itm_bidirectional, itg_multimodal_causal
+  HostTensor q = randomF32(3 * 6 * 32, 70), k = randomF32(3 * 6 * 16, 71), v = randomF32(3 * 6 * 16, 72);
+  const int64_t lengths[] = {6, 3, 1};
+  HostTensor len = ints({6, 3, 1});
+  HostTensor ql = randomF32(2 * 150 * 32, 73), kl = randomF32(2 * 150 * 16, 74), vl = randomF32(2 * 150 * 16, 75);
+  const int64_t longLengths[] = {140, 70};
+  HostTensor lenl = ints({140, 70});
+  for (const MaskCase &m : rowMasks) {
+    SCOPED_TRACE(m.name);
+    std::vector<float> y(3 * 6 * 32);
+    mm::ref::attentionRowLengths(f(q), f(k), f(v), y.data(), 3, 6, 4, 2, 8, m.kind, lengths, 2, 0.35355339f);
+    check(std::string("attn_rows_") + (m.name + 5), {q, k, v, len}, y);
+    // The rows really differ: one shared length (the first row's) gives another answer.
+    std::vector<float> shared(3 * 6 * 32);
+    mm::ref::attention(f(q), f(k), f(v), shared.data(), 3, 6, 4, 2, 8, m.kind, 6, 2, 0.35355339f);
+    EXPECT_NE(shared, y);
+
+    std::vector<float> yl(2 * 150 * 32);
+    mm::ref::attentionRowLengths(f(ql), f(kl), f(vl), yl.data(), 2, 150, 4, 2, 8, m.kind, longLengths, 40,
+                                 0.35355339f);
+    check(std::string("attn_long_rows_") + (m.name + 5), {ql, kl, vl, lenl}, yl);
+  }
+}
+
+TEST_F(Kernels, Div) {
+  HostTensor a = randomF32(36, 76), b = randomF32(36, 77);
+  std::vector<float> y(36);
+  mm::ref::div(f(a), f(b), y.data(), 36);
+  check("div", {a, b}, y);
+}
+
+TEST_F(Kernels, Transpose) {
+  HostTensor x = randomF32(30, 78);
+  std::vector<float> y(30);
+  mm::ref::transposeLast2(f(x), y.data(), 2, 3, 5);
+  check("transpose", {x}, y);
+}
+
+// x[2,5,3] over axis 1, with ties: column (0, *, 0) holds its maximum at j = 1
+// and j = 3, column (1, *, 2) is constant; the gradient goes to the first.
+TEST_F(Kernels, ReduceMaxOverAMiddleAxisAndItsGradient) {
+  HostTensor x = randomF32(30, 79), dy = randomF32(6, 80);
+  float *xs = x.as<float>();
+  xs[(0 * 5 + 1) * 3 + 0] = xs[(0 * 5 + 3) * 3 + 0] = 9.0f;
+  for (int64_t j = 0; j < 5; ++j) xs[(1 * 5 + j) * 3 + 2] = -2.0f;
+  std::vector<float> y(6);
+  mm::ref::reduceMax(f(x), y.data(), 2, 5, 3);
+  EXPECT_EQ(y[0], 9.0f);
+  check("reduce_max", {x}, y);
+  std::vector<float> dx(30);
+  mm::ref::reduceMaxGrad(f(x), f(dy), dx.data(), 2, 5, 3);
+  EXPECT_EQ(dx[(0 * 5 + 1) * 3 + 0], f(dy)[0]);
+  EXPECT_EQ(dx[(0 * 5 + 3) * 3 + 0], 0.0f);
+  EXPECT_EQ(dx[(1 * 5 + 0) * 3 + 2], f(dy)[5]);
+  check("reduce_max_grad", {x, dy}, dx);
+}
+
+// eps = 0.5 over rows of 16: every odd row is scaled to a norm far below eps
+// (clamped), row 4 is zero.
+TEST_F(Kernels, L2NormalizeAndItsGradient) {
+  HostTensor x = randomF32(12 * 16, 81), dy = randomF32(12 * 16, 82);
+  float *xs = x.as<float>();
+  for (int64_t r = 1; r < 12; r += 2)
+    for (int64_t d = 0; d < 16; ++d) xs[r * 16 + d] *= 0.02f;
+  for (int64_t d = 0; d < 16; ++d) xs[4 * 16 + d] = 0.0f;
+  std::vector<float> y(12 * 16), dx(12 * 16);
+  mm::ref::l2Normalize(f(x), y.data(), 12, 16, 0.5f);
+  check("l2_normalize", {x}, y);
+  mm::ref::l2NormalizeGrad(f(x), f(dy), dx.data(), 12, 16, 0.5f);
+  check("l2_normalize_grad", {x, dy}, dx);
+}
+
+// Indices out of [0, B) (-1, B, -5, 7) read zeros.
+TEST_F(Kernels, GatherWithOutOfRangeIndices) {
+  HostTensor x = randomF32(4 * 15, 83), idx = ints({3, 0, -1, 2, 4, 0});
+  std::vector<float> y(6 * 15);
+  mm::ref::gather(f(x), idx.as<int32_t>(), y.data(), 4, 6, 15);
+  check("gather", {x, idx}, y);
+
+  std::vector<int32_t> xi(4 * 7);
+  for (size_t i = 0; i < xi.size(); ++i) xi[i] = static_cast<int32_t>(i * 37 % 101) - 50;
+  HostTensor xt = ints(xi), idxi = ints({1, 3, 7, 0, -5});
+  std::vector<int32_t> yi(5 * 7);
+  mm::ref::gather(xi.data(), idxi.as<int32_t>(), yi.data(), 4, 5, 7);
+  checkInts("gather_i32", {xt, idxi}, yi);
+}
+
+TEST_F(Kernels, SampleNegatives) {
+  const int64_t B = 6;
+  HostTensor sim = randomF32(B * B, 84, 2.0f);
+  // 0, values near 1, and others; each at least 1e-4 from a cumulative
+  // probability where float and double could pick different columns.
+  const std::vector<float> u = {0.0f, 0.31f, 0.999f, 0.62f, std::nextafter(1.0f, 0.0f), 0.5f};
+  for (int64_t r = 0; r < B; ++r) {
+    std::vector<double> p(B);
+    mm::ref::negativeProbabilities(f(sim), B, r, p.data());
+    double c = 0;
+    for (int64_t j = 0; j < B; ++j) {
+      if (j == r) continue;
+      c += p[j];
+      if (c < 1 - 1e-9) ASSERT_GT(std::fabs(c - u[r]), 1e-4) << "row " << r << ": pick another u";
+    }
+  }
+  std::vector<int32_t> y(B);
+  mm::ref::sampleNegatives(f(sim), u.data(), y.data(), B);
+  checkInts("sample_negatives", {sim, floats(u)}, y);
+}
+
+// Many draws over random similarities: the positive (the row's own column) is
+// never returned, and each column's frequency follows softmax(sim[r]) without
+// column r, renormalised. Each row sees every value of a grid over [0, 1)
+// (0 included, then two values just below 1) and as many uniform random ones.
+// The last matrix has a dominant diagonal, as a trained ITC's similarities do.
+TEST_F(Kernels, SampleNegativesFollowTheRenormalisedSoftmax) {
+  const int64_t B = 6, grid = 2000;
+  std::vector<float> us;
+  for (int64_t k = 0; k < grid; ++k) us.push_back(static_cast<float>(k) / grid);
+  us.push_back(0.99999f);
+  us.push_back(std::nextafter(1.0f, 0.0f));
+  std::mt19937 rng(85);
+  std::uniform_real_distribution<float> uniform(0.0f, 1.0f);
+  for (int64_t k = 0; k < grid; ++k) {
+    float v = uniform(rng);
+    us.push_back(v < 1.0f ? v : 0.0f);
+  }
+  for (uint32_t seed : {86u, 87u, 88u, 89u}) {
+    SCOPED_TRACE("similarities seed " + std::to_string(seed));
+    HostTensor sim = randomF32(B * B, seed, 1.5f);
+    if (seed == 89)
+      for (int64_t r = 0; r < B; ++r) sim.as<float>()[r * B + r] = 30.0f;
+    std::vector<std::vector<int64_t>> counts(B, std::vector<int64_t>(B, 0));
+    for (size_t c = 0; c < us.size(); ++c) {
+      std::vector<float> u(B);
+      for (int64_t r = 0; r < B; ++r) u[r] = us[(c + r * 337) % us.size()];
+      std::vector<int32_t> got;
+      ASSERT_NO_FATAL_FAILURE(runInts("sample_negatives", {sim, floats(u)}, got));
+      ASSERT_EQ(got.size(), static_cast<size_t>(B));
+      for (int64_t r = 0; r < B; ++r) {
+        ASSERT_TRUE(got[r] >= 0 && got[r] < B) << "row " << r << ", u " << u[r] << ": got " << got[r];
+        ASSERT_NE(got[r], r) << "row " << r << " drew its own positive at u " << u[r];
+        ++counts[r][got[r]];
+      }
+    }
+    for (int64_t r = 0; r < B; ++r) {
+      std::vector<double> p(B);
+      mm::ref::negativeProbabilities(f(sim), B, r, p.data());
+      for (int64_t j = 0; j < B; ++j)
+        EXPECT_NEAR(static_cast<double>(counts[r][j]) / us.size(), p[j], 0.03) << "row " << r << ", column " << j;
+    }
+  }
+}
+
+TEST_F(Kernels, IotaAndIntegerConstant) {
+  checkInts("iota", {}, {0, 1, 2, 3, 4, 5, 6});
+  checkInts("constant_i32", {}, {-3, -3, -3, -3, -3, -3});
+}
+
+TEST_F(Kernels, ConcatI32) {
+  std::vector<int32_t> a = {1, 2, 3, 4, 5, 6}, b = {-7, 8, 2147483647, -2147483647 - 1}, y(10);
+  mm::ref::concat(a.data(), b.data(), y.data(), 2, 3, 2, 1);
+  checkInts("concat_i32", {ints(a), ints(b)}, y);
+}
+
+// Rows 1 and 6 ignored (-100), 4 and 6 out of range (7, -1): 5 of 8 counted.
+// With every target ignored the mean is 0 and the gradient zeros.
+TEST_F(Kernels, CrossEntropySumAndMean) {
+  HostTensor x = randomF32(2 * 4 * 7, 90, 2.0f), g = floats({1.7f});
+  const std::vector<int32_t> targets = {3, -100, 6, 0, 7, 2, -1, 5};
+  HostTensor t = ints(targets);
+  check("cross_entropy", {x, t}, {mm::ref::crossEntropy(f(x), targets.data(), 8, 7, -100, false)});
+  const float mean = mm::ref::crossEntropy(f(x), targets.data(), 8, 7, -100, true);
+  EXPECT_NEAR(mean * 5, mm::ref::crossEntropy(f(x), targets.data(), 8, 7, -100, false), 1e-4f);
+  check("cross_entropy_mean", {x, t}, {mean});
+  std::vector<float> dx(2 * 4 * 7);
+  mm::ref::crossEntropyGrad(f(x), targets.data(), 1.7f, dx.data(), 8, 7, -100, false);
+  check("cross_entropy_grad", {x, t, g}, dx);
+  mm::ref::crossEntropyGrad(f(x), targets.data(), 1.7f, dx.data(), 8, 7, -100, true);
+  check("cross_entropy_grad_mean", {x, t, g}, dx);
+
+  HostTensor none = ints(std::vector<int32_t>(8, -100));
+  check("cross_entropy_mean", {x, none}, {0.0f});
+  check("cross_entropy_grad_mean", {x, none, g}, std::vector<float>(2 * 4 * 7, 0.0f));
 }
 
 TEST(KernelCheck, NaNNeverPasses) {

@@ -405,4 +405,108 @@ mm.model @gradients {
     %l = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64} : (tensor<2x4x7xf64>, tensor<2x4xi32>) -> tensor<f64>
     mm.return %l : tensor<f64>
   }
+
+  mm.group @g_cross_entropy_mean
+  mm.param @"cross_entropy_mean.logits" : tensor<2x4x7xf64> group @g_cross_entropy_mean init #mm.init<normal, 0.7>
+  mm.stage @cross_entropy_mean trainable [@g_cross_entropy_mean] loss @cross_entropy_mean_loss data "none"
+  mm.entry @cross_entropy_mean_loss(%targets: tensor<2x4xi32> {mm.name = "targets"}) -> tensor<f64> {
+    %logits = mm.weight @"cross_entropy_mean.logits" : tensor<2x4x7xf64>
+    %l = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64, mean} : (tensor<2x4x7xf64>, tensor<2x4xi32>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_rows_itc_unimodal
+  mm.param @"attention_rows_itc_unimodal.q" : tensor<2x6x8xf64> group @g_attention_rows_itc_unimodal init #mm.init<normal, 0.7>
+  mm.param @"attention_rows_itc_unimodal.k" : tensor<2x6x4xf64> group @g_attention_rows_itc_unimodal init #mm.init<normal, 0.7>
+  mm.param @"attention_rows_itc_unimodal.v" : tensor<2x6x4xf64> group @g_attention_rows_itc_unimodal init #mm.init<normal, 0.7>
+  mm.stage @attention_rows_itc_unimodal trainable [@g_attention_rows_itc_unimodal] loss @attention_rows_itc_unimodal_loss data "none"
+  mm.entry @attention_rows_itc_unimodal_loss(%len: tensor<2xi32> {mm.name = "len"}, %r: tensor<2x6x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_rows_itc_unimodal.q" : tensor<2x6x8xf64>
+    %k = mm.weight @"attention_rows_itc_unimodal.k" : tensor<2x6x4xf64>
+    %v = mm.weight @"attention_rows_itc_unimodal.v" : tensor<2x6x4xf64>
+    %y = mm.attention %q, %k, %v, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.5 : f64} : (tensor<2x6x8xf64>, tensor<2x6x4xf64>, tensor<2x6x4xf64>, tensor<2xi32>) -> tensor<2x6x8xf64>
+    %m = mm.mul %y, %r : tensor<2x6x8xf64>
+    %l = mm.reduce_sum %m : (tensor<2x6x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_rows_itg_multimodal_causal
+  mm.param @"attention_rows_itg_multimodal_causal.q" : tensor<2x6x8xf64> group @g_attention_rows_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_rows_itg_multimodal_causal.k" : tensor<2x6x4xf64> group @g_attention_rows_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_rows_itg_multimodal_causal.v" : tensor<2x6x4xf64> group @g_attention_rows_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.stage @attention_rows_itg_multimodal_causal trainable [@g_attention_rows_itg_multimodal_causal] loss @attention_rows_itg_multimodal_causal_loss data "none"
+  mm.entry @attention_rows_itg_multimodal_causal_loss(%len: tensor<2xi32> {mm.name = "len"}, %r: tensor<2x6x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_rows_itg_multimodal_causal.q" : tensor<2x6x8xf64>
+    %k = mm.weight @"attention_rows_itg_multimodal_causal.k" : tensor<2x6x4xf64>
+    %v = mm.weight @"attention_rows_itg_multimodal_causal.v" : tensor<2x6x4xf64>
+    %y = mm.attention %q, %k, %v, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.5 : f64} : (tensor<2x6x8xf64>, tensor<2x6x4xf64>, tensor<2x6x4xf64>, tensor<2xi32>) -> tensor<2x6x8xf64>
+    %m = mm.mul %y, %r : tensor<2x6x8xf64>
+    %l = mm.reduce_sum %m : (tensor<2x6x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_long_rows_itg_multimodal_causal
+  mm.param @"attention_long_rows_itg_multimodal_causal.q" : tensor<2x130x8xf64> group @g_attention_long_rows_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_rows_itg_multimodal_causal.k" : tensor<2x130x4xf64> group @g_attention_long_rows_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_rows_itg_multimodal_causal.v" : tensor<2x130x4xf64> group @g_attention_long_rows_itg_multimodal_causal init #mm.init<normal, 0.7>
+  mm.stage @attention_long_rows_itg_multimodal_causal trainable [@g_attention_long_rows_itg_multimodal_causal] loss @attention_long_rows_itg_multimodal_causal_loss data "none"
+  mm.entry @attention_long_rows_itg_multimodal_causal_loss(%len: tensor<2xi32> {mm.name = "len"}, %r: tensor<2x130x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_long_rows_itg_multimodal_causal.q" : tensor<2x130x8xf64>
+    %k = mm.weight @"attention_long_rows_itg_multimodal_causal.k" : tensor<2x130x4xf64>
+    %v = mm.weight @"attention_long_rows_itg_multimodal_causal.v" : tensor<2x130x4xf64>
+    %y = mm.attention %q, %k, %v, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 40, text = 90>, scale = 0.5 : f64} : (tensor<2x130x8xf64>, tensor<2x130x4xf64>, tensor<2x130x4xf64>, tensor<2xi32>) -> tensor<2x130x8xf64>
+    %m = mm.mul %y, %r : tensor<2x130x8xf64>
+    %l = mm.reduce_sum %m : (tensor<2x130x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_div
+  mm.param @"div.a" : tensor<2x5xf64> group @g_div init #mm.init<normal, 0.7>
+  mm.param @"div.c" : tensor<2x5xf64> group @g_div init #mm.init<normal, 0.7>
+  mm.stage @div trainable [@g_div] loss @div_loss data "none"
+  mm.entry @div_loss(%r: tensor<2x5xf64> {mm.name = "r"}) -> tensor<f64> {
+    %a = mm.weight @"div.a" : tensor<2x5xf64>
+    %c = mm.weight @"div.c" : tensor<2x5xf64>
+    %one = mm.constant {value = 1.0 : f64} : tensor<2x5xf64>
+    %c2 = mm.mul %c, %c : tensor<2x5xf64>
+    %d = mm.add %c2, %one : tensor<2x5xf64>
+    %y = mm.div %a, %d : tensor<2x5xf64>
+    %m = mm.mul %y, %r : tensor<2x5xf64>
+    %l = mm.reduce_sum %m : (tensor<2x5xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_transpose
+  mm.param @"transpose.x" : tensor<2x3x5xf64> group @g_transpose init #mm.init<normal, 0.7>
+  mm.stage @transpose trainable [@g_transpose] loss @transpose_loss data "none"
+  mm.entry @transpose_loss(%r: tensor<2x5x3xf64> {mm.name = "r"}) -> tensor<f64> {
+    %x = mm.weight @"transpose.x" : tensor<2x3x5xf64>
+    %y = mm.transpose %x : (tensor<2x3x5xf64>) -> tensor<2x5x3xf64>
+    %m = mm.mul %y, %r : tensor<2x5x3xf64>
+    %l = mm.reduce_sum %m : (tensor<2x5x3xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_reduce_max
+  mm.param @"reduce_max.x" : tensor<2x4x3xf64> group @g_reduce_max init #mm.init<normal, 0.7>
+  mm.stage @reduce_max trainable [@g_reduce_max] loss @reduce_max_loss data "none"
+  mm.entry @reduce_max_loss(%spread: tensor<2x4x3xf64> {mm.name = "spread"}, %r: tensor<2x3xf64> {mm.name = "r"}) -> tensor<f64> {
+    %x = mm.weight @"reduce_max.x" : tensor<2x4x3xf64>
+    %s = mm.add %x, %spread : tensor<2x4x3xf64>
+    %y = mm.reduce_max %s {axis = 1 : i64} : (tensor<2x4x3xf64>) -> tensor<2x3xf64>
+    %m = mm.mul %y, %r : tensor<2x3xf64>
+    %l = mm.reduce_sum %m : (tensor<2x3xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_l2_normalize
+  mm.param @"l2_normalize.x" : tensor<2x3x5xf64> group @g_l2_normalize init #mm.init<normal, 0.7>
+  mm.stage @l2_normalize trainable [@g_l2_normalize] loss @l2_normalize_loss data "none"
+  mm.entry @l2_normalize_loss(%r: tensor<2x3x5xf64> {mm.name = "r"}) -> tensor<f64> {
+    %x = mm.weight @"l2_normalize.x" : tensor<2x3x5xf64>
+    %y = mm.l2_normalize %x {eps = 1.0e-12 : f64} : tensor<2x3x5xf64>
+    %m = mm.mul %y, %r : tensor<2x3x5xf64>
+    %l = mm.reduce_sum %m : (tensor<2x3x5xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
 }

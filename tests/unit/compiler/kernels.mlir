@@ -170,4 +170,99 @@ mm.model @kernels {
     %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 0 : i64} : (tensor<1x4x6x6xf32>, tensor<7x4x2x2xf32>) -> tensor<1x7x5x5xf32>
     mm.return %y : tensor<1x7x5x5xf32>
   }
+  // Attention with one real-key count per batch row ([B] i32 length): B=3,
+  // S=6 (query = 2, text = 4), rows of different lengths; and across the CPU's
+  // 64-row blocks (B=2, S=150).
+  mm.entry @attn_rows_itc_unimodal(%q: tensor<3x6x32xf32>, %k: tensor<3x6x16xf32>, %v: tensor<3x6x16xf32>, %len: tensor<3xi32>) -> tensor<3x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<3x6x32xf32>, tensor<3x6x16xf32>, tensor<3x6x16xf32>, tensor<3xi32>) -> tensor<3x6x32xf32>
+    mm.return %y : tensor<3x6x32xf32>
+  }
+  mm.entry @attn_rows_itm_bidirectional(%q: tensor<3x6x32xf32>, %k: tensor<3x6x16xf32>, %v: tensor<3x6x16xf32>, %len: tensor<3xi32>) -> tensor<3x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<3x6x32xf32>, tensor<3x6x16xf32>, tensor<3x6x16xf32>, tensor<3xi32>) -> tensor<3x6x32xf32>
+    mm.return %y : tensor<3x6x32xf32>
+  }
+  mm.entry @attn_rows_itg_multimodal_causal(%q: tensor<3x6x32xf32>, %k: tensor<3x6x16xf32>, %v: tensor<3x6x16xf32>, %len: tensor<3xi32>) -> tensor<3x6x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 2, text = 4>, scale = 0.35355339 : f64} : (tensor<3x6x32xf32>, tensor<3x6x16xf32>, tensor<3x6x16xf32>, tensor<3xi32>) -> tensor<3x6x32xf32>
+    mm.return %y : tensor<3x6x32xf32>
+  }
+  mm.entry @attn_long_rows_itc_unimodal(%q: tensor<2x150x32xf32>, %k: tensor<2x150x16xf32>, %v: tensor<2x150x16xf32>, %len: tensor<2xi32>) -> tensor<2x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<2x150x32xf32>, tensor<2x150x16xf32>, tensor<2x150x16xf32>, tensor<2xi32>) -> tensor<2x150x32xf32>
+    mm.return %y : tensor<2x150x32xf32>
+  }
+  mm.entry @attn_long_rows_itm_bidirectional(%q: tensor<2x150x32xf32>, %k: tensor<2x150x16xf32>, %v: tensor<2x150x16xf32>, %len: tensor<2xi32>) -> tensor<2x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<2x150x32xf32>, tensor<2x150x16xf32>, tensor<2x150x16xf32>, tensor<2xi32>) -> tensor<2x150x32xf32>
+    mm.return %y : tensor<2x150x32xf32>
+  }
+  mm.entry @attn_long_rows_itg_multimodal_causal(%q: tensor<2x150x32xf32>, %k: tensor<2x150x16xf32>, %v: tensor<2x150x16xf32>, %len: tensor<2xi32>) -> tensor<2x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 40, text = 110>, scale = 0.35355339 : f64} : (tensor<2x150x32xf32>, tensor<2x150x16xf32>, tensor<2x150x16xf32>, tensor<2xi32>) -> tensor<2x150x32xf32>
+    mm.return %y : tensor<2x150x32xf32>
+  }
+  // BLIP-2 stage 1's ops (ITC similarities, hard negatives, ITM batches).
+  mm.entry @div(%a: tensor<4x9xf32>, %b: tensor<4x9xf32>) -> tensor<4x9xf32> {
+    %y = mm.div %a, %b : tensor<4x9xf32>
+    mm.return %y : tensor<4x9xf32>
+  }
+  mm.entry @transpose(%x: tensor<2x3x5xf32>) -> tensor<2x5x3xf32> {
+    %y = mm.transpose %x : (tensor<2x3x5xf32>) -> tensor<2x5x3xf32>
+    mm.return %y : tensor<2x5x3xf32>
+  }
+  // The maximum over a middle axis, and its gradient to the first maximum.
+  mm.entry @reduce_max(%x: tensor<2x5x3xf32>) -> tensor<2x3xf32> {
+    %y = mm.reduce_max %x {axis = 1 : i64} : (tensor<2x5x3xf32>) -> tensor<2x3xf32>
+    mm.return %y : tensor<2x3xf32>
+  }
+  mm.entry @reduce_max_grad(%x: tensor<2x5x3xf32>, %dy: tensor<2x3xf32>) -> tensor<2x5x3xf32> {
+    %y = mm.reduce_max_grad %x, %dy {axis = 1 : i64} : (tensor<2x5x3xf32>, tensor<2x3xf32>) -> tensor<2x5x3xf32>
+    mm.return %y : tensor<2x5x3xf32>
+  }
+  // eps = 0.5: the test's small rows have their norm clamped.
+  mm.entry @l2_normalize(%x: tensor<3x4x16xf32>) -> tensor<3x4x16xf32> {
+    %y = mm.l2_normalize %x {eps = 0.5 : f64} : tensor<3x4x16xf32>
+    mm.return %y : tensor<3x4x16xf32>
+  }
+  mm.entry @l2_normalize_grad(%x: tensor<3x4x16xf32>, %dy: tensor<3x4x16xf32>) -> tensor<3x4x16xf32> {
+    %y = mm.l2_normalize_grad %x, %dy {eps = 0.5 : f64} : (tensor<3x4x16xf32>, tensor<3x4x16xf32>) -> tensor<3x4x16xf32>
+    mm.return %y : tensor<3x4x16xf32>
+  }
+  mm.entry @gather(%x: tensor<4x3x5xf32>, %idx: tensor<6xi32>) -> tensor<6x3x5xf32> {
+    %y = mm.gather %x, %idx : (tensor<4x3x5xf32>, tensor<6xi32>) -> tensor<6x3x5xf32>
+    mm.return %y : tensor<6x3x5xf32>
+  }
+  mm.entry @gather_i32(%x: tensor<4x7xi32>, %idx: tensor<5xi32>) -> tensor<5x7xi32> {
+    %y = mm.gather %x, %idx : (tensor<4x7xi32>, tensor<5xi32>) -> tensor<5x7xi32>
+    mm.return %y : tensor<5x7xi32>
+  }
+  mm.entry @sample_negatives(%sim: tensor<6x6xf32>, %u: tensor<6xf32>) -> tensor<6xi32> {
+    %y = mm.sample_negatives %sim, %u : (tensor<6x6xf32>, tensor<6xf32>) -> tensor<6xi32>
+    mm.return %y : tensor<6xi32>
+  }
+  mm.entry @iota() -> tensor<7xi32> {
+    %y = mm.iota : tensor<7xi32>
+    mm.return %y : tensor<7xi32>
+  }
+  mm.entry @constant_i32() -> tensor<2x3xi32> {
+    %y = mm.constant {value = -3.0 : f64} : tensor<2x3xi32>
+    mm.return %y : tensor<2x3xi32>
+  }
+  mm.entry @concat_i32(%a: tensor<2x3xi32>, %b: tensor<2x2xi32>) -> tensor<2x5xi32> {
+    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<2x3xi32>, tensor<2x2xi32>) -> tensor<2x5xi32>
+    mm.return %y : tensor<2x5xi32>
+  }
+  // Cross-entropy summed, and averaged over the counted targets; the gradients.
+  mm.entry @cross_entropy(%x: tensor<2x4x7xf32>, %t: tensor<2x4xi32>) -> tensor<f32> {
+    %l = mm.cross_entropy %x, %t {ignore_index = -100 : i64} : (tensor<2x4x7xf32>, tensor<2x4xi32>) -> tensor<f32>
+    mm.return %l : tensor<f32>
+  }
+  mm.entry @cross_entropy_grad(%x: tensor<2x4x7xf32>, %t: tensor<2x4xi32>, %g: tensor<f32>) -> tensor<2x4x7xf32> {
+    %y = mm.cross_entropy_grad %x, %t, %g {ignore_index = -100 : i64} : (tensor<2x4x7xf32>, tensor<2x4xi32>, tensor<f32>) -> tensor<2x4x7xf32>
+    mm.return %y : tensor<2x4x7xf32>
+  }
+  mm.entry @cross_entropy_mean(%x: tensor<2x4x7xf32>, %t: tensor<2x4xi32>) -> tensor<f32> {
+    %l = mm.cross_entropy %x, %t {ignore_index = -100 : i64, mean} : (tensor<2x4x7xf32>, tensor<2x4xi32>) -> tensor<f32>
+    mm.return %l : tensor<f32>
+  }
+  mm.entry @cross_entropy_grad_mean(%x: tensor<2x4x7xf32>, %t: tensor<2x4xi32>, %g: tensor<f32>) -> tensor<2x4x7xf32> {
+    %y = mm.cross_entropy_grad %x, %t, %g {ignore_index = -100 : i64, mean} : (tensor<2x4x7xf32>, tensor<2x4xi32>, tensor<f32>) -> tensor<2x4x7xf32>
+    mm.return %y : tensor<2x4x7xf32>
+  }
 }

@@ -289,3 +289,101 @@ TEST(RefOps, BroadcastToNumpyRules) {
   EXPECT_THROW(broadcastTo(m.data(), y12.data(), {2, 3}, {3, 3}), std::invalid_argument);
   EXPECT_THROW(broadcastTo(m.data(), y12.data(), {1, 2, 3}, {2, 3}), std::invalid_argument);
 }
+
+TEST(RefOps, AttentionRowLengthsIsAttentionPerRow) {
+  // Two batch rows with lengths 2 and 1: each row equals `attention` run on
+  // that row alone with its own length.
+  std::vector<float> q = {1, 2, 3, 4}, k = {0.5f, -1, 2, 0.25f}, v = {4, 8, -2, 6}, y(4);
+  const int64_t lengths[] = {2, 1};
+  attentionRowLengths(q.data(), k.data(), v.data(), y.data(), 2, 2, 1, 1, 1, Mask::Bidirectional, lengths, 0,
+                      1.0f);
+  for (int64_t b = 0; b < 2; ++b) {
+    std::vector<float> one(2);
+    attention(q.data() + 2 * b, k.data() + 2 * b, v.data() + 2 * b, one.data(), 1, 2, 1, 1, 1,
+              Mask::Bidirectional, lengths[b], 0, 1.0f);
+    expectNear({y[2 * b], y[2 * b + 1]}, one);
+  }
+  expectNear({y[2], y[3]}, {-2, -2});  // row 1 sees key 0 only
+}
+
+TEST(RefOps, DivTransposeAndConcatI32) {
+  std::vector<float> a = {1, -6, 3}, b = {4, 3, -0.5f}, y(3);
+  div(a.data(), b.data(), y.data(), 3);
+  expectNear(y, {0.25f, -2, -6});
+  // x[1,2,3] -> y[1,3,2]
+  std::vector<float> x = {1, 2, 3, 4, 5, 6}, t(6);
+  transposeLast2(x.data(), t.data(), 1, 2, 3);
+  expectNear(t, {1, 4, 2, 5, 3, 6});
+  std::vector<int32_t> ia = {1, 2}, ib = {3, 4, 5, 6}, iy(6);
+  concat(ia.data(), ib.data(), iy.data(), 2, 1, 2, 1);
+  EXPECT_EQ(iy, (std::vector<int32_t>{1, 3, 4, 2, 5, 6}));
+}
+
+TEST(RefOps, ReduceMaxGradientGoesToTheFirstMaximum) {
+  // x[1,3,2] over axis 1: column 0 = (1, 5, 5) ties at j = 1 and 2, column 1 = (7, 2, 3).
+  std::vector<float> x = {1, 7, 5, 2, 5, 3}, y(2), dy = {10, 20}, dx(6);
+  reduceMax(x.data(), y.data(), 1, 3, 2);
+  expectNear(y, {5, 7});
+  reduceMaxGrad(x.data(), dy.data(), dx.data(), 1, 3, 2);
+  expectNear(dx, {0, 20, 10, 0, 0, 0});
+}
+
+TEST(RefOps, L2NormalizeAndItsGradient) {
+  // (3, 4) has norm 5; (0.3, 0.4) norm 0.5 < eps = 1 is divided by eps.
+  std::vector<float> x = {3, 4, 0.3f, 0.4f}, y(4);
+  l2Normalize(x.data(), y.data(), 2, 2, 1.0f);
+  expectNear(y, {0.6f, 0.8f, 0.3f, 0.4f});
+  // dy along y has no effect on the direction (zero gradient); across y it is scaled by 1/n.
+  std::vector<float> dy = {0.6f, 0.8f, 1, 2}, dx(4);
+  l2NormalizeGrad(x.data(), dy.data(), dx.data(), 2, 2, 1.0f);
+  expectNear(dx, {0, 0, 1, 2});
+  std::vector<float> across = {-0.8f, 0.6f, 0, 0};
+  l2NormalizeGrad(x.data(), across.data(), dx.data(), 2, 2, 1.0f);
+  expectNear(dx, {-0.16f, 0.12f, 0, 0});
+}
+
+TEST(RefOps, GatherOutOfRangeGivesZeros) {
+  std::vector<float> x = {1, 2, 3, 4, 5, 6}, y(8, 7.0f);  // x[3,2]
+  std::vector<int32_t> idx = {2, -1, 0, 3};
+  gather(x.data(), idx.data(), y.data(), 3, 4, 2);
+  expectNear(y, {5, 6, 0, 0, 1, 2, 0, 0});
+  std::vector<int32_t> xi = {10, 20, 30}, yi(4, 7);
+  gather(xi.data(), idx.data(), yi.data(), 3, 4, 1);
+  EXPECT_EQ(yi, (std::vector<int32_t>{30, 0, 10, 0}));
+}
+
+TEST(RefOps, SampleNegativesByInverseTransformWithoutThePositive) {
+  // Row 0: sim (9, 0, log 3): the positive's weight is left out, columns 1
+  // and 2 get 1/4 and 3/4. Row 1: sim (0, 5, 0): columns 0 and 2 half each.
+  const float l3 = std::log(3.0f);
+  std::vector<float> sim = {9, 0, l3, 0, 5, 0, 0, 0, 0};
+  std::vector<double> p(3);
+  negativeProbabilities(sim.data(), 3, 0, p.data());
+  EXPECT_NEAR(p[0], 0, 1e-12);
+  EXPECT_NEAR(p[1], 0.25, 1e-7);
+  EXPECT_NEAR(p[2], 0.75, 1e-7);
+  std::vector<int32_t> y(3);
+  std::vector<float> u = {0.2f, 0.6f, 0.0f};
+  sampleNegatives(sim.data(), u.data(), y.data(), 3);
+  EXPECT_EQ(y, (std::vector<int32_t>{1, 2, 0}));
+  u = {0.3f, 0.4f, 0.99999994f};
+  sampleNegatives(sim.data(), u.data(), y.data(), 3);
+  EXPECT_EQ(y, (std::vector<int32_t>{2, 0, 1}));
+}
+
+TEST(RefOps, CrossEntropySumMeanAndGradient) {
+  // Two rows of V=2 with equal logits: each counted row adds log 2. Targets
+  // 1, ignored (-100), out of range (2), 0: two rows count.
+  std::vector<float> logits(8, 0.0f);
+  std::vector<int32_t> t = {1, -100, 2, 0};
+  const float l2 = std::log(2.0f);
+  EXPECT_NEAR(crossEntropy(logits.data(), t.data(), 4, 2, -100, false), 2 * l2, 1e-6f);
+  EXPECT_NEAR(crossEntropy(logits.data(), t.data(), 4, 2, -100, true), l2, 1e-6f);
+  std::vector<int32_t> none = {-100, -100, 5, -1};
+  EXPECT_EQ(crossEntropy(logits.data(), none.data(), 4, 2, -100, true), 0.0f);
+  std::vector<float> d(8);
+  crossEntropyGrad(logits.data(), t.data(), 3.0f, d.data(), 4, 2, -100, false);
+  expectNear(d, {1.5f, -1.5f, 0, 0, 0, 0, -1.5f, 1.5f});
+  crossEntropyGrad(logits.data(), t.data(), 3.0f, d.data(), 4, 2, -100, true);
+  expectNear(d, {0.75f, -0.75f, 0, 0, 0, 0, -0.75f, 0.75f});
+}
