@@ -611,6 +611,13 @@ LogicalResult ReduceMaxOp::verify() {
   return success();
 }
 
+LogicalResult L2NormalizeOp::verify() {
+  if (!(getEps().convertToDouble() > 0.0))
+    return emitOpError("eps must be positive (it bounds the division of an all-zero row), got ")
+           << getEps().convertToDouble();
+  return success();
+}
+
 LogicalResult GatherOp::verify() {
   auto x = tensorOf(getInput()), idx = tensorOf(getIndices()), y = tensorOf(getResult());
   if (x.getRank() < 1 || idx.getRank() != 1)

@@ -652,3 +652,23 @@ mm.model @sample_negatives_uniform {
     mm.return %y : tensor<4xi32>
   }
 }
+
+// -----
+
+mm.model @reshape_count {
+  mm.entry @f(%x: tensor<8x1x64xf32>) -> tensor<8x60xf32> {
+    // expected-error @+1 {{cannot reshape 8x1x64 (512 elements) to 8x60 (480 elements) of the same element type}}
+    %y = mm.reshape %x : (tensor<8x1x64xf32>) -> tensor<8x60xf32>
+    mm.return %y : tensor<8x60xf32>
+  }
+}
+
+// -----
+
+mm.model @l2_normalize_eps {
+  mm.entry @f(%x: tensor<8x64xf32>) -> tensor<8x64xf32> {
+    // expected-error @+1 {{eps must be positive}}
+    %y = mm.l2_normalize %x {eps = 0.0 : f64} : tensor<8x64xf32>
+    mm.return %y : tensor<8x64xf32>
+  }
+}

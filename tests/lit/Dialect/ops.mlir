@@ -381,3 +381,25 @@ mm.model @iota {
     mm.return %y : tensor<8xi32>
   }
 }
+
+// -----
+
+// COM: reshape keeps the elements in row-major order (ITC's text features drop their sequence axis).
+// CHECK-LABEL: mm.model @reshape
+// CHECK: mm.reshape %arg0 : (tensor<8x1x64xf32>) -> tensor<8x64xf32>
+mm.model @reshape {
+  mm.entry @f(%x: tensor<8x1x64xf32>) -> tensor<8x64xf32> {
+    %y = mm.reshape %x : (tensor<8x1x64xf32>) -> tensor<8x64xf32>
+    mm.return %y : tensor<8x64xf32>
+  }
+}
+
+// -----
+
+// COM: a constant initialiser (BLIP-2's ITC temperature) on a 0-d parameter.
+// CHECK-LABEL: mm.model @constant_init
+// CHECK: mm.param @temp : tensor<f32> group @g init #mm.init<constant, 7.000000e-02>
+mm.model @constant_init {
+  mm.group @g
+  mm.param @temp : tensor<f32> group @g init #mm.init<constant, 0.07>
+}

@@ -662,7 +662,7 @@ def MM_L2NormalizeOp : MM_Op<"l2_normalize", [Pure, AllTypesMatch<["input", "res
   }];
   let arguments = (ins MM_F32Tensor:$input, DefaultValuedAttr<F64Attr, "1.0e-12">:$eps);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$input attr-dict `:` type($result)";
+  let assemblyFormat = "$input attr-dict `:` type($result)";  let hasVerifier = 1;
 }
 
 def MM_GatherOp : MM_Op<"gather", [Pure]> {
@@ -1147,10 +1147,6 @@ def MM_CacheReadOp : MM_Op<"cache_read", [Pure]> {
   let hasVerifier = 1;
 }
 
-//===----------------------------------------------------------------------===//
-// Fused ops: what mm-fuse makes of chains of the ops above
-//===----------------------------------------------------------------------===//
-
 def MM_ReduceMaxGradOp : MM_Op<"reduce_max_grad", [Pure]> {
   let summary = "gradient of mm.reduce_max";
   let description = [{
@@ -1182,6 +1178,10 @@ def MM_L2NormalizeGradOp : MM_Op<"l2_normalize_grad", [Pure]> {
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = "$input `,` $grad attr-dict `:` functional-type(operands, results)";
 }
+
+//===----------------------------------------------------------------------===//
+// Fused ops: what mm-fuse makes of chains of the ops above
+//===----------------------------------------------------------------------===//
 
 def MM_FusedLinearOp : MM_Op<"fused_linear", [Pure, AttrSizedOperandSegments]> {
   let summary = "y = residual + act(x W^T + b): a linear layer with its epilogue";
