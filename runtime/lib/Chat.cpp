@@ -1,6 +1,7 @@
 //===- Chat.cpp - generation with a KV cache, and a chat session ------------===//
 #include "mm/Chat.h"
 #include "mm/Error.h"
+#include "mm/Flags.h"
 #include "mm/Image.h"
 #include "mm/Llava.h"
 
@@ -138,6 +139,19 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
   cache_[0] = std::move(args[3]);
   cache_[1] = std::move(args[4]);
   int64_t position = (int64_t)ids.size();
+  if (options_.beams > 1) {
+    prefillSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+    start = Clock::now();
+    std::vector<int32_t> best = beamSearch(out[0].as<float>() + (position - 1) * vocab, position, choices);
+    newTokens_ = (int)best.size();
+    std::string final = tokenizer_.decode(best, /*skipSpecial=*/true);
+    const bool caption = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
+    if (caption && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
+    onText(final);
+    decodeSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+    turns_.emplace_back(userText, final);
+    return final;
+  }
   int32_t next = sampleToken(out[0].as<float>() + (position - 1) * vocab, choices, options_, rng_);
   prefillSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
 
@@ -186,13 +200,117 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
   return final;
 }
 
+std::vector<int32_t> ChatSession::beamSearch(const float *firstLogits, int64_t position, int64_t choices) {
+  struct Beam {
+    std::vector<int32_t> tokens; // generated; the last one is not in the caches yet
+    double logProb = 0;
+    std::vector<HostTensor> cache; // k_cache, v_cache
+    bool done = false;
+  };
+  const int width = options_.beams;
+  const int64_t maxLen = format_.shape.maxSequence, vocab = format_.shape.vocab;
+  const std::optional<int32_t> eos = tokenizer_.eosId();
+  const bool stopsAtNewline = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
+  auto logSoftmax = [&](const float *row) {
+    std::vector<double> lp(choices);
+    double m = -INFINITY, sum = 0;
+    for (int64_t j = 0; j < choices; ++j) m = std::max(m, (double)row[j]);
+    for (int64_t j = 0; j < choices; ++j) sum += std::exp(row[j] - m);
+    for (int64_t j = 0; j < choices; ++j) lp[j] = row[j] - m - std::log(sum);
+    return lp;
+  };
+  auto ends = [&](int32_t t, size_t length) {
+    if (eos && t == *eos) return true;
+    if (stopsAtNewline && tokenizer_.decode({t}, /*skipSpecial=*/true).find('\n') != std::string::npos) return true;
+    return (int)length >= options_.maxNewTokens;
+  };
+  struct Candidate {
+    size_t parent;
+    int32_t token;
+    double logProb;
+  };
+  auto topCandidates = [&](std::vector<Candidate> all) {
+    const size_t keep = std::min<size_t>(width, all.size());
+    std::partial_sort(all.begin(), all.begin() + keep, all.end(),
+                      [](const Candidate &a, const Candidate &b) { return a.logProb > b.logProb; });
+    all.resize(keep);
+    return all;
+  };
+  // The first tokens, from the prompt's last position.
+  std::vector<Beam> beams;
+  {
+    std::vector<double> lp = logSoftmax(firstLogits);
+    std::vector<Candidate> all;
+    for (int64_t j = 0; j < choices; ++j) all.push_back({0, (int32_t)j, lp[j]});
+    for (const Candidate &c : topCandidates(all)) {
+      Beam b;
+      b.tokens = {c.token};
+      b.logProb = c.logProb;
+      b.cache = cache_;
+      b.done = ends(c.token, 1);
+      beams.push_back(std::move(b));
+    }
+  }
+  std::vector<const float *> params = params_.pointers();
+  std::vector<HostTensor> step(5);
+  for (auto &t : step) t.bytes.resize(4);
+  for (int64_t pos = position; pos + 1 <= maxLen; ++pos) {
+    if (std::all_of(beams.begin(), beams.end(), [](const Beam &b) { return b.done; })) break;
+    // Extend every open hypothesis by one decode step; finished ones compete as they are.
+    std::vector<Candidate> all;
+    std::vector<std::vector<HostTensor>> after(beams.size());
+    for (size_t i = 0; i < beams.size(); ++i) {
+      Beam &b = beams[i];
+      if (b.done) {
+        all.push_back({i, -1, b.logProb});
+        continue;
+      }
+      *step[0].as<int32_t>() = b.tokens.back();
+      *step[1].as<int32_t>() = (int32_t)pos;
+      *step[2].as<int32_t>() = (int32_t)pos + 1;
+      step[3] = b.cache[0];
+      step[4] = b.cache[1];
+      std::vector<HostTensor> logits = model_.run("decode", params, step);
+      after[i] = {std::move(step[3]), std::move(step[4])};
+      std::vector<double> lp = logSoftmax(logits[0].as<float>());
+      (void)vocab;
+      for (int64_t j = 0; j < choices; ++j) all.push_back({i, (int32_t)j, b.logProb + lp[j]});
+    }
+    std::vector<Beam> next;
+    for (const Candidate &c : topCandidates(std::move(all))) {
+      const Beam &parent = beams[c.parent];
+      Beam b;
+      b.tokens = parent.tokens;
+      b.logProb = c.logProb;
+      if (c.token < 0) {
+        b.cache = parent.cache;
+        b.done = true;
+      } else {
+        b.tokens.push_back(c.token);
+        b.cache = after[c.parent];
+        b.done = ends(c.token, b.tokens.size()) || pos + 2 > maxLen;
+      }
+      next.push_back(std::move(b));
+    }
+    beams = std::move(next);
+  }
+  // Log-probability per token (a length penalty of 1, as Hugging Face's default).
+  const Beam *best = &beams[0];
+  for (const Beam &b : beams)
+    if (b.logProb / b.tokens.size() > best->logProb / best->tokens.size()) best = &b;
+  std::vector<int32_t> out = best->tokens;
+  if (!out.empty() && eos && out.back() == *eos) out.pop_back();
+  return out;
+}
+
 } // namespace mm
 
 namespace mm {
 
 const char *const kChatUsage =
     "       mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] [--template vicuna_v1|plain|blip2]\n"
-    "                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N]\n";
+    "                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N]\n"
+    "                      [--beams N]   (beam search over N hypotheses instead of greedy or sampled decoding)\n";
 
 ChatOptions parseChatOptions(const std::vector<std::string> &a) {
   ChatOptions o;
@@ -218,14 +336,16 @@ ChatOptions parseChatOptions(const std::vector<std::string> &a) {
     else if (f == "--top-k") o.sampling.topK = (int)number(value());
     else if (f == "--seed") o.sampling.seed = o.initSeed = (uint64_t)number(value());
     else if (f == "--max-new-tokens") o.sampling.maxNewTokens = (int)number(value());
+    else if (f == "--beams") o.sampling.beams = (int)number(value());
     else if (!f.empty() && f[0] == '-') throw Error("unknown chat option '" + f + "'\n" + kChatUsage);
     else if (o.model.empty()) o.model = f;
     else throw Error("more than one model file ('" + o.model + "', '" + f + "')");
   }
   if (o.model.empty()) throw Error(std::string("no model library given\n") + kChatUsage);
   if (o.sampling.temperature < 0 || o.sampling.topP <= 0 || o.sampling.topP > 1 || o.sampling.topK < 0 ||
-      o.sampling.maxNewTokens <= 0)
-    throw Error("sampling options out of range (temperature >= 0, 0 < top-p <= 1, top-k >= 0, max-new-tokens > 0)");
+      o.sampling.maxNewTokens <= 0 || o.sampling.beams < 1 || o.sampling.beams > 64)
+    throw Error("sampling options out of range (temperature >= 0, 0 < top-p <= 1, top-k >= 0, max-new-tokens > 0, "
+                "1 <= beams <= 64)");
   return o;
 }
 
@@ -292,7 +412,7 @@ namespace mm {
 
 const char *const kEvalUsage =
     "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain|blip2]\n"
-    "                      [--max-new-tokens N] [--limit N] [--dump-answers FILE.jsonl] [--skip-bad]\n"
+    "                      [--max-new-tokens N] [--beams N] [--limit N] [--dump-answers FILE.jsonl] [--skip-bad]\n"
     "  Each record's human turns are asked in order (the model's replies kept as the history);\n"
     "  the last reply is scored against \"answer\" (or the last gpt turn), exact match per \"type\".\n";
 
@@ -310,6 +430,7 @@ EvalOptions parseEvalOptions(const std::vector<std::string> &a) {
     else if (f == "--image-dir") o.imageDir = value();
     else if (f == "--template") o.templateName = value();
     else if (f == "--max-new-tokens") o.maxNewTokens = std::stoi(value());
+    else if (f == "--beams") o.beams = (int)parseIntFlag(f, value(), 1);
     else if (f == "--limit") o.limit = std::stoll(value());
     else if (f == "--dump-answers") o.dumpAnswers = value();
     else if (f == "--skip-bad") o.skipBad = true;
@@ -365,6 +486,7 @@ int runEval(const EvalOptions &o) {
   const std::vector<ConversationRecord> records = loadConversations(o.data, o.skipBad ? &skipped : nullptr);
   SamplingOptions greedy;
   greedy.maxNewTokens = o.maxNewTokens;
+  greedy.beams = o.beams;
   ChatTemplate tmpl = chatTemplateByName(o.templateName, model);
   std::map<std::string, std::pair<int, int>> byType; // type -> (correct, total)
   std::ofstream dump;

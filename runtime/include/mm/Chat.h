@@ -28,6 +28,7 @@ struct SamplingOptions {
   int topK = 0;             // 0: no limit
   uint64_t seed = 0;
   int maxNewTokens = 64;
+  int beams = 1; // > 1: beam search (deterministic; temperature and top-k/p unused)
 };
 
 /// The next token from one row of logits: the argmax when temperature is 0,
@@ -57,6 +58,11 @@ public:
 
 private:
   std::vector<int32_t> promptIds(const std::string &userText) const;
+  /// Beam search from the prefill's last logits: `options_.beams` hypotheses,
+  /// each with its own copy of the KV caches, extended by the decode entry;
+  /// a hypothesis ends at the end token (or a newline for caption
+  /// templates); the finished one with the best log-probability per token wins.
+  std::vector<int32_t> beamSearch(const float *firstLogits, int64_t position, int64_t choices);
 
   const CompiledModel &model_;
   const ParameterStore &params_;
@@ -92,6 +98,7 @@ int runChat(const ChatOptions &options);
 struct EvalOptions {
   std::string model, weights, data, imageDir, templateName /* empty: the model's own */, dumpAnswers;
   int maxNewTokens = 32;
+  int beams = 1;        // --beams N: beam search instead of greedy decoding
   int64_t limit = 0;    // 0: all records
   bool skipBad = false; // --skip-bad: count and leave out records that cannot be evaluated
 };
