@@ -2,12 +2,16 @@
 // Vision: ViT 224px/14, 1408 x 39 layers; Q-Former: 32 queries, 768 x 12 layers; LLM: OPT 2560 x 32 layers, vocabulary 50272.
 mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectures = ["Blip2ForConditionalGeneration"], num_query_tokens = 32 : i64, image_token_index = 50265 : i64, image_seq_length = 32 : i64, pad_token_id = 1 : i64, max_sequence_length = 128 : i64, use_decoder_only_language_model = true,
       vision_config = {model_type = "blip_2_vision_model", hidden_size = 1408 : i64, intermediate_size = 6144 : i64, num_hidden_layers = 39 : i64, num_attention_heads = 16 : i64, image_size = 224 : i64, patch_size = 14 : i64, layer_norm_eps = 1.000000e-06 : f64, hidden_act = "gelu", qkv_bias = true},
-      qformer_config = {model_type = "blip_2_qformer", hidden_size = 768 : i64, intermediate_size = 3072 : i64, num_hidden_layers = 12 : i64, num_attention_heads = 12 : i64, cross_attention_frequency = 2 : i64, encoder_hidden_size = 1408 : i64, layer_norm_eps = 1.000000e-12 : f64, hidden_act = "gelu"},
+      qformer_config = {model_type = "blip_2_qformer", hidden_size = 768 : i64, intermediate_size = 3072 : i64, num_hidden_layers = 12 : i64, num_attention_heads = 12 : i64, cross_attention_frequency = 2 : i64, encoder_hidden_size = 1408 : i64, layer_norm_eps = 1.000000e-12 : f64, hidden_act = "gelu", vocab_size = 30523 : i64, max_position_embeddings = 512 : i64, max_txt_len = 32 : i64, cls_token_id = 101 : i64, bos_token_id = 30522 : i64, pad_token_id = 0 : i64},
+      image_text_hidden_size = 256 : i64,
       text_config = {model_type = "opt", hidden_size = 2560 : i64, ffn_dim = 10240 : i64, num_hidden_layers = 32 : i64, num_attention_heads = 32 : i64, vocab_size = 50272 : i64, max_position_embeddings = 2048 : i64, word_embed_proj_dim = 2560 : i64, do_layer_norm_before = true, activation_function = "relu", bos_token_id = 2 : i64, pad_token_id = 1 : i64, tie_word_embeddings = true}}} {
   mm.group @vision_model
   mm.group @qformer
   mm.group @language_projection
   mm.group @language_model
+  // What only stage 1 reads: the Q-Former's text side (embeddings, the text feed-forward), the ITC
+  // projections and temperature, the ITM head and the ITG (language-modelling) head.
+  mm.group @qformer_stage1
 
   // EVA-style ViT (frozen in both BLIP-2 stages).
   mm.param @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32> group @vision_model init #mm.init<normal, 0.02>
@@ -62,6 +66,41 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     %y = mm.add %h, %fc2 : tensor<1x257x1408xf32>
     mm.yield %y : tensor<1x257x1408xf32>
   }
+  // The same layers over stage 1's batch of 32 images.
+  mm.layer @vision_encoder_layer_batch(%x: tensor<32x257x1408xf32>) -> tensor<32x257x1408xf32>
+      attributes {count = 39 : i64, prefix = "vision_model.encoder.layers", parameters_from = @vision_encoder_layer} {
+    %ln1_g = mm.weight @"layer_norm1.weight" : tensor<1408xf32>
+    %ln1_b = mm.weight @"layer_norm1.bias" : tensor<1408xf32>
+    %ln1 = mm.layer_norm %x, %ln1_g, %ln1_b {eps = 1.000000e-06 : f64} : (tensor<32x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
+    // qkv bias = [q_bias, 0, v_bias]
+    %qb = mm.weight @"self_attn.q_bias" : tensor<1408xf32>
+    %vb = mm.weight @"self_attn.v_bias" : tensor<1408xf32>
+    %kb = mm.constant {value = 0.0 : f64} : tensor<1408xf32>
+    %qkb = mm.concat %qb, %kb {axis = 0 : i64} : (tensor<1408xf32>, tensor<1408xf32>) -> tensor<2816xf32>
+    %qkv_b = mm.concat %qkb, %vb {axis = 0 : i64} : (tensor<2816xf32>, tensor<1408xf32>) -> tensor<4224xf32>
+    %qkv_w = mm.weight @"self_attn.qkv.weight" : tensor<4224x1408xf32>
+    %qkv = mm.linear %ln1, %qkv_w, %qkv_b : (tensor<32x257x1408xf32>, tensor<4224x1408xf32>, tensor<4224xf32>) -> tensor<32x257x4224xf32>
+    %q = mm.slice %qkv {axis = 2 : i64, start = 0 : i64} : (tensor<32x257x4224xf32>) -> tensor<32x257x1408xf32>
+    %k = mm.slice %qkv {axis = 2 : i64, start = 1408 : i64} : (tensor<32x257x4224xf32>) -> tensor<32x257x1408xf32>
+    %v = mm.slice %qkv {axis = 2 : i64, start = 2816 : i64} : (tensor<32x257x4224xf32>) -> tensor<32x257x1408xf32>
+    %attn = mm.attention %q, %k, %v {num_heads = 16 : i64, num_kv_heads = 16 : i64, mask = #mm.mask<bidirectional>, scale = 1.066004e-01 : f64} : (tensor<32x257x1408xf32>, tensor<32x257x1408xf32>, tensor<32x257x1408xf32>) -> tensor<32x257x1408xf32>
+    %o_w = mm.weight @"self_attn.projection.weight" : tensor<1408x1408xf32>
+    %o_b = mm.weight @"self_attn.projection.bias" : tensor<1408xf32>
+    %o = mm.linear %attn, %o_w, %o_b : (tensor<32x257x1408xf32>, tensor<1408x1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
+    %h = mm.add %x, %o : tensor<32x257x1408xf32>
+    %ln2_g = mm.weight @"layer_norm2.weight" : tensor<1408xf32>
+    %ln2_b = mm.weight @"layer_norm2.bias" : tensor<1408xf32>
+    %ln2 = mm.layer_norm %h, %ln2_g, %ln2_b {eps = 1.000000e-06 : f64} : (tensor<32x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
+    %fc1_w = mm.weight @"mlp.fc1.weight" : tensor<6144x1408xf32>
+    %fc1_b = mm.weight @"mlp.fc1.bias" : tensor<6144xf32>
+    %fc1 = mm.linear %ln2, %fc1_w, %fc1_b : (tensor<32x257x1408xf32>, tensor<6144x1408xf32>, tensor<6144xf32>) -> tensor<32x257x6144xf32>
+    %act = mm.gelu %fc1 : tensor<32x257x6144xf32>
+    %fc2_w = mm.weight @"mlp.fc2.weight" : tensor<1408x6144xf32>
+    %fc2_b = mm.weight @"mlp.fc2.bias" : tensor<1408xf32>
+    %fc2 = mm.linear %act, %fc2_w, %fc2_b : (tensor<32x257x6144xf32>, tensor<1408x6144xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
+    %y = mm.add %h, %fc2 : tensor<32x257x1408xf32>
+    mm.yield %y : tensor<32x257x1408xf32>
+  }
   mm.param @"vision_model.post_layernorm.weight" : tensor<1408xf32> group @vision_model init #mm.init<ones>
   mm.param @"vision_model.post_layernorm.bias" : tensor<1408xf32> group @vision_model init #mm.init<zeros>
 
@@ -97,6 +136,13 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.param @"output_query.dense.bias" : tensor<768xf32> group @qformer init #mm.init<zeros>
     mm.param @"output_query.LayerNorm.weight" : tensor<768xf32> group @qformer init #mm.init<ones>
     mm.param @"output_query.LayerNorm.bias" : tensor<768xf32> group @qformer init #mm.init<zeros>
+    // The text positions' feed-forward (stage 1 only; this query path does not read it).
+    mm.param @"intermediate.dense.weight" : tensor<3072x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"intermediate.dense.bias" : tensor<3072xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.dense.weight" : tensor<768x3072xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"output.dense.bias" : tensor<768xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.LayerNorm.weight" : tensor<768xf32> group @qformer_stage1 init #mm.init<ones>
+    mm.param @"output.LayerNorm.bias" : tensor<768xf32> group @qformer_stage1 init #mm.init<zeros>
     // Self-attention over the queries (bidirectional), then residual + LayerNorm.
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
@@ -165,6 +211,13 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.param @"output_query.dense.bias" : tensor<768xf32> group @qformer init #mm.init<zeros>
     mm.param @"output_query.LayerNorm.weight" : tensor<768xf32> group @qformer init #mm.init<ones>
     mm.param @"output_query.LayerNorm.bias" : tensor<768xf32> group @qformer init #mm.init<zeros>
+    // The text positions' feed-forward (stage 1 only; this query path does not read it).
+    mm.param @"intermediate.dense.weight" : tensor<3072x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"intermediate.dense.bias" : tensor<3072xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.dense.weight" : tensor<768x3072xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+    mm.param @"output.dense.bias" : tensor<768xf32> group @qformer_stage1 init #mm.init<zeros>
+    mm.param @"output.LayerNorm.weight" : tensor<768xf32> group @qformer_stage1 init #mm.init<ones>
+    mm.param @"output.LayerNorm.bias" : tensor<768xf32> group @qformer_stage1 init #mm.init<zeros>
     // Self-attention over the queries (bidirectional), then residual + LayerNorm.
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
@@ -197,6 +250,544 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     %y = mm.layer_norm %fr, %y_g, %y_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
     mm.yield %y : tensor<1x32x768xf32>
   }
+
+  // The same Q-Former layers over [queries; text] for stage 1, one kind per loss and mask:
+  // ITC: queries see queries, text sees text (#mm.mask<itc_unimodal>: the two unimodal passes
+  // of the reference implementation, as one); ITM: everything sees everything (3 x the batch:
+  // positives, hard-negative images, hard-negative texts); ITG: queries see queries, text sees
+  // the queries and earlier text. Cross-attention and the query feed-forward act on the query
+  // positions only, the text feed-forward on the text positions.
+  mm.layer @qformer_cross_layer_itc(%x: tensor<32x64x768xf32>, %image: tensor<32x257x1408xf32>, %len: tensor<32xi32>) -> tensor<32x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sr = mm.add %so, %x : tensor<32x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<32x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<768x768xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<768xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<32x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<768x1408xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<768xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<32x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<32x257x768xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<768x1408xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<768xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<32x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<32x257x768xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<bidirectional>, scale = 1.250000e-01 : f64} : (tensor<32x32x768xf32>, tensor<32x257x768xf32>, tensor<32x257x768xf32>) -> tensor<32x32x768xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<768x768xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<768xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<32x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %cr = mm.add %co, %hq : tensor<32x32x768xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<768xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<768xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<32x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %fr = mm.add %f2, %h2 : tensor<32x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<32x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<32x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<32x32x768xf32>, tensor<32x32x768xf32>) -> tensor<32x64x768xf32>
+    mm.yield %y : tensor<32x64x768xf32>
+  }
+  mm.layer @qformer_layer_itc(%x: tensor<32x64x768xf32>, %image: tensor<32x257x1408xf32>, %len: tensor<32xi32>) -> tensor<32x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sr = mm.add %so, %x : tensor<32x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<32x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<32x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %fr = mm.add %f2, %hq : tensor<32x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<32x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<32x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<32x32x768xf32>, tensor<32x32x768xf32>) -> tensor<32x64x768xf32>
+    mm.yield %y : tensor<32x64x768xf32>
+  }
+  mm.layer @qformer_cross_layer_itm(%x: tensor<96x64x768xf32>, %image: tensor<96x257x1408xf32>, %len: tensor<96xi32>) -> tensor<96x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<96x64x768xf32>, tensor<96x64x768xf32>, tensor<96x64x768xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sr = mm.add %so, %x : tensor<96x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<96x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<96x64x768xf32>) -> tensor<96x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<96x64x768xf32>) -> tensor<96x32x768xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<768x768xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<768xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<96x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<768x1408xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<768xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<96x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<96x257x768xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<768x1408xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<768xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<96x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<96x257x768xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<bidirectional>, scale = 1.250000e-01 : f64} : (tensor<96x32x768xf32>, tensor<96x257x768xf32>, tensor<96x257x768xf32>) -> tensor<96x32x768xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<768x768xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<768xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<96x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %cr = mm.add %co, %hq : tensor<96x32x768xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<768xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<768xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<96x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<96x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<96x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<96x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<96x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %fr = mm.add %f2, %h2 : tensor<96x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<96x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<96x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<96x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<96x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<96x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<96x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<96x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<96x32x768xf32>, tensor<96x32x768xf32>) -> tensor<96x64x768xf32>
+    mm.yield %y : tensor<96x64x768xf32>
+  }
+  mm.layer @qformer_layer_itm(%x: tensor<96x64x768xf32>, %image: tensor<96x257x1408xf32>, %len: tensor<96xi32>) -> tensor<96x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<96x64x768xf32>, tensor<96x64x768xf32>, tensor<96x64x768xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<96x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %sr = mm.add %so, %x : tensor<96x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<96x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<96x64x768xf32>) -> tensor<96x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<96x64x768xf32>) -> tensor<96x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<96x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<96x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<96x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<96x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %fr = mm.add %f2, %hq : tensor<96x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<96x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<96x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<96x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<96x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<96x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<96x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<96x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<96x32x768xf32>, tensor<96x32x768xf32>) -> tensor<96x64x768xf32>
+    mm.yield %y : tensor<96x64x768xf32>
+  }
+  mm.layer @qformer_cross_layer_itg(%x: tensor<32x64x768xf32>, %image: tensor<32x257x1408xf32>, %len: tensor<32xi32>) -> tensor<32x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sr = mm.add %so, %x : tensor<32x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<32x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<768x768xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<768xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<32x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<768x1408xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<768xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<32x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<32x257x768xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<768x1408xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<768xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<32x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<32x257x768xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<bidirectional>, scale = 1.250000e-01 : f64} : (tensor<32x32x768xf32>, tensor<32x257x768xf32>, tensor<32x257x768xf32>) -> tensor<32x32x768xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<768x768xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<768xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<32x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %cr = mm.add %co, %hq : tensor<32x32x768xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<768xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<768xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<32x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %fr = mm.add %f2, %h2 : tensor<32x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<32x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<32x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<32x32x768xf32>, tensor<32x32x768xf32>) -> tensor<32x64x768xf32>
+    mm.yield %y : tensor<32x64x768xf32>
+  }
+  mm.layer @qformer_layer_itg(%x: tensor<32x64x768xf32>, %image: tensor<32x257x1408xf32>, %len: tensor<32xi32>) -> tensor<32x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32x64x768xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<32x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %sr = mm.add %so, %x : tensor<32x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<32x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<32x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %fr = mm.add %f2, %hq : tensor<32x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<32x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<32x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<32x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<32x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<32x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<32x32x768xf32>, tensor<32x32x768xf32>) -> tensor<32x64x768xf32>
+    mm.yield %y : tensor<32x64x768xf32>
+  }
+  mm.layer @qformer_cross_layer_itm_one(%x: tensor<1x64x768xf32>, %image: tensor<1x257x1408xf32>, %len: tensor<1xi32>) -> tensor<1x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<1x64x768xf32>, tensor<1x64x768xf32>, tensor<1x64x768xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sr = mm.add %so, %x : tensor<1x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x64x768xf32>) -> tensor<1x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<1x64x768xf32>) -> tensor<1x32x768xf32>
+    // Cross-attention to the image: query positions only.
+    %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<768x768xf32>
+    %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<768xf32>
+    %cq = mm.linear %hq, %cq_w, %cq_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %ck_w = mm.weight @"crossattention.attention.key.weight" : tensor<768x1408xf32>
+    %ck_b = mm.weight @"crossattention.attention.key.bias" : tensor<768xf32>
+    %ck = mm.linear %image, %ck_w, %ck_b : (tensor<1x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<1x257x768xf32>
+    %cv_w = mm.weight @"crossattention.attention.value.weight" : tensor<768x1408xf32>
+    %cv_b = mm.weight @"crossattention.attention.value.bias" : tensor<768xf32>
+    %cv = mm.linear %image, %cv_w, %cv_b : (tensor<1x257x1408xf32>, tensor<768x1408xf32>, tensor<768xf32>) -> tensor<1x257x768xf32>
+    %ca = mm.attention %cq, %ck, %cv {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<bidirectional>, scale = 1.250000e-01 : f64} : (tensor<1x32x768xf32>, tensor<1x257x768xf32>, tensor<1x257x768xf32>) -> tensor<1x32x768xf32>
+    %co_w = mm.weight @"crossattention.output.dense.weight" : tensor<768x768xf32>
+    %co_b = mm.weight @"crossattention.output.dense.bias" : tensor<768xf32>
+    %co = mm.linear %ca, %co_w, %co_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %cr = mm.add %co, %hq : tensor<1x32x768xf32>
+    %h2_g = mm.weight @"crossattention.output.LayerNorm.weight" : tensor<768xf32>
+    %h2_b = mm.weight @"crossattention.output.LayerNorm.bias" : tensor<768xf32>
+    %h2 = mm.layer_norm %cr, %h2_g, %h2_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %h2, %f1_w, %f1_b : (tensor<1x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<1x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<1x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<1x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %fr = mm.add %f2, %h2 : tensor<1x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<1x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<1x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x32x768xf32>, tensor<1x32x768xf32>) -> tensor<1x64x768xf32>
+    mm.yield %y : tensor<1x64x768xf32>
+  }
+  mm.layer @qformer_layer_itm_one(%x: tensor<1x64x768xf32>, %image: tensor<1x257x1408xf32>, %len: tensor<1xi32>) -> tensor<1x64x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 32, text = 32>, scale = 1.250000e-01 : f64} : (tensor<1x64x768xf32>, tensor<1x64x768xf32>, tensor<1x64x768xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x64x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %sr = mm.add %so, %x : tensor<1x64x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x64x768xf32>) -> tensor<1x32x768xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 32 : i64} : (tensor<1x64x768xf32>) -> tensor<1x32x768xf32>
+    %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<3072x768xf32>
+    %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<3072xf32>
+    %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<1x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<1x32x3072xf32>
+    %fa = mm.gelu %f1 : tensor<1x32x3072xf32>
+    %f2_w = mm.weight @"output_query.dense.weight" : tensor<768x3072xf32>
+    %f2_b = mm.weight @"output_query.dense.bias" : tensor<768xf32>
+    %f2 = mm.linear %fa, %f2_w, %f2_b : (tensor<1x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %fr = mm.add %f2, %hq : tensor<1x32x768xf32>
+    %yq_g = mm.weight @"output_query.LayerNorm.weight" : tensor<768xf32>
+    %yq_b = mm.weight @"output_query.LayerNorm.bias" : tensor<768xf32>
+    %yq = mm.layer_norm %fr, %yq_g, %yq_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<1x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %gr = mm.add %g2, %ht : tensor<1x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x32x768xf32>, tensor<1x32x768xf32>) -> tensor<1x64x768xf32>
+    mm.yield %y : tensor<1x64x768xf32>
+  }
+  // Text alone (retrieval's text features: the ITC text pass).
+  mm.layer @qformer_cross_layer_text(%x: tensor<1x32x768xf32>, %len: tensor<1xi32>) -> tensor<1x32x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<padding>, scale = 1.250000e-01 : f64} : (tensor<1x32x768xf32>, tensor<1x32x768xf32>, tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sr = mm.add %so, %x : tensor<1x32x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<1x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %gr = mm.add %g2, %h1 : tensor<1x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    mm.yield %yt : tensor<1x32x768xf32>
+  }
+  mm.layer @qformer_layer_text(%x: tensor<1x32x768xf32>, %len: tensor<1xi32>) -> tensor<1x32x768xf32>
+      attributes {count = 6 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
+    %sq_w = mm.weight @"attention.attention.query.weight" : tensor<768x768xf32>
+    %sq_b = mm.weight @"attention.attention.query.bias" : tensor<768xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sk_w = mm.weight @"attention.attention.key.weight" : tensor<768x768xf32>
+    %sk_b = mm.weight @"attention.attention.key.bias" : tensor<768xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sv_w = mm.weight @"attention.attention.value.weight" : tensor<768x768xf32>
+    %sv_b = mm.weight @"attention.attention.value.bias" : tensor<768xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<padding>, scale = 1.250000e-01 : f64} : (tensor<1x32x768xf32>, tensor<1x32x768xf32>, tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %so_w = mm.weight @"attention.output.dense.weight" : tensor<768x768xf32>
+    %so_b = mm.weight @"attention.output.dense.bias" : tensor<768xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %sr = mm.add %so, %x : tensor<1x32x768xf32>
+    %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<768xf32>
+    %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<768xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    // The text positions' feed-forward.
+    %g1_w = mm.weight @"intermediate.dense.weight" : tensor<3072x768xf32>
+    %g1_b = mm.weight @"intermediate.dense.bias" : tensor<3072xf32>
+    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x32x768xf32>, tensor<3072x768xf32>, tensor<3072xf32>) -> tensor<1x32x3072xf32>
+    %ga = mm.gelu %g1 : tensor<1x32x3072xf32>
+    %g2_w = mm.weight @"output.dense.weight" : tensor<768x3072xf32>
+    %g2_b = mm.weight @"output.dense.bias" : tensor<768xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x3072xf32>, tensor<768x3072xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %gr = mm.add %g2, %h1 : tensor<1x32x768xf32>
+    %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<768xf32>
+    %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<768xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    mm.yield %yt : tensor<1x32x768xf32>
+  }
+  // Stage 1's heads, as in Blip2ForImageTextRetrieval (text embeddings, projections, ITM head)
+  // and BERT's LM head for ITG (its decoder is the word embedding, tied).
+  mm.param @"embeddings.word_embeddings.weight" : tensor<30523x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"embeddings.position_embeddings.weight" : tensor<512x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"vision_projection.weight" : tensor<256x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"vision_projection.bias" : tensor<256xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"text_projection.weight" : tensor<256x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"text_projection.bias" : tensor<256xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"itm_head.weight" : tensor<2x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"itm_head.bias" : tensor<2xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"temp" : tensor<f32> group @qformer_stage1 init #mm.init<constant, 0.07>
+  mm.param @"cls.predictions.transform.dense.weight" : tensor<768x768xf32> group @qformer_stage1 init #mm.init<normal, 0.02>
+  mm.param @"cls.predictions.transform.dense.bias" : tensor<768xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"cls.predictions.transform.LayerNorm.weight" : tensor<768xf32> group @qformer_stage1 init #mm.init<ones>
+  mm.param @"cls.predictions.transform.LayerNorm.bias" : tensor<768xf32> group @qformer_stage1 init #mm.init<zeros>
+  mm.param @"cls.predictions.bias" : tensor<30523xf32> group @qformer_stage1 init #mm.init<zeros>
 
   // Queries -> the LLM's input width.
   mm.param @"language_projection.weight" : tensor<2560x768xf32> group @language_projection init #mm.init<normal, 0.02>
@@ -328,6 +919,9 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
   mm.param @"language_model.model.decoder.final_layer_norm.weight" : tensor<2560xf32> group @language_model init #mm.init<ones>
   mm.param @"language_model.model.decoder.final_layer_norm.bias" : tensor<2560xf32> group @language_model init #mm.init<zeros>
 
+  // Stage 1: vision-language representation learning, ViT frozen, no LLM: ITC + ITM + ITG in one
+  // step over a batch of 32 image-text pairs (each loss a mean; the step's loss is their sum).
+  mm.stage @stage1 trainable [@qformer, @qformer_stage1] loss @stage1_loss data "image_text" {lr = 1.000000e-04 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 32 : i64, epochs = 1 : i64}
   // Stage 2: vision-to-language generation. The Q-Former and the projection learn; the
   // frozen OPT passes the loss's gradient back to them as activation gradients only.
   mm.stage @stage2 trainable [@qformer, @language_projection] loss @lm_loss data "image_caption" {lr = 1.000000e-04 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 128 : i64, epochs = 1 : i64}
@@ -439,6 +1033,293 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     %logits = mm.linear %final, %head_w : (tensor<1x128x2560xf32>, tensor<50272x2560xf32>) -> tensor<1x128x50272xf32>
     %loss = mm.cross_entropy %logits, %targets {ignore_index = -100 : i64} : (tensor<1x128x50272xf32>, tensor<1x128xi32>) -> tensor<f32>
     mm.return %loss : tensor<f32>
+  }
+
+  // Stage 1's loss over a batch. input_ids: [CLS] caption "\n", padded; targets: the next token
+  // of each text position (-100 past the text); length: the real positions of [queries; text]
+  // (queries + text length); the uniform numbers draw the ITM hard negatives.
+  mm.entry @stage1_loss(%pixel_values: tensor<32x3x224x224xf32> {mm.name = "pixel_values"}, %input_ids: tensor<32x32xi32> {mm.name = "input_ids"}, %targets: tensor<32x32xi32> {mm.name = "targets"}, %length: tensor<32xi32> {mm.name = "length"}, %negative_text_uniform: tensor<32xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<32xf32> {mm.name = "negative_image_uniform"})
+      -> (tensor<f32> {mm.name = "loss"}) {
+    // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
+    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
+    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
+    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<32x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<32x256x1408xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<32x256x1408xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<32x256x1408xf32>
+    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
+    %cls_b = mm.broadcast %cls : (tensor<1x1x1408xf32>) -> tensor<32x1x1408xf32>
+    %tokens = mm.concat %cls_b, %patches {axis = 1 : i64} : (tensor<32x1x1408xf32>, tensor<32x256x1408xf32>) -> tensor<32x257x1408xf32>
+    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
+    %pos_n = mm.broadcast %pos : (tensor<1x257x1408xf32>) -> tensor<32x257x1408xf32>
+    %embeds = mm.add %tokens, %pos_n : tensor<32x257x1408xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer_batch from 0 to 39 (%embeds) : (tensor<32x257x1408xf32>) -> tensor<32x257x1408xf32>
+    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
+    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<32x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
+    // ---- ITC: image-text contrastive, in-batch negatives both ways.
+    %itc_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
+    %itc_tok = mm.embedding %input_ids, %itc_word_w : (tensor<32x32xi32>, tensor<30523x768xf32>) -> tensor<32x32x768xf32>
+    %itc_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<512x768xf32>
+    %itc_pos_t = mm.slice %itc_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<512x768xf32>) -> tensor<32x768xf32>
+    %itc_pos = mm.broadcast %itc_pos_t : (tensor<32x768xf32>) -> tensor<32x32x768xf32>
+    %itc_text = mm.add %itc_tok, %itc_pos : tensor<32x32x768xf32>
+    %itc_queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
+    %itc_qb = mm.broadcast %itc_queries : (tensor<1x32x768xf32>) -> tensor<32x32x768xf32>
+    %itc_joint = mm.concat %itc_qb, %itc_text {axis = 1 : i64} : (tensor<32x32x768xf32>, tensor<32x32x768xf32>) -> tensor<32x64x768xf32>
+    %itc_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
+    %itc_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<768xf32>
+    %itc_h0 = mm.layer_norm %itc_joint, %itc_h0_g, %itc_h0_b {eps = 1.000000e-12 : f64} : (tensor<32x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %itc_l0 = mm.apply_layer @qformer_cross_layer_itc from 0 to 1 (%itc_h0, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l1 = mm.apply_layer @qformer_layer_itc from 0 to 1 (%itc_l0, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l2 = mm.apply_layer @qformer_cross_layer_itc from 1 to 2 (%itc_l1, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l3 = mm.apply_layer @qformer_layer_itc from 1 to 2 (%itc_l2, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l4 = mm.apply_layer @qformer_cross_layer_itc from 2 to 3 (%itc_l3, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l5 = mm.apply_layer @qformer_layer_itc from 2 to 3 (%itc_l4, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l6 = mm.apply_layer @qformer_cross_layer_itc from 3 to 4 (%itc_l5, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l7 = mm.apply_layer @qformer_layer_itc from 3 to 4 (%itc_l6, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l8 = mm.apply_layer @qformer_cross_layer_itc from 4 to 5 (%itc_l7, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l9 = mm.apply_layer @qformer_layer_itc from 4 to 5 (%itc_l8, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l10 = mm.apply_layer @qformer_cross_layer_itc from 5 to 6 (%itc_l9, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_l11 = mm.apply_layer @qformer_layer_itc from 5 to 6 (%itc_l10, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itc_q = mm.slice %itc_l11 {axis = 1 : i64, start = 0 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %itc_cls = mm.slice %itc_l11 {axis = 1 : i64, start = 32 : i64} : (tensor<32x64x768xf32>) -> tensor<32x1x768xf32>
+    %image_feat_proj_w = mm.weight @"vision_projection.weight" : tensor<256x768xf32>
+    %image_feat_proj_b = mm.weight @"vision_projection.bias" : tensor<256xf32>
+    %image_feat_proj = mm.linear %itc_q, %image_feat_proj_w, %image_feat_proj_b : (tensor<32x32x768xf32>, tensor<256x768xf32>, tensor<256xf32>) -> tensor<32x32x256xf32>
+    %image_feat = mm.l2_normalize %image_feat_proj {eps = 1.000000e-12 : f64} : tensor<32x32x256xf32>
+    %text_feat_proj_w = mm.weight @"text_projection.weight" : tensor<256x768xf32>
+    %text_feat_proj_b = mm.weight @"text_projection.bias" : tensor<256xf32>
+    %text_feat_proj = mm.linear %itc_cls, %text_feat_proj_w, %text_feat_proj_b : (tensor<32x1x768xf32>, tensor<256x768xf32>, tensor<256xf32>) -> tensor<32x1x256xf32>
+    %text_feat_n = mm.l2_normalize %text_feat_proj {eps = 1.000000e-12 : f64} : tensor<32x1x256xf32>
+    %text_feat = mm.reshape %text_feat_n : (tensor<32x1x256xf32>) -> tensor<32x256xf32>
+    // Image-text similarity: the best match over the queries; over the learnable temperature.
+    %sim_qt = mm.linear %image_feat, %text_feat : (tensor<32x32x256xf32>, tensor<32x256xf32>) -> tensor<32x32x32xf32>
+    %sim_max = mm.reduce_max %sim_qt {axis = 1 : i64} : (tensor<32x32x32xf32>) -> tensor<32x32xf32>
+    %temp = mm.weight @"temp" : tensor<f32>
+    %temp_b = mm.broadcast %temp : (tensor<f32>) -> tensor<32x32xf32>
+    %sim_i2t = mm.div %sim_max, %temp_b : tensor<32x32xf32>
+    %sim_t2i = mm.transpose %sim_i2t : (tensor<32x32xf32>) -> tensor<32x32xf32>
+    %itc_targets = mm.iota : tensor<32xi32>
+    %ce_i2t = mm.cross_entropy %sim_i2t, %itc_targets {ignore_index = -100 : i64, mean} : (tensor<32x32xf32>, tensor<32xi32>) -> tensor<f32>
+    %ce_t2i = mm.cross_entropy %sim_t2i, %itc_targets {ignore_index = -100 : i64, mean} : (tensor<32x32xf32>, tensor<32xi32>) -> tensor<f32>
+    %ce_itc = mm.add %ce_i2t, %ce_t2i : tensor<f32>
+    %half = mm.constant {value = 5.000000e-01 : f64} : tensor<f32>
+    %loss_itc = mm.mul %ce_itc, %half : tensor<f32>
+    // ---- ITM: a hard-negative text per image and a hard-negative image per text, drawn from the
+    // ITC similarities (never the positive); the batch becomes [positives, negative images, negative texts].
+    %neg_text = mm.sample_negatives %sim_i2t, %negative_text_uniform : (tensor<32x32xf32>, tensor<32xf32>) -> tensor<32xi32>
+    %neg_image = mm.sample_negatives %sim_t2i, %negative_image_uniform : (tensor<32x32xf32>, tensor<32xf32>) -> tensor<32xi32>
+    %image_neg = mm.gather %image_embeds, %neg_image : (tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x257x1408xf32>
+    %ids_neg = mm.gather %input_ids, %neg_text : (tensor<32x32xi32>, tensor<32xi32>) -> tensor<32x32xi32>
+    %length_neg = mm.gather %length, %neg_text : (tensor<32xi32>, tensor<32xi32>) -> tensor<32xi32>
+    %itm_image_a = mm.concat %image_embeds, %image_neg {axis = 0 : i64} : (tensor<32x257x1408xf32>, tensor<32x257x1408xf32>) -> tensor<64x257x1408xf32>
+    %itm_image = mm.concat %itm_image_a, %image_embeds {axis = 0 : i64} : (tensor<64x257x1408xf32>, tensor<32x257x1408xf32>) -> tensor<96x257x1408xf32>
+    %itm_ids_a = mm.concat %input_ids, %input_ids {axis = 0 : i64} : (tensor<32x32xi32>, tensor<32x32xi32>) -> tensor<64x32xi32>
+    %itm_ids = mm.concat %itm_ids_a, %ids_neg {axis = 0 : i64} : (tensor<64x32xi32>, tensor<32x32xi32>) -> tensor<96x32xi32>
+    %itm_length_a = mm.concat %length, %length {axis = 0 : i64} : (tensor<32xi32>, tensor<32xi32>) -> tensor<64xi32>
+    %itm_length = mm.concat %itm_length_a, %length_neg {axis = 0 : i64} : (tensor<64xi32>, tensor<32xi32>) -> tensor<96xi32>
+    %itm_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
+    %itm_tok = mm.embedding %itm_ids, %itm_word_w : (tensor<96x32xi32>, tensor<30523x768xf32>) -> tensor<96x32x768xf32>
+    %itm_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<512x768xf32>
+    %itm_pos_t = mm.slice %itm_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<512x768xf32>) -> tensor<32x768xf32>
+    %itm_pos = mm.broadcast %itm_pos_t : (tensor<32x768xf32>) -> tensor<96x32x768xf32>
+    %itm_text = mm.add %itm_tok, %itm_pos : tensor<96x32x768xf32>
+    %itm_queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
+    %itm_qb = mm.broadcast %itm_queries : (tensor<1x32x768xf32>) -> tensor<96x32x768xf32>
+    %itm_joint = mm.concat %itm_qb, %itm_text {axis = 1 : i64} : (tensor<96x32x768xf32>, tensor<96x32x768xf32>) -> tensor<96x64x768xf32>
+    %itm_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
+    %itm_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<768xf32>
+    %itm_h0 = mm.layer_norm %itm_joint, %itm_h0_g, %itm_h0_b {eps = 1.000000e-12 : f64} : (tensor<96x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<96x64x768xf32>
+    %itm_l0 = mm.apply_layer @qformer_cross_layer_itm from 0 to 1 (%itm_h0, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l1 = mm.apply_layer @qformer_layer_itm from 0 to 1 (%itm_l0, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l2 = mm.apply_layer @qformer_cross_layer_itm from 1 to 2 (%itm_l1, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l3 = mm.apply_layer @qformer_layer_itm from 1 to 2 (%itm_l2, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l4 = mm.apply_layer @qformer_cross_layer_itm from 2 to 3 (%itm_l3, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l5 = mm.apply_layer @qformer_layer_itm from 2 to 3 (%itm_l4, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l6 = mm.apply_layer @qformer_cross_layer_itm from 3 to 4 (%itm_l5, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l7 = mm.apply_layer @qformer_layer_itm from 3 to 4 (%itm_l6, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l8 = mm.apply_layer @qformer_cross_layer_itm from 4 to 5 (%itm_l7, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l9 = mm.apply_layer @qformer_layer_itm from 4 to 5 (%itm_l8, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l10 = mm.apply_layer @qformer_cross_layer_itm from 5 to 6 (%itm_l9, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_l11 = mm.apply_layer @qformer_layer_itm from 5 to 6 (%itm_l10, %itm_image, %itm_length) : (tensor<96x64x768xf32>, tensor<96x257x1408xf32>, tensor<96xi32>) -> tensor<96x64x768xf32>
+    %itm_logits_q = mm.slice %itm_l11 {axis = 1 : i64, start = 0 : i64} : (tensor<96x64x768xf32>) -> tensor<96x32x768xf32>
+    %itm_logits_qt = mm.transpose %itm_logits_q : (tensor<96x32x768xf32>) -> tensor<96x768x32xf32>
+    %itm_logits_avg_w = mm.constant {value = 3.125000e-02 : f64} : tensor<1x32xf32>
+    %itm_logits_avg = mm.linear %itm_logits_qt, %itm_logits_avg_w : (tensor<96x768x32xf32>, tensor<1x32xf32>) -> tensor<96x768x1xf32>
+    %itm_logits_mean = mm.transpose %itm_logits_avg : (tensor<96x768x1xf32>) -> tensor<96x1x768xf32>
+    %itm_logits_w = mm.weight @"itm_head.weight" : tensor<2x768xf32>
+    %itm_logits_b = mm.weight @"itm_head.bias" : tensor<2xf32>
+    %itm_logits = mm.linear %itm_logits_mean, %itm_logits_w, %itm_logits_b : (tensor<96x1x768xf32>, tensor<2x768xf32>, tensor<2xf32>) -> tensor<96x1x2xf32>
+    %itm_positive = mm.constant {value = 1.0 : f64} : tensor<32x1xi32>
+    %itm_negative = mm.constant {value = 0.0 : f64} : tensor<64x1xi32>
+    %itm_targets = mm.concat %itm_positive, %itm_negative {axis = 0 : i64} : (tensor<32x1xi32>, tensor<64x1xi32>) -> tensor<96x1xi32>
+    %loss_itm = mm.cross_entropy %itm_logits, %itm_targets {ignore_index = -100 : i64, mean} : (tensor<96x1x2xf32>, tensor<96x1xi32>) -> tensor<f32>
+    // ---- ITG: the caption generated from the queries under the multimodal-causal mask.
+    %itg_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
+    %itg_tok = mm.embedding %input_ids, %itg_word_w : (tensor<32x32xi32>, tensor<30523x768xf32>) -> tensor<32x32x768xf32>
+    // ITG starts the text with the decoder start token [DEC] (id 30522) instead of [CLS].
+    %itg_dec_ids = mm.constant {value = 30522.0 : f64} : tensor<32x1xi32>
+    %itg_dec = mm.embedding %itg_dec_ids, %itg_word_w : (tensor<32x1xi32>, tensor<30523x768xf32>) -> tensor<32x1x768xf32>
+    %itg_rest = mm.slice %itg_tok {axis = 1 : i64, start = 1 : i64} : (tensor<32x32x768xf32>) -> tensor<32x31x768xf32>
+    %itg_tok2 = mm.concat %itg_dec, %itg_rest {axis = 1 : i64} : (tensor<32x1x768xf32>, tensor<32x31x768xf32>) -> tensor<32x32x768xf32>
+    %itg_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<512x768xf32>
+    %itg_pos_t = mm.slice %itg_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<512x768xf32>) -> tensor<32x768xf32>
+    %itg_pos = mm.broadcast %itg_pos_t : (tensor<32x768xf32>) -> tensor<32x32x768xf32>
+    %itg_text = mm.add %itg_tok2, %itg_pos : tensor<32x32x768xf32>
+    %itg_queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
+    %itg_qb = mm.broadcast %itg_queries : (tensor<1x32x768xf32>) -> tensor<32x32x768xf32>
+    %itg_joint = mm.concat %itg_qb, %itg_text {axis = 1 : i64} : (tensor<32x32x768xf32>, tensor<32x32x768xf32>) -> tensor<32x64x768xf32>
+    %itg_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
+    %itg_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<768xf32>
+    %itg_h0 = mm.layer_norm %itg_joint, %itg_h0_g, %itg_h0_b {eps = 1.000000e-12 : f64} : (tensor<32x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x64x768xf32>
+    %itg_l0 = mm.apply_layer @qformer_cross_layer_itg from 0 to 1 (%itg_h0, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l1 = mm.apply_layer @qformer_layer_itg from 0 to 1 (%itg_l0, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l2 = mm.apply_layer @qformer_cross_layer_itg from 1 to 2 (%itg_l1, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l3 = mm.apply_layer @qformer_layer_itg from 1 to 2 (%itg_l2, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l4 = mm.apply_layer @qformer_cross_layer_itg from 2 to 3 (%itg_l3, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l5 = mm.apply_layer @qformer_layer_itg from 2 to 3 (%itg_l4, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l6 = mm.apply_layer @qformer_cross_layer_itg from 3 to 4 (%itg_l5, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l7 = mm.apply_layer @qformer_layer_itg from 3 to 4 (%itg_l6, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l8 = mm.apply_layer @qformer_cross_layer_itg from 4 to 5 (%itg_l7, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l9 = mm.apply_layer @qformer_layer_itg from 4 to 5 (%itg_l8, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l10 = mm.apply_layer @qformer_cross_layer_itg from 5 to 6 (%itg_l9, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_l11 = mm.apply_layer @qformer_layer_itg from 5 to 6 (%itg_l10, %image_embeds, %length) : (tensor<32x64x768xf32>, tensor<32x257x1408xf32>, tensor<32xi32>) -> tensor<32x64x768xf32>
+    %itg_out = mm.slice %itg_l11 {axis = 1 : i64, start = 32 : i64} : (tensor<32x64x768xf32>) -> tensor<32x32x768xf32>
+    %itg_dense_w = mm.weight @"cls.predictions.transform.dense.weight" : tensor<768x768xf32>
+    %itg_dense_b = mm.weight @"cls.predictions.transform.dense.bias" : tensor<768xf32>
+    %itg_dense = mm.linear %itg_out, %itg_dense_w, %itg_dense_b : (tensor<32x32x768xf32>, tensor<768x768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %itg_act = mm.gelu %itg_dense : tensor<32x32x768xf32>
+    %itg_norm_g = mm.weight @"cls.predictions.transform.LayerNorm.weight" : tensor<768xf32>
+    %itg_norm_b = mm.weight @"cls.predictions.transform.LayerNorm.bias" : tensor<768xf32>
+    %itg_norm = mm.layer_norm %itg_act, %itg_norm_g, %itg_norm_b {eps = 1.000000e-12 : f64} : (tensor<32x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<32x32x768xf32>
+    %itg_decoder_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
+    %itg_decoder_b = mm.weight @"cls.predictions.bias" : tensor<30523xf32>
+    %itg_logits = mm.linear %itg_norm, %itg_decoder_w, %itg_decoder_b : (tensor<32x32x768xf32>, tensor<30523x768xf32>, tensor<30523xf32>) -> tensor<32x32x30523xf32>
+    %loss_itg = mm.cross_entropy %itg_logits, %targets {ignore_index = -100 : i64, mean} : (tensor<32x32x30523xf32>, tensor<32x32xi32>) -> tensor<f32>
+    %loss_a = mm.add %loss_itc, %loss_itm : tensor<f32>
+    %loss = mm.add %loss_a, %loss_itg : tensor<f32>
+    mm.return %loss : tensor<f32>
+  }
+
+  // Retrieval: an image's normalised ITC features (one per query) ...
+  mm.entry @image_features(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}) -> (tensor<1x32x256xf32> {mm.name = "image_features"}) {
+    // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
+    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
+    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
+    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<1x256x1408xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<1x256x1408xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<1x256x1408xf32>
+    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1408xf32>, tensor<1x256x1408xf32>) -> tensor<1x257x1408xf32>
+    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x257x1408xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 39 (%embeds) : (tensor<1x257x1408xf32>) -> tensor<1x257x1408xf32>
+    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
+    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
+    // Q-Former over the learnable queries, cross-attending to the image features.
+    %queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
+    %q0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
+    %q0_b = mm.weight @"qformer.layernorm.bias" : tensor<768xf32>
+    %q0 = mm.layer_norm %queries, %q0_g, %q0_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %qf0 = mm.apply_layer @qformer_cross_layer from 0 to 1 (%q0, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf1 = mm.apply_layer @qformer_layer from 0 to 1 (%qf0, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf2 = mm.apply_layer @qformer_cross_layer from 1 to 2 (%qf1, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf3 = mm.apply_layer @qformer_layer from 1 to 2 (%qf2, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf4 = mm.apply_layer @qformer_cross_layer from 2 to 3 (%qf3, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf5 = mm.apply_layer @qformer_layer from 2 to 3 (%qf4, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf6 = mm.apply_layer @qformer_cross_layer from 3 to 4 (%qf5, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf7 = mm.apply_layer @qformer_layer from 3 to 4 (%qf6, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf8 = mm.apply_layer @qformer_cross_layer from 4 to 5 (%qf7, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf9 = mm.apply_layer @qformer_layer from 4 to 5 (%qf8, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf10 = mm.apply_layer @qformer_cross_layer from 5 to 6 (%qf9, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %qf11 = mm.apply_layer @qformer_layer from 5 to 6 (%qf10, %image_embeds) : (tensor<1x32x768xf32>, tensor<1x257x1408xf32>) -> tensor<1x32x768xf32>
+    %image_feat_proj_w = mm.weight @"vision_projection.weight" : tensor<256x768xf32>
+    %image_feat_proj_b = mm.weight @"vision_projection.bias" : tensor<256xf32>
+    %image_feat_proj = mm.linear %qf11, %image_feat_proj_w, %image_feat_proj_b : (tensor<1x32x768xf32>, tensor<256x768xf32>, tensor<256xf32>) -> tensor<1x32x256xf32>
+    %image_feat = mm.l2_normalize %image_feat_proj {eps = 1.000000e-12 : f64} : tensor<1x32x256xf32>
+    mm.return %image_feat : tensor<1x32x256xf32>
+  }
+  // ... a text's (the [CLS] output of the text-only pass; length = the text's tokens) ...
+  mm.entry @text_features(%input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x256xf32> {mm.name = "text_features"}) {
+    %txt_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
+    %txt_tok = mm.embedding %input_ids, %txt_word_w : (tensor<1x32xi32>, tensor<30523x768xf32>) -> tensor<1x32x768xf32>
+    %txt_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<512x768xf32>
+    %txt_pos_t = mm.slice %txt_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<512x768xf32>) -> tensor<32x768xf32>
+    %txt_pos = mm.broadcast %txt_pos_t : (tensor<32x768xf32>) -> tensor<1x32x768xf32>
+    %txt_text = mm.add %txt_tok, %txt_pos : tensor<1x32x768xf32>
+    %txt_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
+    %txt_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<768xf32>
+    %txt_h0 = mm.layer_norm %txt_text, %txt_h0_g, %txt_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x32x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x32x768xf32>
+    %txt_l0 = mm.apply_layer @qformer_cross_layer_text from 0 to 1 (%txt_h0, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l1 = mm.apply_layer @qformer_layer_text from 0 to 1 (%txt_l0, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l2 = mm.apply_layer @qformer_cross_layer_text from 1 to 2 (%txt_l1, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l3 = mm.apply_layer @qformer_layer_text from 1 to 2 (%txt_l2, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l4 = mm.apply_layer @qformer_cross_layer_text from 2 to 3 (%txt_l3, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l5 = mm.apply_layer @qformer_layer_text from 2 to 3 (%txt_l4, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l6 = mm.apply_layer @qformer_cross_layer_text from 3 to 4 (%txt_l5, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l7 = mm.apply_layer @qformer_layer_text from 3 to 4 (%txt_l6, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l8 = mm.apply_layer @qformer_cross_layer_text from 4 to 5 (%txt_l7, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l9 = mm.apply_layer @qformer_layer_text from 4 to 5 (%txt_l8, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l10 = mm.apply_layer @qformer_cross_layer_text from 5 to 6 (%txt_l9, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_l11 = mm.apply_layer @qformer_layer_text from 5 to 6 (%txt_l10, %length) : (tensor<1x32x768xf32>, tensor<1xi32>) -> tensor<1x32x768xf32>
+    %txt_cls = mm.slice %txt_l11 {axis = 1 : i64, start = 0 : i64} : (tensor<1x32x768xf32>) -> tensor<1x1x768xf32>
+    %text_feat_proj_w = mm.weight @"text_projection.weight" : tensor<256x768xf32>
+    %text_feat_proj_b = mm.weight @"text_projection.bias" : tensor<256xf32>
+    %text_feat_proj = mm.linear %txt_cls, %text_feat_proj_w, %text_feat_proj_b : (tensor<1x1x768xf32>, tensor<256x768xf32>, tensor<256xf32>) -> tensor<1x1x256xf32>
+    %text_feat_n = mm.l2_normalize %text_feat_proj {eps = 1.000000e-12 : f64} : tensor<1x1x256xf32>
+    %text_feat = mm.reshape %text_feat_n : (tensor<1x1x256xf32>) -> tensor<1x256xf32>
+    mm.return %text_feat : tensor<1x256xf32>
+  }
+  // ... and the ITM logits (no match, match) of an image and a text (length = queries + text).
+  mm.entry @itm_scores(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x1x2xf32> {mm.name = "itm_logits"}) {
+    // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
+    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
+    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
+    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<1x256x1408xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<1x256x1408xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<1x256x1408xf32>
+    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1408xf32>, tensor<1x256x1408xf32>) -> tensor<1x257x1408xf32>
+    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x257x1408xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 39 (%embeds) : (tensor<1x257x1408xf32>) -> tensor<1x257x1408xf32>
+    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
+    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
+    %one_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
+    %one_tok = mm.embedding %input_ids, %one_word_w : (tensor<1x32xi32>, tensor<30523x768xf32>) -> tensor<1x32x768xf32>
+    %one_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<512x768xf32>
+    %one_pos_t = mm.slice %one_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<512x768xf32>) -> tensor<32x768xf32>
+    %one_pos = mm.broadcast %one_pos_t : (tensor<32x768xf32>) -> tensor<1x32x768xf32>
+    %one_text = mm.add %one_tok, %one_pos : tensor<1x32x768xf32>
+    %one_queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
+    %one_qb = mm.broadcast %one_queries : (tensor<1x32x768xf32>) -> tensor<1x32x768xf32>
+    %one_joint = mm.concat %one_qb, %one_text {axis = 1 : i64} : (tensor<1x32x768xf32>, tensor<1x32x768xf32>) -> tensor<1x64x768xf32>
+    %one_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
+    %one_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<768xf32>
+    %one_h0 = mm.layer_norm %one_joint, %one_h0_g, %one_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x64x768xf32>, tensor<768xf32>, tensor<768xf32>) -> tensor<1x64x768xf32>
+    %one_l0 = mm.apply_layer @qformer_cross_layer_itm_one from 0 to 1 (%one_h0, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l1 = mm.apply_layer @qformer_layer_itm_one from 0 to 1 (%one_l0, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l2 = mm.apply_layer @qformer_cross_layer_itm_one from 1 to 2 (%one_l1, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l3 = mm.apply_layer @qformer_layer_itm_one from 1 to 2 (%one_l2, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l4 = mm.apply_layer @qformer_cross_layer_itm_one from 2 to 3 (%one_l3, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l5 = mm.apply_layer @qformer_layer_itm_one from 2 to 3 (%one_l4, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l6 = mm.apply_layer @qformer_cross_layer_itm_one from 3 to 4 (%one_l5, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l7 = mm.apply_layer @qformer_layer_itm_one from 3 to 4 (%one_l6, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l8 = mm.apply_layer @qformer_cross_layer_itm_one from 4 to 5 (%one_l7, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l9 = mm.apply_layer @qformer_layer_itm_one from 4 to 5 (%one_l8, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l10 = mm.apply_layer @qformer_cross_layer_itm_one from 5 to 6 (%one_l9, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %one_l11 = mm.apply_layer @qformer_layer_itm_one from 5 to 6 (%one_l10, %image_embeds, %length) : (tensor<1x64x768xf32>, tensor<1x257x1408xf32>, tensor<1xi32>) -> tensor<1x64x768xf32>
+    %itm_logits_q = mm.slice %one_l11 {axis = 1 : i64, start = 0 : i64} : (tensor<1x64x768xf32>) -> tensor<1x32x768xf32>
+    %itm_logits_qt = mm.transpose %itm_logits_q : (tensor<1x32x768xf32>) -> tensor<1x768x32xf32>
+    %itm_logits_avg_w = mm.constant {value = 3.125000e-02 : f64} : tensor<1x32xf32>
+    %itm_logits_avg = mm.linear %itm_logits_qt, %itm_logits_avg_w : (tensor<1x768x32xf32>, tensor<1x32xf32>) -> tensor<1x768x1xf32>
+    %itm_logits_mean = mm.transpose %itm_logits_avg : (tensor<1x768x1xf32>) -> tensor<1x1x768xf32>
+    %itm_logits_w = mm.weight @"itm_head.weight" : tensor<2x768xf32>
+    %itm_logits_b = mm.weight @"itm_head.bias" : tensor<2xf32>
+    %itm_logits = mm.linear %itm_logits_mean, %itm_logits_w, %itm_logits_b : (tensor<1x1x768xf32>, tensor<2x768xf32>, tensor<2xf32>) -> tensor<1x1x2xf32>
+    mm.return %itm_logits : tensor<1x1x2xf32>
   }
 
   // Chat: prefill runs the prompt (queries included) and fills the KV caches;

@@ -31,7 +31,7 @@ CONFIGS = {
         # Stage 1 (ITC + ITM + ITG over the Q-Former with its text side): a batch of 16 image-text
         # pairs per step (in-batch negatives), texts of 32 tokens: [CLS] caption "\n", where <s>
         # plays BERT's [CLS] and </s> the decoder start token [DEC].
-        stage1=dict(batch=16, text=32, embed=128, cls=1, dec=2, lr=1e-3),
+        stage1=dict(batch=16, text=32, positions=32, vocab=800, embed=128, cls=1, dec=2, lr=1e-3),
         # The same convolutional stem as llava-tiny (docs/BENCHMARKS.md): a from-scratch
         # ViT on 8-px patches does not learn the shapes of mmdata's objects in time.
         stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)]),
@@ -40,7 +40,10 @@ CONFIGS = {
         queries=32, qd=768, qlayers=12, qheads=12, qinter=3072, cross_freq=2,
         td=2560, tlayers=32, theads=32, tinter=10240, vocab=50272, seq=128, max_pos=2048,
         image_token=50265, pad_token=1, bos_token=2, tokenizer=None,
-        stage_lr2=1e-4, batch2=128),
+        stage_lr2=1e-4, batch2=128,
+        # Stage 1 as LAVIS runs it (max_txt_len 32, BERT's vocabulary with [DEC] added, 512
+        # positions, 256-wide ITC features); a batch of 32 pairs per entry call.
+        stage1=dict(batch=32, text=32, positions=512, vocab=30523, embed=256, cls=101, dec=30522, pad=0, lr=1e-4)),
 }
 
 V_EPS, Q_EPS, T_EPS = 1e-6, 1e-12, 1e-5
@@ -101,9 +104,10 @@ def generate(c):
         f'intermediate_size = {c["qinter"]} : i64, num_hidden_layers = {c["qlayers"]} : i64, '
         f'num_attention_heads = {c["qheads"]} : i64, cross_attention_frequency = {c["cross_freq"]} : i64, '
         f'encoder_hidden_size = {VD} : i64, layer_norm_eps = {fl(Q_EPS)}, hidden_act = "gelu"'
-        + (f', vocab_size = {c["vocab"]} : i64, max_position_embeddings = {c["stage1"]["text"]} : i64, '
+        + (f', vocab_size = {c["stage1"]["vocab"]} : i64, max_position_embeddings = {c["stage1"]["positions"]} : i64, '
+           f'max_txt_len = {c["stage1"]["text"]} : i64, '
            f'cls_token_id = {c["stage1"]["cls"]} : i64, bos_token_id = {c["stage1"]["dec"]} : i64, '
-           f'pad_token_id = {c["pad_token"]} : i64' if c.get("stage1") else "") + '},\n'
+           f'pad_token_id = {c["stage1"].get("pad", c["pad_token"])} : i64' if c.get("stage1") else "") + '},\n'
         + (f'      image_text_hidden_size = {c["stage1"]["embed"]} : i64,\n' if c.get("stage1") else "") +
         f'      text_config = {{model_type = "opt", hidden_size = {TD} : i64, ffn_dim = {c["tinter"]} : i64, '
         f'num_hidden_layers = {c["tlayers"]} : i64, num_attention_heads = {c["theads"]} : i64, '
@@ -281,9 +285,9 @@ def generate(c):
             qformer_joint_layer(f"qformer_{kind}_text", cross, 1, "padding", with_queries=False)
         w("  // Stage 1's heads, as in Blip2ForImageTextRetrieval (text embeddings, projections, ITM head)")
         w("  // and BERT's LM head for ITG (its decoder is the word embedding, tied).")
-        qv, E = c["vocab"], s1["embed"]
+        qv, E = s1["vocab"], s1["embed"]
         param("embeddings.word_embeddings.weight", [qv, QD], "qformer_stage1")
-        param("embeddings.position_embeddings.weight", [TT, QD], "qformer_stage1")
+        param("embeddings.position_embeddings.weight", [s1["positions"], QD], "qformer_stage1")
         param("vision_projection.weight", [E, QD], "qformer_stage1")
         param("vision_projection.bias", [E], "qformer_stage1", ZEROS)
         param("text_projection.weight", [E, QD], "qformer_stage1")
@@ -494,7 +498,7 @@ def generate(c):
         """Embeds IDS (word + position; [DEC] in place of [CLS] for ITG), puts the queries in
         front (not for the text-only pass), LayerNorms and runs the Q-Former layers of MODE."""
         TT = s1["text"]
-        qv = c["vocab"]
+        qv = s1["vocab"]
         idt, xt_ = t(n, TT, dtype="i32"), t(n, TT, QD)
         weight(f"{out}_word_w", "embeddings.word_embeddings.weight", [qv, QD])
         w(f"{ind}%{out}_tok = mm.embedding %{ids}, %{out}_word_w : ({idt}, {t(qv, QD)}) -> {xt_}")
@@ -506,8 +510,12 @@ def generate(c):
             w(f"{ind}%{out}_rest = mm.slice %{tok} {{axis = 1 : i64, start = 1 : i64}} : ({xt_}) -> {t(n, TT - 1, QD)}")
             w(f"{ind}%{out}_tok2 = mm.concat %{out}_dec, %{out}_rest {{axis = 1 : i64}} : ({t(n, 1, QD)}, {t(n, TT - 1, QD)}) -> {xt_}")
             tok = f"{out}_tok2"
-        weight(f"{out}_pos_w", "embeddings.position_embeddings.weight", [TT, QD])
-        w(f"{ind}%{out}_pos = mm.broadcast %{out}_pos_w : ({t(TT, QD)}) -> {xt_}")
+        weight(f"{out}_pos_w", "embeddings.position_embeddings.weight", [s1["positions"], QD])
+        pos = f"{out}_pos_w"
+        if s1["positions"] > TT:
+            w(f"{ind}%{out}_pos_t = mm.slice %{pos} {{axis = 0 : i64, start = 0 : i64}} : ({t(s1['positions'], QD)}) -> {t(TT, QD)}")
+            pos = f"{out}_pos_t"
+        w(f"{ind}%{out}_pos = mm.broadcast %{pos} : ({t(TT, QD)}) -> {xt_}")
         w(f"{ind}%{out}_text = mm.add %{tok}, %{out}_pos : {xt_}")
         x, L = f"{out}_text", TT
         if mode != "text":
@@ -600,7 +608,7 @@ def generate(c):
 
     def stage1_entries():
         B, TT, E = s1["batch"], s1["text"], s1["embed"]
-        L, qv = Q + TT, c["vocab"]
+        L, qv = Q + TT, s1["vocab"]
         pixB, idsB, lenB = t(B, 3, c["image"], c["image"]), t(B, TT, dtype="i32"), t(B, dtype="i32")
         w("  // Stage 1's loss over a batch. input_ids: [CLS] caption \"\\n\", padded; targets: the next token")
         w("  // of each text position (-100 past the text); length: the real positions of [queries; text]")

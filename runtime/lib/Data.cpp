@@ -184,7 +184,7 @@ SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer
   const nlohmann::json &config = model.config();
   if (config.contains("qformer_config") && config["qformer_config"].contains("cls_token_id")) {
     const nlohmann::json &q = config["qformer_config"];
-    f.textLength = q.value("max_position_embeddings", (int64_t)0);
+    f.textLength = q.value("max_txt_len", (int64_t)0);
     f.cls = (int32_t)q.value("cls_token_id", (int64_t)0);
     f.queries = config.value("num_query_tokens", (int64_t)0);
   }

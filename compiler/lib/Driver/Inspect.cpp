@@ -153,6 +153,9 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
     }
   int64_t total = m.getInteger("total_parameters").value_or(0);
   os << "\ntotal parameters: " << withCommas(total) << " (" << total << ")\n";
+  if (auto forward = m.getInteger("forward_parameters"); forward && *forward != total)
+    os << "read by the forward entry: " << withCommas(*forward) << " (" << *forward << "); the other "
+       << withCommas(total - *forward) << " only train (see the groups)\n";
 }
 
 } // namespace

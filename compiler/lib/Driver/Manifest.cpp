@@ -149,6 +149,17 @@ json::Object buildManifest(ModelOp model, StringRef target) {
   }
   m["parameters"] = std::move(plist);
   m["total_parameters"] = total;
+  // What inference needs: the parameters the `forward` entry reads (BLIP-2's
+  // stage-1-only text side and the tiny models' pre-training heads are not).
+  for (EntryOp e : model.getBody().getOps<EntryOp>()) {
+    if (e.getSymName() != "forward") continue;
+    llvm::StringSet<> read;
+    e.walk([&](WeightOp w) { read.insert(w.getParam()); });
+    int64_t count = 0;
+    for (const ParameterInfo &p : params)
+      if (read.contains(p.name)) count += p.type.getNumElements();
+    m["forward_parameters"] = count;
+  }
 
   json::Array stages;
   for (StageOp s : model.getBody().getOps<StageOp>()) {
