@@ -18,7 +18,18 @@ Conventions checked here against models/gen_blip2.py's IR:
   * OPT: the projected queries replace the <image> tokens' embeddings; learned
     positions embed_positions[2 + t]; pre-LN layers (ReLU), final LN, logits
     from the tied token embedding; eps 1e-5; causal attention.
+  * stage 1 (stage1_loss): the Q-Former over [queries; text] with BERT's
+    text embeddings, one pass per loss under its mask (itc_unimodal,
+    itm_bidirectional, itg_multimodal_causal; keys at or past the row's length
+    masked); the query positions cross-attend and take the query feed-forward,
+    the text positions the text feed-forward; ITC over the best query's
+    similarity / temp, ITM on the mean query output over [positives, hard-
+    negative images, hard-negative texts] (sample_negatives: mm.sample_negatives'
+    inverse transform), ITG with [DEC] first and BERT's LM head (tied decoder).
 """
+import math
+
+import numpy as np
 import torch
 
 import llava_ref as R
@@ -168,3 +179,174 @@ def sample_logits(cfg, W, ids, pixels=None):
         embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return opt(cfg, W, embeds)
 
+
+
+# --------------------------------------------------------------------------
+# Stage 1 (ITC + ITM + ITG over the Q-Former with its text side), as
+# models/gen_blip2.py's @stage1_loss computes it for a batch of B image-text
+# pairs: texts of TT positions ([CLS] caption "\n", padded), length[b] = Q +
+# the text's real positions (keys at or past it are masked in the
+# self-attention), the ITM hard negatives drawn from the ITC similarities by
+# inverse transform of caller-supplied uniform numbers.
+# --------------------------------------------------------------------------
+
+STAGE1_MASKS = ("itc_unimodal", "itm_bidirectional", "itg_multimodal_causal")
+
+
+def stage1_allowed(mask, Q, L, length):
+    """The keys each query may see: bool [N, L, L] for per-row LENGTH [N] (long).
+    Positions < Q are the learnable queries, the rest the text.
+      itc_unimodal:          queries see queries, text sees text;
+      itm_bidirectional:     everything;
+      itg_multimodal_causal: queries see queries, text position i sees every
+                             query and the text positions j <= i;
+    always AND key < length[row]."""
+    qi = torch.arange(L)[:, None]
+    kj = torch.arange(L)[None, :]
+    if mask == "itc_unimodal":
+        shape = (qi < Q) == (kj < Q)
+    elif mask == "itm_bidirectional":
+        shape = torch.ones(L, L, dtype=torch.bool)
+    elif mask == "itg_multimodal_causal":
+        shape = torch.where(qi < Q, kj < Q, (kj < Q) | (kj <= qi))
+    else:
+        raise ValueError(f"mask {mask!r}")
+    return shape[None] & (kj[None] < length[:, None, None])
+
+
+def _attend_allowed(q, k, v, H, allowed):
+    """q/k/v [N,L,D] -> [N,L,D] under ALLOWED [N,L,L]; a row without any key gives 0."""
+    N, S, D = q.shape
+    scale = (D // H) ** -0.5
+    qh, kh, vh = _heads(q, H), _heads(k, H), _heads(v, H)
+    scores = torch.matmul(qh, kh.transpose(-1, -2)) * scale  # [N,H,S,T]
+    any_key = allowed.any(-1, keepdim=True)  # [N,S,1]
+    # Rows without keys: softmax over unmasked zeros (finite), then multiplied by 0.
+    keep = (allowed | ~any_key)[:, None]
+    p = torch.softmax(scores.masked_fill(~keep, float("-inf")), dim=-1) * any_key[:, None].to(scores.dtype)
+    return torch.matmul(p, vh).transpose(1, 2).reshape(N, S, D)
+
+
+def l2_normalize(x, eps=1e-12):
+    """x / max(||x||, eps) over the last axis (mm.l2_normalize)."""
+    return x / torch.clamp(torch.linalg.vector_norm(x, dim=-1, keepdim=True), min=eps)
+
+
+def qformer_joint(cfg, W, img, ids, length, mask, itg=False):
+    """The Q-Former over [queries; text]: img [N, Nv, Dv] (the image tokens the
+    queries cross-attend to), ids [N, TT] (long), length [N] (long: queries +
+    real text positions) -> [N, Q + TT, Dq].  Text embedding = word + position
+    embeddings (ITG: the first position's word is [DEC], the qformer_config's
+    bos_token_id, in place of [CLS]); qformer.layernorm over the whole sequence;
+    per layer: self-attention under MASK (and key < length), output dense +
+    residual + LayerNorm; the query positions then cross-attend to the image
+    in the even layers and take the query feed-forward, the text positions the
+    text feed-forward (intermediate / output)."""
+    q = cfg["qformer"]
+    H, Lq, f, eps = q["num_attention_heads"], q["num_hidden_layers"], q["cross_attention_frequency"], q["layer_norm_eps"]
+    act = R.act_fn(q["hidden_act"])
+    N, TT = ids.shape
+    Q = cfg["num_query_tokens"]
+    word = W.get("embeddings.word_embeddings.weight")
+    tok = word[ids]
+    if itg:
+        dec = word[int(q["bos_token_id"])]
+        tok = torch.cat([dec.expand(N, 1, -1), tok[:, 1:]], dim=1)
+    text = tok + W.get("embeddings.position_embeddings.weight")[:TT]
+    queries = W.get("query_tokens").expand(N, -1, -1)
+    x = torch.cat([queries, text], dim=1)
+    x = R.layer_norm(x, W.get("qformer.layernorm.weight"), W.get("qformer.layernorm.bias"), eps)
+    allowed = stage1_allowed(mask, Q, Q + TT, length)
+    for i in range(Lq):
+        lp = f"qformer.encoder.layer.{i}."
+
+        def proj(name, inp):
+            return R.linear(inp, W.get(lp + name + ".weight"), W.get(lp + name + ".bias"))
+        a = _attend_allowed(proj("attention.attention.query", x), proj("attention.attention.key", x),
+                            proj("attention.attention.value", x), H, allowed)
+        x = _post_ln_block(W, lp + "attention.output", x, a, eps)
+        xq, xt = x[:, :Q], x[:, Q:]
+        if i % f == 0:
+            c = _attend(proj("crossattention.attention.query", xq), proj("crossattention.attention.key", img),
+                        proj("crossattention.attention.value", img), H)
+            xq = _post_ln_block(W, lp + "crossattention.output", xq, c, eps)
+        xq = _post_ln_block(W, lp + "output_query", xq, act(proj("intermediate_query.dense", xq)), eps)
+        xt = _post_ln_block(W, lp + "output", xt, act(proj("intermediate.dense", xt)), eps)
+        x = torch.cat([xq, xt], dim=1)
+    return x
+
+
+def sample_negatives(sim, uniform):
+    """mm.sample_negatives: for each row r of SIM [B, B] (numpy), the column j != r
+    drawn with probability softmax(sim[r])_j renormalised over j != r, by inverse
+    transform of UNIFORM[r]: walking j = 0..B-1 (skipping r) and accumulating
+    w_j = exp(sim[r, j] - max_{j != r} sim[r, j]), the first j whose running sum
+    exceeds uniform[r] * total (else the last j != r).
+    Returns (indices [B] int64, margin): MARGIN is the smallest distance, relative
+    to the row's total, between the target uniform[r] * total and any partial sum
+    of its row: a different rounding of SIM (the compiled float32 run) can only
+    draw another index when it moves a partial sum across the target by more
+    than that."""
+    sim = np.asarray(sim, dtype=np.float64)
+    B = sim.shape[0]
+    out = np.zeros(B, dtype=np.int64)
+    margin = math.inf
+    for r in range(B):
+        others = [j for j in range(B) if j != r]
+        m = max(sim[r, j] for j in others)
+        w = [math.exp(sim[r, j] - m) for j in others]
+        total = sum(w)
+        target = float(uniform[r]) * total
+        acc, pick = 0.0, others[-1]
+        picked = False
+        for j, wj in zip(others, w):
+            acc += wj
+            margin = min(margin, abs(acc - target) / total)
+            if not picked and acc > target:
+                pick, picked = j, True
+        out[r] = pick
+    return out, margin
+
+
+def stage1_loss(cfg, W, image_embeds_b, ids, targets, length, u_text, u_image):
+    """BLIP-2 stage 1 on one micro-batch: image_embeds_b [B, Nv, Dv] (the frozen
+    ViT's output), ids / targets [B, TT] (long; targets -100 = ignored), length
+    [B] (long), u_text / u_image [B] (the entry's uniform numbers) ->
+    (loss = ITC + ITM + ITG as a 0-d tensor, info dict with the three parts, the
+    drawn hard negatives and the sampler's margin)."""
+    F_ = torch.nn.functional
+    B = ids.shape[0]
+    Q = cfg["num_query_tokens"]
+    ar = torch.arange(B)
+    # ITC: queries and text in one pass under the unimodal mask.
+    out = qformer_joint(cfg, W, image_embeds_b, ids, length, "itc_unimodal")
+    image_feat = l2_normalize(R.linear(out[:, :Q], W.get("vision_projection.weight"), W.get("vision_projection.bias")))
+    text_feat = l2_normalize(R.linear(out[:, Q], W.get("text_projection.weight"), W.get("text_projection.bias")))
+    sim_qt = torch.matmul(image_feat, text_feat.t())  # [B(image), Q, B(text)]
+    sim_i2t = sim_qt.max(dim=1).values / W.get("temp")
+    sim_t2i = sim_i2t.t()
+    loss_itc = 0.5 * (F_.cross_entropy(sim_i2t, ar) + F_.cross_entropy(sim_t2i, ar))
+    # ITM: hard negatives (no gradient through the draw).
+    neg_text, m1 = sample_negatives(sim_i2t.detach().cpu().numpy(), u_text)
+    neg_image, m2 = sample_negatives(sim_t2i.detach().cpu().numpy(), u_image)
+    nt, ni = torch.from_numpy(neg_text), torch.from_numpy(neg_image)
+    itm_img = torch.cat([image_embeds_b, image_embeds_b[ni], image_embeds_b], dim=0)
+    itm_ids = torch.cat([ids, ids, ids[nt]], dim=0)
+    itm_len = torch.cat([length, length, length[nt]], dim=0)
+    out = qformer_joint(cfg, W, itm_img, itm_ids, itm_len, "itm_bidirectional")
+    logits = R.linear(out[:, :Q].mean(dim=1), W.get("itm_head.weight"), W.get("itm_head.bias"))
+    itm_targets = torch.cat([torch.ones(B, dtype=torch.long), torch.zeros(2 * B, dtype=torch.long)])
+    loss_itm = F_.cross_entropy(logits, itm_targets)
+    # ITG: the caption from [DEC] under the multimodal-causal mask; BERT's LM head, tied decoder.
+    out = qformer_joint(cfg, W, image_embeds_b, ids, length, "itg_multimodal_causal", itg=True)
+    qc = cfg["qformer"]
+    h = R.linear(out[:, Q:], W.get("cls.predictions.transform.dense.weight"),
+                 W.get("cls.predictions.transform.dense.bias"))
+    h = R.layer_norm(R.act_fn(qc["hidden_act"])(h), W.get("cls.predictions.transform.LayerNorm.weight"),
+                     W.get("cls.predictions.transform.LayerNorm.bias"), qc["layer_norm_eps"])
+    lm = R.linear(h, W.get("embeddings.word_embeddings.weight"), W.get("cls.predictions.bias"))
+    loss_itg = F_.cross_entropy(lm.reshape(-1, lm.shape[-1]), targets.reshape(-1), ignore_index=-100)
+    loss = loss_itc + loss_itm + loss_itg
+    info = dict(loss_itc=float(loss_itc), loss_itm=float(loss_itm), loss_itg=float(loss_itg),
+                neg_text=neg_text.tolist(), neg_image=neg_image.tolist(), margin=min(m1, m2))
+    return loss, info

@@ -16,6 +16,7 @@ Usage:
                      [--compare-grads G.safetensors] [--compare-losses LOG.jsonl]
                      [--compare-weights W2.safetensors]
                      [--rtol 1e-4] [--grads-rtol R] [--losses-rtol R] [--weights-rtol R]
+                     [--grads-rtol-for REGEX=R ...] [--weights-rtol-for REGEX=R ...]
                      [--dtype float32|float64]
 
   --config    `mmc inspect MODEL.so --json`: "config" (the HF config),
@@ -28,6 +29,13 @@ Usage:
                   "input_ids": [...image token already expanded...],
                   "targets": [...same length, -100 = ignored...]}]}
               targets[t] is the label of the logits at position t.
+              A batched step (BLIP-2's stage 1, data "image_text") also has
+                "micro_batches": [{"negative_text_uniform": [...],
+                                   "negative_image_uniform": [...]}, ...]
+              (one per call of the stage's entry, over consecutive samples);
+              its samples are the Q-Former's texts ([CLS] caption "\n",
+              unpadded: padded here to the text length with the pad id,
+              targets with -100) and their images.
   --steps     optimizer steps to run (default: every line of --batches).
   --total-steps  the schedule's length T (default: --steps).
   --lr        peak learning rate (default: the stage's lr).
@@ -39,6 +47,11 @@ Usage:
 The runtime's rules, reproduced exactly:
   * requires_grad only for parameters whose group is in the stage's
     "trainable" list; frozen parameters are checked to have grad None.
+  * a batched step (BLIP-2 stage 1): each micro-batch is one call of
+    blip2_ref.stage1_loss (ITC + ITM + ITG, each a mean; the ITM hard
+    negatives redrawn from the dumped uniform numbers and checked never to be
+    the positive); the step's loss and gradients are the mean over its
+    micro-batches.  Otherwise:
   * loss of a step = sum over its samples and positions of
     cross_entropy(logits[t], targets[t]) over targets != -100, divided by the
     number of such targets in the whole step.  Each sample is its own forward
@@ -76,6 +89,11 @@ Comparisons (OTHER = mmrun's files; rel = |ours - other| / max(|other|,
                      without them are skipped): every step run here must be
                      there with |a - b| / |b| <= losses rtol.  When the log also
                      has "lr" / "grad_norm", they are compared the same way.
+  --grads-rtol-for / --weights-rtol-for REGEX=R (repeatable): tensors whose
+                     name matches REGEX (re.search; the first match wins) are
+                     held to R instead; each such tensor's row shows its R.
+                     For gradients that are ill-conditioned in float32 at the
+                     test point (the caller documents the measurement).
   --compare-weights  trainable parameters: max rel <= weights rtol; frozen
                      parameters must be bit-identical to the initial weights;
                      optimizer.* tensors in OTHER are ignored.
@@ -185,7 +203,7 @@ def load_initial_weights(path, params):
             raise InputError(f"{path}: {name}: shape {list(a.shape)}, the manifest says {list(shape)}")
         if not np.issubdtype(a.dtype, np.floating):
             raise InputError(f"{path}: {name}: not a floating-point tensor ({a.dtype})")
-        out[name] = np.ascontiguousarray(a, dtype=np.float32)
+        out[name] = np.array(a, dtype=np.float32, order="C")  # keeps 0-d tensors (temp) 0-d
     known = set(out)
     extra = [n for n in arrays if n not in known and not n.startswith("optimizer.")]
     if extra:
@@ -213,6 +231,11 @@ def load_batches(path, cfg, steps=None):
             if not isinstance(b, dict) or not isinstance(b.get("samples"), list) or not b["samples"]:
                 raise InputError(f"{where}: expected {{\"step\": s, \"samples\": [...]}} with at least one sample")
             step = b.get("step", len(batches))
+            if "micro_batches" in b:  # BLIP-2 stage 1: batched calls with in-batch negatives
+                batches.append(dict(step=step, **stage1_batch(b, cfg, where)))
+                if steps is not None and len(batches) >= steps:
+                    break
+                continue
             samples = []
             for j, s in enumerate(b["samples"]):
                 sw = f"{where}: sample {j} (id {s.get('id')!r})" if isinstance(s, dict) else f"{where}: sample {j}"
@@ -251,6 +274,52 @@ def load_batches(path, cfg, steps=None):
     if steps is not None and len(batches) < steps:
         raise InputError(f"{path}: {len(batches)} batches, --steps asks for {steps}")
     return batches
+
+
+def stage1_batch(b, cfg, where):
+    """A batched step's samples (BLIP-2 stage 1, data "image_text"): each an image
+    and its Q-Former text ([CLS] caption "\n", unpadded; targets the next token,
+    -100 at the last position), and per micro-batch the two rows of uniform
+    numbers the entry draws its ITM hard negatives from."""
+    V = cfg["text"]["vocab_size"]
+    TT = int(cfg["qformer"].get("max_position_embeddings") or 0)
+    if TT < 2:
+        raise InputError(f"{where}: batched (micro_batches) steps need a Q-Former text side in the config")
+    mbs = b["micro_batches"]
+    if not isinstance(mbs, list) or not mbs or len(b["samples"]) % len(mbs):
+        raise InputError(f"{where}: {len(b['samples'])} samples do not split into the "
+                         f"{len(mbs) if isinstance(mbs, list) else '?'} micro-batches")
+    per = len(b["samples"]) // len(mbs)
+    if per < 2:
+        raise InputError(f"{where}: micro-batches of {per} sample(s): in-batch negatives need at least 2")
+    micro = []
+    for m, mb in enumerate(mbs):
+        us = []
+        for key in ("negative_text_uniform", "negative_image_uniform"):
+            u = mb.get(key) if isinstance(mb, dict) else None
+            if not isinstance(u, list) or len(u) != per or not all(
+                    isinstance(x, (int, float)) and 0 <= x < 1 for x in u):
+                raise InputError(f"{where}: micro-batch {m}: {key} must be {per} numbers in [0, 1)")
+            us.append(np.asarray(u, dtype=np.float32))
+        micro.append(dict(negative_text_uniform=us[0], negative_image_uniform=us[1]))
+    samples = []
+    for j, s in enumerate(b["samples"]):
+        sw = f"{where}: sample {j} (id {s.get('id')!r})" if isinstance(s, dict) else f"{where}: sample {j}"
+        if not isinstance(s, dict):
+            raise InputError(f"{sw}: not an object")
+        ids, tg, image = s.get("input_ids"), s.get("targets"), s.get("image")
+        if not isinstance(image, str):
+            raise InputError(f"{sw}: image-text samples need an image")
+        if not isinstance(ids, list) or not isinstance(tg, list) or not ids or len(ids) != len(tg):
+            raise InputError(f"{sw}: input_ids / targets must be non-empty lists of one length")
+        if len(ids) > TT:
+            raise InputError(f"{sw}: {len(ids)} text positions, the Q-Former takes {TT}")
+        if not all(isinstance(x, int) and 0 <= x < V for x in ids):
+            raise InputError(f"{sw}: input_ids must be integers in [0, {V})")
+        if not all(isinstance(x, int) and (x == IGNORE_INDEX or 0 <= x < V) for x in tg):
+            raise InputError(f"{sw}: targets must be -100 or integers in [0, {V})")
+        samples.append(dict(id=s.get("id"), images=[image], input_ids=ids, targets=tg))
+    return dict(samples=samples, micro_batches=micro)
 
 
 # --------------------------------------------------------------------------
@@ -355,7 +424,60 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
     return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
 
 
-def step_loss(cfg, W, batch, pixels_of, wrt=None):
+class ImageEmbedsCache:
+    """The frozen ViT's output per image path (stage 1 trains no vision parameter)."""
+
+    def __init__(self, cfg, pixels_of):
+        self.cfg, self.pixels_of, self.cache = cfg, pixels_of, {}
+
+    def __call__(self, W, path):
+        if path not in self.cache:
+            with torch.no_grad():
+                self.cache[path] = B2.image_embeds(self.cfg, W, self.pixels_of(path)[None])[0]
+        return self.cache[path]
+
+
+def stage1_step_loss(cfg, W, batch, pixels_of, wrt=None, embeds=None, info=None):
+    """A batched step (BLIP-2 stage 1): one call of blip2_ref.stage1_loss per
+    micro-batch (texts padded to the Q-Former's text length with the pad id,
+    targets with -100, length = queries + the text's positions), the step's
+    loss and gradients the mean over the micro-batches, as the runtime divides
+    them.  Returns step_loss's triple; INFO (a list) receives each micro-batch's
+    parts and drawn hard negatives."""
+    q = cfg["qformer"]
+    TT, pad, Q = int(q["max_position_embeddings"]), int(q.get("pad_token_id", 0)), cfg["num_query_tokens"]
+    mbs = batch["micro_batches"]
+    M = len(mbs)
+    per = len(batch["samples"]) // M
+    vision_trained = any(W.get(n).requires_grad for n in W.tensors if n.startswith("vision_model."))
+    total, acc = None, [None] * len(wrt) if wrt is not None else None
+    for m, mb in enumerate(mbs):
+        ss = batch["samples"][m * per:(m + 1) * per]
+        ids = torch.tensor([s["input_ids"] + [pad] * (TT - len(s["input_ids"])) for s in ss], dtype=torch.long)
+        tg = torch.tensor([s["targets"] + [IGNORE_INDEX] * (TT - len(s["targets"])) for s in ss], dtype=torch.long)
+        length = torch.tensor([Q + len(s["input_ids"]) for s in ss], dtype=torch.long)
+        with torch.set_grad_enabled(wrt is not None):
+            if embeds is None or vision_trained:
+                img = B2.image_embeds(cfg, W, torch.stack([pixels_of(s["images"][0]) for s in ss]))
+            else:
+                img = torch.stack([embeds(W, s["images"][0]) for s in ss])
+            loss, mi = B2.stage1_loss(cfg, W, img, ids, tg, length, mb["negative_text_uniform"],
+                                      mb["negative_image_uniform"])
+            part = loss / M
+        if info is not None:
+            info.append(mi)
+        if wrt is not None and part.requires_grad:
+            gs = torch.autograd.grad(part, wrt, allow_unused=True)
+            for i, g in enumerate(gs):
+                if g is not None:
+                    acc[i] = g.detach().clone(memory_format=torch.contiguous_format) if acc[i] is None \
+                        else acc[i] + g
+        part = part.detach()
+        total = part if total is None else total + part
+    return float(total), M, acc
+
+
+def step_loss(cfg, W, batch, pixels_of, wrt=None, embeds=None, info=None):
     """The step's loss (sum CE / count) as a python float, the target count,
     and, when WRT (a list of leaf tensors) is given, d loss / d WRT as a list
     (None where the graph does not reach a tensor).
@@ -365,7 +487,12 @@ def step_loss(cfg, W, batch, pixels_of, wrt=None):
     rather than .backward(): autograd may hand a leaf, as its .grad, a view of
     a buffer that another leaf's .grad also views (class_embedding and
     position_embedding both receive slices of one gradient), and then a later
-    in-place accumulation or clipping of one would silently change the other."""
+    in-place accumulation or clipping of one would silently change the other.
+
+    A batched step (one with "micro_batches": BLIP-2's stage 1) goes to
+    stage1_step_loss; its count is the number of micro-batches."""
+    if batch.get("micro_batches") is not None:
+        return stage1_step_loss(cfg, W, batch, pixels_of, wrt, embeds, info)
     n_total = sum(sum(1 for x in s["targets"] if x != IGNORE_INDEX) for s in batch["samples"])
     if n_total == 0:
         raise InputError(f"step {batch['step']}: no target != -100 in any sample")
@@ -415,6 +542,8 @@ class Trainer:
             raise InputError(f"stage {stage['name']!r}: no trainable parameter")
         self.W = TensorWeights(self.tensors)
         self.pixels = PixelCache(self.cfg, dtype)
+        self.embeds = ImageEmbedsCache(self.cfg, self.pixels)
+        self.sampler_problems = []  # hard negatives that drew the positive (must stay empty)
         decay = [self.tensors[n] for n in self.trainable if self.tensors[n].dim() >= 2]
         no_decay = [self.tensors[n] for n in self.trainable if self.tensors[n].dim() < 2]
         groups = []
@@ -435,7 +564,14 @@ class Trainer:
         leaves = [self.tensors[n] for n in self.trainable]
         for p in leaves:
             p.grad = None
-        loss, count, grads = step_loss(self.cfg, self.W, batch, self.pixels, wrt=leaves)
+        self.last_info = []
+        loss, count, grads = step_loss(self.cfg, self.W, batch, self.pixels, wrt=leaves, embeds=self.embeds,
+                                       info=self.last_info)
+        for m, mi in enumerate(self.last_info):  # the sampler never draws the positive
+            for key in ("neg_text", "neg_image"):
+                bad = [r for r, j in enumerate(mi[key]) if j == r]
+                if bad:
+                    self.sampler_problems.append(f"step {batch['step']} micro-batch {m}: {key}[r] == r for r = {bad}")
         for n in self.frozen:
             t = self.tensors[n]
             assert t.grad is None and not t.requires_grad, f"frozen parameter {n} received a gradient"
@@ -463,6 +599,8 @@ class Trainer:
         self.opt.step()
         self.sched.step()
         rec = dict(step=batch["step"], loss=loss, lr=lr, grad_norm=norm, targets=count)
+        if self.last_info:
+            rec["stage1"] = self.last_info
         return rec, grads
 
     def weights(self):
@@ -494,12 +632,31 @@ def _read_other(path):
 
 
 ZERO_FLOOR = 1e-8
+# The float32 similarities of blip2-tiny's stage 1 differ from float64 ones by ~2e-6, which moves
+# a row's partial sums of sampler weights by ~1.5e-7 of its total: a draw closer than this to a
+# boundary could differ between the compiled run and this one.
+SAMPLER_MARGIN_NOTE = 1e-5
 
 
-def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exact=None, skip=()):
+def parse_rtol_overrides(specs, option):
+    """["REGEX=TOL", ...] -> [(compiled regex, tol)]."""
+    out = []
+    for spec in specs or []:
+        rx, sep, tol = spec.rpartition("=")
+        try:
+            if not sep or not rx:
+                raise ValueError("expected REGEX=TOL")
+            out.append((re.compile(rx), float(tol)))
+        except (ValueError, re.error) as e:
+            raise InputError(f"{option} {spec!r}: {e}")
+    return out
+
+
+def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exact=None, skip=(), overrides=()):
     """ours: {name: array} for the trainable parameters.  frozen_exact: for
     weights, {name: initial array} that OTHER must hold bit-identically.
-    SKIP: trainable names listed as skipped, not compared."""
+    SKIP: trainable names listed as skipped, not compared.  OVERRIDES:
+    [(regex, tol)]: a tensor whose name matches is held to that tol instead."""
     other = _read_other(other_path)
     ok = True
     problems = []
@@ -515,6 +672,12 @@ def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exac
     if kind == "grads":
         scale = max([float(np.max(np.abs(np.asarray(other[n], np.float64))))
                      for n in trainable if n in other and np.asarray(other[n]).size] + [0.0])
+    def tol_of(n):
+        for rx, tol in overrides:
+            if rx.search(n):
+                return tol, f" (rtol {tol:g})"
+        return rtol, ""
+
     for n in trainable:
         if n in skip:
             rows.append((n, float("nan"), float("nan"), "skipped"))
@@ -533,11 +696,13 @@ def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exac
             status = "NAN"
             problems.append(f"{n}: non-finite values (ours {int(np.sum(~np.isfinite(ours[n])))}, "
                             f"other {int(np.sum(~np.isfinite(np.asarray(b, np.float64))))})")
-        elif mrel > rtol and mabs > ZERO_FLOOR * scale:
-            status = "FAIL"
-            problems.append(f"{n}: max rel {mrel:.3e} > {rtol:g}")
+        elif mrel > tol_of(n)[0] and mabs > ZERO_FLOOR * scale:
+            status = "FAIL" + tol_of(n)[1]
+            problems.append(f"{n}: max rel {mrel:.3e} > {tol_of(n)[0]:g}")
+        elif mrel > tol_of(n)[0]:
+            status = "ok (below the zero floor)"
         else:
-            status = "ok"
+            status = "ok" + tol_of(n)[1]
         rows.append((n, mabs, mrel, status))
     if frozen_exact is not None:
         for n in frozen:
@@ -567,10 +732,14 @@ def compare_tensors(kind, ours, other_path, trainable, frozen, rtol, frozen_exac
     print(f"{'name':<{width}}  {'max_abs':>11}  {'max_rel':>11}  status")
     for n, mabs, mrel, status in rows:
         print(f"{n:<{width}}  {mabs:11.4e}  {mrel:11.4e}  {status}")
-    finite_rows = [r for r in rows if r[3] in ("ok", "FAIL")]
+    finite_rows = [r for r in rows if r[3].split(" ")[0] in ("ok", "FAIL")]
     if finite_rows:
         worst = max(finite_rows, key=lambda r: r[2])
         print(f"worst {kind}: {worst[0]} max_rel={worst[2]:.4e} max_abs={worst[1]:.4e}")
+        plain = [r for r in finite_rows if " " not in r[3]]
+        if plain and len(plain) < len(finite_rows):
+            worst = max(plain, key=lambda r: r[2])
+            print(f"worst {kind} at rtol {rtol:g}: {worst[0]} max_rel={worst[2]:.4e} max_abs={worst[1]:.4e}")
     if problems:
         ok = False
         for p in problems:
@@ -671,6 +840,9 @@ def run_training(manifest, stage, init, batches, total_steps, lr, max_grad_norm,
         records.append(rec)
         log(f"step {rec['step']:>4}  loss {rec['loss']:.8f}  lr {rec['lr']:.6e}  grad_norm {rec['grad_norm']:.6e}  "
             f"targets {rec['targets']}  samples {len(b['samples'])}")
+        for m, mi in enumerate(rec.get("stage1") or []):
+            log(f"      micro-batch {m}: itc {mi['loss_itc']:.8f}  itm {mi['loss_itm']:.8f}  itg {mi['loss_itg']:.8f}  "
+                f"neg_text {mi['neg_text']}  neg_image {mi['neg_image']}  sampler margin {mi['margin']:.2e}")
     return tr, records, grads0
 
 
@@ -695,6 +867,10 @@ def main(argv=None):
     ap.add_argument("--grads-rtol", type=float)
     ap.add_argument("--losses-rtol", type=float)
     ap.add_argument("--weights-rtol", type=float)
+    ap.add_argument("--grads-rtol-for", action="append", metavar="REGEX=R",
+                    help="tolerance R for the gradients of the tensors whose name matches REGEX (repeatable)")
+    ap.add_argument("--weights-rtol-for", action="append", metavar="REGEX=R",
+                    help="tolerance R for the final weights of the tensors whose name matches REGEX (repeatable)")
     ap.add_argument("--weights-skip", help="regex: trainable tensors left out of the weights comparison "
                     "(those whose gradient is identically zero, e.g. attention key biases: AdamW's update of "
                     "them is rounding noise divided by eps)")
@@ -724,6 +900,14 @@ def main(argv=None):
         return 2
 
     bad = [r for r in records if not (math.isfinite(r["loss"]) and math.isfinite(r["grad_norm"]))]
+    margins = [mi["margin"] for r in records for mi in r.get("stage1") or []]
+    if margins:
+        # The compiled float32 run draws the same hard negatives unless its rounding of the
+        # similarities moves a partial sum of a row's weights across its target; the losses
+        # and gradients then differ by far more than the tolerances.
+        print(f"stage 1 hard negatives: none is a positive ({'no' if not tr.sampler_problems else 'SOME'} "
+              f"violations); smallest margin of a draw to a boundary {min(margins):.2e} of its row's total"
+              + ("  (small: a float32 run could draw differently)" if min(margins) < SAMPLER_MARGIN_NOTE else ""))
     final = tr.weights()
     g32 = {n: grads0[n].to(torch.float32).numpy() for n in tr.trainable}
     meta = {"format": "pt", "stage": stage["name"], "producer": "llava_train_ref.py"}
@@ -734,6 +918,10 @@ def main(argv=None):
             json.dump([{k: r[k] for k in ("step", "loss", "lr", "grad_norm")} for r in records], f, indent=1)
     if args.dump_weights:
         M.write_safetensors(args.dump_weights, final, "F32", dict(meta, content=f"weights after {len(records)} steps"))
+    if tr.sampler_problems:
+        for p in tr.sampler_problems:
+            print(f"FAIL sampler: {p}")
+        return 1
     if bad:
         print(f"llava_train_ref: error: non-finite loss or gradient norm at step {bad[0]['step']}", file=sys.stderr)
         return 1
@@ -742,7 +930,8 @@ def main(argv=None):
     try:
         if args.compare_grads:
             ok &= compare_tensors("grads", g32, args.compare_grads, tr.trainable, tr.frozen,
-                                  args.grads_rtol if args.grads_rtol is not None else args.rtol)
+                                  args.grads_rtol if args.grads_rtol is not None else args.rtol,
+                                  overrides=parse_rtol_overrides(args.grads_rtol_for, "--grads-rtol-for"))
         if args.compare_losses:
             ok &= compare_losses(records, args.compare_losses,
                                  args.losses_rtol if args.losses_rtol is not None else args.rtol)
@@ -754,7 +943,8 @@ def main(argv=None):
             ok &= compare_tensors("weights", {n: final[n] for n in tr.trainable}, args.compare_weights,
                                   tr.trainable, tr.frozen,
                                   args.weights_rtol if args.weights_rtol is not None else args.rtol,
-                                  frozen_exact=init, skip=set(skipped))
+                                  frozen_exact=init, skip=set(skipped),
+                                  overrides=parse_rtol_overrides(args.weights_rtol_for, "--weights-rtol-for"))
     except (InputError, OSError) as e:
         print(f"llava_train_ref: error: {e}", file=sys.stderr)
         return 2

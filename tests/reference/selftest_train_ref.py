@@ -19,7 +19,12 @@ batches.jsonl of 2 steps x 2 samples (one with a PNG image) it checks:
      parameter's gradient, a missing one, NaN, a wrong loss, a changed frozen
      weight fail; bad inputs exit 2;
   f. make_llava_train_data.py's byte-level tokenizer and chat templates (the
-     parity test's check of mmrun's --dump-batches) on hand-built records.
+     parity test's check of mmrun's --dump-batches) on hand-built records;
+  g. BLIP-2 stage 1's pieces in blip2_ref.py: the hard-negative sampler never
+     draws the positive (uniform numbers 0 and 1 - 2^-24, a dominant positive,
+     ties), its draws against searchsorted on the renormalised softmax, its
+     draw frequencies over an even grid of uniforms; the three stage-1
+     attention masks against hand-written ones.
 Exits non-zero on any failure.
 """
 
@@ -42,6 +47,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 import llava_ref as R  # noqa: E402
 import llava_train_ref as TR  # noqa: E402
+import blip2_ref as B2  # noqa: E402
 import make_random_llava as M  # noqa: E402
 
 PY = sys.executable or "/usr/bin/python3"
@@ -524,6 +530,58 @@ def test_templates(fx):
     check(rc == 2 and "trainable_parameters" in out, "f. a manifest whose trainable_parameters disagree exits 2")
 
 
+def test_stage1_pieces(fx):
+    rng = np.random.default_rng(7)
+    B = 8
+    never_positive, agree = True, True
+    sims = [rng.normal(0, s, size=(B, B)) for s in (0.1, 1.0, 5.0, 30.0)]
+    sims.append(np.zeros((B, B)))                      # all ties
+    dom = rng.normal(0, 1, size=(B, B))
+    dom[np.arange(B), np.arange(B)] = 1e3              # the positive dominates its row
+    sims.append(dom)
+    us = [np.zeros(B), np.full(B, 1 - 2.0 ** -24), rng.uniform(0, 1, B)]
+    for sim in sims:
+        for u in us:
+            idx, margin = B2.sample_negatives(sim, u)
+            never_positive &= bool(np.all(idx != np.arange(B))) and margin >= 0
+            for r in range(B):
+                others = np.array([j for j in range(B) if j != r])
+                w = np.exp(sim[r, others] - sim[r, others].max())
+                cdf = np.cumsum(w) / w.sum()
+                k = min(int(np.searchsorted(cdf, u[r], side="right")), B - 2)
+                # Far from a boundary the draw is the inverse transform's.
+                if np.min(np.abs(cdf - u[r])) > 1e-9:
+                    agree &= bool(idx[r] == others[k])
+    check(never_positive, "g. sample_negatives never draws the positive (ties, u = 0 and 1 - 2^-24, dominant positive)")
+    check(agree, "g. sample_negatives = searchsorted on the softmax renormalised without the positive")
+    sim = rng.normal(0, 1.5, size=(B, B))
+    N = 4000
+    counts = np.zeros((B, B))
+    for i in range(N):
+        idx, _ = B2.sample_negatives(sim, np.full(B, (i + 0.5) / N))
+        counts[np.arange(B), idx] += 1
+    p = np.exp(sim - sim.max(axis=1, keepdims=True))
+    p[np.arange(B), np.arange(B)] = 0
+    p /= p.sum(axis=1, keepdims=True)
+    check(np.abs(counts / N - p).max() <= 1.0 / N + 1e-12 and np.all(np.diag(counts) == 0),
+          f"g. sample_negatives' frequencies over an even grid of uniforms = the renormalised softmax "
+          f"(max diff {np.abs(counts / N - p).max():.1e})")
+    Q, L = 2, 5
+    length = torch.tensor([5, 4])
+    exp = {
+        "itc_unimodal": [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1], [0, 0, 1, 1, 1]],
+        "itm_bidirectional": [[1] * 5] * 5,
+        "itg_multimodal_causal": [[1, 1, 0, 0, 0], [1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0],
+                                  [1, 1, 1, 1, 1]],
+    }
+    ok = True
+    for mask, e in exp.items():
+        got = B2.stage1_allowed(mask, Q, L, length)
+        e = torch.tensor(e, dtype=torch.bool)
+        ok &= bool(torch.equal(got[0], e)) and bool(torch.equal(got[1], e & (torch.arange(L) < 4)[None]))
+    check(ok, "g. stage-1 masks (itc_unimodal, itm_bidirectional, itg_multimodal_causal) AND key < length")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--keep")
@@ -538,7 +596,7 @@ def main():
     try:
         fx = Fixture(tmp)
         for test in (test_finite_differences, test_loss_value, test_frozen, test_adamw, test_schedules, test_cli,
-                     test_templates):
+                     test_templates, test_stage1_pieces):
             test(fx)
     finally:
         if not args.keep:
