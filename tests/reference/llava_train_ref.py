@@ -437,6 +437,13 @@ class ImageEmbedsCache:
         return self.cache[path]
 
 
+def accumulate_grads(acc, part, wrt):
+    """ACC[i] += d PART / d WRT[i], in buffers of its own (see step_loss)."""
+    for i, g in enumerate(torch.autograd.grad(part, wrt, allow_unused=True)):
+        if g is not None:
+            acc[i] = g.detach().clone(memory_format=torch.contiguous_format) if acc[i] is None else acc[i] + g
+
+
 def stage1_step_loss(cfg, W, batch, pixels_of, wrt=None, embeds=None, info=None):
     """A batched step (BLIP-2 stage 1): one call of blip2_ref.stage1_loss per
     micro-batch (texts padded to the Q-Former's text length with the pad id,
@@ -467,11 +474,7 @@ def stage1_step_loss(cfg, W, batch, pixels_of, wrt=None, embeds=None, info=None)
         if info is not None:
             info.append(mi)
         if wrt is not None and part.requires_grad:
-            gs = torch.autograd.grad(part, wrt, allow_unused=True)
-            for i, g in enumerate(gs):
-                if g is not None:
-                    acc[i] = g.detach().clone(memory_format=torch.contiguous_format) if acc[i] is None \
-                        else acc[i] + g
+            accumulate_grads(acc, part, wrt)
         part = part.detach()
         total = part if total is None else total + part
     return float(total), M, acc
@@ -505,11 +508,7 @@ def step_loss(cfg, W, batch, pixels_of, wrt=None, embeds=None, info=None):
             continue
         part = ce / n_total
         if wrt is not None and part.requires_grad:
-            gs = torch.autograd.grad(part, wrt, allow_unused=True)
-            for i, g in enumerate(gs):
-                if g is not None:
-                    acc[i] = g.detach().clone(memory_format=torch.contiguous_format) if acc[i] is None \
-                        else acc[i] + g
+            accumulate_grads(acc, part, wrt)
         part = part.detach()
         total = part if total is None else total + part
     return float(total), n_total, acc
