@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Every figure of docs/BENCHMARKS.md's performance section, in one run on this
 # machine: the FMA peak, the GEMM against OpenBLAS, one training step per
-# stage of llava-tiny and llava-small against PyTorch (OpenBLAS, same thread
-# count) in both of PyTorch's configurations, a step's peak memory, and chat
+# stage of llava-tiny, llava-small and blip2-tiny against PyTorch (OpenBLAS,
+# same thread count; blip2-tiny's stage 1 is one call over its batch of 16
+# image-text pairs, reported per call and per pair) in both of PyTorch's
+# configurations, a step's peak memory, and chat
 # against a PyTorch generate loop. Each ratio is measured within
 # one process, both sides alternating, so machine noise hits both.
 #   bash bench/run.sh [THREADS]        (default: all cores)
@@ -19,7 +21,7 @@ OMP_NUM_THREADS=$THREADS ./build/bin/mm-bench-fma-peak
 echo "== GEMM (1 thread, then $THREADS)"
 ./build/bin/mm-bench-gemm 1
 ./build/bin/mm-bench-gemm "$THREADS"
-for model in llava-tiny llava-small; do
+for model in llava-tiny llava-small blip2-tiny; do
   ./build/bin/mmc compile "models/$model.mlir" -o "$OUT/$model.so"
   reps=5
   [ "$model" = llava-small ] && reps=3

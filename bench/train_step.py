@@ -10,6 +10,16 @@ same sample, gradients only for the stage's trainable parameters, OpenBLAS)
 are timed on the same machine with the same thread count. Reports ms per
 sample, the FLOPs mmc counts for the step, and the ratio.
 
+LLaVA and BLIP-2 (the manifest's model_type "blip-2": tests/reference/
+blip2_ref.py's math) alike. BLIP-2's stage 1 (ITC + ITM + ITG over the
+Q-Former) is batched: one call of `train_stage1` takes a whole batch of image-
+text pairs (16 for blip2-tiny: texts as `mmrun --train stage1` builds them,
+[CLS] caption "\\n" padded, length = queries + text, uniform numbers for the
+hard negatives) and returns the mean loss's gradients; its row is per call
+(GFLOP as the manifest counts the entry: the whole batch), followed by the
+per-pair times. PyTorch computes the same call: the frozen ViT over the 16
+images, blip2_ref.stage1_loss, gradients of the stage's parameters.
+
 mmc is timed in a child process that never loads PyTorch (`--mmc-only`), so
 each side runs with its own thread pools and its own OpenMP settings: the
 child drops OMP_WAIT_POLICY, which is PyTorch's knob here. The two sides
@@ -44,38 +54,102 @@ class Desc(ctypes.Structure):
 FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
+STAGE1_ARGS = ["pixel_values", "input_ids", "targets", "length", "negative_text_uniform", "negative_image_uniform"]
+
+
+def is_blip2(manifest):
+    return manifest["config"].get("model_type") == "blip-2"
+
+
 def random_params(manifest, rng):
-    """Every parameter N(0, 0.02), norms' scales 1: the weights both sides use."""
-    params = {p["name"]: (rng.standard_normal(p["shape"]) * 0.02).astype(np.float32) for p in manifest["parameters"]}
+    """Every parameter N(0, 0.02), norms' scales 1, constants (BLIP-2's ITC temperature) their
+    value: the weights both sides use."""
+    params = {p["name"]: np.asarray(rng.standard_normal(p["shape"]) * 0.02, np.float32)  # 0-d stays an array
+              for p in manifest["parameters"]}
     for p in manifest["parameters"]:
         if p["init"]["kind"] == "ones":
             params[p["name"]][...] = 1
+        elif p["init"]["kind"] == "constant":
+            params[p["name"]][...] = p["init"]["value"]
     return params
 
 
 def sample_inputs(manifest, cfg, specs, rng):
-    """One sample filling the compiled length: BOS, the image, text, loss on the second half;
-    an image; and random labels for a patch_labels stage. Returns (S, P, ids, targets, pixels, labels)."""
-    import llava_ref as R
+    """One sample filling the compiled length: BOS, the image, text, loss on the second half
+    (BLIP-2: the query positions first, then BOS, as mmrun's blip2 template puts them);
+    an image; and random labels for a patch_labels stage. Returns (S, P, ids, targets, pixels, labels).
+    A BLIP-2 manifest needs no reference module (the mmc-only child stays free of PyTorch)."""
     S = specs["forward"]["args"][1]["shape"][1]
-    P = R.num_image_tokens(cfg)
-    ids = [1] + [manifest["config"]["image_token_index"]] * P + list(rng.integers(5, 200, S - P - 1))
+    if is_blip2(manifest):
+        c = manifest["config"]
+        P = int(c["num_query_tokens"])
+        bos = int(c["text_config"].get("bos_token_id", 1))
+        ids = [c["image_token_index"]] * P + [bos] + list(rng.integers(5, 200, S - P - 1))
+        size = c["vision_config"]["image_size"]
+        patches = (size // c["vision_config"]["patch_size"]) ** 2
+    else:
+        import llava_ref as R
+        P = R.num_image_tokens(cfg)
+        ids = [1] + [manifest["config"]["image_token_index"]] * P + list(rng.integers(5, 200, S - P - 1))
+        size = cfg["vision"]["image_size"]
+        patches = P
     targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
-    size = cfg["vision"]["image_size"]
     pixels = rng.standard_normal((3, size, size)).astype(np.float32)
-    labels = rng.integers(0, 81, (1, P)).astype(np.int32)
+    labels = rng.integers(0, 81, (1, patches)).astype(np.int32)
     return S, P, ids, targets, pixels, labels
+
+
+def newline_id(tokenizer_json):
+    """The id of "\\n" in the model's tokenizer (byte-level BPE: "\\u010a"), None when unknown."""
+    try:
+        vocab = json.loads(tokenizer_json)["model"]["vocab"]
+    except (TypeError, ValueError, KeyError):
+        return None
+    for k in ("\u010a", "<0x0A>", "\n"):
+        if k in vocab:
+            return int(vocab[k])
+    return None
+
+
+def stage1_inputs(manifest, spec, nl, rng):
+    """One call of BLIP-2's batched stage-1 entry, as `mmrun --train stage1` fills it: per pair an
+    image and the Q-Former text [CLS] caption "\\n" (12-18 caption tokens), padded with the pad id
+    to the text length, targets the next token (-100 at the last real position and past it),
+    length = queries + the text's positions; uniform numbers in [0, 1) for the hard negatives.
+    Returns the entry's six arguments as numpy arrays."""
+    c = manifest["config"]
+    q = c["qformer_config"]
+    B, TT = spec["args"][1]["shape"]
+    Q, V = int(c["num_query_tokens"]), int(q["vocab_size"])
+    pixels = rng.standard_normal(spec["args"][0]["shape"]).astype(np.float32)
+    ids = np.full((B, TT), int(q.get("pad_token_id", 0)), np.int32)
+    targets = np.full((B, TT), -100, np.int32)
+    length = np.zeros(B, np.int32)
+    for b in range(B):
+        caption = list(rng.integers(5, V, int(rng.integers(12, 19))))
+        text = ([int(q["cls_token_id"])] + caption + [nl if nl is not None else caption[-1]])[:TT]
+        ids[b, :len(text)] = text
+        targets[b, :len(text) - 1] = text[1:]
+        length[b] = Q + len(text)
+    u_text = rng.random(B, dtype=np.float32)
+    u_image = rng.random(B, dtype=np.float32)
+    return [pixels, ids, targets, length, u_text, u_image]
 
 
 def patch_loss_sum(cfg, W, tensors, pix, labels):
     """The model file's patch_loss in PyTorch: CLIP features (all layers but the last, [CLS]
-    dropped), a linear classifier per patch, summed cross-entropy."""
+    dropped; BLIP-2: the ViT's post-layernormed output, [CLS] dropped), a linear classifier per
+    patch, summed cross-entropy."""
     import torch
     import llava_ref as R
-    hidden = R.vision_tower(cfg, W, pix[None])
-    feats = hidden[cfg["vision_feature_layer"]][:, 1:]
     head = tensors["vision_pretrain_head.weight"]
-    logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
+    if cfg.get("model_type") == "blip-2":  # post_layernorm over the last layer, [CLS] dropped
+        import blip2_ref as B2
+        logits = B2.patch_logits(cfg, W, pix[None]).reshape(-1, head.shape[0])
+    else:
+        hidden = R.vision_tower(cfg, W, pix[None])
+        feats = hidden[cfg["vision_feature_layer"]][:, 1:]
+        logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
     return torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1), reduction="sum")
 
 
@@ -97,29 +171,46 @@ def main():
     ap.add_argument("--mmc-only", metavar="STAGE", help="time only mmc's step of STAGE; print ms")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
-    if a.mmc_only:
-        import llava_ref as R
-    else:
-        import torch
-        import llava_ref as R
-        import llava_train_ref as TR
-        torch.set_num_threads(a.threads)
 
     lib = ctypes.CDLL(os.path.abspath(a.model))
     lib.mm_model_v1.restype = ctypes.POINTER(Desc)
     desc = lib.mm_model_v1().contents
     manifest = json.loads(desc.manifest)
+    blip2 = is_blip2(manifest)
+    if a.mmc_only:
+        if not blip2:
+            import llava_ref as R
+    else:
+        import torch
+        import llava_ref as R
+        import blip2_ref as B2
+        import llava_train_ref as TR
+        torch.set_num_threads(a.threads)
     rng = np.random.default_rng(0)
     params = random_params(manifest, rng)
     pointers = (ctypes.c_void_p * len(params))(*[params[p["name"]].ctypes.data for p in manifest["parameters"]])
-    cfg = R.normalize_config(manifest["config"])
+    if blip2:
+        cfg = None if a.mmc_only else B2.normalize_config(manifest["config"])
+    else:
+        cfg = R.normalize_config(manifest["config"])
     entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
     specs = {e["name"]: e for e in manifest["entries"]}
 
     S, P, ids, targets, pixels, labels = sample_inputs(manifest, cfg, specs, rng)
+    # Batched stages (BLIP-2's stage 1): one call's arguments, drawn after the one-sample inputs.
+    batched = {}
+    for stage in manifest["stages"]:
+        spec = specs.get(stage.get("train_entry"))
+        if spec is not None and [x["name"] for x in spec["args"]] == STAGE1_ARGS:
+            batched[stage["name"]] = stage1_inputs(manifest, spec, newline_id(desc.tokenizer), rng)
 
     if not a.mmc_only:
-        print(f"model {manifest['name']}: sequence {S}, threads {a.threads}, torch {torch.__version__} "
+        extra = ""
+        if batched:
+            b0 = next(iter(batched.values()))
+            extra = (f" ({', '.join(batched)}: {b0[1].shape[0]} pairs per call, {P} queries + {b0[1].shape[1]} "
+                     f"text positions, texts of {int(b0[3].min()) - P}-{int(b0[3].max()) - P})")
+        print(f"model {manifest['name']}: sequence {S}{extra}, threads {a.threads}, torch {torch.__version__} "
               f"({torch.get_num_threads()} threads), OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY', 'unset')} "
               f"for PyTorch; median of {a.reps}, best of 2 rounds")
         print(f"{'stage':15s} {'GFLOP':>7s} {'mmc ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} {'GFLOP/s':>8s} "
@@ -131,7 +222,10 @@ def main():
         name = stage["train_entry"]
         entry, spec = entries[name], specs[name]
         patch_stage = spec["args"][1]["name"] == "patch_labels"
-        if patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels)
+        batch_args = batched.get(stage["name"])
+        if batch_args is not None:  # one call over a batch of image-text pairs
+            args = batch_args
+        elif patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels)
             args = [pixels, labels]
         else:
             args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
@@ -155,8 +249,16 @@ def main():
         pix = torch.from_numpy(pixels)
         sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
 
+        if batch_args is not None:
+            b_pix = torch.from_numpy(batch_args[0])
+            b_ids, b_tg, b_len = (torch.from_numpy(x).long() for x in batch_args[1:4])
+            u_text, u_image = batch_args[4], batch_args[5]
+
         def torch_step():
-            if patch_stage:
+            if batch_args is not None:  # the frozen ViT over the batch, then ITC + ITM + ITG (a mean)
+                img = B2.image_embeds(cfg, W, b_pix)
+                ce, _ = B2.stage1_loss(cfg, W, img, b_ids, b_tg, b_len, u_text, u_image)
+            elif patch_stage:
                 ce = patch_loss_sum(cfg, W, tensors, pix, labels)
             else:
                 ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
@@ -169,9 +271,14 @@ def main():
                                  env=child_env, check=True, capture_output=True, text=True).stdout
             mmc_s = min(mmc_s, float(out.split()[-1]) / 1e3)
             torch_s = min(torch_s, timed(torch_step, a.reps))
-        gflop = stage["flops_per_sample"] / 1e9
-        print(f"{stage['name']:15s} {gflop:7.3f} {mmc_s * 1e3:9.1f} {gflop / mmc_s:8.2f} {torch_s * 1e3:9.1f} "
+        gflop = stage["flops_per_sample"] / 1e9  # per call of the entry (a batched stage: the whole batch)
+        label = stage["name"] if batch_args is None else f"{stage['name']} (x{batch_args[1].shape[0]})"
+        print(f"{label:15s} {gflop:7.3f} {mmc_s * 1e3:9.1f} {gflop / mmc_s:8.2f} {torch_s * 1e3:9.1f} "
               f"{gflop / torch_s:8.2f} {torch_s / mmc_s:9.2f}")
+        if batch_args is not None:
+            n = batch_args[1].shape[0]
+            print(f"{'':15s} per pair: {gflop / n:.3f} GFLOP, mmc {mmc_s * 1e3 / n:.2f} ms, "
+                  f"torch {torch_s * 1e3 / n:.2f} ms")
 
 
 if __name__ == "__main__":
