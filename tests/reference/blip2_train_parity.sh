@@ -110,6 +110,7 @@ echo "== chat (prefill + decode) against greedy --forward"
 IMG=$(ls "$T"/scenes/images/*.png | head -n 1)
 W="$T/init.safetensors"  # random weights: varied tokens
 IDS="4,1,$("$BUILD/bin/mmdata" tokenize --tokenizer "$SRC/models/tokenizers/llava-tiny.tokenizer.json" --no-special "a")"
+PROMPT_IDS=$IDS
 EXPECTED=
 for _ in 1 2 3 4 5; do
   TOP=$("$BUILD/bin/mmrun" "$T/blip2.so" --forward --weights "$W" --image "$IMG" --tokens "$IDS" --top 1 | grep '^  1\. id')
@@ -122,6 +123,12 @@ if [ "$GOT" != "$EXPECTED" ]; then
 else
   echo "chat continues as greedy forwards do: '$GOT'"
 fi
+
+# Beam search (one KV-cache copy per hypothesis) against a beam search over full forwards.
+echo "== chat --beams 3 against beam search over full forwards"
+GOT=$("$BUILD/bin/mmrun" "$T/blip2.so" --chat --weights "$W" --image "$IMG" --prompt "a" --max-new-tokens 6 --beams 3 2>/dev/null)
+"$PY" "$SRC/tests/reference/beam_search_check.py" "$BUILD/bin/mmrun" "$T/blip2.so" "$W" "$IMG" \
+  "$SRC/models/tokenizers/llava-tiny.tokenizer.json" "$PROMPT_IDS" 3 6 "$GOT" || FAILED=1
 
 [ $FAILED = 0 ] || { echo "blip2-tiny training parity: FAILED" >&2; exit 1; }
 echo "blip2-tiny training parity: gradients within $GRADS_RTOL, losses within $LOSSES_RTOL, weights within $WEIGHTS_RTOL" \
