@@ -38,11 +38,15 @@ train() { # stage data init save
 train pretrain_vision "$OUT/data/patches.json" "" "$OUT/pretrain_vision.safetensors"
 train pretrain_llm "$OUT/data/image_captions.json" "$OUT/pretrain_vision.safetensors" "$OUT/pretrain_llm.safetensors"
 train stage1 "$OUT/data/image_captions.json" "$OUT/pretrain_llm.safetensors" "$OUT/stage1.safetensors"
-train stage2 "$OUT/data/image_captions.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
 
+# Retrieval uses the stage-1 weights, as BLIP-2's retrieval model does: stage 2
+# trains the Q-Former again for the LLM (its text side stays frozen), and the
+# image-text alignment does not survive it.
 echo "== retrieval on held-out scenes (ITC, then ITM re-ranking of the top 5)"
-$B/mmrun "$OUT/blip2-tiny.so" --eval-retrieval --weights "$OUT/stage2.safetensors" \
+$B/mmrun "$OUT/blip2-tiny.so" --eval-retrieval --weights "$OUT/stage1.safetensors" \
   --data "$OUT/data/eval_captions.json" --image-dir "$OUT/data"
+
+train stage2 "$OUT/data/image_captions.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
 
 echo "== caption held-out scenes (correct = exactly the scene's objects, by colour and shape)"
 $B/mmrun "$OUT/blip2-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval_captions.json" \
@@ -55,4 +59,4 @@ $B/mmrun "$OUT/blip2-tiny.so" --chat --weights "$OUT/stage2.safetensors" --image
 echo "== held-out captions ranked for $IMAGE (ITC, top 5 re-ranked by ITM)"
 grep -o '"caption": "[^"]*"' "$OUT/data/eval_captions.json" | head -n 8 | sed 's/^"caption": "//; s/"$//' \
   > "$OUT/rank-texts.txt"
-$B/mmrun "$OUT/blip2-tiny.so" --rank --weights "$OUT/stage2.safetensors" --image "$IMAGE" --texts "$OUT/rank-texts.txt"
+$B/mmrun "$OUT/blip2-tiny.so" --rank --weights "$OUT/stage1.safetensors" --image "$IMAGE" --texts "$OUT/rank-texts.txt"
