@@ -936,8 +936,9 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
   mm.param @"language_model.model.decoder.final_layer_norm.bias" : tensor<256xf32> group @language_model init #mm.init<zeros>
 
   // The tiny parts start from random weights: these stages first make them worth freezing.
-  // The LLM learns the captions' language (the queries are still noise) ...
-  mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "image_caption" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 8 : i64, epochs = 1 : i64}
+  // The LLM learns the captions' language, reading a context where the queries will stand: the
+  // caption's first words (data "caption_prefix"), as a pre-trained LLM reads its prompt ...
+  mm.stage @pretrain_llm trainable [@language_model] loss @lm_loss data "caption_prefix" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 8 : i64, epochs = 1 : i64}
   // ... and the ViT learns which object (colour, shape, size) shows in each patch.
   mm.stage @pretrain_vision trainable [@vision_model, @vision_pretrain_head] loss @patch_loss data "patch_labels" {lr = 1.000000e-03 : f64, schedule = "cosine", warmup_ratio = 3.000000e-02 : f64, weight_decay = 5.000000e-02 : f64, batch = 8 : i64, epochs = 1 : i64}
   // Stage 1: vision-language representation learning, ViT frozen, no LLM: ITC + ITM + ITG in one

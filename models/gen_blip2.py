@@ -455,8 +455,9 @@ def generate(c):
           f'batch = {batch} : i64, epochs = 1 : i64}}')
     if c.get("pretrain"):
         w("  // The tiny parts start from random weights: these stages first make them worth freezing.")
-        w("  // The LLM learns the captions' language (the queries are still noise) ...")
-        stage("pretrain_llm", ["language_model"], "lm_loss", "image_caption", 1e-3, 8)
+        w("  // The LLM learns the captions' language, reading a context where the queries will stand: the")
+        w("  // caption's first words (data \"caption_prefix\"), as a pre-trained LLM reads its prompt ...")
+        stage("pretrain_llm", ["language_model"], "lm_loss", "caption_prefix", 1e-3, 8)
         w("  // ... and the ViT learns which object (colour, shape, size) shows in each patch.")
         stage("pretrain_vision", ["vision_model", "vision_pretrain_head"], "patch_loss", "patch_labels", 1e-3, 8)
     if s1:

@@ -152,6 +152,7 @@ ChatTemplate chatTemplateForData(const std::string &kind) {
   if (kind == "patch_labels") return ChatTemplate::PatchLabels;
   if (kind == "image_caption") return ChatTemplate::Blip2;
   if (kind == "image_text") return ChatTemplate::QFormerText;
+  if (kind == "caption_prefix") return ChatTemplate::Blip2Prefix;
   throw Error("unknown training data kind '" + kind +
               "' (expected 'caption', 'conversation', 'patch_labels' or 'image_caption')");
 }
@@ -163,6 +164,7 @@ const char *chatTemplateName(ChatTemplate t) {
   case ChatTemplate::PatchLabels: return "patch_labels";
   case ChatTemplate::Blip2: return "blip2";
   case ChatTemplate::QFormerText: return "qformer_text";
+  case ChatTemplate::Blip2Prefix: return "blip2_prefix";
   }
   return "?";
 }
@@ -199,7 +201,8 @@ void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
     return;
   }
   if (rec.turns.empty()) throw Error(where + ": missing 'conversations'");
-  if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2 || t == ChatTemplate::QFormerText) {
+  if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2 || t == ChatTemplate::QFormerText ||
+      t == ChatTemplate::Blip2Prefix) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
     if (!rec.image) throw Error(where + ": caption data needs an 'image'");
@@ -327,7 +330,17 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     for (size_t i = 0; i + 1 < s.inputIds.size(); ++i) s.targets[i] = s.inputIds[i + 1];
     return s;
   }
-  if (t == ChatTemplate::Blip2) {
+  if (t == ChatTemplate::Blip2Prefix) {
+    // The caption's own first tokens where the queries will stand.
+    std::vector<int32_t> prefix = tokenizer.encode(rec.turns[1].value, /*addSpecial=*/false);
+    prefix.resize(fmt.shape.imagePositions, fmt.shape.padToken);
+    for (int32_t id : prefix)
+      if (id == fmt.shape.imageToken) throw Error(s.where + ": the caption encodes to the image token");
+    w.push(prefix, false);
+    w.push({fmt.bos}, false);
+    w.text(rec.turns[1].value, true);
+    w.text("\n", true);
+  } else if (t == ChatTemplate::Blip2) {
     // BLIP-2 puts the query positions before the BOS (HF's processor).
     w.image();
     w.push({fmt.bos}, false);

@@ -16,6 +16,12 @@
 //   blip2     (stage data "image_caption"): image (BLIP-2's query positions
 //             come first), BOS, caption, "\n"; loss on the caption and the
 //             "\n". Records may also be {"image": ..., "caption": ...}.
+//   blip2_prefix (stage data "caption_prefix", the tiny OPT's pre-training):
+//             blip2's layout with words where the queries will stand: the
+//             caption's first tokens (as many as there are query positions,
+//             padded), BOS, caption, "\n"; loss on the caption and "\n". The
+//             LLM learns to read what stands before the BOS, as a pre-trained
+//             LLM reads its context, not to ignore it.
 //   qformer_text (stage data "image_text", BLIP-2's stage 1): the Q-Former's
 //             text, [CLS] caption "\n" (no image positions: the queries are
 //             the model's own), truncated to the Q-Former's text length with
@@ -94,9 +100,10 @@ std::vector<ConversationRecord> parseConversations(const std::string &jsonText, 
 /// How a record becomes a sample. PatchLabels is no chat template: the image
 /// alone, with the record's "patch_labels" as the targets (one per patch),
 /// for an entry taking (pixel_values, patch_labels).
-enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, QFormerText };
+enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, Blip2Prefix, QFormerText };
 /// "caption" -> Plain, "conversation" -> VicunaV1, "patch_labels" ->
-/// PatchLabels, "image_caption" -> Blip2, "image_text" -> QFormerText;
+/// PatchLabels, "image_caption" -> Blip2, "caption_prefix" -> Blip2Prefix,
+/// "image_text" -> QFormerText;
 /// throws for anything else.
 ChatTemplate chatTemplateForData(const std::string &dataKind);
 const char *chatTemplateName(ChatTemplate t);

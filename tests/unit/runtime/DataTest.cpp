@@ -426,3 +426,25 @@ TEST(Data, TemplateForDataKind) {
   for (const char *kind : {"'caption'", "'conversation'", "'patch_labels'", "'image_caption'"})
     EXPECT_NE(e.find(kind), std::string::npos) << kind << ": " << e;
 }
+
+TEST(Data, Blip2PrefixTemplate) {
+  // COM: The tiny OPT's pre-training: the caption's first words where the queries will stand
+  // COM: (padded to the query positions), then blip2's BOS, caption, "\n"; loss as in blip2.
+  mm::ConversationRecord r = parseOne(R"({"id": "p1", "image": "x.png", "caption": "A cat"})");
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Blip2Prefix, tokenizer(), format(400, 8), "/imgs");
+  std::vector<int32_t> ids = bytes("A cat");
+  ids.resize(8, PAD);
+  ids.push_back(BOS);
+  append(ids, bytes("A cat\n"));
+  EXPECT_EQ(s.inputIds, ids);
+  std::vector<int32_t> t(8, IGN);
+  append(t, bytes("A cat\n"));
+  t.push_back(IGN);
+  EXPECT_EQ(s.targets, t);
+  EXPECT_EQ(std::count(s.inputIds.begin(), s.inputIds.end(), IMG), 0);
+  // A longer caption fills the prefix with its first tokens.
+  mm::ConversationRecord l = parseOne(R"({"id": "p2", "image": "x.png", "caption": "A red circle."})");
+  mm::TrainingSample sl = mm::buildSample(l, mm::ChatTemplate::Blip2Prefix, tokenizer(), format(400, 8), "/imgs");
+  EXPECT_EQ(std::vector<int32_t>(sl.inputIds.begin(), sl.inputIds.begin() + 8), bytes("A red ci"));
+  EXPECT_EQ(mm::chatTemplateForData("caption_prefix"), mm::ChatTemplate::Blip2Prefix);
+}
