@@ -15,7 +15,7 @@ bash scripts/setup.sh
 bash scripts/build.sh >/dev/null
 SCENES=${MM_SCENES:-3000}
 BATCH=${MM_BATCH:-8}
-declare -A DEFAULT_STEPS=([pretrain_llm]=150 [pretrain_vision]=2000 [stage1]=600 [stage2]=600)
+declare -A DEFAULT_STEPS=([pretrain_llm]=500 [pretrain_vision]=2000 [stage1]=1500 [stage2]=1500)
 # Stage 1's entry takes its batch in one call (in-batch negatives): the batch it was compiled for.
 declare -A STAGE_BATCH=([stage1]=16)
 OUT=${MM_OUT:-out-blip2}
