@@ -174,7 +174,8 @@ def opt(cfg, W, embeds):
 def sample_logits(cfg, W, ids, pixels=None):
     """ids [S] (long; the <image> tokens stand for the queries), pixels [1,3,H,W] or None -> logits [S, V]."""
     embeds = W.get("language_model.model.decoder.embed_tokens.weight")[ids]
-    if pixels is not None:
+    # A text-context sample (blip2_prefix) has no <image> token: nothing to merge.
+    if pixels is not None and bool((ids == cfg["image_token_index"]).any()):
         feats = query_embeds(cfg, W, pixels)[0]
         embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return opt(cfg, W, embeds)

@@ -263,7 +263,8 @@ def load_batches(path, cfg, steps=None):
                 if not all(isinstance(p, str) for p in images):
                     raise InputError(f"{sw}: image must be a path, a list of paths, or null")
                 n_img = sum(1 for x in ids if x == img_tok)
-                if n_img != per_image * len(images):
+                # No image token with an image: a text-context sample (blip2_prefix), the image unused.
+                if n_img != per_image * len(images) and n_img != 0:
                     raise InputError(f"{sw}: {n_img} image tokens, expected {per_image} x {len(images)} image(s)")
                 samples.append(dict(id=s.get("id"), images=images, input_ids=ids, targets=tg))
             batches.append(dict(step=step, samples=samples))
