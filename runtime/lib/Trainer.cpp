@@ -583,7 +583,7 @@ int runTraining(const TrainOptions &o) {
   for (int64_t step = start; step < end; ++step) {
     const auto stepBegin = Clock::now();
     double lossSum = 0;
-    int64_t count = 0, stepSeq = 0;
+    int64_t count = 0, stepSeq = 0, divisor = 0; // target tokens; what the sums are divided by
     std::string firstBad;
     nlohmann::json dumped = nlohmann::json::array();
     samples.clear();
@@ -661,7 +661,7 @@ int runTraining(const TrainOptions &o) {
     };
     if (batched) {
       runBatched();
-      count = set.gradAccum; // the entry's loss is a mean per micro-batch
+      divisor = set.gradAccum; // the entry's loss is a mean per micro-batch
     } else if (workers == 1) {
       runShare(0);
     } else {
@@ -692,18 +692,19 @@ int runTraining(const TrainOptions &o) {
         "; stopping without saving" +
         (lastSaved >= 0 ? " (the last checkpoint, " + o.save + ", holds step " + std::to_string(lastSaved) + ")"
                         : std::string(""));
-    if (count == 0) {
+    if (!batched) divisor = count;
+    if (divisor == 0) {
       progress.breakLine();
       throw Error("step " + std::to_string(done) + " of " + std::to_string(total) + ": none of its " +
                   std::to_string(perStep) + " samples has a target token (truncated away?)" + stopNote);
     }
-    const double loss = lossSum / (double)count;
+    const double loss = lossSum / (double)divisor;
     if (!std::isfinite(loss)) {
       progress.breakLine();
       throw Error("step " + std::to_string(done) + " of " + std::to_string(total) + ": the loss is " + num(loss) +
                   (firstBad.empty() ? std::string("") : " (first non-finite at " + firstBad + ")") + stopNote);
     }
-    const float countF = (float)count;
+    const float countF = (float)divisor;
     for (auto &g : grads)
       for (float &x : g) x /= countF;
     if (!o.dumpGrads.empty() && step == start) {
