@@ -19,7 +19,8 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_llava import PATCH_CLASSES, fl, stem_graph, stem_params, t  # noqa: E402
+from gen_llava import (PATCH_CLASSES, decoder_layer_end, decoder_layer_header, fl, kv_cache_ops,  # noqa: E402
+                       stem_graph, stem_params, t)
 
 CONFIGS = {
     "blip2-tiny": dict(
@@ -389,9 +390,8 @@ def generate(c):
 
     def decoder_layer(name, T, mode):
         xT = t(1, T, TD)
+        decoder_layer_header(w, name, mode, xT, cache, x_len, c["tlayers"], f"{lm}.layers", "opt_decoder_layer")
         if mode == "train":
-            w(f"  mm.layer @{name}(%x: {xT}, %len: {x_len}) -> {xT}")
-            w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers"}} {{')
             for n in ["q_proj", "k_proj", "v_proj", "out_proj"]:
                 param(f"self_attn.{n}.weight", [TD, TD], "language_model", pre=ind)
                 param(f"self_attn.{n}.bias", [TD], "language_model", ZEROS, pre=ind)
@@ -402,30 +402,17 @@ def generate(c):
             param("fc1.bias", [c["tinter"]], "language_model", ZEROS, pre=ind)
             param("fc2.weight", [TD, c["tinter"]], "language_model", pre=ind)
             param("fc2.bias", [TD], "language_model", ZEROS, pre=ind)
-        else:
-            pos = f"%pos: {x_len}, " if mode == "decode" else ""
-            w(f"  mm.layer @{name}(%x: {xT}, %kc: {cache}, %vc: {cache}, {pos}%len: {x_len}) -> ({xT}, {cache}, {cache})")
-            w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers", '
-              f'parameters_from = @opt_decoder_layer}} {{')
         xs = [1, T]
         ln("n1", "x", "self_attn_layer_norm", TD, xs, T_EPS)
         lin("q", "n1", xs, "self_attn.q_proj", TD, TD)
         lin("k", "n1", xs, "self_attn.k_proj", TD, TD)
         lin("v", "n1", xs, "self_attn.v_proj", TD, TD)
         scale = 1 / math.sqrt(tdh)
-        if mode in ("prefill", "decode"):
-            p = ", %pos" if mode == "decode" else ""
-            pt = f", {x_len}" if mode == "decode" else ""
-            w(f"{ind}%kc2 = mm.cache_update %kc, %k{p} {{layer = 0 : i64}} : ({cache}, {xT}{pt}) -> {cache}")
-            w(f"{ind}%vc2 = mm.cache_update %vc, %v{p} {{layer = 0 : i64}} : ({cache}, {xT}{pt}) -> {cache}")
+        keys, values = kv_cache_ops(w, ind, mode, "k", "v", xT, cache, x_len, t(1, S, TD))
         if mode == "decode":
-            kvS = t(1, S, TD)
-            w(f"{ind}%kl = mm.cache_read %kc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
-            w(f"{ind}%vl = mm.cache_read %vc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
-            w("    // One new query against every cached position written so far (len = pos + 1).")
-            attention("attn", "q", "kl", "vl", c["theads"], 1, S, TD, scale, "bidirectional", "len")
+            attention("attn", "q", keys, values, c["theads"], 1, S, TD, scale, "bidirectional", "len")
         else:
-            attention("attn", "q", "k", "v", c["theads"], T, T, TD, scale, "causal", "len")
+            attention("attn", "q", keys, values, c["theads"], T, T, TD, scale, "causal", "len")
         lin("o", "attn", xs, "self_attn.out_proj", TD, TD)
         w(f"{ind}%h = mm.add %x, %o : {xT}")
         ln("n2", "h", "final_layer_norm", TD, xs, T_EPS)
@@ -433,11 +420,7 @@ def generate(c):
         w(f"{ind}%act = mm.relu %fc1 : {t(1, T, c['tinter'])}")
         lin("fc2", "act", xs, "fc2", TD, c["tinter"])
         w(f"{ind}%y = mm.add %h, %fc2 : {xT}")
-        if mode == "train":
-            w(f"{ind}mm.yield %y : {xT}")
-        else:
-            w(f"{ind}mm.yield %y, %kc2, %vc2 : {xT}, {cache}, {cache}")
-        w("  }")
+        decoder_layer_end(w, ind, mode, "y", xT, cache)
 
     decoder_layer("opt_decoder_layer", S, "train")
     w("  // The same layers (same parameters) for chat: prefill fills the KV cache, decode extends it.")

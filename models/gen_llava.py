@@ -78,6 +78,44 @@ def stem_graph(w, weight, ind, prefix, stem, image, batch=1):
     return x, xt, cin
 
 
+def decoder_layer_header(w, name, mode, xT, cache, x_len, count, prefix, owner):
+    """The `mm.layer` line of a decoder layer: the train variant owns the parameters; prefill
+    and decode read OWNER's and thread the KV caches through (decode also takes %pos)."""
+    if mode == "train":
+        w(f"  mm.layer @{name}(%x: {xT}, %len: {x_len}) -> {xT}")
+        w(f'      attributes {{count = {count} : i64, prefix = "{prefix}"}} {{')
+    else:
+        pos = f"%pos: {x_len}, " if mode == "decode" else ""
+        w(f"  mm.layer @{name}(%x: {xT}, %kc: {cache}, %vc: {cache}, {pos}%len: {x_len}) -> ({xT}, {cache}, {cache})")
+        w(f'      attributes {{count = {count} : i64, prefix = "{prefix}", parameters_from = @{owner}}} {{')
+
+
+def kv_cache_ops(w, ind, mode, k, v, kvT, cache, x_len, kvS):
+    """Prefill and decode write the step's keys K and values V (of type KVT) into the caches;
+    decode then reads every cached position back (KVS). Returns the keys and values the
+    attention reads."""
+    if mode in ("prefill", "decode"):
+        p = ", %pos" if mode == "decode" else ""
+        pt = f", {x_len}" if mode == "decode" else ""
+        w(f"{ind}%kc2 = mm.cache_update %kc, %{k}{p} {{layer = 0 : i64}} : ({cache}, {kvT}{pt}) -> {cache}")
+        w(f"{ind}%vc2 = mm.cache_update %vc, %{v}{p} {{layer = 0 : i64}} : ({cache}, {kvT}{pt}) -> {cache}")
+    if mode != "decode":
+        return k, v
+    w(f"{ind}%kl = mm.cache_read %kc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
+    w(f"{ind}%vl = mm.cache_read %vc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
+    w(f"{ind}// One new query against every cached position written so far (len = pos + 1).")
+    return "kl", "vl"
+
+
+def decoder_layer_end(w, ind, mode, y, xT, cache):
+    """Yields the layer's output Y (and, in prefill and decode, the updated caches)."""
+    if mode == "train":
+        w(f"{ind}mm.yield %{y} : {xT}")
+    else:
+        w(f"{ind}mm.yield %{y}, %kc2, %vc2 : {xT}, {cache}, {cache}")
+    w("  }")
+
+
 def generate(c):
     P = (c["image"] // c["patch"]) ** 2
     V, VD, TD, S = P + 1, c["vd"], c["td"], c["seq"]
@@ -197,14 +235,7 @@ def generate(c):
         """LLaMA decoder layer over T positions. mode: train (the parameters'
         owner), prefill (also writes the KV cache), decode (reads it)."""
         xT, kvT = t(1, T, TD), t(1, T, kvw)
-        if mode == "train":
-            w(f"  mm.layer @{name}(%x: {xT}, %len: {x_len}) -> {xT}")
-            w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers"}} {{')
-        else:
-            pos = f"%pos: {x_len}, " if mode == "decode" else ""
-            w(f"  mm.layer @{name}(%x: {xT}, %kc: {cache}, %vc: {cache}, {pos}%len: {x_len}) -> ({xT}, {cache}, {cache})")
-            w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.layers", '
-              f'parameters_from = @llama_decoder_layer}} {{')
+        decoder_layer_header(w, name, mode, xT, cache, x_len, c["tlayers"], f"{lm}.layers", "llama_decoder_layer")
         if mode == "train":
             for n, shape in [("q_proj", [TD, TD]), ("k_proj", [kvw, TD]), ("v_proj", [kvw, TD]), ("o_proj", [TD, TD])]:
                 param(f"self_attn.{n}.weight", shape, "language_model", ind=ind)
@@ -227,21 +258,11 @@ def generate(c):
         w(f"{ind}%kr = mm.rope %k{off} {{num_heads = {c['tkv']} : i64, theta = {fl(10000.0)}}} : {kvT}")
         scale = fl(1 / math.sqrt(tdh))
         heads = f"num_heads = {c['theads']} : i64, num_kv_heads = {c['tkv']} : i64"
-        if mode in ("prefill", "decode"):
-            p = ", %pos" if mode == "decode" else ""
-            pt = f", {x_len}" if mode == "decode" else ""
-            w(f"{ind}%kc2 = mm.cache_update %kc, %kr{p} {{layer = 0 : i64}} : ({cache}, {kvT}{pt}) -> {cache}")
-            w(f"{ind}%vc2 = mm.cache_update %vc, %v{p} {{layer = 0 : i64}} : ({cache}, {kvT}{pt}) -> {cache}")
-        if mode == "decode":
-            # One new query against every cached position written so far (len = pos + 1).
-            kvS = t(1, S, kvw)
-            w(f"{ind}%kl = mm.cache_read %kc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
-            w(f"{ind}%vl = mm.cache_read %vc2 {{layer = 0 : i64}} : ({cache}) -> {kvS}")
-            w(f"{ind}%attn = mm.attention %qr, %kl, %vl, %len {{{heads}, mask = #mm.mask<bidirectional>, "
-              f"scale = {scale}}} : ({xT}, {kvS}, {kvS}, {x_len}) -> {xT}")
-        else:
-            w(f"{ind}%attn = mm.attention %qr, %kr, %v, %len {{{heads}, mask = #mm.mask<causal>, "
-              f"scale = {scale}}} : ({xT}, {kvT}, {kvT}, {x_len}) -> {xT}")
+        kvS = t(1, S, kvw)
+        keys, values = kv_cache_ops(w, ind, mode, "kr", "v", kvT, cache, x_len, kvS)
+        kvt, mask = (kvS, "bidirectional") if mode == "decode" else (kvT, "causal")
+        w(f"{ind}%attn = mm.attention %qr, %{keys}, %{values}, %len {{{heads}, mask = #mm.mask<{mask}>, "
+          f"scale = {scale}}} : ({xT}, {kvt}, {kvt}, {x_len}) -> {xT}")
         lin("o", "attn", xs, "self_attn.o_proj", TD, TD, bias=False)
         w(f"{ind}%h = mm.add %x, %o : {xT}")
         rms("n2", "h", "post_attention_layernorm")
@@ -252,11 +273,7 @@ def generate(c):
         w(f"{ind}%gated = mm.mul %act, %up : {xi}")
         lin("down", "gated", xs, "mlp.down_proj", TD, c["tinter"], bias=False)
         w(f"{ind}%y = mm.add %h, %down : {xT}")
-        if mode == "train":
-            w(f"{ind}mm.yield %y : {xT}")
-        else:
-            w(f"{ind}mm.yield %y, %kc2, %vc2 : {xT}, {cache}, {cache}")
-        w("  }")
+        decoder_layer_end(w, ind, mode, "y", xT, cache)
 
     decoder_layer("llama_decoder_layer", S, "train")
     w("  // The same layers (same parameters) for chat: prefill fills the KV cache, decode extends it.")

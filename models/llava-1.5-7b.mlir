@@ -159,6 +159,7 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     %vc2 = mm.cache_update %vc, %v, %pos {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>, tensor<1x1x4096xf32>, tensor<i32>) -> tensor<32x1x1024x4096xf32>
     %kl = mm.cache_read %kc2 {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>) -> tensor<1x1024x4096xf32>
     %vl = mm.cache_read %vc2 {layer = 0 : i64} : (tensor<32x1x1024x4096xf32>) -> tensor<1x1024x4096xf32>
+    // One new query against every cached position written so far (len = pos + 1).
     %attn = mm.attention %qr, %kl, %vl, %len {num_heads = 32 : i64, num_kv_heads = 32 : i64, mask = #mm.mask<bidirectional>, scale = 8.838835e-02 : f64} : (tensor<1x1x4096xf32>, tensor<1x1024x4096xf32>, tensor<1x1024x4096xf32>, tensor<i32>) -> tensor<1x1x4096xf32>
     %o_w = mm.weight @"self_attn.o_proj.weight" : tensor<4096x4096xf32>
     %o = mm.linear %attn, %o_w : (tensor<1x1x4096xf32>, tensor<4096x4096xf32>) -> tensor<1x1x4096xf32>

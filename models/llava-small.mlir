@@ -163,6 +163,7 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
     %vc2 = mm.cache_update %vc, %v, %pos {layer = 0 : i64} : (tensor<8x1x176x768xf32>, tensor<1x1x768xf32>, tensor<i32>) -> tensor<8x1x176x768xf32>
     %kl = mm.cache_read %kc2 {layer = 0 : i64} : (tensor<8x1x176x768xf32>) -> tensor<1x176x768xf32>
     %vl = mm.cache_read %vc2 {layer = 0 : i64} : (tensor<8x1x176x768xf32>) -> tensor<1x176x768xf32>
+    // One new query against every cached position written so far (len = pos + 1).
     %attn = mm.attention %qr, %kl, %vl, %len {num_heads = 12 : i64, num_kv_heads = 12 : i64, mask = #mm.mask<bidirectional>, scale = 1.250000e-01 : f64} : (tensor<1x1x768xf32>, tensor<1x176x768xf32>, tensor<1x176x768xf32>, tensor<i32>) -> tensor<1x1x768xf32>
     %o_w = mm.weight @"self_attn.o_proj.weight" : tensor<768x768xf32>
     %o = mm.linear %attn, %o_w : (tensor<1x1x768xf32>, tensor<768x768xf32>) -> tensor<1x1x768xf32>

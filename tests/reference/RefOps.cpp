@@ -270,13 +270,28 @@ void mergeImageFeatures(const float* embeds, const int32_t* ids, const float* fe
   }
 }
 
-void concat(const float* a, const float* b, float* y, int64_t outer, int64_t na, int64_t nb,
-            int64_t inner) {
+namespace {
+/// concat for either element type: per outer index, a's rows then b's.
+template <typename T>
+void concatRows(const T* a, const T* b, T* y, int64_t outer, int64_t na, int64_t nb, int64_t inner) {
   const int64_t n = na + nb;
   for (int64_t o = 0; o < outer; ++o) {
     std::copy(a + o * na * inner, a + (o + 1) * na * inner, y + o * n * inner);
     std::copy(b + o * nb * inner, b + (o + 1) * nb * inner, y + (o * n + na) * inner);
   }
+}
+
+/// gather for either element type; an index outside [0, B) reads zeros.
+template <typename T>
+void gatherRows(const T* x, const int32_t* idx, T* y, int64_t B, int64_t N, int64_t W) {
+  for (int64_t n = 0; n < N; ++n)
+    for (int64_t w = 0; w < W; ++w) y[n * W + w] = (idx[n] >= 0 && idx[n] < B) ? x[idx[n] * W + w] : T(0);
+}
+}  // namespace
+
+void concat(const float* a, const float* b, float* y, int64_t outer, int64_t na, int64_t nb,
+            int64_t inner) {
+  concatRows(a, b, y, outer, na, nb, inner);
 }
 
 void slice(const float* x, float* y, int64_t outer, int64_t n, int64_t start, int64_t size,
@@ -319,11 +334,7 @@ void broadcastTo(const float* x, float* y, const std::vector<int64_t>& inShape,
 
 void concat(const int32_t* a, const int32_t* b, int32_t* y, int64_t outer, int64_t na, int64_t nb,
             int64_t inner) {
-  const int64_t n = na + nb;
-  for (int64_t o = 0; o < outer; ++o) {
-    std::copy(a + o * na * inner, a + (o + 1) * na * inner, y + o * n * inner);
-    std::copy(b + o * nb * inner, b + (o + 1) * nb * inner, y + (o * n + na) * inner);
-  }
+  concatRows(a, b, y, outer, na, nb, inner);
 }
 
 void div(const float* a, const float* b, float* y, int64_t n) {
@@ -391,13 +402,11 @@ void l2NormalizeGrad(const float* x, const float* dy, float* dx, int64_t M, int6
 }
 
 void gather(const float* x, const int32_t* idx, float* y, int64_t B, int64_t N, int64_t W) {
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t w = 0; w < W; ++w) y[n * W + w] = (idx[n] >= 0 && idx[n] < B) ? x[idx[n] * W + w] : 0.0f;
+  gatherRows(x, idx, y, B, N, W);
 }
 
 void gather(const int32_t* x, const int32_t* idx, int32_t* y, int64_t B, int64_t N, int64_t W) {
-  for (int64_t n = 0; n < N; ++n)
-    for (int64_t w = 0; w < W; ++w) y[n * W + w] = (idx[n] >= 0 && idx[n] < B) ? x[idx[n] * W + w] : 0;
+  gatherRows(x, idx, y, B, N, W);
 }
 
 void negativeProbabilities(const float* sim, int64_t B, int64_t r, double* p) {
