@@ -313,19 +313,21 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     if (fmt.textLength < 2)
       throw Error(s.where + ": image-text data needs a model with a Q-Former text side (qformer_config.cls_token_id)");
     // [CLS] caption "\n": the entry puts [DEC] in place of [CLS] for ITG.
-    w.push({fmt.cls}, false);
-    w.text(rec.turns[1].value, true);
-    w.text("\n", true);
-    s.fullLength = (int64_t)w.ids.size();
+    const std::string &caption = rec.turns[1].value;
+    std::vector<int32_t> ids = qformerTextIds(caption, tokenizer, fmt);
+    for (size_t i = 1; i < ids.size(); ++i) // only the caption can hold it ("\n" cannot)
+      if (ids[i] == fmt.shape.imageToken)
+        throw Error(s.where + ": the text '" + caption.substr(0, 40) + (caption.size() > 40 ? "..." : "") +
+                    "' encodes to the image token " + std::to_string(ids[i]));
+    s.fullLength = (int64_t)ids.size();
     if (s.fullLength > fmt.textLength) {
       if (warnings)
         *warnings << "mmrun: warning: " << s.where << ": caption of " << s.fullLength - 1
                   << " tokens (with the closing newline) is longer than the Q-Former's text length "
                   << fmt.textLength << " ([CLS] included); truncated\n";
-      w.ids.resize(fmt.textLength);
-      w.assistant.resize(fmt.textLength);
+      ids.resize(fmt.textLength);
     }
-    s.inputIds = std::move(w.ids);
+    s.inputIds = std::move(ids);
     s.targets.assign(s.inputIds.size(), -100);
     for (size_t i = 0; i + 1 < s.inputIds.size(); ++i) s.targets[i] = s.inputIds[i + 1];
     return s;
@@ -403,6 +405,13 @@ std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSam
   args[1].bytes.resize(s.targets.size() * 4);
   std::memcpy(args[1].bytes.data(), s.targets.data(), s.targets.size() * 4);
   return args;
+}
+
+std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &fmt) {
+  std::vector<int32_t> ids{fmt.cls};
+  for (const std::string &piece : {text, std::string("\n")})
+    for (int32_t id : tokenizer.encode(piece, /*addSpecial=*/false)) ids.push_back(id);
+  return ids;
 }
 
 int64_t entryBatch(const EntrySpec &entry) {

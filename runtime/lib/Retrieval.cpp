@@ -61,9 +61,7 @@ Retriever::Retriever(const CompiledModel &model, const ParameterStore &params, c
 }
 
 std::vector<int32_t> Retriever::textIds(const std::string &text) const {
-  std::vector<int32_t> ids{format_.cls};
-  for (int32_t id : tokenizer_.encode(text, /*addSpecial=*/false)) ids.push_back(id);
-  for (int32_t id : tokenizer_.encode("\n", /*addSpecial=*/false)) ids.push_back(id);
+  std::vector<int32_t> ids = qformerTextIds(text, tokenizer_, format_);
   if ((int64_t)ids.size() > format_.textLength) ids.resize(format_.textLength);
   return ids;
 }

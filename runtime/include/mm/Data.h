@@ -165,6 +165,10 @@ TrainingSample buildSample(const ConversationRecord &record, ChatTemplate t, con
 /// record and the image file if the image is missing or undecodable.
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format);
 
+/// The Q-Former's text for TEXT: [CLS] text "\n", not yet truncated to
+/// FORMAT.textLength (training samples and retrieval both cut it there).
+std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &format);
+
 /// A batched stage-1 entry's arguments for SAMPLES (exactly the entry's
 /// batch): pixel_values, input_ids and targets padded to the text length,
 /// length = queries + text length, and the two rows of uniform numbers that
