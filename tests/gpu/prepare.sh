@@ -9,11 +9,17 @@ bash scripts/build.sh >/dev/null
 D=out/gpu
 rm -rf "$D" && mkdir -p "$D"
 ARCH=${CUDA_ARCH:-sm_90}
-./build/bin/mmc compile models/llava-tiny.mlir -o "$D/llava-tiny-cpu.so"
-./build/bin/mmc compile models/llava-tiny.mlir --target cuda --cuda-arch "$ARCH" -o "$D/llava-tiny-cuda.so"
+for m in llava-tiny blip2-tiny; do
+  ./build/bin/mmc compile "models/$m.mlir" -o "$D/$m-cpu.so"
+  ./build/bin/mmc compile "models/$m.mlir" --target cuda --cuda-arch "$ARCH" -o "$D/$m-cuda.so"
+done
 ./build/bin/mmc compile tests/unit/compiler/kernels.mlir --target cuda --cuda-arch "$ARCH" -o "$D/kernels-cuda.so"
 ./build/bin/mmc compile tests/unit/compiler/gradients.mlir --target cuda --cuda-arch "$ARCH" -o "$D/gradients-cuda.so"
-./build/bin/mmrun "$D/llava-tiny-cpu.so" --save-init "$D/weights.safetensors" --seed 5
+# 32 training scenes: LLaVA stage-2 conversations and BLIP-2 image-caption pairs.
+./build/bin/mmdata scenes --out "$D/data" --count 32 --eval-count 4 --seed 7 --quiet
 cp models/samples/red-circle-blue-square.png "$D/image.png"
 cp build/bin/mmrun build/bin/mm-unittests "$D/"
+# The binaries need the OpenMP runtime they were linked with; the GPU machine's
+# image has another distribution's libraries.
+for lib in $(ldd build/bin/mmrun | awk '/libomp/ {print $3}'); do cp -L "$lib" "$D/"; done
 du -sh "$D"

@@ -146,7 +146,7 @@ int compileModel(const std::string &modelPath, const CompileOptions &opts) {
       return 1;
     }
     rc = runTool(nvcc, {nvcc, "-std=c++17", "-O2", "-shared", "-Xcompiler", "-fPIC", "-cudart",
-                        "static", "-arch=" + opts.cudaArch, "-I" + include, srcPath, "-o", tmpOut},
+                        "static", "-arch=" + opts.cudaArch, "-diag-suppress=177,550", "-I" + include, srcPath, "-o", tmpOut},
                  opts.verbose);
   } else {
     std::string cxx = envOr("MMC_CXX", MM_HOST_CXX_PATH);

@@ -941,21 +941,19 @@ y[i] = (int32_t)pick;
   return makeKernel(op, {"sim", "uniform"}, b, body);
 }
 
-/// linear_grad_input: dy[M,N], w[N,K] -> dx[M,K]; one row m per work item,
-/// accumulated over n along contiguous rows of w.
+/// linear_grad_input: dy[M,N], w[N,K] -> dx[M,K]; one element (m, k) per work
+/// item, accumulated over n in order (neighbouring items read neighbouring
+/// elements of a row of w).
 Kernel linearGradInput(LinearGradInputOp op) {
   auto w = typeOf(op.getWeight());
   int64_t n = w.getDimSize(0), k = w.getDimSize(1);
   bool addend = (bool)op.getAddend();
-  std::string body = subst(R"(const T *dyr = dy + i * $N;
-T *out = y + i * $K;
-for (int64_t k = 0; k < $K; ++k) out[k] = $INIT;
-for (int64_t n = 0; n < $N; ++n) {
-  const T g = dyr[n];
-  const T *wr = w + n * $K;
-  for (int64_t k = 0; k < $K; ++k) out[k] += g * wr[k];
-}
-)", {{"N", num(n)}, {"K", num(k)}, {"INIT", addend ? "addend[i * " + num(k) + " + k]" : "0"}});
+  std::string body = subst(R"(const int64_t m = i / $K, k = i % $K;
+const T *dyr = dy + m * $N;
+T acc = $INIT;
+for (int64_t n = 0; n < $N; ++n) acc += dyr[n] * w[n * $K + k];
+y[i] = acc;
+)", {{"N", num(n)}, {"K", num(k)}, {"INIT", addend ? "addend[i]" : "0"}});
   int64_t m = typeOf(op.getResult()).getNumElements() / k;
   SmallVector<std::string> names{"dy", "w"};
   if (addend) names.push_back("addend");
@@ -968,24 +966,21 @@ for (int64_t n = 0; n < $N; ++n) {
 mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false, mm_cpu::epilogueRef(epilogue));
 )", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}})
                             : gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false);
-  return withHostBody(makeKernel(op, names, m, body), host);
+  return withHostBody(makeKernel(op, names, m * k, body), host);
 }
 
-/// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows;
-/// one row n of dW per work item, accumulated along contiguous rows of x.
+/// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows in
+/// order; one element (n, k) of dW per work item.
 Kernel linearGradWeight(LinearGradWeightOp op) {
   auto w = typeOf(op.getResult());
   int64_t n = w.getDimSize(0), k = w.getDimSize(1), m = typeOf(op.getInput()).getNumElements() / k;
-  std::string body = subst(R"(T *out = y + i * $K;
-for (int64_t k = 0; k < $K; ++k) out[k] = 0;
-for (int64_t m = 0; m < $M; ++m) {
-  const T g = dy[m * $N + i];
-  const T *xr = x + m * $K;
-  for (int64_t k = 0; k < $K; ++k) out[k] += g * xr[k];
-}
+  std::string body = subst(R"(const int64_t n = i / $K, k = i % $K;
+T acc = 0;
+for (int64_t m = 0; m < $M; ++m) acc += dy[m * $N + n] * x[m * $K + k];
+y[i] = acc;
 )", {{"N", num(n)}, {"K", num(k)}, {"M", num(m)}});
   // dW[N,K] = dy[M,N]^T . x[M,K]: A(n,m) = dy[m*N + n].
-  return withHostBody(makeKernel(op, {"dy", "x"}, n, body), gemmCall(n, k, m, "dy", 1, n, "x", k, 1, false));
+  return withHostBody(makeKernel(op, {"dy", "x"}, n * k, body), gemmCall(n, k, m, "dy", 1, n, "x", k, 1, false));
 }
 
 /// reduce_to: x[I...] -> y[O...], summing the broadcast dimensions.
