@@ -64,10 +64,15 @@ extern const char *const kRetrievalUsage;
 RetrievalOptions parseRetrievalOptions(const std::vector<std::string> &args);
 int runRetrieval(const RetrievalOptions &options);
 
-/// Recall@K of a score matrix SCORES[query][candidate] whose correct
-/// candidate for query i is i: the fraction of queries whose candidate i is
-/// among the K highest (ties count against it).
-double recallAtK(const std::vector<std::vector<float>> &scores, int k);
+/// Recall@K of a score matrix SCORES[query][candidate] (square: query i's
+/// own candidate is i): the fraction of queries with a correct candidate among
+/// the K highest, ties counting against it. Candidate c is correct for query
+/// q when GROUPS[c] == GROUPS[q] (records whose captions are the same text
+/// cannot be told apart by it); empty GROUPS: only c == q is correct.
+double recallAtK(const std::vector<std::vector<float>> &scores, int k, const std::vector<int64_t> &groups = {});
+
+/// One group id per caption: equal texts share the id of their first record.
+std::vector<int64_t> captionGroups(const std::vector<std::string> &captions);
 
 } // namespace mm
 
