@@ -2,7 +2,7 @@
 // Vision: ViT 64px/8, 128 x 4 layers; Q-Former: 16 queries, 128 x 4 layers; LLM: OPT 256 x 4 layers, vocabulary 800.
 mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures = ["Blip2ForConditionalGeneration"], num_query_tokens = 16 : i64, image_token_index = 4 : i64, image_seq_length = 16 : i64, pad_token_id = 3 : i64, max_sequence_length = 64 : i64, use_decoder_only_language_model = true,
       vision_config = {model_type = "blip_2_vision_model", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, image_size = 64 : i64, patch_size = 8 : i64, layer_norm_eps = 1.000000e-06 : f64, hidden_act = "gelu", qkv_bias = true, stem_channels = [32 : i64, 64 : i64, 64 : i64, 128 : i64, 128 : i64, 128 : i64], stem_strides = [1 : i64, 2 : i64, 1 : i64, 2 : i64, 1 : i64, 2 : i64]},
-      qformer_config = {model_type = "blip_2_qformer", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, cross_attention_frequency = 2 : i64, encoder_hidden_size = 128 : i64, layer_norm_eps = 1.000000e-12 : f64, hidden_act = "gelu", vocab_size = 800 : i64, max_position_embeddings = 32 : i64, max_txt_len = 32 : i64, cls_token_id = 1 : i64, bos_token_id = 2 : i64, pad_token_id = 3 : i64},
+      qformer_config = {model_type = "blip_2_qformer", hidden_size = 128 : i64, intermediate_size = 512 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, cross_attention_frequency = 2 : i64, encoder_hidden_size = 128 : i64, layer_norm_eps = 1.000000e-12 : f64, hidden_act = "gelu", vocab_size = 800 : i64, max_position_embeddings = 32 : i64, max_txt_len = 20 : i64, cls_token_id = 1 : i64, bos_token_id = 2 : i64, pad_token_id = 3 : i64},
       image_text_hidden_size = 128 : i64,
       text_config = {model_type = "opt", hidden_size = 256 : i64, ffn_dim = 1024 : i64, num_hidden_layers = 4 : i64, num_attention_heads = 4 : i64, vocab_size = 800 : i64, max_position_embeddings = 64 : i64, word_embed_proj_dim = 256 : i64, do_layer_norm_before = true, activation_function = "relu", bos_token_id = 1 : i64, pad_token_id = 3 : i64, tie_word_embeddings = true}}, tokenizer = "tokenizers/llava-tiny.tokenizer.json"} {
   mm.group @vision_model
@@ -273,27 +273,27 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
   // positives, hard-negative images, hard-negative texts); ITG: queries see queries, text sees
   // the queries and earlier text. Cross-attention and the query feed-forward act on the query
   // positions only, the text feed-forward on the text positions.
-  mm.layer @qformer_cross_layer_itc(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+  mm.layer @qformer_cross_layer_itc(%x: tensor<16x36x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sr = mm.add %so, %x : tensor<16x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x36x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x36x128xf32>) -> tensor<16x20x128xf32>
     // Cross-attention to the image: query positions only.
     %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
     %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
@@ -326,39 +326,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
-    mm.yield %y : tensor<16x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x20x128xf32>) -> tensor<16x36x128xf32>
+    mm.yield %y : tensor<16x36x128xf32>
   }
-  mm.layer @qformer_layer_itc(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+  mm.layer @qformer_layer_itc(%x: tensor<16x36x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itc_unimodal>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sr = mm.add %so, %x : tensor<16x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x36x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x36x128xf32>) -> tensor<16x20x128xf32>
     %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
     %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
     %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<16x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x16x512xf32>
@@ -373,39 +373,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
-    mm.yield %y : tensor<16x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x20x128xf32>) -> tensor<16x36x128xf32>
+    mm.yield %y : tensor<16x36x128xf32>
   }
-  mm.layer @qformer_cross_layer_itm(%x: tensor<48x48x128xf32>, %image: tensor<48x65x128xf32>, %len: tensor<48xi32>) -> tensor<48x48x128xf32>
+  mm.layer @qformer_cross_layer_itm(%x: tensor<48x36x128xf32>, %image: tensor<48x65x128xf32>, %len: tensor<48xi32>) -> tensor<48x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<48x36x128xf32>, tensor<48x36x128xf32>, tensor<48x36x128xf32>, tensor<48xi32>) -> tensor<48x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %sr = mm.add %so, %x : tensor<48x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %sr = mm.add %so, %x : tensor<48x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<48x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<48x48x128xf32>) -> tensor<48x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<48x48x128xf32>) -> tensor<48x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<48x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<48x36x128xf32>) -> tensor<48x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<48x36x128xf32>) -> tensor<48x20x128xf32>
     // Cross-attention to the image: query positions only.
     %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
     %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
@@ -438,39 +438,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<48x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<48x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<48x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<48x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<48x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<48x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<48x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<48x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<48x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x32x128xf32>) -> tensor<48x48x128xf32>
-    mm.yield %y : tensor<48x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<48x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x20x128xf32>) -> tensor<48x36x128xf32>
+    mm.yield %y : tensor<48x36x128xf32>
   }
-  mm.layer @qformer_layer_itm(%x: tensor<48x48x128xf32>, %image: tensor<48x65x128xf32>, %len: tensor<48xi32>) -> tensor<48x48x128xf32>
+  mm.layer @qformer_layer_itm(%x: tensor<48x36x128xf32>, %image: tensor<48x65x128xf32>, %len: tensor<48xi32>) -> tensor<48x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48x48x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<48x36x128xf32>, tensor<48x36x128xf32>, tensor<48x36x128xf32>, tensor<48xi32>) -> tensor<48x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<48x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %sr = mm.add %so, %x : tensor<48x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<48x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %sr = mm.add %so, %x : tensor<48x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<48x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<48x48x128xf32>) -> tensor<48x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<48x48x128xf32>) -> tensor<48x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<48x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<48x36x128xf32>) -> tensor<48x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<48x36x128xf32>) -> tensor<48x20x128xf32>
     %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
     %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
     %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<48x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x16x512xf32>
@@ -485,39 +485,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<48x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<48x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<48x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<48x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<48x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<48x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<48x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<48x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<48x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<48x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<48x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x32x128xf32>) -> tensor<48x48x128xf32>
-    mm.yield %y : tensor<48x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<48x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x20x128xf32>) -> tensor<48x36x128xf32>
+    mm.yield %y : tensor<48x36x128xf32>
   }
-  mm.layer @qformer_cross_layer_itg(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+  mm.layer @qformer_cross_layer_itg(%x: tensor<16x36x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sr = mm.add %so, %x : tensor<16x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x36x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x36x128xf32>) -> tensor<16x20x128xf32>
     // Cross-attention to the image: query positions only.
     %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
     %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
@@ -550,39 +550,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
-    mm.yield %y : tensor<16x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x20x128xf32>) -> tensor<16x36x128xf32>
+    mm.yield %y : tensor<16x36x128xf32>
   }
-  mm.layer @qformer_layer_itg(%x: tensor<16x48x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x48x128xf32>
+  mm.layer @qformer_layer_itg(%x: tensor<16x36x128xf32>, %image: tensor<16x65x128xf32>, %len: tensor<16xi32>) -> tensor<16x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16x48x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itg_multimodal_causal>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16x36x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %sr = mm.add %so, %x : tensor<16x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<16x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %sr = mm.add %so, %x : tensor<16x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<16x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<16x36x128xf32>) -> tensor<16x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<16x36x128xf32>) -> tensor<16x20x128xf32>
     %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
     %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
     %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<16x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x16x512xf32>
@@ -597,39 +597,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<16x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<16x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<16x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<16x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<16x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<16x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
-    mm.yield %y : tensor<16x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<16x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x20x128xf32>) -> tensor<16x36x128xf32>
+    mm.yield %y : tensor<16x36x128xf32>
   }
-  mm.layer @qformer_cross_layer_itm_one(%x: tensor<1x48x128xf32>, %image: tensor<1x65x128xf32>, %len: tensor<1xi32>) -> tensor<1x48x128xf32>
+  mm.layer @qformer_cross_layer_itm_one(%x: tensor<1x36x128xf32>, %image: tensor<1x65x128xf32>, %len: tensor<1xi32>) -> tensor<1x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<1x36x128xf32>, tensor<1x36x128xf32>, tensor<1x36x128xf32>, tensor<1xi32>) -> tensor<1x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %sr = mm.add %so, %x : tensor<1x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %sr = mm.add %so, %x : tensor<1x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x48x128xf32>) -> tensor<1x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<1x48x128xf32>) -> tensor<1x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x36x128xf32>) -> tensor<1x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<1x36x128xf32>) -> tensor<1x20x128xf32>
     // Cross-attention to the image: query positions only.
     %cq_w = mm.weight @"crossattention.attention.query.weight" : tensor<128x128xf32>
     %cq_b = mm.weight @"crossattention.attention.query.bias" : tensor<128xf32>
@@ -662,39 +662,39 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<1x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<1x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x32x128xf32>) -> tensor<1x48x128xf32>
-    mm.yield %y : tensor<1x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x20x128xf32>) -> tensor<1x36x128xf32>
+    mm.yield %y : tensor<1x36x128xf32>
   }
-  mm.layer @qformer_layer_itm_one(%x: tensor<1x48x128xf32>, %image: tensor<1x65x128xf32>, %len: tensor<1xi32>) -> tensor<1x48x128xf32>
+  mm.layer @qformer_layer_itm_one(%x: tensor<1x36x128xf32>, %image: tensor<1x65x128xf32>, %len: tensor<1xi32>) -> tensor<1x36x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 32>, scale = 1.767767e-01 : f64} : (tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1x48x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<itm_bidirectional>, layout = #mm.seq_layout<query = 16, text = 20>, scale = 1.767767e-01 : f64} : (tensor<1x36x128xf32>, tensor<1x36x128xf32>, tensor<1x36x128xf32>, tensor<1xi32>) -> tensor<1x36x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x48x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %sr = mm.add %so, %x : tensor<1x48x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x36x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %sr = mm.add %so, %x : tensor<1x36x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x48x128xf32>) -> tensor<1x16x128xf32>
-    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<1x48x128xf32>) -> tensor<1x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %hq = mm.slice %h1 {axis = 1 : i64, start = 0 : i64} : (tensor<1x36x128xf32>) -> tensor<1x16x128xf32>
+    %ht = mm.slice %h1 {axis = 1 : i64, start = 16 : i64} : (tensor<1x36x128xf32>) -> tensor<1x20x128xf32>
     %f1_w = mm.weight @"intermediate_query.dense.weight" : tensor<512x128xf32>
     %f1_b = mm.weight @"intermediate_query.dense.bias" : tensor<512xf32>
     %f1 = mm.linear %hq, %f1_w, %f1_b : (tensor<1x16x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x16x512xf32>
@@ -709,84 +709,84 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g1 = mm.linear %ht, %g1_w, %g1_b : (tensor<1x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %gr = mm.add %g2, %ht : tensor<1x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %gr = mm.add %g2, %ht : tensor<1x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x32x128xf32>) -> tensor<1x48x128xf32>
-    mm.yield %y : tensor<1x48x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %y = mm.concat %yq, %yt {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x20x128xf32>) -> tensor<1x36x128xf32>
+    mm.yield %y : tensor<1x36x128xf32>
   }
   // Text alone (retrieval's text features: the ITC text pass).
-  mm.layer @qformer_cross_layer_text(%x: tensor<1x32x128xf32>, %len: tensor<1xi32>) -> tensor<1x32x128xf32>
+  mm.layer @qformer_cross_layer_text(%x: tensor<1x20x128xf32>, %len: tensor<1xi32>) -> tensor<1x20x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 0 : i64, index_step = 2 : i64, parameters_from = @qformer_cross_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<padding>, scale = 1.767767e-01 : f64} : (tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<padding>, scale = 1.767767e-01 : f64} : (tensor<1x20x128xf32>, tensor<1x20x128xf32>, tensor<1x20x128xf32>, tensor<1xi32>) -> tensor<1x20x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %sr = mm.add %so, %x : tensor<1x32x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %sr = mm.add %so, %x : tensor<1x20x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %gr = mm.add %g2, %h1 : tensor<1x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %gr = mm.add %g2, %h1 : tensor<1x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    mm.yield %yt : tensor<1x32x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    mm.yield %yt : tensor<1x20x128xf32>
   }
-  mm.layer @qformer_layer_text(%x: tensor<1x32x128xf32>, %len: tensor<1xi32>) -> tensor<1x32x128xf32>
+  mm.layer @qformer_layer_text(%x: tensor<1x20x128xf32>, %len: tensor<1xi32>) -> tensor<1x20x128xf32>
       attributes {count = 2 : i64, prefix = "qformer.encoder.layer", index_start = 1 : i64, index_step = 2 : i64, parameters_from = @qformer_layer} {
     %sq_w = mm.weight @"attention.attention.query.weight" : tensor<128x128xf32>
     %sq_b = mm.weight @"attention.attention.query.bias" : tensor<128xf32>
-    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sq = mm.linear %x, %sq_w, %sq_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
     %sk_w = mm.weight @"attention.attention.key.weight" : tensor<128x128xf32>
     %sk_b = mm.weight @"attention.attention.key.bias" : tensor<128xf32>
-    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %sk = mm.linear %x, %sk_w, %sk_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
     %sv_w = mm.weight @"attention.attention.value.weight" : tensor<128x128xf32>
     %sv_b = mm.weight @"attention.attention.value.bias" : tensor<128xf32>
-    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<padding>, scale = 1.767767e-01 : f64} : (tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
+    %sv = mm.linear %x, %sv_w, %sv_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %sa = mm.attention %sq, %sk, %sv, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<padding>, scale = 1.767767e-01 : f64} : (tensor<1x20x128xf32>, tensor<1x20x128xf32>, tensor<1x20x128xf32>, tensor<1xi32>) -> tensor<1x20x128xf32>
     %so_w = mm.weight @"attention.output.dense.weight" : tensor<128x128xf32>
     %so_b = mm.weight @"attention.output.dense.bias" : tensor<128xf32>
-    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %sr = mm.add %so, %x : tensor<1x32x128xf32>
+    %so = mm.linear %sa, %so_w, %so_b : (tensor<1x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %sr = mm.add %so, %x : tensor<1x20x128xf32>
     %h1_g = mm.weight @"attention.output.LayerNorm.weight" : tensor<128xf32>
     %h1_b = mm.weight @"attention.output.LayerNorm.bias" : tensor<128xf32>
-    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
+    %h1 = mm.layer_norm %sr, %h1_g, %h1_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
     // The text positions' feed-forward.
     %g1_w = mm.weight @"intermediate.dense.weight" : tensor<512x128xf32>
     %g1_b = mm.weight @"intermediate.dense.bias" : tensor<512xf32>
-    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x32x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x32x512xf32>
-    %ga = mm.gelu %g1 : tensor<1x32x512xf32>
+    %g1 = mm.linear %h1, %g1_w, %g1_b : (tensor<1x20x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<1x20x512xf32>
+    %ga = mm.gelu %g1 : tensor<1x20x512xf32>
     %g2_w = mm.weight @"output.dense.weight" : tensor<128x512xf32>
     %g2_b = mm.weight @"output.dense.bias" : tensor<128xf32>
-    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x32x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %gr = mm.add %g2, %h1 : tensor<1x32x128xf32>
+    %g2 = mm.linear %ga, %g2_w, %g2_b : (tensor<1x20x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %gr = mm.add %g2, %h1 : tensor<1x20x128xf32>
     %yt_g = mm.weight @"output.LayerNorm.weight" : tensor<128xf32>
     %yt_b = mm.weight @"output.LayerNorm.bias" : tensor<128xf32>
-    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    mm.yield %yt : tensor<1x32x128xf32>
+    %yt = mm.layer_norm %gr, %yt_g, %yt_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    mm.yield %yt : tensor<1x20x128xf32>
   }
   // Stage 1's heads, as in Blip2ForImageTextRetrieval (text embeddings, projections, ITM head)
   // and BERT's LM head for ITG (its decoder is the word embedding, tied).
@@ -1141,7 +1141,7 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
   // Stage 1's loss over a batch. input_ids: [CLS] caption "\n", padded; targets: the next token
   // of each text position (-100 past the text); length: the real positions of [queries; text]
   // (queries + text length); the uniform numbers draw the ITM hard negatives.
-  mm.entry @stage1_loss(%pixel_values: tensor<16x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<16x32xi32> {mm.name = "input_ids"}, %targets: tensor<16x32xi32> {mm.name = "targets"}, %length: tensor<16xi32> {mm.name = "length"}, %negative_text_uniform: tensor<16xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<16xf32> {mm.name = "negative_image_uniform"})
+  mm.entry @stage1_loss(%pixel_values: tensor<16x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<16x20xi32> {mm.name = "input_ids"}, %targets: tensor<16x20xi32> {mm.name = "targets"}, %length: tensor<16xi32> {mm.name = "length"}, %negative_text_uniform: tensor<16xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<16xf32> {mm.name = "negative_image_uniform"})
       -> (tensor<f32> {mm.name = "loss"}) {
     // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
     %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
@@ -1185,22 +1185,23 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
     // ---- ITC: image-text contrastive, in-batch negatives both ways.
     %itc_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
-    %itc_tok = mm.embedding %input_ids, %itc_word_w : (tensor<16x32xi32>, tensor<800x128xf32>) -> tensor<16x32x128xf32>
+    %itc_tok = mm.embedding %input_ids, %itc_word_w : (tensor<16x20xi32>, tensor<800x128xf32>) -> tensor<16x20x128xf32>
     %itc_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
-    %itc_pos = mm.broadcast %itc_pos_w : (tensor<32x128xf32>) -> tensor<16x32x128xf32>
-    %itc_text = mm.add %itc_tok, %itc_pos : tensor<16x32x128xf32>
+    %itc_pos_t = mm.slice %itc_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<32x128xf32>) -> tensor<20x128xf32>
+    %itc_pos = mm.broadcast %itc_pos_t : (tensor<20x128xf32>) -> tensor<16x20x128xf32>
+    %itc_text = mm.add %itc_tok, %itc_pos : tensor<16x20x128xf32>
     %itc_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
     %itc_qb = mm.broadcast %itc_queries : (tensor<1x16x128xf32>) -> tensor<16x16x128xf32>
-    %itc_joint = mm.concat %itc_qb, %itc_text {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    %itc_joint = mm.concat %itc_qb, %itc_text {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x20x128xf32>) -> tensor<16x36x128xf32>
     %itc_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
     %itc_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
-    %itc_h0 = mm.layer_norm %itc_joint, %itc_h0_g, %itc_h0_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %itc_l0 = mm.apply_layer @qformer_cross_layer_itc from 0 to 1 (%itc_h0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itc_l1 = mm.apply_layer @qformer_layer_itc from 0 to 1 (%itc_l0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itc_l2 = mm.apply_layer @qformer_cross_layer_itc from 1 to 2 (%itc_l1, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itc_l3 = mm.apply_layer @qformer_layer_itc from 1 to 2 (%itc_l2, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itc_q = mm.slice %itc_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<16x48x128xf32>) -> tensor<16x16x128xf32>
-    %itc_cls = mm.slice %itc_l3 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x1x128xf32>
+    %itc_h0 = mm.layer_norm %itc_joint, %itc_h0_g, %itc_h0_b {eps = 1.000000e-12 : f64} : (tensor<16x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %itc_l0 = mm.apply_layer @qformer_cross_layer_itc from 0 to 1 (%itc_h0, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itc_l1 = mm.apply_layer @qformer_layer_itc from 0 to 1 (%itc_l0, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itc_l2 = mm.apply_layer @qformer_cross_layer_itc from 1 to 2 (%itc_l1, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itc_l3 = mm.apply_layer @qformer_layer_itc from 1 to 2 (%itc_l2, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itc_q = mm.slice %itc_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<16x36x128xf32>) -> tensor<16x16x128xf32>
+    %itc_cls = mm.slice %itc_l3 {axis = 1 : i64, start = 16 : i64} : (tensor<16x36x128xf32>) -> tensor<16x1x128xf32>
     %image_feat_proj_w = mm.weight @"vision_projection.weight" : tensor<128x128xf32>
     %image_feat_proj_b = mm.weight @"vision_projection.bias" : tensor<128xf32>
     %image_feat_proj = mm.linear %itc_q, %image_feat_proj_w, %image_feat_proj_b : (tensor<16x16x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x16x128xf32>
@@ -1228,30 +1229,31 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %neg_text = mm.sample_negatives %sim_i2t, %negative_text_uniform : (tensor<16x16xf32>, tensor<16xf32>) -> tensor<16xi32>
     %neg_image = mm.sample_negatives %sim_t2i, %negative_image_uniform : (tensor<16x16xf32>, tensor<16xf32>) -> tensor<16xi32>
     %image_neg = mm.gather %image_embeds, %neg_image : (tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x65x128xf32>
-    %ids_neg = mm.gather %input_ids, %neg_text : (tensor<16x32xi32>, tensor<16xi32>) -> tensor<16x32xi32>
+    %ids_neg = mm.gather %input_ids, %neg_text : (tensor<16x20xi32>, tensor<16xi32>) -> tensor<16x20xi32>
     %length_neg = mm.gather %length, %neg_text : (tensor<16xi32>, tensor<16xi32>) -> tensor<16xi32>
     %itm_image_a = mm.concat %image_embeds, %image_neg {axis = 0 : i64} : (tensor<16x65x128xf32>, tensor<16x65x128xf32>) -> tensor<32x65x128xf32>
     %itm_image = mm.concat %itm_image_a, %image_embeds {axis = 0 : i64} : (tensor<32x65x128xf32>, tensor<16x65x128xf32>) -> tensor<48x65x128xf32>
-    %itm_ids_a = mm.concat %input_ids, %input_ids {axis = 0 : i64} : (tensor<16x32xi32>, tensor<16x32xi32>) -> tensor<32x32xi32>
-    %itm_ids = mm.concat %itm_ids_a, %ids_neg {axis = 0 : i64} : (tensor<32x32xi32>, tensor<16x32xi32>) -> tensor<48x32xi32>
+    %itm_ids_a = mm.concat %input_ids, %input_ids {axis = 0 : i64} : (tensor<16x20xi32>, tensor<16x20xi32>) -> tensor<32x20xi32>
+    %itm_ids = mm.concat %itm_ids_a, %ids_neg {axis = 0 : i64} : (tensor<32x20xi32>, tensor<16x20xi32>) -> tensor<48x20xi32>
     %itm_length_a = mm.concat %length, %length {axis = 0 : i64} : (tensor<16xi32>, tensor<16xi32>) -> tensor<32xi32>
     %itm_length = mm.concat %itm_length_a, %length_neg {axis = 0 : i64} : (tensor<32xi32>, tensor<16xi32>) -> tensor<48xi32>
     %itm_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
-    %itm_tok = mm.embedding %itm_ids, %itm_word_w : (tensor<48x32xi32>, tensor<800x128xf32>) -> tensor<48x32x128xf32>
+    %itm_tok = mm.embedding %itm_ids, %itm_word_w : (tensor<48x20xi32>, tensor<800x128xf32>) -> tensor<48x20x128xf32>
     %itm_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
-    %itm_pos = mm.broadcast %itm_pos_w : (tensor<32x128xf32>) -> tensor<48x32x128xf32>
-    %itm_text = mm.add %itm_tok, %itm_pos : tensor<48x32x128xf32>
+    %itm_pos_t = mm.slice %itm_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<32x128xf32>) -> tensor<20x128xf32>
+    %itm_pos = mm.broadcast %itm_pos_t : (tensor<20x128xf32>) -> tensor<48x20x128xf32>
+    %itm_text = mm.add %itm_tok, %itm_pos : tensor<48x20x128xf32>
     %itm_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
     %itm_qb = mm.broadcast %itm_queries : (tensor<1x16x128xf32>) -> tensor<48x16x128xf32>
-    %itm_joint = mm.concat %itm_qb, %itm_text {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x32x128xf32>) -> tensor<48x48x128xf32>
+    %itm_joint = mm.concat %itm_qb, %itm_text {axis = 1 : i64} : (tensor<48x16x128xf32>, tensor<48x20x128xf32>) -> tensor<48x36x128xf32>
     %itm_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
     %itm_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
-    %itm_h0 = mm.layer_norm %itm_joint, %itm_h0_g, %itm_h0_b {eps = 1.000000e-12 : f64} : (tensor<48x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x48x128xf32>
-    %itm_l0 = mm.apply_layer @qformer_cross_layer_itm from 0 to 1 (%itm_h0, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
-    %itm_l1 = mm.apply_layer @qformer_layer_itm from 0 to 1 (%itm_l0, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
-    %itm_l2 = mm.apply_layer @qformer_cross_layer_itm from 1 to 2 (%itm_l1, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
-    %itm_l3 = mm.apply_layer @qformer_layer_itm from 1 to 2 (%itm_l2, %itm_image, %itm_length) : (tensor<48x48x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x48x128xf32>
-    %itm_logits_q = mm.slice %itm_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<48x48x128xf32>) -> tensor<48x16x128xf32>
+    %itm_h0 = mm.layer_norm %itm_joint, %itm_h0_g, %itm_h0_b {eps = 1.000000e-12 : f64} : (tensor<48x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<48x36x128xf32>
+    %itm_l0 = mm.apply_layer @qformer_cross_layer_itm from 0 to 1 (%itm_h0, %itm_image, %itm_length) : (tensor<48x36x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x36x128xf32>
+    %itm_l1 = mm.apply_layer @qformer_layer_itm from 0 to 1 (%itm_l0, %itm_image, %itm_length) : (tensor<48x36x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x36x128xf32>
+    %itm_l2 = mm.apply_layer @qformer_cross_layer_itm from 1 to 2 (%itm_l1, %itm_image, %itm_length) : (tensor<48x36x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x36x128xf32>
+    %itm_l3 = mm.apply_layer @qformer_layer_itm from 1 to 2 (%itm_l2, %itm_image, %itm_length) : (tensor<48x36x128xf32>, tensor<48x65x128xf32>, tensor<48xi32>) -> tensor<48x36x128xf32>
+    %itm_logits_q = mm.slice %itm_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<48x36x128xf32>) -> tensor<48x16x128xf32>
     %itm_logits_qt = mm.transpose %itm_logits_q : (tensor<48x16x128xf32>) -> tensor<48x128x16xf32>
     %itm_logits_avg_w = mm.constant {value = 6.250000e-02 : f64} : tensor<1x16xf32>
     %itm_logits_avg = mm.linear %itm_logits_qt, %itm_logits_avg_w : (tensor<48x128x16xf32>, tensor<1x16xf32>) -> tensor<48x128x1xf32>
@@ -1265,37 +1267,38 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %loss_itm = mm.cross_entropy %itm_logits, %itm_targets {ignore_index = -100 : i64, mean} : (tensor<48x1x2xf32>, tensor<48x1xi32>) -> tensor<f32>
     // ---- ITG: the caption generated from the queries under the multimodal-causal mask.
     %itg_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
-    %itg_tok = mm.embedding %input_ids, %itg_word_w : (tensor<16x32xi32>, tensor<800x128xf32>) -> tensor<16x32x128xf32>
+    %itg_tok = mm.embedding %input_ids, %itg_word_w : (tensor<16x20xi32>, tensor<800x128xf32>) -> tensor<16x20x128xf32>
     // ITG starts the text with the decoder start token [DEC] (id 2) instead of [CLS].
     %itg_dec_ids = mm.constant {value = 2.0 : f64} : tensor<16x1xi32>
     %itg_dec = mm.embedding %itg_dec_ids, %itg_word_w : (tensor<16x1xi32>, tensor<800x128xf32>) -> tensor<16x1x128xf32>
-    %itg_rest = mm.slice %itg_tok {axis = 1 : i64, start = 1 : i64} : (tensor<16x32x128xf32>) -> tensor<16x31x128xf32>
-    %itg_tok2 = mm.concat %itg_dec, %itg_rest {axis = 1 : i64} : (tensor<16x1x128xf32>, tensor<16x31x128xf32>) -> tensor<16x32x128xf32>
+    %itg_rest = mm.slice %itg_tok {axis = 1 : i64, start = 1 : i64} : (tensor<16x20x128xf32>) -> tensor<16x19x128xf32>
+    %itg_tok2 = mm.concat %itg_dec, %itg_rest {axis = 1 : i64} : (tensor<16x1x128xf32>, tensor<16x19x128xf32>) -> tensor<16x20x128xf32>
     %itg_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
-    %itg_pos = mm.broadcast %itg_pos_w : (tensor<32x128xf32>) -> tensor<16x32x128xf32>
-    %itg_text = mm.add %itg_tok2, %itg_pos : tensor<16x32x128xf32>
+    %itg_pos_t = mm.slice %itg_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<32x128xf32>) -> tensor<20x128xf32>
+    %itg_pos = mm.broadcast %itg_pos_t : (tensor<20x128xf32>) -> tensor<16x20x128xf32>
+    %itg_text = mm.add %itg_tok2, %itg_pos : tensor<16x20x128xf32>
     %itg_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
     %itg_qb = mm.broadcast %itg_queries : (tensor<1x16x128xf32>) -> tensor<16x16x128xf32>
-    %itg_joint = mm.concat %itg_qb, %itg_text {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x32x128xf32>) -> tensor<16x48x128xf32>
+    %itg_joint = mm.concat %itg_qb, %itg_text {axis = 1 : i64} : (tensor<16x16x128xf32>, tensor<16x20x128xf32>) -> tensor<16x36x128xf32>
     %itg_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
     %itg_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
-    %itg_h0 = mm.layer_norm %itg_joint, %itg_h0_g, %itg_h0_b {eps = 1.000000e-12 : f64} : (tensor<16x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x48x128xf32>
-    %itg_l0 = mm.apply_layer @qformer_cross_layer_itg from 0 to 1 (%itg_h0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itg_l1 = mm.apply_layer @qformer_layer_itg from 0 to 1 (%itg_l0, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itg_l2 = mm.apply_layer @qformer_cross_layer_itg from 1 to 2 (%itg_l1, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itg_l3 = mm.apply_layer @qformer_layer_itg from 1 to 2 (%itg_l2, %image_embeds, %length) : (tensor<16x48x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x48x128xf32>
-    %itg_out = mm.slice %itg_l3 {axis = 1 : i64, start = 16 : i64} : (tensor<16x48x128xf32>) -> tensor<16x32x128xf32>
+    %itg_h0 = mm.layer_norm %itg_joint, %itg_h0_g, %itg_h0_b {eps = 1.000000e-12 : f64} : (tensor<16x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x36x128xf32>
+    %itg_l0 = mm.apply_layer @qformer_cross_layer_itg from 0 to 1 (%itg_h0, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itg_l1 = mm.apply_layer @qformer_layer_itg from 0 to 1 (%itg_l0, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itg_l2 = mm.apply_layer @qformer_cross_layer_itg from 1 to 2 (%itg_l1, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itg_l3 = mm.apply_layer @qformer_layer_itg from 1 to 2 (%itg_l2, %image_embeds, %length) : (tensor<16x36x128xf32>, tensor<16x65x128xf32>, tensor<16xi32>) -> tensor<16x36x128xf32>
+    %itg_out = mm.slice %itg_l3 {axis = 1 : i64, start = 16 : i64} : (tensor<16x36x128xf32>) -> tensor<16x20x128xf32>
     %itg_dense_w = mm.weight @"cls.predictions.transform.dense.weight" : tensor<128x128xf32>
     %itg_dense_b = mm.weight @"cls.predictions.transform.dense.bias" : tensor<128xf32>
-    %itg_dense = mm.linear %itg_out, %itg_dense_w, %itg_dense_b : (tensor<16x32x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
-    %itg_act = mm.gelu %itg_dense : tensor<16x32x128xf32>
+    %itg_dense = mm.linear %itg_out, %itg_dense_w, %itg_dense_b : (tensor<16x20x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
+    %itg_act = mm.gelu %itg_dense : tensor<16x20x128xf32>
     %itg_norm_g = mm.weight @"cls.predictions.transform.LayerNorm.weight" : tensor<128xf32>
     %itg_norm_b = mm.weight @"cls.predictions.transform.LayerNorm.bias" : tensor<128xf32>
-    %itg_norm = mm.layer_norm %itg_act, %itg_norm_g, %itg_norm_b {eps = 1.000000e-12 : f64} : (tensor<16x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x32x128xf32>
+    %itg_norm = mm.layer_norm %itg_act, %itg_norm_g, %itg_norm_b {eps = 1.000000e-12 : f64} : (tensor<16x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x20x128xf32>
     %itg_decoder_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
     %itg_decoder_b = mm.weight @"cls.predictions.bias" : tensor<800xf32>
-    %itg_logits = mm.linear %itg_norm, %itg_decoder_w, %itg_decoder_b : (tensor<16x32x128xf32>, tensor<800x128xf32>, tensor<800xf32>) -> tensor<16x32x800xf32>
-    %loss_itg = mm.cross_entropy %itg_logits, %targets {ignore_index = -100 : i64, mean} : (tensor<16x32x800xf32>, tensor<16x32xi32>) -> tensor<f32>
+    %itg_logits = mm.linear %itg_norm, %itg_decoder_w, %itg_decoder_b : (tensor<16x20x128xf32>, tensor<800x128xf32>, tensor<800xf32>) -> tensor<16x20x800xf32>
+    %loss_itg = mm.cross_entropy %itg_logits, %targets {ignore_index = -100 : i64, mean} : (tensor<16x20x800xf32>, tensor<16x20xi32>) -> tensor<f32>
     %loss_a = mm.add %loss_itc, %loss_itm : tensor<f32>
     %loss = mm.add %loss_a, %loss_itg : tensor<f32>
     mm.return %loss : tensor<f32>
@@ -1357,20 +1360,21 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.return %image_feat : tensor<1x16x128xf32>
   }
   // ... a text's (the [CLS] output of the text-only pass; length = the text's tokens) ...
-  mm.entry @text_features(%input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x128xf32> {mm.name = "text_features"}) {
+  mm.entry @text_features(%input_ids: tensor<1x20xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x128xf32> {mm.name = "text_features"}) {
     %txt_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
-    %txt_tok = mm.embedding %input_ids, %txt_word_w : (tensor<1x32xi32>, tensor<800x128xf32>) -> tensor<1x32x128xf32>
+    %txt_tok = mm.embedding %input_ids, %txt_word_w : (tensor<1x20xi32>, tensor<800x128xf32>) -> tensor<1x20x128xf32>
     %txt_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
-    %txt_pos = mm.broadcast %txt_pos_w : (tensor<32x128xf32>) -> tensor<1x32x128xf32>
-    %txt_text = mm.add %txt_tok, %txt_pos : tensor<1x32x128xf32>
+    %txt_pos_t = mm.slice %txt_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<32x128xf32>) -> tensor<20x128xf32>
+    %txt_pos = mm.broadcast %txt_pos_t : (tensor<20x128xf32>) -> tensor<1x20x128xf32>
+    %txt_text = mm.add %txt_tok, %txt_pos : tensor<1x20x128xf32>
     %txt_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
     %txt_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
-    %txt_h0 = mm.layer_norm %txt_text, %txt_h0_g, %txt_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x32x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x32x128xf32>
-    %txt_l0 = mm.apply_layer @qformer_cross_layer_text from 0 to 1 (%txt_h0, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
-    %txt_l1 = mm.apply_layer @qformer_layer_text from 0 to 1 (%txt_l0, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
-    %txt_l2 = mm.apply_layer @qformer_cross_layer_text from 1 to 2 (%txt_l1, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
-    %txt_l3 = mm.apply_layer @qformer_layer_text from 1 to 2 (%txt_l2, %length) : (tensor<1x32x128xf32>, tensor<1xi32>) -> tensor<1x32x128xf32>
-    %txt_cls = mm.slice %txt_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<1x32x128xf32>) -> tensor<1x1x128xf32>
+    %txt_h0 = mm.layer_norm %txt_text, %txt_h0_g, %txt_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x20x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x20x128xf32>
+    %txt_l0 = mm.apply_layer @qformer_cross_layer_text from 0 to 1 (%txt_h0, %length) : (tensor<1x20x128xf32>, tensor<1xi32>) -> tensor<1x20x128xf32>
+    %txt_l1 = mm.apply_layer @qformer_layer_text from 0 to 1 (%txt_l0, %length) : (tensor<1x20x128xf32>, tensor<1xi32>) -> tensor<1x20x128xf32>
+    %txt_l2 = mm.apply_layer @qformer_cross_layer_text from 1 to 2 (%txt_l1, %length) : (tensor<1x20x128xf32>, tensor<1xi32>) -> tensor<1x20x128xf32>
+    %txt_l3 = mm.apply_layer @qformer_layer_text from 1 to 2 (%txt_l2, %length) : (tensor<1x20x128xf32>, tensor<1xi32>) -> tensor<1x20x128xf32>
+    %txt_cls = mm.slice %txt_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<1x20x128xf32>) -> tensor<1x1x128xf32>
     %text_feat_proj_w = mm.weight @"text_projection.weight" : tensor<128x128xf32>
     %text_feat_proj_b = mm.weight @"text_projection.bias" : tensor<128xf32>
     %text_feat_proj = mm.linear %txt_cls, %text_feat_proj_w, %text_feat_proj_b : (tensor<1x1x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<1x1x128xf32>
@@ -1379,7 +1383,7 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.return %text_feat : tensor<1x128xf32>
   }
   // ... and the ITM logits (no match, match) of an image and a text (length = queries + text).
-  mm.entry @itm_scores(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x1x2xf32> {mm.name = "itm_logits"}) {
+  mm.entry @itm_scores(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x20xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x1x2xf32> {mm.name = "itm_logits"}) {
     // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
     %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
     %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
@@ -1419,21 +1423,22 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
     %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
     %one_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
-    %one_tok = mm.embedding %input_ids, %one_word_w : (tensor<1x32xi32>, tensor<800x128xf32>) -> tensor<1x32x128xf32>
+    %one_tok = mm.embedding %input_ids, %one_word_w : (tensor<1x20xi32>, tensor<800x128xf32>) -> tensor<1x20x128xf32>
     %one_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<32x128xf32>
-    %one_pos = mm.broadcast %one_pos_w : (tensor<32x128xf32>) -> tensor<1x32x128xf32>
-    %one_text = mm.add %one_tok, %one_pos : tensor<1x32x128xf32>
+    %one_pos_t = mm.slice %one_pos_w {axis = 0 : i64, start = 0 : i64} : (tensor<32x128xf32>) -> tensor<20x128xf32>
+    %one_pos = mm.broadcast %one_pos_t : (tensor<20x128xf32>) -> tensor<1x20x128xf32>
+    %one_text = mm.add %one_tok, %one_pos : tensor<1x20x128xf32>
     %one_queries = mm.weight @"query_tokens" : tensor<1x16x128xf32>
     %one_qb = mm.broadcast %one_queries : (tensor<1x16x128xf32>) -> tensor<1x16x128xf32>
-    %one_joint = mm.concat %one_qb, %one_text {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x32x128xf32>) -> tensor<1x48x128xf32>
+    %one_joint = mm.concat %one_qb, %one_text {axis = 1 : i64} : (tensor<1x16x128xf32>, tensor<1x20x128xf32>) -> tensor<1x36x128xf32>
     %one_h0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
     %one_h0_b = mm.weight @"qformer.layernorm.bias" : tensor<128xf32>
-    %one_h0 = mm.layer_norm %one_joint, %one_h0_g, %one_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x48x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x48x128xf32>
-    %one_l0 = mm.apply_layer @qformer_cross_layer_itm_one from 0 to 1 (%one_h0, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
-    %one_l1 = mm.apply_layer @qformer_layer_itm_one from 0 to 1 (%one_l0, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
-    %one_l2 = mm.apply_layer @qformer_cross_layer_itm_one from 1 to 2 (%one_l1, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
-    %one_l3 = mm.apply_layer @qformer_layer_itm_one from 1 to 2 (%one_l2, %image_embeds, %length) : (tensor<1x48x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x48x128xf32>
-    %itm_logits_q = mm.slice %one_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<1x48x128xf32>) -> tensor<1x16x128xf32>
+    %one_h0 = mm.layer_norm %one_joint, %one_h0_g, %one_h0_b {eps = 1.000000e-12 : f64} : (tensor<1x36x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x36x128xf32>
+    %one_l0 = mm.apply_layer @qformer_cross_layer_itm_one from 0 to 1 (%one_h0, %image_embeds, %length) : (tensor<1x36x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x36x128xf32>
+    %one_l1 = mm.apply_layer @qformer_layer_itm_one from 0 to 1 (%one_l0, %image_embeds, %length) : (tensor<1x36x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x36x128xf32>
+    %one_l2 = mm.apply_layer @qformer_cross_layer_itm_one from 1 to 2 (%one_l1, %image_embeds, %length) : (tensor<1x36x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x36x128xf32>
+    %one_l3 = mm.apply_layer @qformer_layer_itm_one from 1 to 2 (%one_l2, %image_embeds, %length) : (tensor<1x36x128xf32>, tensor<1x65x128xf32>, tensor<1xi32>) -> tensor<1x36x128xf32>
+    %itm_logits_q = mm.slice %one_l3 {axis = 1 : i64, start = 0 : i64} : (tensor<1x36x128xf32>) -> tensor<1x16x128xf32>
     %itm_logits_qt = mm.transpose %itm_logits_q : (tensor<1x16x128xf32>) -> tensor<1x128x16xf32>
     %itm_logits_avg_w = mm.constant {value = 6.250000e-02 : f64} : tensor<1x16xf32>
     %itm_logits_avg = mm.linear %itm_logits_qt, %itm_logits_avg_w : (tensor<1x128x16xf32>, tensor<1x16xf32>) -> tensor<1x128x1xf32>

@@ -84,10 +84,10 @@ chat() {
 }
 check "llava-tiny greedy chat: CUDA vs CPU" chat
 
-echo "== profile (MM_CUDA_PROFILE=1: every launch synchronised and timed)"
-MM_CUDA_PROFILE=1 "$D/mmrun" "$D/llava-tiny-cuda.so" --train stage2 --data "$D/data/instruct.json" \
+echo "== profile (MM_PROFILE=1: every launch synchronised and timed)"
+MM_PROFILE=1 "$D/mmrun" "$D/llava-tiny-cuda.so" --train stage2 --data "$D/data/instruct.json" \
   --image-dir "$D/data" --steps 2 --batch 2 --seed 1 --init "$W/weights.safetensors" 2>&1 | grep -v '^mmrun: step'
-MM_CUDA_PROFILE=1 "$D/mmrun" "$D/blip2-tiny-cuda.so" --train stage1 --data "$D/data/image_captions.json" \
+MM_PROFILE=1 "$D/mmrun" "$D/blip2-tiny-cuda.so" --train stage1 --data "$D/data/image_captions.json" \
   --image-dir "$D/data" --steps 1 --batch 16 --seed 1 --init "$W/blip2-weights.safetensors" 2>&1 | grep -v '^mmrun: step'
 
 rm -rf "$W"

@@ -18,11 +18,23 @@
 // CHECK-NOT: k2_linear
 // CHECK: static int entry_forward(
 // CHECK-NEXT: char *arena = (char *)workspace;
-// CHECK: k0_linear((const float *)args[0], (const float *)params[0], (const float *)params[1], (float *)(arena + 0));
-// CHECK-NEXT: k1_silu((const float *)(arena + 0), (float *)(arena + 64));
+// COM: Every call is wrapped in the profiler's tick/tock (MM_PROFILE=1:
+// COM: EmitCommon.h), one branch each when it is off.
+// CHECK: const int prof = mm_profiling();
+// CHECK: long long t0;
+// CHECK-NEXT: t0 = mm_tick(prof);
 // CHECK-NEXT: k0_linear((const float *)args[0], (const float *)params[0], (const float *)params[1], (float *)(arena + 0));
+// CHECK-NEXT: mm_tock(prof, 0, t0);
+// CHECK-NEXT: t0 = mm_tick(prof);
+// CHECK-NEXT: k1_silu((const float *)(arena + 0), (float *)(arena + 64));
+// CHECK-NEXT: mm_tock(prof, 1, t0);
+// CHECK-NEXT: t0 = mm_tick(prof);
+// CHECK-NEXT: k0_linear((const float *)args[0], (const float *)params[0], (const float *)params[1], (float *)(arena + 0));
+// CHECK-NEXT: mm_tock(prof, 0, t0);
+// CHECK-NEXT: t0 = mm_tick(prof);
 // CHECK-NEXT: k2_mul((const float *)(arena + 64), (const float *)(arena + 0), (float *)(arena + 128));
-// CHECK-NEXT: memcpy(results[0], (const float *)(arena + 128), 32);
+// CHECK-NEXT: mm_tock(prof, 2, t0);
+// CHECK: memcpy(results[0], (const float *)(arena + 128), 32);
 // CHECK: static const mm_entry_desc kEntries[] = {
 // CHECK-NEXT: {"forward", entry_forward, 192ull, 1, 1},
 // CHECK: extern "C" __attribute__((visibility("default"))) const mm_model_desc *mm_model_v1(void)
@@ -33,8 +45,8 @@
 // FUSED-NEXT: static void k0_fused_linear(
 // FUSED: const T z = v / (1 + exp(-v));
 // FUSED: k0_fused_linear((const float *)args[0]
-// FUSED-NEXT: k1_linear((const float *)args[0]
-// FUSED-NEXT: k2_mul(
+// FUSED: k1_linear((const float *)args[0]
+// FUSED: k2_mul(
 
 // CUDA: __global__ void k0_linear(const float * __restrict__ x
 // CUDA: for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < 8; i += (int64_t)blockDim.x * gridDim.x) {

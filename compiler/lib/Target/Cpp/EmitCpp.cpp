@@ -3,7 +3,8 @@
 // Each kernel becomes a static function with a loop over its work items,
 // split over the cores with OpenMP; each entry a function calling them on its
 // arena. The host compiler (clang++ -O3 -march=native) vectorises the loops;
-// `MM_SIMD_SUM` lets it reassociate the dot-product reductions.
+// `MM_SIMD_SUM` lets it reassociate the dot-product reductions. MM_PROFILE=1
+// times every kernel call (EmitCommon.h: profileSupport).
 //
 //===----------------------------------------------------------------------===//
 #include "../EmitCommon.h"
@@ -16,6 +17,7 @@ std::string emitCpp(const Program &p, const EmbeddedData &data) {
   s += kernelPrelude();
   s += "#include \"mm/abi.h\"\n#include \"mm/cpu/Gemm.h\"\n#include \"mm/cpu/Conv.h\"\n\n";
   s += "#define MM_SIMD_SUM _Pragma(\"omp simd reduction(+:acc)\")\n\n";
+  s += profileSupport(p, "(void)0");
   for (const Kernel &k : p.kernels) {
     s += "// " + k.comment + "\n";
     s += "static void " + k.name + "(" + kernelParams(k, " __restrict") + ") {\n";
@@ -36,8 +38,11 @@ std::string emitCpp(const Program &p, const EmbeddedData &data) {
     s += "static int entry_" + e.name +
          "(void *const *params, void *const *args, void *const *results, void *workspace) {\n";
     s += "  char *arena = (char *)workspace;\n  (void)params; (void)args; (void)arena;\n";
+    s += kProfileEntryStart;
     for (const KernelCall &c : e.calls)
-      s += "  " + p.kernels[c.kernel].name + "(" + callArgs(c) + ");\n";
+      s += "  t0 = mm_tick(prof);\n  " + p.kernels[c.kernel].name + "(" + callArgs(c) + ");\n  mm_tock(prof, " +
+           std::to_string(c.kernel) + ", t0);\n";
+    s += kProfileEntryEnd;
     for (const ResultCopy &c : e.copies)
       s += "  memcpy(results[" + std::to_string(c.result) + "], " + bufferExpr(c.source, false) +
            ", " + std::to_string(c.bytes) + ");\n";
