@@ -54,7 +54,10 @@ class Desc(ctypes.Structure):
 FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p)
 
 
-STAGE1_ARGS = ["pixel_values", "input_ids", "targets", "length", "negative_text_uniform", "negative_image_uniform"]
+STAGE1_ARGS = ["input_ids", "targets", "length", "negative_text_uniform", "negative_image_uniform"]
+# The first argument: the images' pixels, or the frozen ViT's output for them (image_embeds,
+# which mmrun computes once per image and caches; the PyTorch step then skips the ViT too).
+STAGE1_IMAGE_ARGS = ("pixel_values", "image_embeds")
 
 
 def is_blip2(manifest):
@@ -201,7 +204,8 @@ def main():
     batched = {}
     for stage in manifest["stages"]:
         spec = specs.get(stage.get("train_entry"))
-        if spec is not None and [x["name"] for x in spec["args"]] == STAGE1_ARGS:
+        names = [x["name"] for x in spec["args"]] if spec is not None else []
+        if names[:1] and names[0] in STAGE1_IMAGE_ARGS and names[1:] == STAGE1_ARGS:
             batched[stage["name"]] = stage1_inputs(manifest, spec, newline_id(desc.tokenizer), rng)
 
     if not a.mmc_only:
@@ -250,13 +254,14 @@ def main():
         sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
 
         if batch_args is not None:
+            embeds_given = spec["args"][0]["name"] == "image_embeds"
             b_pix = torch.from_numpy(batch_args[0])
             b_ids, b_tg, b_len = (torch.from_numpy(x).long() for x in batch_args[1:4])
             u_text, u_image = batch_args[4], batch_args[5]
 
         def torch_step():
-            if batch_args is not None:  # the frozen ViT over the batch, then ITC + ITM + ITG (a mean)
-                img = B2.image_embeds(cfg, W, b_pix)
+            if batch_args is not None:  # the frozen ViT over the batch (unless cached), then ITC + ITM + ITG
+                img = b_pix if embeds_given else B2.image_embeds(cfg, W, b_pix)
                 ce, _ = B2.stage1_loss(cfg, W, img, b_ids, b_tg, b_len, u_text, u_image)
             elif patch_stage:
                 ce = patch_loss_sum(cfg, W, tensors, pix, labels)

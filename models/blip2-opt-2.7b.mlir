@@ -66,41 +66,6 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     %y = mm.add %h, %fc2 : tensor<1x257x1408xf32>
     mm.yield %y : tensor<1x257x1408xf32>
   }
-  // The same layers over stage 1's batch of 32 images.
-  mm.layer @vision_encoder_layer_batch(%x: tensor<32x257x1408xf32>) -> tensor<32x257x1408xf32>
-      attributes {count = 39 : i64, prefix = "vision_model.encoder.layers", parameters_from = @vision_encoder_layer} {
-    %ln1_g = mm.weight @"layer_norm1.weight" : tensor<1408xf32>
-    %ln1_b = mm.weight @"layer_norm1.bias" : tensor<1408xf32>
-    %ln1 = mm.layer_norm %x, %ln1_g, %ln1_b {eps = 1.000000e-06 : f64} : (tensor<32x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
-    // qkv bias = [q_bias, 0, v_bias]
-    %qb = mm.weight @"self_attn.q_bias" : tensor<1408xf32>
-    %vb = mm.weight @"self_attn.v_bias" : tensor<1408xf32>
-    %kb = mm.constant {value = 0.0 : f64} : tensor<1408xf32>
-    %qkb = mm.concat %qb, %kb {axis = 0 : i64} : (tensor<1408xf32>, tensor<1408xf32>) -> tensor<2816xf32>
-    %qkv_b = mm.concat %qkb, %vb {axis = 0 : i64} : (tensor<2816xf32>, tensor<1408xf32>) -> tensor<4224xf32>
-    %qkv_w = mm.weight @"self_attn.qkv.weight" : tensor<4224x1408xf32>
-    %qkv = mm.linear %ln1, %qkv_w, %qkv_b : (tensor<32x257x1408xf32>, tensor<4224x1408xf32>, tensor<4224xf32>) -> tensor<32x257x4224xf32>
-    %q = mm.slice %qkv {axis = 2 : i64, start = 0 : i64} : (tensor<32x257x4224xf32>) -> tensor<32x257x1408xf32>
-    %k = mm.slice %qkv {axis = 2 : i64, start = 1408 : i64} : (tensor<32x257x4224xf32>) -> tensor<32x257x1408xf32>
-    %v = mm.slice %qkv {axis = 2 : i64, start = 2816 : i64} : (tensor<32x257x4224xf32>) -> tensor<32x257x1408xf32>
-    %attn = mm.attention %q, %k, %v {num_heads = 16 : i64, num_kv_heads = 16 : i64, mask = #mm.mask<bidirectional>, scale = 1.066004e-01 : f64} : (tensor<32x257x1408xf32>, tensor<32x257x1408xf32>, tensor<32x257x1408xf32>) -> tensor<32x257x1408xf32>
-    %o_w = mm.weight @"self_attn.projection.weight" : tensor<1408x1408xf32>
-    %o_b = mm.weight @"self_attn.projection.bias" : tensor<1408xf32>
-    %o = mm.linear %attn, %o_w, %o_b : (tensor<32x257x1408xf32>, tensor<1408x1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
-    %h = mm.add %x, %o : tensor<32x257x1408xf32>
-    %ln2_g = mm.weight @"layer_norm2.weight" : tensor<1408xf32>
-    %ln2_b = mm.weight @"layer_norm2.bias" : tensor<1408xf32>
-    %ln2 = mm.layer_norm %h, %ln2_g, %ln2_b {eps = 1.000000e-06 : f64} : (tensor<32x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
-    %fc1_w = mm.weight @"mlp.fc1.weight" : tensor<6144x1408xf32>
-    %fc1_b = mm.weight @"mlp.fc1.bias" : tensor<6144xf32>
-    %fc1 = mm.linear %ln2, %fc1_w, %fc1_b : (tensor<32x257x1408xf32>, tensor<6144x1408xf32>, tensor<6144xf32>) -> tensor<32x257x6144xf32>
-    %act = mm.gelu %fc1 : tensor<32x257x6144xf32>
-    %fc2_w = mm.weight @"mlp.fc2.weight" : tensor<1408x6144xf32>
-    %fc2_b = mm.weight @"mlp.fc2.bias" : tensor<1408xf32>
-    %fc2 = mm.linear %act, %fc2_w, %fc2_b : (tensor<32x257x6144xf32>, tensor<1408x6144xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
-    %y = mm.add %h, %fc2 : tensor<32x257x1408xf32>
-    mm.yield %y : tensor<32x257x1408xf32>
-  }
   mm.param @"vision_model.post_layernorm.weight" : tensor<1408xf32> group @vision_model init #mm.init<ones>
   mm.param @"vision_model.post_layernorm.bias" : tensor<1408xf32> group @vision_model init #mm.init<zeros>
 
@@ -1035,27 +1000,31 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.return %loss : tensor<f32>
   }
 
-  // Stage 1's loss over a batch. input_ids: [CLS] caption "\n", padded; targets: the next token
-  // of each text position (-100 past the text); length: the real positions of [queries; text]
-  // (queries + text length); the uniform numbers draw the ITM hard negatives.
-  mm.entry @stage1_loss(%pixel_values: tensor<32x3x224x224xf32> {mm.name = "pixel_values"}, %input_ids: tensor<32x32xi32> {mm.name = "input_ids"}, %targets: tensor<32x32xi32> {mm.name = "targets"}, %length: tensor<32xi32> {mm.name = "length"}, %negative_text_uniform: tensor<32xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<32xf32> {mm.name = "negative_image_uniform"})
-      -> (tensor<f32> {mm.name = "loss"}) {
+  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never
+  // trains the ViT, so mmrun computes this once per image and caches it across steps.
+  mm.entry @vision_embeds(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}) -> (tensor<1x257x1408xf32> {mm.name = "image_embeds"}) {
     // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
     %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
     %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
-    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<32x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<32x256x1408xf32>
-    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<32x256x1408xf32>
-    %patches = mm.add %patches0, %patch_bias : tensor<32x256x1408xf32>
+    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<1x256x1408xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<1x256x1408xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<1x256x1408xf32>
     %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
-    %cls_b = mm.broadcast %cls : (tensor<1x1x1408xf32>) -> tensor<32x1x1408xf32>
-    %tokens = mm.concat %cls_b, %patches {axis = 1 : i64} : (tensor<32x1x1408xf32>, tensor<32x256x1408xf32>) -> tensor<32x257x1408xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1408xf32>, tensor<1x256x1408xf32>) -> tensor<1x257x1408xf32>
     %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
-    %pos_n = mm.broadcast %pos : (tensor<1x257x1408xf32>) -> tensor<32x257x1408xf32>
-    %embeds = mm.add %tokens, %pos_n : tensor<32x257x1408xf32>
-    %hidden = mm.apply_layer @vision_encoder_layer_batch from 0 to 39 (%embeds) : (tensor<32x257x1408xf32>) -> tensor<32x257x1408xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x257x1408xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 39 (%embeds) : (tensor<1x257x1408xf32>) -> tensor<1x257x1408xf32>
     %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
     %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
-    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<32x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<32x257x1408xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
+    mm.return %image_embeds : tensor<1x257x1408xf32>
+  }
+  // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]
+  // caption "\n", padded; targets: the next token of each text position (-100 past the text);
+  // length: the real positions of [queries; text] (queries + text length); the uniform
+  // numbers draw the ITM hard negatives.
+  mm.entry @stage1_loss(%image_embeds: tensor<32x257x1408xf32> {mm.name = "image_embeds"}, %input_ids: tensor<32x32xi32> {mm.name = "input_ids"}, %targets: tensor<32x32xi32> {mm.name = "targets"}, %length: tensor<32xi32> {mm.name = "length"}, %negative_text_uniform: tensor<32xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<32xf32> {mm.name = "negative_image_uniform"})
+      -> (tensor<f32> {mm.name = "loss"}) {
     // ---- ITC: image-text contrastive, in-batch negatives both ways.
     %itc_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
     %itc_tok = mm.embedding %input_ids, %itc_word_w : (tensor<32x32xi32>, tensor<30523x768xf32>) -> tensor<32x32x768xf32>

@@ -80,41 +80,6 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %y = mm.add %h, %fc2 : tensor<1x65x128xf32>
     mm.yield %y : tensor<1x65x128xf32>
   }
-  // The same layers over stage 1's batch of 16 images.
-  mm.layer @vision_encoder_layer_batch(%x: tensor<16x65x128xf32>) -> tensor<16x65x128xf32>
-      attributes {count = 4 : i64, prefix = "vision_model.encoder.layers", parameters_from = @vision_encoder_layer} {
-    %ln1_g = mm.weight @"layer_norm1.weight" : tensor<128xf32>
-    %ln1_b = mm.weight @"layer_norm1.bias" : tensor<128xf32>
-    %ln1 = mm.layer_norm %x, %ln1_g, %ln1_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
-    // qkv bias = [q_bias, 0, v_bias]
-    %qb = mm.weight @"self_attn.q_bias" : tensor<128xf32>
-    %vb = mm.weight @"self_attn.v_bias" : tensor<128xf32>
-    %kb = mm.constant {value = 0.0 : f64} : tensor<128xf32>
-    %qkb = mm.concat %qb, %kb {axis = 0 : i64} : (tensor<128xf32>, tensor<128xf32>) -> tensor<256xf32>
-    %qkv_b = mm.concat %qkb, %vb {axis = 0 : i64} : (tensor<256xf32>, tensor<128xf32>) -> tensor<384xf32>
-    %qkv_w = mm.weight @"self_attn.qkv.weight" : tensor<384x128xf32>
-    %qkv = mm.linear %ln1, %qkv_w, %qkv_b : (tensor<16x65x128xf32>, tensor<384x128xf32>, tensor<384xf32>) -> tensor<16x65x384xf32>
-    %q = mm.slice %qkv {axis = 2 : i64, start = 0 : i64} : (tensor<16x65x384xf32>) -> tensor<16x65x128xf32>
-    %k = mm.slice %qkv {axis = 2 : i64, start = 128 : i64} : (tensor<16x65x384xf32>) -> tensor<16x65x128xf32>
-    %v = mm.slice %qkv {axis = 2 : i64, start = 256 : i64} : (tensor<16x65x384xf32>) -> tensor<16x65x128xf32>
-    %attn = mm.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.767767e-01 : f64} : (tensor<16x65x128xf32>, tensor<16x65x128xf32>, tensor<16x65x128xf32>) -> tensor<16x65x128xf32>
-    %o_w = mm.weight @"self_attn.projection.weight" : tensor<128x128xf32>
-    %o_b = mm.weight @"self_attn.projection.bias" : tensor<128xf32>
-    %o = mm.linear %attn, %o_w, %o_b : (tensor<16x65x128xf32>, tensor<128x128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
-    %h = mm.add %x, %o : tensor<16x65x128xf32>
-    %ln2_g = mm.weight @"layer_norm2.weight" : tensor<128xf32>
-    %ln2_b = mm.weight @"layer_norm2.bias" : tensor<128xf32>
-    %ln2 = mm.layer_norm %h, %ln2_g, %ln2_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
-    %fc1_w = mm.weight @"mlp.fc1.weight" : tensor<512x128xf32>
-    %fc1_b = mm.weight @"mlp.fc1.bias" : tensor<512xf32>
-    %fc1 = mm.linear %ln2, %fc1_w, %fc1_b : (tensor<16x65x128xf32>, tensor<512x128xf32>, tensor<512xf32>) -> tensor<16x65x512xf32>
-    %act = mm.gelu %fc1 : tensor<16x65x512xf32>
-    %fc2_w = mm.weight @"mlp.fc2.weight" : tensor<128x512xf32>
-    %fc2_b = mm.weight @"mlp.fc2.bias" : tensor<128xf32>
-    %fc2 = mm.linear %act, %fc2_w, %fc2_b : (tensor<16x65x512xf32>, tensor<128x512xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
-    %y = mm.add %h, %fc2 : tensor<16x65x128xf32>
-    mm.yield %y : tensor<16x65x128xf32>
-  }
   mm.param @"vision_model.post_layernorm.weight" : tensor<128xf32> group @vision_model init #mm.init<ones>
   mm.param @"vision_model.post_layernorm.bias" : tensor<128xf32> group @vision_model init #mm.init<zeros>
   mm.param @"vision_pretrain_head.weight" : tensor<96x128xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
@@ -1138,51 +1103,55 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.return %loss : tensor<f32>
   }
 
-  // Stage 1's loss over a batch. input_ids: [CLS] caption "\n", padded; targets: the next token
-  // of each text position (-100 past the text); length: the real positions of [queries; text]
-  // (queries + text length); the uniform numbers draw the ITM hard negatives.
-  mm.entry @stage1_loss(%pixel_values: tensor<16x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<16x20xi32> {mm.name = "input_ids"}, %targets: tensor<16x20xi32> {mm.name = "targets"}, %length: tensor<16xi32> {mm.name = "length"}, %negative_text_uniform: tensor<16xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<16xf32> {mm.name = "negative_image_uniform"})
-      -> (tensor<f32> {mm.name = "loss"}) {
+  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never
+  // trains the ViT, so mmrun computes this once per image and caches it across steps.
+  mm.entry @vision_embeds(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}) -> (tensor<1x65x128xf32> {mm.name = "image_embeds"}) {
     // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
     %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
     %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
-    %stem0 = mm.conv2d %pixel_values, %stem0_w, %stem0_b {stride = 1 : i64, padding = 1 : i64} : (tensor<16x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<16x32x64x64xf32>
-    %stem0_act = mm.gelu %stem0 : tensor<16x32x64x64xf32>
+    %stem0 = mm.conv2d %pixel_values, %stem0_w, %stem0_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<1x32x64x64xf32>
+    %stem0_act = mm.gelu %stem0 : tensor<1x32x64x64xf32>
     %stem1_w = mm.weight @"vision_model.embeddings.stem.1.weight" : tensor<64x32x3x3xf32>
     %stem1_b = mm.weight @"vision_model.embeddings.stem.1.bias" : tensor<64xf32>
-    %stem1 = mm.conv2d %stem0_act, %stem1_w, %stem1_b {stride = 2 : i64, padding = 1 : i64} : (tensor<16x32x64x64xf32>, tensor<64x32x3x3xf32>, tensor<64xf32>) -> tensor<16x64x32x32xf32>
-    %stem1_act = mm.gelu %stem1 : tensor<16x64x32x32xf32>
+    %stem1 = mm.conv2d %stem0_act, %stem1_w, %stem1_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x32x64x64xf32>, tensor<64x32x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
+    %stem1_act = mm.gelu %stem1 : tensor<1x64x32x32xf32>
     %stem2_w = mm.weight @"vision_model.embeddings.stem.2.weight" : tensor<64x64x3x3xf32>
     %stem2_b = mm.weight @"vision_model.embeddings.stem.2.bias" : tensor<64xf32>
-    %stem2 = mm.conv2d %stem1_act, %stem2_w, %stem2_b {stride = 1 : i64, padding = 1 : i64} : (tensor<16x64x32x32xf32>, tensor<64x64x3x3xf32>, tensor<64xf32>) -> tensor<16x64x32x32xf32>
-    %stem2_act = mm.gelu %stem2 : tensor<16x64x32x32xf32>
+    %stem2 = mm.conv2d %stem1_act, %stem2_w, %stem2_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<64x64x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
+    %stem2_act = mm.gelu %stem2 : tensor<1x64x32x32xf32>
     %stem3_w = mm.weight @"vision_model.embeddings.stem.3.weight" : tensor<128x64x3x3xf32>
     %stem3_b = mm.weight @"vision_model.embeddings.stem.3.bias" : tensor<128xf32>
-    %stem3 = mm.conv2d %stem2_act, %stem3_w, %stem3_b {stride = 2 : i64, padding = 1 : i64} : (tensor<16x64x32x32xf32>, tensor<128x64x3x3xf32>, tensor<128xf32>) -> tensor<16x128x16x16xf32>
-    %stem3_act = mm.gelu %stem3 : tensor<16x128x16x16xf32>
+    %stem3 = mm.conv2d %stem2_act, %stem3_w, %stem3_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<128x64x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
+    %stem3_act = mm.gelu %stem3 : tensor<1x128x16x16xf32>
     %stem4_w = mm.weight @"vision_model.embeddings.stem.4.weight" : tensor<128x128x3x3xf32>
     %stem4_b = mm.weight @"vision_model.embeddings.stem.4.bias" : tensor<128xf32>
-    %stem4 = mm.conv2d %stem3_act, %stem4_w, %stem4_b {stride = 1 : i64, padding = 1 : i64} : (tensor<16x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<16x128x16x16xf32>
-    %stem4_act = mm.gelu %stem4 : tensor<16x128x16x16xf32>
+    %stem4 = mm.conv2d %stem3_act, %stem4_w, %stem4_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
+    %stem4_act = mm.gelu %stem4 : tensor<1x128x16x16xf32>
     %stem5_w = mm.weight @"vision_model.embeddings.stem.5.weight" : tensor<128x128x3x3xf32>
     %stem5_b = mm.weight @"vision_model.embeddings.stem.5.bias" : tensor<128xf32>
-    %stem5 = mm.conv2d %stem4_act, %stem5_w, %stem5_b {stride = 2 : i64, padding = 1 : i64} : (tensor<16x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<16x128x8x8xf32>
-    %stem5_act = mm.gelu %stem5 : tensor<16x128x8x8xf32>
+    %stem5 = mm.conv2d %stem4_act, %stem5_w, %stem5_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x8x8xf32>
+    %stem5_act = mm.gelu %stem5 : tensor<1x128x8x8xf32>
     %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<128x128x1x1xf32>
     %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<128xf32>
-    %patches0 = mm.patch_embed %stem5_act, %patch_w : (tensor<16x128x8x8xf32>, tensor<128x128x1x1xf32>) -> tensor<16x64x128xf32>
-    %patch_bias = mm.broadcast %patch_b : (tensor<128xf32>) -> tensor<16x64x128xf32>
-    %patches = mm.add %patches0, %patch_bias : tensor<16x64x128xf32>
+    %patches0 = mm.patch_embed %stem5_act, %patch_w : (tensor<1x128x8x8xf32>, tensor<128x128x1x1xf32>) -> tensor<1x64x128xf32>
+    %patch_bias = mm.broadcast %patch_b : (tensor<128xf32>) -> tensor<1x64x128xf32>
+    %patches = mm.add %patches0, %patch_bias : tensor<1x64x128xf32>
     %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x128xf32>
-    %cls_b = mm.broadcast %cls : (tensor<1x1x128xf32>) -> tensor<16x1x128xf32>
-    %tokens = mm.concat %cls_b, %patches {axis = 1 : i64} : (tensor<16x1x128xf32>, tensor<16x64x128xf32>) -> tensor<16x65x128xf32>
+    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x128xf32>, tensor<1x64x128xf32>) -> tensor<1x65x128xf32>
     %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x65x128xf32>
-    %pos_n = mm.broadcast %pos : (tensor<1x65x128xf32>) -> tensor<16x65x128xf32>
-    %embeds = mm.add %tokens, %pos_n : tensor<16x65x128xf32>
-    %hidden = mm.apply_layer @vision_encoder_layer_batch from 0 to 4 (%embeds) : (tensor<16x65x128xf32>) -> tensor<16x65x128xf32>
+    %embeds = mm.add %tokens, %pos : tensor<1x65x128xf32>
+    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 4 (%embeds) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
     %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<128xf32>
     %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
-    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<16x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<16x65x128xf32>
+    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    mm.return %image_embeds : tensor<1x65x128xf32>
+  }
+  // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]
+  // caption "\n", padded; targets: the next token of each text position (-100 past the text);
+  // length: the real positions of [queries; text] (queries + text length); the uniform
+  // numbers draw the ITM hard negatives.
+  mm.entry @stage1_loss(%image_embeds: tensor<16x65x128xf32> {mm.name = "image_embeds"}, %input_ids: tensor<16x20xi32> {mm.name = "input_ids"}, %targets: tensor<16x20xi32> {mm.name = "targets"}, %length: tensor<16xi32> {mm.name = "length"}, %negative_text_uniform: tensor<16xf32> {mm.name = "negative_text_uniform"}, %negative_image_uniform: tensor<16xf32> {mm.name = "negative_image_uniform"})
+      -> (tensor<f32> {mm.name = "loss"}) {
     // ---- ITC: image-text contrastive, in-batch negatives both ways.
     %itc_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<800x128xf32>
     %itc_tok = mm.embedding %input_ids, %itc_word_w : (tensor<16x20xi32>, tensor<800x128xf32>) -> tensor<16x20x128xf32>

@@ -187,9 +187,6 @@ def generate(c):
         w("  }")
 
     vision_layer("vision_encoder_layer", 1)
-    if s1:
-        w(f"  // The same layers over stage 1's batch of {s1['batch']} images.")
-        vision_layer("vision_encoder_layer_batch", s1["batch"], owner="vision_encoder_layer")
     param(f"{vm}.post_layernorm.weight", [VD], "vision_model", ONES)
     param(f"{vm}.post_layernorm.bias", [VD], "vision_model", ZEROS)
     if c.get("pretrain"):
@@ -475,8 +472,7 @@ def generate(c):
         if n > 1:
             w(f"{ind}%pos_n = mm.broadcast %pos : ({xv}) -> {xvn}")
         w(f"{ind}%embeds = mm.add %tokens, %pos{'_n' if n > 1 else ''} : {xvn}")
-        layer = "vision_encoder_layer" if n == 1 else "vision_encoder_layer_batch"
-        w(f"{ind}%hidden = mm.apply_layer @{layer} from 0 to {c['vlayers']} (%embeds) : ({xvn}) -> {xvn}")
+        w(f"{ind}%hidden = mm.apply_layer @vision_encoder_layer from 0 to {c['vlayers']} (%embeds) : ({xvn}) -> {xvn}")
         ln("image_embeds", "hidden", f"{vm}.post_layernorm", VD, [n, V], V_EPS)
 
     def qformer_joint(out, mode, n, image, ids, length, itg=False):
@@ -594,16 +590,22 @@ def generate(c):
     def stage1_entries():
         B, TT, E = s1["batch"], s1["text"], s1["embed"]
         L, qv = Q + TT, s1["vocab"]
-        pixB, idsB, lenB = t(B, 3, c["image"], c["image"]), t(B, TT, dtype="i32"), t(B, dtype="i32")
-        w("  // Stage 1's loss over a batch. input_ids: [CLS] caption \"\\n\", padded; targets: the next token")
-        w("  // of each text position (-100 past the text); length: the real positions of [queries; text]")
-        w("  // (queries + text length); the uniform numbers draw the ITM hard negatives.")
-        w(f'  mm.entry @stage1_loss(%pixel_values: {pixB} {{mm.name = "pixel_values"}}, %input_ids: {idsB} {{mm.name = "input_ids"}}, '
+        idsB, lenB = t(B, TT, dtype="i32"), t(B, dtype="i32")
+        w("  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never")
+        w("  // trains the ViT, so mmrun computes this once per image and caches it across steps.")
+        w(f'  mm.entry @vision_embeds(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, V, VD)} {{mm.name = "image_embeds"}}) {{')
+        vision_graph(1)
+        w(f"{ind}mm.return %image_embeds : {t(1, V, VD)}")
+        w("  }")
+        w("  // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]")
+        w("  // caption \"\\n\", padded; targets: the next token of each text position (-100 past the text);")
+        w("  // length: the real positions of [queries; text] (queries + text length); the uniform")
+        w("  // numbers draw the ITM hard negatives.")
+        w(f'  mm.entry @stage1_loss(%image_embeds: {t(B, V, VD)} {{mm.name = "image_embeds"}}, %input_ids: {idsB} {{mm.name = "input_ids"}}, '
           f'%targets: {idsB} {{mm.name = "targets"}}, %length: {lenB} {{mm.name = "length"}}, '
           f'%negative_text_uniform: {t(B)} {{mm.name = "negative_text_uniform"}}, '
           f'%negative_image_uniform: {t(B)} {{mm.name = "negative_image_uniform"}})')
         w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
-        vision_graph(B)
         w("    // ---- ITC: image-text contrastive, in-batch negatives both ways.")
         itc = qformer_joint("itc", "itc", B, "image_embeds", "input_ids", "length")
         w(f"{ind}%itc_q = mm.slice %{itc} {{axis = 1 : i64, start = 0 : i64}} : ({t(B, L, QD)}) -> {t(B, Q, QD)}")

@@ -422,14 +422,17 @@ int64_t entryBatch(const EntrySpec &entry) {
 
 std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<const TrainingSample *> &samples,
                                    const SampleFormat &fmt, const std::vector<float> &negText,
-                                   const std::vector<float> &negImage) {
+                                   const std::vector<float> &negImage, const ImageInput &image) {
   const int64_t b = (int64_t)samples.size(), tl = fmt.textLength;
   const char *names[] = {"pixel_values", "input_ids", "targets", "length", "negative_text_uniform",
                          "negative_image_uniform"};
   bool ok = entry.args.size() == 6;
-  for (size_t i = 0; ok && i < 6; ++i) ok = entry.args[i].name == names[i];
+  for (size_t i = 1; ok && i < 6; ++i) ok = entry.args[i].name == names[i];
+  const bool embeds = ok && entry.args[0].name == "image_embeds";
+  ok = ok && (embeds || entry.args[0].name == names[0]);
+  if (embeds && !image) throw Error("entry '" + entry.name + "' takes image_embeds: stage1Args needs the ViT's output");
   if (!ok || entry.args[1].numel() != b * tl || entry.args[3].numel() != b || entry.args[0].numel() % b)
-    throw Error("entry '" + entry.name + "' does not take (pixel_values, input_ids[" + std::to_string(b) + "," +
+    throw Error("entry '" + entry.name + "' does not take (pixel_values or image_embeds, input_ids[" + std::to_string(b) + "," +
                 std::to_string(tl) + "], targets, length[" + std::to_string(b) +
                 "], negative_text_uniform, negative_image_uniform)");
   if ((int64_t)negText.size() != b || (int64_t)negImage.size() != b)
@@ -443,13 +446,13 @@ std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<con
     if (!s.imagePath) throw Error(s.where + ": image-text data needs an image");
     std::vector<float> pixels;
     try {
-      pixels = llavaPixelValues(fmt.shape, *s.imagePath);
+      pixels = image ? image(*s.imagePath) : llavaPixelValues(fmt.shape, *s.imagePath);
     } catch (const Error &e) {
       throw Error(s.where + ": image: " + e.what());
     }
     if ((int64_t)pixels.size() != perImage)
-      throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
-                  entry.name + "' takes " + std::to_string(perImage) + " per image");
+      throw Error(s.where + ": the image gives " + std::to_string(pixels.size()) + " values; entry '" + entry.name +
+                  "' takes " + std::to_string(perImage) + " per image");
     std::memcpy(args[0].as<float>() + k * perImage, pixels.data(), pixels.size() * 4);
     if ((int64_t)s.inputIds.size() > tl || s.inputIds.empty())
       throw Error(s.where + ": text of " + std::to_string(s.inputIds.size()) + " tokens does not fit the Q-Former's " +

@@ -93,6 +93,13 @@ CompiledModel CompiledModel::load(const std::string &path) {
       for (const auto &a : e.at("args")) es.args.push_back(tensorFromJson(a, path));
       for (const auto &r : e.at("results")) es.results.push_back(tensorFromJson(r, path));
       es.workspaceBytes = e.value("workspace_bytes", uint64_t(0));
+      if (e.contains("reads"))
+        for (const auto &i : e.at("reads")) {
+          es.reads.push_back(i.get<int64_t>());
+          if (es.reads.back() < 0 || es.reads.back() >= (int64_t)m.params_.size())
+            throw Error(path + ": corrupt manifest: entry '" + es.name + "' reads parameter " +
+                        std::to_string(es.reads.back()) + " of " + std::to_string(m.params_.size()));
+        }
       m.entries_.push_back(std::move(es));
     }
   } catch (const nlohmann::json::exception &e) {

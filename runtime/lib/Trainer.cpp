@@ -17,10 +17,13 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <memory>
 #include <sstream>
 #include <omp.h>
 #include <sys/resource.h>
@@ -330,6 +333,48 @@ private:
   bool dirty_ = false;
 };
 
+/// For a batched entry that takes the frozen ViT's output (image_embeds)
+/// instead of pixels: that output per image, from the model's vision_embeds
+/// entry, computed once and kept for later steps (the ViT is frozen, so it
+/// never changes during the run) up to kVisionCacheBytes. Empty when the
+/// entry takes pixel values. Throws if the model has no vision_embeds entry
+/// or the stage trains a parameter that entry reads (its output would go
+/// stale).
+ImageInput frozenVisionCache(const CompiledModel &model, const std::string &stage, const EntrySpec &entry,
+                             const std::vector<size_t> &trained, const std::vector<const void *> &params,
+                             const SampleFormat &format) {
+  if (entry.args.empty() || entry.args[0].name != "image_embeds") return {};
+  const EntrySpec *vit = model.hasEntry("vision_embeds") ? &model.entry("vision_embeds") : nullptr;
+  if (!vit || vit->results.size() != 1 || vit->args.size() != 1)
+    throw Error(model.path() + ": entry '" + entry.name +
+                "' takes image_embeds, but the model has no entry 'vision_embeds' (pixel_values) -> (image_embeds)");
+  for (int64_t i : vit->reads)
+    if (std::find(trained.begin(), trained.end(), (size_t)i) != trained.end())
+      throw Error(model.path() + ": stage '" + stage + "' trains '" + model.params()[i].name +
+                  "', which vision_embeds reads: the ViT's output cannot be computed once per image");
+  constexpr size_t kVisionCacheBytes = size_t(2) << 30;
+  struct Cache {
+    std::map<std::string, std::vector<float>> byPath;
+    size_t bytes = 0;
+  };
+  auto cache = std::make_shared<Cache>();
+  return [&model, params, format, cache](const std::string &path) {
+    if (auto it = cache->byPath.find(path); it != cache->byPath.end()) return it->second;
+    const std::vector<float> pixels = llavaPixelValues(format.shape, path);
+    HostTensor in;
+    in.bytes.resize(pixels.size() * 4);
+    std::memcpy(in.bytes.data(), pixels.data(), in.bytes.size());
+    std::vector<HostTensor> out = model.run("vision_embeds", params, {in});
+    const float *v = out[0].as<float>();
+    std::vector<float> embeds(v, v + out[0].bytes.size() / 4);
+    if (cache->bytes + out[0].bytes.size() <= kVisionCacheBytes) {
+      cache->bytes += out[0].bytes.size();
+      cache->byPath.emplace(path, embeds);
+    }
+    return embeds;
+  };
+}
+
 } // namespace
 
 // --- parsing ----------------------------------------------------------------------
@@ -533,6 +578,8 @@ int runTraining(const TrainOptions &o) {
   for (const TensorSpec &s : trainSpecs) grads.emplace_back(s.numel(), 0.0f);
   std::vector<const float *> gradPtrs;
   for (const auto &g : grads) gradPtrs.push_back(g.data());
+  const ImageInput vitOutput = batched ? frozenVisionCache(model, stage.name, entry, trainIdx, paramVoid, format)
+                                       : ImageInput{};
 
   // The samples of a step run at once on a CPU model, one per thread, every
   // kernel inside on that one thread: the tiny models' kernels are too short
@@ -632,8 +679,8 @@ int runTraining(const TrainOptions &o) {
         for (float &u : negText) u = (float)((splitmix64(state) >> 40) * 0x1.0p-24);
         for (float &u : negImage) u = (float)((splitmix64(state) >> 40) * 0x1.0p-24);
         if (dumpFile.is_open()) uniformsDumped.push_back({{"negative_text_uniform", negText}, {"negative_image_uniform", negImage}});
-        model.runInto(entry.name, paramVoid, stage1Args(entry, batch, format, negText, negImage), me.results,
-                      &me.workspace);
+        model.runInto(entry.name, paramVoid, stage1Args(entry, batch, format, negText, negImage, vitOutput),
+                      me.results, &me.workspace);
         const float loss = me.results[0].as<float>()[0];
         if (!std::isfinite(loss) && firstBad.empty()) firstBad = batch.front()->where + " (its micro-batch)";
         lossSum += loss;

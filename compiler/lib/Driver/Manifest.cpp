@@ -217,6 +217,14 @@ json::Object buildManifest(ModelOp model, StringRef target) {
     if (auto ws = e->getAttrOfType<IntegerAttr>(kWorkspaceAttr))
       eo["workspace_bytes"] = ws.getInt();
     eo["flops"] = entryFlops(e);
+    // The parameters the entry reads (indices into "parameters"): mmrun caches
+    // an entry's output across training steps only if the stage trains none.
+    llvm::StringSet<> read;
+    e.walk([&](WeightOp w) { read.insert(w.getParam()); });
+    json::Array reads;
+    for (size_t i = 0; i < params.size(); ++i)
+      if (read.contains(params[i].name)) reads.push_back((int64_t)i);
+    eo["reads"] = std::move(reads);
     entries.push_back(std::move(eo));
   }
   m["entries"] = std::move(entries);

@@ -52,6 +52,7 @@
 #include "mm/Tokenizer.h"
 
 #include <cstdint>
+#include <functional>
 #include <iosfwd>
 #include <optional>
 #include <set>
@@ -169,15 +170,21 @@ std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &
 /// FORMAT.textLength (training samples and retrieval both cut it there).
 std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &format);
 
+/// The values of one image for a stage-1 entry's first argument, from its
+/// path: its preprocessed pixels (pixel_values) or the frozen ViT's output
+/// for it (image_embeds, which mmrun caches across steps).
+using ImageInput = std::function<std::vector<float>(const std::string &imagePath)>;
+
 /// A batched stage-1 entry's arguments for SAMPLES (exactly the entry's
-/// batch): pixel_values, input_ids and targets padded to the text length,
-/// length = queries + text length, and the two rows of uniform numbers that
-/// draw the ITM hard negatives. Throws mm::Error naming the record for a
-/// missing or undecodable image, and naming the entry if its arguments are
-/// not these.
+/// batch): pixel_values or image_embeds (IMAGE's values for each sample's
+/// image; empty IMAGE: the preprocessed pixels), input_ids and targets padded
+/// to the text length, length = queries + text length, and the two rows of
+/// uniform numbers that draw the ITM hard negatives. Throws mm::Error naming
+/// the record for a missing or undecodable image, and naming the entry if its
+/// arguments are not these.
 std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<const TrainingSample *> &samples,
                                    const SampleFormat &format, const std::vector<float> &negativeTextUniform,
-                                   const std::vector<float> &negativeImageUniform);
+                                   const std::vector<float> &negativeImageUniform, const ImageInput &image = {});
 /// The batch a stage-1 entry was compiled for (its input_ids' first axis).
 int64_t entryBatch(const EntrySpec &entry);
 

@@ -42,6 +42,7 @@ struct EntrySpec {
   std::string name;
   std::vector<TensorSpec> args, results;
   uint64_t workspaceBytes = 0;
+  std::vector<int64_t> reads; // indices of the parameters the entry reads
   const mm_entry_desc *desc = nullptr;
 };
 
