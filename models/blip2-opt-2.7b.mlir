@@ -1170,22 +1170,9 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.return %loss : tensor<f32>
   }
 
-  // Retrieval: an image's normalised ITC features (one per query) ...
-  mm.entry @image_features(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}) -> (tensor<1x32x256xf32> {mm.name = "image_features"}) {
-    // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
-    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
-    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
-    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<1x256x1408xf32>
-    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<1x256x1408xf32>
-    %patches = mm.add %patches0, %patch_bias : tensor<1x256x1408xf32>
-    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
-    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1408xf32>, tensor<1x256x1408xf32>) -> tensor<1x257x1408xf32>
-    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
-    %embeds = mm.add %tokens, %pos : tensor<1x257x1408xf32>
-    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 39 (%embeds) : (tensor<1x257x1408xf32>) -> tensor<1x257x1408xf32>
-    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
-    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
-    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
+  // Retrieval (over vision_embeds' output, computed once per image): an image's normalised
+  // ITC features (one per query) ...
+  mm.entry @image_features(%image_embeds: tensor<1x257x1408xf32> {mm.name = "image_embeds"}) -> (tensor<1x32x256xf32> {mm.name = "image_features"}) {
     // Q-Former over the learnable queries, cross-attending to the image features.
     %queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
     %q0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
@@ -1241,21 +1228,7 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.return %text_feat : tensor<1x256xf32>
   }
   // ... and the ITM logits (no match, match) of an image and a text (length = queries + text).
-  mm.entry @itm_scores(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x1x2xf32> {mm.name = "itm_logits"}) {
-    // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
-    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
-    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
-    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<1x256x1408xf32>
-    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<1x256x1408xf32>
-    %patches = mm.add %patches0, %patch_bias : tensor<1x256x1408xf32>
-    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
-    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1408xf32>, tensor<1x256x1408xf32>) -> tensor<1x257x1408xf32>
-    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
-    %embeds = mm.add %tokens, %pos : tensor<1x257x1408xf32>
-    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 39 (%embeds) : (tensor<1x257x1408xf32>) -> tensor<1x257x1408xf32>
-    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
-    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
-    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
+  mm.entry @itm_scores(%image_embeds: tensor<1x257x1408xf32> {mm.name = "image_embeds"}, %input_ids: tensor<1x32xi32> {mm.name = "input_ids"}, %length: tensor<1xi32> {mm.name = "length"}) -> (tensor<1x1x2xf32> {mm.name = "itm_logits"}) {
     %one_word_w = mm.weight @"embeddings.word_embeddings.weight" : tensor<30523x768xf32>
     %one_tok = mm.embedding %input_ids, %one_word_w : (tensor<1x32xi32>, tensor<30523x768xf32>) -> tensor<1x32x768xf32>
     %one_pos_w = mm.weight @"embeddings.position_embeddings.weight" : tensor<512x768xf32>

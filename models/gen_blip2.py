@@ -663,9 +663,9 @@ def generate(c):
         w(f"{ind}mm.return %loss : {t()}")
         w("  }")
         w("")
-        w("  // Retrieval: an image's normalised ITC features (one per query) ...")
-        w(f'  mm.entry @image_features(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, Q, E)} {{mm.name = "image_features"}}) {{')
-        vision_graph(1)
+        w("  // Retrieval (over vision_embeds' output, computed once per image): an image's normalised")
+        w("  // ITC features (one per query) ...")
+        w(f'  mm.entry @image_features(%image_embeds: {t(1, V, VD)} {{mm.name = "image_embeds"}}) -> ({t(1, Q, E)} {{mm.name = "image_features"}}) {{')
         qformer_graph(project=False)
         itc_features("image_feat", qformer_out, 1)
         w(f"{ind}mm.return %image_feat : {t(1, Q, E)}")
@@ -679,9 +679,8 @@ def generate(c):
         w(f"{ind}mm.return %text_feat : {t(1, E)}")
         w("  }")
         w("  // ... and the ITM logits (no match, match) of an image and a text (length = queries + text).")
-        w(f'  mm.entry @itm_scores(%pixel_values: {pix} {{mm.name = "pixel_values"}}, %input_ids: {t(1, TT, dtype="i32")} {{mm.name = "input_ids"}}, '
+        w(f'  mm.entry @itm_scores(%image_embeds: {t(1, V, VD)} {{mm.name = "image_embeds"}}, %input_ids: {t(1, TT, dtype="i32")} {{mm.name = "input_ids"}}, '
           f'%length: {t(1, dtype="i32")} {{mm.name = "length"}}) -> ({t(1, 1, 2)} {{mm.name = "itm_logits"}}) {{')
-        vision_graph(1)
         one = qformer_joint("one", "itm_one", 1, "image_embeds", "input_ids", "length")
         itm_logits("itm_logits", one, 1)
         w(f"{ind}mm.return %itm_logits : {t(1, 1, 2)}")

@@ -54,6 +54,7 @@ Retriever::Retriever(const CompiledModel &model, const ParameterStore &params, c
   const EntrySpec &img = needEntry(model, "image_features");
   needEntry(model, "text_features");
   needEntry(model, "itm_scores");
+  needEntry(model, "vision_embeds");
   if (format_.textLength < 2)
     throw Error(model.path() + ": no Q-Former text side (qformer_config.cls_token_id) in its configuration");
   if (img.results.size() != 1 || img.results[0].shape.size() != 3)
@@ -68,10 +69,19 @@ std::vector<int32_t> Retriever::textIds(const std::string &text) const {
   return ids;
 }
 
-std::vector<float> Retriever::imageFeatures(const std::string &imagePath) const {
+const std::vector<float> &Retriever::visionEmbeds(const std::string &imagePath) const {
+  if (auto it = visionEmbeds_.find(imagePath); it != visionEmbeds_.end()) return it->second;
   std::vector<float> pixels = llavaPixelValues(format_.shape, imagePath);
   std::vector<HostTensor> out =
-      model_.run("image_features", params_.pointers(), {tensorOf(pixels.data(), pixels.size() * 4)});
+      model_.run("vision_embeds", params_.pointers(), {tensorOf(pixels.data(), pixels.size() * 4)});
+  const float *v = out[0].as<float>();
+  return visionEmbeds_.emplace(imagePath, std::vector<float>(v, v + out[0].bytes.size() / 4)).first->second;
+}
+
+std::vector<float> Retriever::imageFeatures(const std::string &imagePath) const {
+  const std::vector<float> &embeds = visionEmbeds(imagePath);
+  std::vector<HostTensor> out =
+      model_.run("image_features", params_.pointers(), {tensorOf(embeds.data(), embeds.size() * 4)});
   const float *f = out[0].as<float>();
   return std::vector<float>(f, f + queries_ * embed_);
 }
@@ -97,13 +107,13 @@ float Retriever::itcScore(const std::vector<float> &image, const std::vector<flo
 }
 
 float Retriever::itmMatch(const std::string &imagePath, const std::string &text) const {
-  std::vector<float> pixels = llavaPixelValues(format_.shape, imagePath);
+  const std::vector<float> &embeds = visionEmbeds(imagePath);
   std::vector<int32_t> ids = textIds(text);
   const int32_t length = (int32_t)(format_.queries + (int64_t)ids.size());
   ids.resize(format_.textLength, format_.shape.padToken);
   std::vector<HostTensor> out =
       model_.run("itm_scores", params_.pointers(),
-                 {tensorOf(pixels.data(), pixels.size() * 4), tensorOf(ids.data(), ids.size() * 4), tensorOf(&length, 4)});
+                 {tensorOf(embeds.data(), embeds.size() * 4), tensorOf(ids.data(), ids.size() * 4), tensorOf(&length, 4)});
   const float *l = out[0].as<float>();
   const float m = std::max(l[0], l[1]);
   return std::exp(l[1] - m) / (std::exp(l[0] - m) + std::exp(l[1] - m));

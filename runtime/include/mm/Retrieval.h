@@ -22,6 +22,7 @@
 #include "mm/Parameters.h"
 #include "mm/Tokenizer.h"
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -47,11 +48,15 @@ public:
 
 private:
   std::vector<int32_t> textIds(const std::string &text) const;
+  /// The frozen ViT's output for an image (the vision_embeds entry), computed
+  /// once per path: ITM re-ranking scores each image against several texts.
+  const std::vector<float> &visionEmbeds(const std::string &imagePath) const;
   const CompiledModel &model_;
   const ParameterStore &params_;
   const Tokenizer &tokenizer_;
   SampleFormat format_;
   int64_t queries_ = 0, embed_ = 0;
+  mutable std::map<std::string, std::vector<float>> visionEmbeds_;
 };
 
 struct RetrievalOptions {
