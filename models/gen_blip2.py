@@ -144,26 +144,23 @@ def generate(c):
     w("")
     xv = t(1, V, VD)
 
-    def vision_layer(name, n, owner=None):
-        xvn = t(n, V, VD)
-        w(f"  mm.layer @{name}(%x: {xvn}) -> {xvn}")
-        own = f", parameters_from = @{owner}" if owner else ""
-        w(f'      attributes {{count = {c["vlayers"]} : i64, prefix = "{vm}.encoder.layers"{own}}} {{')
-        if not owner:
-            param("self_attn.qkv.weight", [3 * VD, VD], "vision_model", pre=ind)
-            # EVA keeps q and v biases apart; k has none (HF adds a zero third).
-            param("self_attn.q_bias", [VD], "vision_model", ZEROS, pre=ind)
-            param("self_attn.v_bias", [VD], "vision_model", ZEROS, pre=ind)
-            param("self_attn.projection.weight", [VD, VD], "vision_model", pre=ind)
-            param("self_attn.projection.bias", [VD], "vision_model", ZEROS, pre=ind)
-            for nm in ["layer_norm1", "layer_norm2"]:
-                param(f"{nm}.weight", [VD], "vision_model", ONES, pre=ind)
-                param(f"{nm}.bias", [VD], "vision_model", ZEROS, pre=ind)
-            param("mlp.fc1.weight", [c["vinter"], VD], "vision_model", pre=ind)
-            param("mlp.fc1.bias", [c["vinter"]], "vision_model", ZEROS, pre=ind)
-            param("mlp.fc2.weight", [VD, c["vinter"]], "vision_model", pre=ind)
-            param("mlp.fc2.bias", [VD], "vision_model", ZEROS, pre=ind)
-        xs = [n, V]
+    def vision_layer(name):
+        w(f"  mm.layer @{name}(%x: {xv}) -> {xv}")
+        w(f'      attributes {{count = {c["vlayers"]} : i64, prefix = "{vm}.encoder.layers"}} {{')
+        param("self_attn.qkv.weight", [3 * VD, VD], "vision_model", pre=ind)
+        # EVA keeps q and v biases apart; k has none (HF adds a zero third).
+        param("self_attn.q_bias", [VD], "vision_model", ZEROS, pre=ind)
+        param("self_attn.v_bias", [VD], "vision_model", ZEROS, pre=ind)
+        param("self_attn.projection.weight", [VD, VD], "vision_model", pre=ind)
+        param("self_attn.projection.bias", [VD], "vision_model", ZEROS, pre=ind)
+        for nm in ["layer_norm1", "layer_norm2"]:
+            param(f"{nm}.weight", [VD], "vision_model", ONES, pre=ind)
+            param(f"{nm}.bias", [VD], "vision_model", ZEROS, pre=ind)
+        param("mlp.fc1.weight", [c["vinter"], VD], "vision_model", pre=ind)
+        param("mlp.fc1.bias", [c["vinter"]], "vision_model", ZEROS, pre=ind)
+        param("mlp.fc2.weight", [VD, c["vinter"]], "vision_model", pre=ind)
+        param("mlp.fc2.bias", [VD], "vision_model", ZEROS, pre=ind)
+        xs = [1, V]
         ln("ln1", "x", "layer_norm1", VD, xs, V_EPS)
         w("    // qkv bias = [q_bias, 0, v_bias]")
         weight("qb", "self_attn.q_bias", [VD])
@@ -172,21 +169,21 @@ def generate(c):
         w(f"{ind}%qkb = mm.concat %qb, %kb {{axis = 0 : i64}} : ({t(VD)}, {t(VD)}) -> {t(2 * VD)}")
         w(f"{ind}%qkv_b = mm.concat %qkb, %vb {{axis = 0 : i64}} : ({t(2 * VD)}, {t(VD)}) -> {t(3 * VD)}")
         weight("qkv_w", "self_attn.qkv.weight", [3 * VD, VD])
-        w(f"{ind}%qkv = mm.linear %ln1, %qkv_w, %qkv_b : ({xvn}, {t(3 * VD, VD)}, {t(3 * VD)}) -> {t(n, V, 3 * VD)}")
+        w(f"{ind}%qkv = mm.linear %ln1, %qkv_w, %qkv_b : ({xv}, {t(3 * VD, VD)}, {t(3 * VD)}) -> {t(1, V, 3 * VD)}")
         for j, nm in enumerate("qkv"):
-            w(f"{ind}%{nm} = mm.slice %qkv {{axis = 2 : i64, start = {j * VD} : i64}} : ({t(n, V, 3 * VD)}) -> {xvn}")
-        attention("attn", "q", "k", "v", c["vheads"], V, V, VD, 1 / math.sqrt(vdh), "bidirectional", n=n)
+            w(f"{ind}%{nm} = mm.slice %qkv {{axis = 2 : i64, start = {j * VD} : i64}} : ({t(1, V, 3 * VD)}) -> {xv}")
+        attention("attn", "q", "k", "v", c["vheads"], V, V, VD, 1 / math.sqrt(vdh), "bidirectional")
         lin("o", "attn", xs, "self_attn.projection", VD, VD)
-        w(f"{ind}%h = mm.add %x, %o : {xvn}")
+        w(f"{ind}%h = mm.add %x, %o : {xv}")
         ln("ln2", "h", "layer_norm2", VD, xs, V_EPS)
         lin("fc1", "ln2", xs, "mlp.fc1", c["vinter"], VD)
-        w(f"{ind}%act = mm.gelu %fc1 : {t(n, V, c['vinter'])}")
+        w(f"{ind}%act = mm.gelu %fc1 : {t(1, V, c['vinter'])}")
         lin("fc2", "act", xs, "mlp.fc2", VD, c["vinter"])
-        w(f"{ind}%y = mm.add %h, %fc2 : {xvn}")
-        w(f"{ind}mm.yield %y : {xvn}")
+        w(f"{ind}%y = mm.add %h, %fc2 : {xv}")
+        w(f"{ind}mm.yield %y : {xv}")
         w("  }")
 
-    vision_layer("vision_encoder_layer", 1)
+    vision_layer("vision_encoder_layer")
     param(f"{vm}.post_layernorm.weight", [VD], "vision_model", ONES)
     param(f"{vm}.post_layernorm.bias", [VD], "vision_model", ZEROS)
     if c.get("pretrain"):
@@ -455,25 +452,20 @@ def generate(c):
     ids = t(1, S, dtype="i32")
     x_t = t(1, S, TD)
 
-    def vision_graph(n=1):
+    def vision_graph():
         w(f"    // ViT: {'convolutional stem, ' if stem else ''}patches (+ bias), [CLS], positions, layers, post-LN.")
-        x, xt, ch_in = stem_graph(w, weight, ind, f"{vm}.embeddings", stem, c["image"], batch=n)
-        xvn = t(n, V, VD)
+        x, xt, ch_in = stem_graph(w, weight, ind, f"{vm}.embeddings", stem, c["image"])
         weight("patch_w", f"{vm}.embeddings.patch_embedding.weight", [VD, ch_in, pe, pe])
         weight("patch_b", f"{vm}.embeddings.patch_embedding.bias", [VD])
-        w(f"{ind}%patches0 = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, ch_in, pe, pe)}) -> {t(n, P, VD)}")
-        w(f"{ind}%patch_bias = mm.broadcast %patch_b : ({t(VD)}) -> {t(n, P, VD)}")
-        w(f"{ind}%patches = mm.add %patches0, %patch_bias : {t(n, P, VD)}")
+        w(f"{ind}%patches0 = mm.patch_embed %{x}, %patch_w : ({xt}, {t(VD, ch_in, pe, pe)}) -> {t(1, P, VD)}")
+        w(f"{ind}%patch_bias = mm.broadcast %patch_b : ({t(VD)}) -> {t(1, P, VD)}")
+        w(f"{ind}%patches = mm.add %patches0, %patch_bias : {t(1, P, VD)}")
         weight("cls", f"{vm}.embeddings.class_embedding", [1, 1, VD])
-        if n > 1:
-            w(f"{ind}%cls_b = mm.broadcast %cls : ({t(1, 1, VD)}) -> {t(n, 1, VD)}")
-        w(f"{ind}%tokens = mm.concat %cls{'_b' if n > 1 else ''}, %patches {{axis = 1 : i64}} : ({t(n, 1, VD)}, {t(n, P, VD)}) -> {xvn}")
+        w(f"{ind}%tokens = mm.concat %cls, %patches {{axis = 1 : i64}} : ({t(1, 1, VD)}, {t(1, P, VD)}) -> {xv}")
         weight("pos", f"{vm}.embeddings.position_embedding", [1, V, VD])
-        if n > 1:
-            w(f"{ind}%pos_n = mm.broadcast %pos : ({xv}) -> {xvn}")
-        w(f"{ind}%embeds = mm.add %tokens, %pos{'_n' if n > 1 else ''} : {xvn}")
-        w(f"{ind}%hidden = mm.apply_layer @vision_encoder_layer from 0 to {c['vlayers']} (%embeds) : ({xvn}) -> {xvn}")
-        ln("image_embeds", "hidden", f"{vm}.post_layernorm", VD, [n, V], V_EPS)
+        w(f"{ind}%embeds = mm.add %tokens, %pos : {xv}")
+        w(f"{ind}%hidden = mm.apply_layer @vision_encoder_layer from 0 to {c['vlayers']} (%embeds) : ({xv}) -> {xv}")
+        ln("image_embeds", "hidden", f"{vm}.post_layernorm", VD, [1, V], V_EPS)
 
     def qformer_joint(out, mode, n, image, ids, length, itg=False):
         """Embeds IDS (word + position; [DEC] in place of [CLS] for ITG), puts the queries in
@@ -594,7 +586,7 @@ def generate(c):
         w("  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never")
         w("  // trains the ViT, so mmrun computes this once per image and caches it across steps.")
         w(f'  mm.entry @vision_embeds(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, V, VD)} {{mm.name = "image_embeds"}}) {{')
-        vision_graph(1)
+        vision_graph()
         w(f"{ind}mm.return %image_embeds : {t(1, V, VD)}")
         w("  }")
         w("  // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]")

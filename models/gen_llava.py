@@ -63,14 +63,14 @@ def stem_params(param, prefix, stem, group):
     return cin
 
 
-def stem_graph(w, weight, ind, prefix, stem, image, batch=1):
+def stem_graph(w, weight, ind, prefix, stem, image):
     """Emits the stem (3x3 conv2d + GELU each) over %pixel_values; returns (value, type, channels) of its output."""
-    x, xt, cin, size = "pixel_values", t(batch, 3, image, image), 3, image
+    x, xt, cin, size = "pixel_values", t(1, 3, image, image), 3, image
     for i, (ch, st) in enumerate(stem):
         weight(f"stem{i}_w", f"{prefix}.stem.{i}.weight", [ch, cin, 3, 3])
         weight(f"stem{i}_b", f"{prefix}.stem.{i}.bias", [ch])
         size = (size + 2 - 3) // st + 1
-        yt = t(batch, ch, size, size)
+        yt = t(1, ch, size, size)
         w(f"{ind}%stem{i} = mm.conv2d %{x}, %stem{i}_w, %stem{i}_b {{stride = {st} : i64, padding = 1 : i64}} : "
           f"({xt}, {t(ch, cin, 3, 3)}, {t(ch)}) -> {yt}")
         w(f"{ind}%stem{i}_act = mm.gelu %stem{i} : {yt}")
