@@ -42,6 +42,17 @@ std::vector<float> llavaPixelValues(const LlavaShape &s, const std::string &imag
   return preprocessClip(loadImage(imagePath), clipDefaults((int)s.imageSize));
 }
 
+std::vector<float> visionEmbeds(const CompiledModel &model, const std::vector<const void *> &params,
+                                const LlavaShape &shape, const std::string &imagePath) {
+  const std::vector<float> pixels = llavaPixelValues(shape, imagePath);
+  HostTensor in;
+  in.bytes.resize(pixels.size() * sizeof(float));
+  std::memcpy(in.bytes.data(), pixels.data(), in.bytes.size());
+  const std::vector<HostTensor> out = model.run("vision_embeds", params, {in});
+  const float *v = out[0].as<float>();
+  return std::vector<float>(v, v + out[0].bytes.size() / sizeof(float));
+}
+
 std::vector<HostTensor> llavaForwardArgs(const CompiledModel &model, const std::vector<int32_t> &ids,
                                          const std::optional<std::string> &imagePath) {
   LlavaShape s = llavaShape(model);

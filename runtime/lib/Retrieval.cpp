@@ -71,11 +71,10 @@ std::vector<int32_t> Retriever::textIds(const std::string &text) const {
 
 const std::vector<float> &Retriever::visionEmbeds(const std::string &imagePath) const {
   if (auto it = visionEmbeds_.find(imagePath); it != visionEmbeds_.end()) return it->second;
-  std::vector<float> pixels = llavaPixelValues(format_.shape, imagePath);
-  std::vector<HostTensor> out =
-      model_.run("vision_embeds", params_.pointers(), {tensorOf(pixels.data(), pixels.size() * 4)});
-  const float *v = out[0].as<float>();
-  return visionEmbeds_.emplace(imagePath, std::vector<float>(v, v + out[0].bytes.size() / 4)).first->second;
+  const std::vector<const float *> ptrs = params_.pointers();
+  return visionEmbeds_
+      .emplace(imagePath, mm::visionEmbeds(model_, {ptrs.begin(), ptrs.end()}, format_.shape, imagePath))
+      .first->second;
 }
 
 std::vector<float> Retriever::imageFeatures(const std::string &imagePath) const {

@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstring>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -360,15 +359,10 @@ ImageInput frozenVisionCache(const CompiledModel &model, const std::string &stag
   auto cache = std::make_shared<Cache>();
   return [&model, params, format, cache](const std::string &path) {
     if (auto it = cache->byPath.find(path); it != cache->byPath.end()) return it->second;
-    const std::vector<float> pixels = llavaPixelValues(format.shape, path);
-    HostTensor in;
-    in.bytes.resize(pixels.size() * 4);
-    std::memcpy(in.bytes.data(), pixels.data(), in.bytes.size());
-    std::vector<HostTensor> out = model.run("vision_embeds", params, {in});
-    const float *v = out[0].as<float>();
-    std::vector<float> embeds(v, v + out[0].bytes.size() / 4);
-    if (cache->bytes + out[0].bytes.size() <= kVisionCacheBytes) {
-      cache->bytes += out[0].bytes.size();
+    std::vector<float> embeds = visionEmbeds(model, params, format.shape, path);
+    const size_t bytes = embeds.size() * sizeof(float);
+    if (cache->bytes + bytes <= kVisionCacheBytes) {
+      cache->bytes += bytes;
       cache->byPath.emplace(path, embeds);
     }
     return embeds;

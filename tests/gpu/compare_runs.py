@@ -17,28 +17,15 @@ comparison, as in the PyTorch parity tests.
 """
 import argparse
 import json
+import os
 import re
-import struct
 import sys
 
 import numpy as np
 
-ZERO_FLOOR = 1e-8
-DTYPES = {"F32": np.float32, "F64": np.float64, "I64": np.int64, "I32": np.int32}
-
-
-def load(path):
-    with open(path, "rb") as f:
-        n = struct.unpack("<Q", f.read(8))[0]
-        header = json.loads(f.read(n))
-        body = f.read()
-    out = {}
-    for name, info in header.items():
-        if name == "__metadata__":
-            continue
-        a, b = info["data_offsets"]
-        out[name] = np.frombuffer(body[a:b], dtype=DTYPES[info["dtype"]]).reshape(info["shape"])
-    return out
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "reference"))
+from llava_ref import read_safetensors as load  # noqa: E402
+from llava_train_ref import ZERO_FLOOR  # noqa: E402
 
 
 def rel(got, ref):

@@ -114,6 +114,13 @@ int64_t entryFlops(EntryOp e) {
   return total;
 }
 
+/// The names of the parameters an entry reads.
+llvm::StringSet<> parametersRead(EntryOp e) {
+  llvm::StringSet<> read;
+  e.walk([&](WeightOp w) { read.insert(w.getParam()); });
+  return read;
+}
+
 } // namespace
 
 json::Object buildManifest(ModelOp model, StringRef target) {
@@ -153,8 +160,7 @@ json::Object buildManifest(ModelOp model, StringRef target) {
   // stage-1-only text side and the tiny models' pre-training heads are not).
   for (EntryOp e : model.getBody().getOps<EntryOp>()) {
     if (e.getSymName() != "forward") continue;
-    llvm::StringSet<> read;
-    e.walk([&](WeightOp w) { read.insert(w.getParam()); });
+    const llvm::StringSet<> read = parametersRead(e);
     int64_t count = 0;
     for (const ParameterInfo &p : params)
       if (read.contains(p.name)) count += p.type.getNumElements();
@@ -219,8 +225,7 @@ json::Object buildManifest(ModelOp model, StringRef target) {
     eo["flops"] = entryFlops(e);
     // The parameters the entry reads (indices into "parameters"): mmrun caches
     // an entry's output across training steps only if the stage trains none.
-    llvm::StringSet<> read;
-    e.walk([&](WeightOp w) { read.insert(w.getParam()); });
+    const llvm::StringSet<> read = parametersRead(e);
     json::Array reads;
     for (size_t i = 0; i < params.size(); ++i)
       if (read.contains(params[i].name)) reads.push_back((int64_t)i);
