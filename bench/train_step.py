@@ -18,7 +18,8 @@ text pairs (16 for blip2-tiny: texts as `mmrun --train stage1` builds them,
 hard negatives) and returns the mean loss's gradients; its row is per call
 (GFLOP as the manifest counts the entry: the whole batch), followed by the
 per-pair times. PyTorch computes the same call: the frozen ViT over the 16
-images, blip2_ref.stage1_loss, gradients of the stage's parameters.
+images (unless the entry takes their cached output, image_embeds, as
+blip2-tiny's does), blip2_ref.stage1_loss, gradients of the stage's parameters.
 
 mmc is timed in a child process that never loads PyTorch (`--mmc-only`), so
 each side runs with its own thread pools and its own OpenMP settings: the
