@@ -143,16 +143,18 @@ def stage1_inputs(manifest, spec, nl, rng):
 def patch_loss_sum(cfg, W, tensors, pix, labels):
     """The model file's patch_loss in PyTorch: CLIP features (all layers but the last, [CLS]
     dropped; BLIP-2: the ViT's post-layernormed output, [CLS] dropped), a linear classifier per
-    patch (LLaVA: and one naming each patch's index), summed cross-entropy."""
+    patch, summed cross-entropy."""
     import torch
     import llava_ref as R
-    labels = torch.from_numpy(labels).long().reshape(1, -1)
+    head = tensors["vision_pretrain_head.weight"]
     if cfg.get("model_type") == "blip-2":  # post_layernorm over the last layer, [CLS] dropped
         import blip2_ref as B2
-        logits = B2.patch_logits(cfg, W, pix[None])
-        return torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                                                 reduction="sum")
-    return R.patch_loss_sum(cfg, W, pix[None], labels)
+        logits = B2.patch_logits(cfg, W, pix[None]).reshape(-1, head.shape[0])
+    else:
+        hidden = R.vision_tower(cfg, W, pix[None])
+        feats = hidden[cfg["vision_feature_layer"]][:, 1:]
+        logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
+    return torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1), reduction="sum")
 
 
 def timed(fn, reps):

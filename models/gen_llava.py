@@ -224,9 +224,6 @@ def generate(c):
         # 81 classes (background, colour x shape x size of mmdata's scenes), padded to 96 rows.
         param("vision_pretrain_head.weight", [PATCH_CLASSES, VD], "vision_pretrain_head")
         param("vision_pretrain_head.bias", [PATCH_CLASSES], "vision_pretrain_head", "#mm.init<zeros>")
-        # Which of the P patches a token is: keeps the patch's position in the features LLaVA reads.
-        param("vision_pretrain_head.position.weight", [P, VD], "vision_pretrain_head")
-        param("vision_pretrain_head.position.bias", [P], "vision_pretrain_head", "#mm.init<zeros>")
     w("")
     w("  // LLaMA decoder.")
     lm = "language_model.model"
@@ -370,22 +367,14 @@ def generate(c):
     w("")
     if c.get("pretrain"):
         w("  // The vision tower's pre-training: the features LLaVA reads (all layers but the last,")
-        w("  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels;")
-        w("  // plus a second classifier that names each patch's own index, so that the features keep")
-        w("  // where they are (the questions ask where objects are and which is above which).")
+        w("  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.")
         w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
           f'%patch_labels: {t(1, P, dtype="i32")} {{mm.name = "patch_labels"}})')
         w(f'      -> ({t(dtype="f32")} {{mm.name = "loss"}}) {{')
         vision_graph()
         lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
-        w(f"{ind}%class_loss = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} "
+        w(f"{ind}%loss = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} "
           f": ({t(1, P, PATCH_CLASSES)}, {t(1, P, dtype='i32')}) -> {t(dtype='f32')}")
-        lin("position_logits", "features", [1, P], "vision_pretrain_head.position", P, VD)
-        w(f"{ind}%patch_index = mm.iota : {t(P, dtype='i32')}")
-        w(f"{ind}%position_targets = mm.reshape %patch_index : ({t(P, dtype='i32')}) -> {t(1, P, dtype='i32')}")
-        w(f"{ind}%position_loss = mm.cross_entropy %position_logits, %position_targets {{ignore_index = -100 : i64}} "
-          f": ({t(1, P, P)}, {t(1, P, dtype='i32')}) -> {t(dtype='f32')}")
-        w(f"{ind}%loss = mm.add %class_loss, %position_loss : {t(dtype='f32')}")
         w(f"{ind}mm.return %loss : {t(dtype='f32')}")
         w("  }")
         w("")

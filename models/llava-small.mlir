@@ -74,8 +74,6 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
   mm.param @"multi_modal_projector.linear_2.bias" : tensor<768xf32> group @multi_modal_projector init #mm.init<zeros>
   mm.param @"vision_pretrain_head.weight" : tensor<96x256xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
   mm.param @"vision_pretrain_head.bias" : tensor<96xf32> group @vision_pretrain_head init #mm.init<zeros>
-  mm.param @"vision_pretrain_head.position.weight" : tensor<64x256xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
-  mm.param @"vision_pretrain_head.position.bias" : tensor<64xf32> group @vision_pretrain_head init #mm.init<zeros>
 
   // LLaMA decoder.
   mm.param @"language_model.model.embed_tokens.weight" : tensor<800x768xf32> group @language_model init #mm.init<normal, 0.02>
@@ -275,9 +273,7 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
   }
 
   // The vision tower's pre-training: the features LLaVA reads (all layers but the last,
-  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels;
-  // plus a second classifier that names each patch's own index, so that the features keep
-  // where they are (the questions ask where objects are and which is above which).
+  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.
   mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"})
       -> (tensor<f32> {mm.name = "loss"}) {
     // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.
@@ -298,14 +294,7 @@ mm.model @llava_small attributes {config = {model_type = "llava", architectures 
     %patch_logits_w = mm.weight @"vision_pretrain_head.weight" : tensor<96x256xf32>
     %patch_logits_b = mm.weight @"vision_pretrain_head.bias" : tensor<96xf32>
     %patch_logits = mm.linear %features, %patch_logits_w, %patch_logits_b : (tensor<1x64x256xf32>, tensor<96x256xf32>, tensor<96xf32>) -> tensor<1x64x96xf32>
-    %class_loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
-    %position_logits_w = mm.weight @"vision_pretrain_head.position.weight" : tensor<64x256xf32>
-    %position_logits_b = mm.weight @"vision_pretrain_head.position.bias" : tensor<64xf32>
-    %position_logits = mm.linear %features, %position_logits_w, %position_logits_b : (tensor<1x64x256xf32>, tensor<64x256xf32>, tensor<64xf32>) -> tensor<1x64x64xf32>
-    %patch_index = mm.iota : tensor<64xi32>
-    %position_targets = mm.reshape %patch_index : (tensor<64xi32>) -> tensor<1x64xi32>
-    %position_loss = mm.cross_entropy %position_logits, %position_targets {ignore_index = -100 : i64} : (tensor<1x64x64xf32>, tensor<1x64xi32>) -> tensor<f32>
-    %loss = mm.add %class_loss, %position_loss : tensor<f32>
+    %loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
     mm.return %loss : tensor<f32>
   }
 

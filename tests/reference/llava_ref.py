@@ -388,36 +388,11 @@ def selected_features(cfg, W, pixels, dump=None):
     return feats
 
 
-def patch_heads(cfg, W, pixels):
-    """pixels [B,3,H,W] -> (class logits [B, patches, classes], position logits
-    [B, patches, patches] or None): llava-tiny's `patch_loss` entry, the selected
-    features through `vision_pretrain_head` and, where the model has it,
-    `vision_pretrain_head.position` (which names each patch's own index)."""
-    feats = selected_features(cfg, W, pixels)
-    classes = linear(feats, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias"))
-    if not W.has("vision_pretrain_head.position.weight"):
-        return classes, None
-    return classes, linear(feats, W.get("vision_pretrain_head.position.weight"),
-                           W.get("vision_pretrain_head.position.bias"))
-
-
 def patch_logits(cfg, W, pixels):
-    """pixels [B,3,H,W] -> [B, patches, classes]: the class head of `patch_loss`."""
-    return patch_heads(cfg, W, pixels)[0]
-
-
-def patch_loss_sum(cfg, W, pixels, labels, ignore_index=-100):
-    """`patch_loss` summed over patches: cross-entropy of the class head against
-    LABELS [B, patches] (IGNORE_INDEX skipped), plus that of the position head
-    against each patch's index."""
-    classes, positions = patch_heads(cfg, W, pixels)
-    loss = torch.nn.functional.cross_entropy(classes.reshape(-1, classes.shape[-1]), labels.reshape(-1).long(),
-                                             ignore_index=ignore_index, reduction="sum")
-    if positions is not None:
-        P = positions.shape[1]
-        loss = loss + torch.nn.functional.cross_entropy(
-            positions.reshape(-1, P), torch.arange(P).repeat(positions.shape[0]), reduction="sum")
-    return loss
+    """pixels [B,3,H,W] -> [B, patches, classes]: llava-tiny's `patch_loss`
+    entry, the selected features through `vision_pretrain_head`."""
+    return linear(selected_features(cfg, W, pixels), W.get("vision_pretrain_head.weight"),
+                  W.get("vision_pretrain_head.bias"))
 
 
 def image_features(cfg, W, pixels, dump=None):

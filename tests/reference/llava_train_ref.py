@@ -418,10 +418,8 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
     if n == 0:  # contributes nothing to the loss nor to any gradient
         return None, 0
     if not sample["input_ids"]:  # a patch-label sample: one image, one label per patch
-        pixels = pixels_of(sample["images"][0])[None]
-        if not is_blip2(cfg):
-            return R.patch_loss_sum(cfg, W, pixels, tg[None], IGNORE_INDEX), n
-        logits = B2.patch_logits(cfg, W, pixels)[0]
+        patch_logits = B2.patch_logits if is_blip2(cfg) else R.patch_logits
+        logits = patch_logits(cfg, W, pixels_of(sample["images"][0])[None])[0]
     else:
         logits = sample_logits(cfg, W, sample, pixels_of)
     return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
