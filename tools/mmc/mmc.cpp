@@ -1,7 +1,7 @@
 //===- mmc.cpp - the mm model compiler --------------------------------------===//
 //
-//   mmc compile MODEL.mlir -o MODEL.so [--target cpu|cuda] [--emit=mlir|cpp|cuda] [--no-fuse]
-//   mmc inspect MODEL.mlir|MODEL.so [--json]
+//   mmc compile MODEL.mlir -o MODEL.so [--target cpu|cuda] [--emit=mlir|cpp|cuda] [--no-fuse] [--remat]
+//   mmc inspect MODEL.mlir|MODEL.so [--json] [--remat]
 //
 //===----------------------------------------------------------------------===//
 #include "mm/Compiler/Driver.h"
@@ -14,8 +14,8 @@
 static int usage(int rc) {
   (rc ? llvm::errs() : llvm::outs())
       << "usage: mmc compile MODEL.mlir -o MODEL.so [--target cpu|cuda] [--emit=mlir|cpp|cuda]\n"
-         "                  [--cuda-arch sm_90] [--no-fuse] [--keep-source] [-v]\n"
-         "       mmc inspect MODEL.mlir|MODEL.so [--json]\n";
+         "                  [--cuda-arch sm_90] [--no-fuse] [--remat] [--keep-source] [-v]\n"
+         "       mmc inspect MODEL.mlir|MODEL.so [--json] [--remat]\n";
   return rc;
 }
 
@@ -46,6 +46,7 @@ int main(int argc, char **argv) {
     else if (a.rfind("--cuda-arch", 0) == 0) opts.cudaArch = value("--cuda-arch");
     else if (a == "--keep-source") opts.keepSource = true;
     else if (a == "--no-fuse") opts.fuse = false;
+    else if (a == "--remat") opts.remat = true;
     else if (a == "-v" || a == "--verbose") opts.verbose = true;
     else if (a == "--json") json = true;
     else if (!a.empty() && a[0] == '-') {
@@ -64,7 +65,7 @@ int main(int argc, char **argv) {
   if (command == "compile")
     return mm::compileModel(input, opts);
   if (command == "inspect")
-    return mm::inspectModel(input, json, llvm::outs());
+    return mm::inspectModel(input, json, llvm::outs(), opts.remat);
   llvm::errs() << "mmc: error: unknown command '" << command << "'\n";
   return usage(1);
 }

@@ -90,7 +90,7 @@ int compileModel(const std::string &modelPath, const CompileOptions &opts) {
     return 1;
 
   PassManager pm(&ctx);
-  buildCompilePipeline(pm, opts.fuse);
+  buildCompilePipeline(pm, opts.fuse, opts.remat);
   if (failed(pm.run(*module)))
     return 1;
   if (opts.emit == "mlir")

@@ -42,7 +42,7 @@ std::optional<json::Object> manifestFromLibrary(const std::string &path) {
   return *parsed->getAsObject();
 }
 
-std::optional<json::Object> manifestFromSource(const std::string &path) {
+std::optional<json::Object> manifestFromSource(const std::string &path, bool remat) {
   DialectRegistry registry;
   registerMMDialects(registry);
   MLIRContext ctx(registry);
@@ -53,7 +53,7 @@ std::optional<json::Object> manifestFromSource(const std::string &path) {
   if (!module)
     return std::nullopt;
   PassManager pm(&ctx);
-  buildCompilePipeline(pm);
+  buildCompilePipeline(pm, /*fuse=*/true, remat);
   if (failed(pm.run(*module)))
     return std::nullopt;
   return buildManifest(model, "source");
@@ -118,7 +118,8 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
           os << "; bytes: parameters " << withCommas(b->getInteger("parameters").value_or(0)) << ", gradients "
              << withCommas(b->getInteger("gradients").value_or(0)) << ", optimizer state "
              << withCommas(b->getInteger("optimizer_state").value_or(0)) << ", activations "
-             << withCommas(b->getInteger("activations").value_or(0));
+             << withCommas(b->getInteger("activations").value_or(0)) << " (workspace "
+             << withCommas(b->getInteger("workspace").value_or(0)) << " with the gradients)";
         os << "\n";
       }
     }
@@ -160,10 +161,15 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
 
 } // namespace
 
-int inspectModel(const std::string &path, bool asJson, llvm::raw_ostream &os) {
+int inspectModel(const std::string &path, bool asJson, llvm::raw_ostream &os, bool remat) {
   llvm::StringRef p(path);
+  if (remat && p.ends_with(".so")) {
+    llvm::errs() << "mmc: error: --remat plans a model file's memory; " << path
+                 << " is a compiled library (its plan is fixed: compile it with --remat)\n";
+    return 1;
+  }
   std::optional<json::Object> manifest =
-      p.ends_with(".so") ? manifestFromLibrary(path) : manifestFromSource(path);
+      p.ends_with(".so") ? manifestFromLibrary(path) : manifestFromSource(path, remat);
   if (!manifest)
     return 1;
   if (asJson)

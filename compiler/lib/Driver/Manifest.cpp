@@ -199,8 +199,10 @@ json::Object buildManifest(ModelOp model, StringRef target) {
       so["flops_per_sample"] = entryFlops(step);
       json::Object bytes{{"parameters", paramBytes}, {"gradients", trainBytes},
                          {"optimizer_state", 2 * trainBytes}};
+      if (auto act = step->getAttrOfType<IntegerAttr>(kActivationAttr))
+        bytes["activations"] = act.getInt();
       if (auto ws = step->getAttrOfType<IntegerAttr>(kWorkspaceAttr))
-        bytes["activations"] = ws.getInt();
+        bytes["workspace"] = ws.getInt();
       so["bytes"] = std::move(bytes);
     }
   }

@@ -37,13 +37,18 @@ OwningOpRef<ModuleOp> parseModelFile(const std::string &path, MLIRContext &ctx, 
   return module;
 }
 
-void buildCompilePipeline(OpPassManager &pm, bool fuse) {
+void buildCompilePipeline(OpPassManager &pm, bool fuse, bool remat) {
   OpPassManager &modelPm = pm.nest<ModelOp>();
   // Layers first: memory planning and code generation expect flat entry
   // bodies with every parameter at the top level.
   modelPm.addPass(createExpandLayers());
   // Autodiff on flat entries, so each stage's step sees every op of its loss.
   modelPm.addPass(createAutodiff());
+  // Recomputation on the finished training steps, before fusion: a forward
+  // activation the backward no longer reads has one use left, which fusion
+  // can then fold into its producer.
+  if (remat)
+    modelPm.addPass(createRemat());
   // Fusion after autodiff (fused ops have no VJP rule), on the training
   // steps as on the forward entries; before planning, which places the
   // fused ops' results.

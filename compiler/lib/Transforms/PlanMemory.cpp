@@ -94,6 +94,11 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
 
     Arena arena;
     std::multimap<int64_t, std::pair<int64_t, int64_t>> dying; // last use -> (offset, bytes)
+    // The entry's results (a training step's gradients) stay in the arena to
+    // the end; everything else live at once is the activation memory.
+    DenseSet<Value> returned(block.getTerminator()->operand_begin(), block.getTerminator()->operand_end());
+    DenseMap<int64_t, int64_t> activationAt; // offset -> bytes of a live non-result value
+    int64_t live = 0, peak = 0;
     Builder b(entry.getContext());
     for (Operation &op : block) {
       int64_t at = index[&op];
@@ -108,15 +113,25 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
         // A result nobody reads dies at once; otherwise at its last use.
         int64_t dies = lastUse.count(result) ? lastUse[result] : at;
         dying.insert({dies, {offset, bytes}});
+        if (!returned.contains(result)) {
+          activationAt[offset] = bytes;
+          peak = std::max(peak, live += bytes);
+        }
       }
       // Free what dies here, after this op's result has been placed: an
       // op never writes over its own inputs.
       auto range = dying.equal_range(at);
-      for (auto it = range.first; it != range.second; ++it)
+      for (auto it = range.first; it != range.second; ++it) {
         arena.release(it->second.first, it->second.second);
+        if (auto a = activationAt.find(it->second.first); a != activationAt.end()) {
+          live -= a->second;
+          activationAt.erase(a);
+        }
+      }
       dying.erase(range.first, range.second);
     }
     entry->setAttr(kWorkspaceAttr, b.getI64IntegerAttr(arena.size()));
+    entry->setAttr(kActivationAttr, b.getI64IntegerAttr(peak));
     return success();
   }
 };

@@ -3,8 +3,10 @@
 // COM: A chain a -> b -> c -> d of 4 KiB tensors needs only two live buffers:
 // COM: each result is placed before its input is freed (no in-place writes),
 // COM: and the buffer freed by the last read is reused.
+// COM: The result %d is not an activation: at most two intermediates are live.
 // CHECK-LABEL: mm.model @chain
 // CHECK: mm.entry @f
+// CHECK-SAME: mm.activation_bytes = 8192
 // CHECK-SAME: mm.workspace_bytes = 8192
 // CHECK: mm.relu %{{.*}} {mm.offset = 0 : i64}
 // CHECK: mm.relu %{{.*}} {mm.offset = 4096 : i64}
@@ -24,7 +26,7 @@ mm.model @chain {
 
 // COM: A value read late (the residual %a) stays live across the ops in between.
 // CHECK-LABEL: mm.model @residual
-// CHECK: mm.workspace_bytes = 12288
+// CHECK: mm.activation_bytes = 12288 : i64, mm.workspace_bytes = 12288
 // CHECK: %[[A:.*]] = mm.relu %{{.*}} {mm.offset = 0 : i64}
 // CHECK: mm.relu %[[A]] {mm.offset = 4096 : i64}
 // CHECK: mm.relu %{{.*}} {mm.offset = 8192 : i64}
@@ -43,7 +45,7 @@ mm.model @residual {
 
 // COM: Parameters need no arena space; sizes are rounded up to the 64-byte alignment.
 // CHECK-LABEL: mm.model @weights
-// CHECK: mm.workspace_bytes = 64
+// CHECK: mm.activation_bytes = 0 : i64, mm.workspace_bytes = 64
 // CHECK: mm.weight @w : tensor<3xf32>
 // CHECK-NOT: mm.offset
 // CHECK: mm.add {{.*}} {mm.offset = 0 : i64}

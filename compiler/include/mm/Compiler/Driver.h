@@ -24,8 +24,10 @@ mlir::OwningOpRef<mlir::ModuleOp> parseModelFile(const std::string &path, mlir::
 
 /// The compilation pipeline: every ordering constraint is commented where
 /// the passes are added. FUSE = false leaves out mm-fuse (`mmc compile
-/// --no-fuse`): every op keeps its own kernel.
-void buildCompilePipeline(mlir::OpPassManager &pm, bool fuse = true);
+/// --no-fuse`): every op keeps its own kernel. REMAT adds mm-remat (`mmc
+/// compile --remat`): training steps recompute cheap activations in the
+/// backward instead of keeping them.
+void buildCompilePipeline(mlir::OpPassManager &pm, bool fuse = true, bool remat = false);
 
 /// The manifest a compiled library carries (and `mmc inspect` prints).
 /// `model` may be before or after the pipeline; workspace sizes appear once
@@ -40,14 +42,16 @@ struct CompileOptions {
   bool keepSource = false;
   bool verbose = false;
   bool fuse = true; // --no-fuse: the unfused path, one kernel per op
+  bool remat = false; // --remat: recompute cheap activations in the backward
 };
 
 /// Runs the pipeline, generates code and builds the library. Returns 0 or
 /// an exit code after reporting the error.
 int compileModel(const std::string &modelPath, const CompileOptions &options);
 
-/// `mmc inspect FILE [--json]` for a .mlir or a compiled .so.
-int inspectModel(const std::string &path, bool json, llvm::raw_ostream &os);
+/// `mmc inspect FILE [--json] [--remat]` for a .mlir or a compiled .so
+/// (REMAT: plan a .mlir's memory as `mmc compile --remat` would).
+int inspectModel(const std::string &path, bool json, llvm::raw_ostream &os, bool remat = false);
 
 } // namespace mm
 

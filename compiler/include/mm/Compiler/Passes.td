@@ -65,6 +65,28 @@ def Fuse : Pass<"mm-fuse", "::mm::ModelOp"> {
   ];
 }
 
+def Remat : Pass<"mm-remat", "::mm::ModelOp"> {
+  let summary = "Recompute cheap activations in the backward instead of saving them";
+  let description = [{
+    In each training step (an `mm.entry` with `mm.stage`, built by
+    `mm-autodiff`), the forward results of cheap ops that the backward reads
+    (activations: `mm.gelu`, `mm.quick_gelu`, `mm.silu`, `mm.relu`; `mm.mul`;
+    the norms `mm.layer_norm` and `mm.rms_norm`) are computed a second time
+    just before their first backward use, and the backward reads that copy.
+    The forward value then dies at its last forward use instead of living
+    through the whole backward, and the arena `mm-plan-memory` lays out
+    shrinks. An op is recomputed only when every operand is available to
+    the backward anyway (a parameter, an entry argument, a value a backward
+    op reads, or one recomputed itself): recomputing never lengthens another
+    value's life. The forward ends at the op that computes the loss (the
+    step's first result). `mmc compile --remat` runs it after `mm-autodiff`
+    and before `mm-fuse`; with `report`, each decision is a remark.
+  }];
+  let options = [
+    Option<"report", "report", "bool", "false", "Emit a remark for each recomputed op and each refusal">
+  ];
+}
+
 def PlanMemory : Pass<"mm-plan-memory", "::mm::ModelOp"> {
   let summary = "Assign every intermediate tensor an offset in one arena per entry";
   let description = [{
@@ -72,7 +94,10 @@ def PlanMemory : Pass<"mm-plan-memory", "::mm::ModelOp"> {
     and places every op result that needs storage (everything but
     `mm.weight`) in a per-entry arena with first-fit reuse of freed ranges.
     Writes `mm.offset` (bytes) on each such op and `mm.workspace_bytes` on
-    the entry. Must run after `mm-expand-layers` (it expects flat bodies).
+    the entry, and `mm.activation_bytes`: the most bytes of intermediate
+    values live at once, the entry's results (a training step's gradients)
+    left out (what `mmc inspect` reports as a stage's activations). Must
+    run after `mm-expand-layers` (it expects flat bodies).
   }];
   let options = [
     Option<"alignment", "alignment", "int64_t", "64", "Byte alignment of each buffer">
