@@ -118,8 +118,8 @@ void printHuman(const json::Object &m, llvm::raw_ostream &os) {
           os << "; bytes: parameters " << withCommas(b->getInteger("parameters").value_or(0)) << ", gradients "
              << withCommas(b->getInteger("gradients").value_or(0)) << ", optimizer state "
              << withCommas(b->getInteger("optimizer_state").value_or(0)) << ", activations "
-             << withCommas(b->getInteger("activations").value_or(0)) << " (workspace "
-             << withCommas(b->getInteger("workspace").value_or(0)) << " with the gradients)";
+             << withCommas(b->getInteger("activations").value_or(0)) << " (arena "
+             << withCommas(b->getInteger("workspace").value_or(0)) << ")";
         os << "\n";
       }
     }

@@ -14,6 +14,7 @@ inline std::string bufferExpr(const Buffer &b, bool output) {
   case Buffer::Param: return "(" + type + ")params[" + std::to_string(b.index) + "]";
   case Buffer::Arg: return "(" + type + ")args[" + std::to_string(b.index) + "]";
   case Buffer::Arena: return "(" + type + ")(arena + " + std::to_string(b.index) + ")";
+  case Buffer::Result: return "(" + type + ")results[" + std::to_string(b.index) + "]";
   }
   return "nullptr";
 }

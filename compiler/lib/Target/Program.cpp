@@ -46,8 +46,11 @@ FailureOr<Program> buildProgram(ModelOp model) {
       }
       if (auto ret = dyn_cast<ReturnOp>(op)) {
         for (auto [i, v] : llvm::enumerate(ret.getOperands())) {
+          Buffer source = where.lookup(v);
+          if (source.kind == Buffer::Result && source.index == (int64_t)i)
+            continue; // written in place
           auto t = cast<RankedTensorType>(v.getType());
-          ep.copies.push_back({(int64_t)i, where.lookup(v),
+          ep.copies.push_back({(int64_t)i, source,
                                t.getNumElements() * t.getElementTypeBitWidth() / 8});
         }
         continue;
@@ -63,6 +66,8 @@ FailureOr<Program> buildProgram(ModelOp model) {
       KernelCall call{it->second, {}, {}};
       if (auto update = dyn_cast<CacheUpdateOp>(op)) {
         call.result = where.lookup(update.getCache()); // in place
+      } else if (auto result = op.getAttrOfType<IntegerAttr>(kResultAttr)) {
+        call.result = {Buffer::Result, result.getInt(), elementCType(op.getResult(0).getType())};
       } else {
         auto offset = op.getAttrOfType<IntegerAttr>(kOffsetAttr);
         if (!offset)

@@ -94,11 +94,14 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
 
     Arena arena;
     std::multimap<int64_t, std::pair<int64_t, int64_t>> dying; // last use -> (offset, bytes)
-    // The entry's results (a training step's gradients) stay in the arena to
-    // the end; everything else live at once is the activation memory.
-    DenseSet<Value> returned(block.getTerminator()->operand_begin(), block.getTerminator()->operand_end());
-    DenseMap<int64_t, int64_t> activationAt; // offset -> bytes of a live non-result value
-    int64_t live = 0, peak = 0;
+    // An op whose result the entry returns writes it straight into the
+    // caller's result buffer (the first, if it is returned more than once):
+    // no arena space, no copy at the end. What is live at once in the arena
+    // is then the activation memory.
+    DenseMap<Value, int64_t> returned;
+    for (auto [i, v] : llvm::enumerate(block.getTerminator()->getOperands()))
+      returned.try_emplace(v, i);
+    int64_t live = 0, peak = 0; // bytes placed in the arena and not yet freed
     Builder b(entry.getContext());
     for (Operation &op : block) {
       int64_t at = index[&op];
@@ -107,14 +110,15 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
         if (op.getNumResults() != 1)
           return op.emitOpError("mm-plan-memory supports single-result ops only");
         Value result = op.getResult(0);
-        int64_t bytes = (bytesOf(result) + alignment - 1) / alignment * alignment;
-        int64_t offset = arena.allocate(bytes);
-        op.setAttr(kOffsetAttr, b.getI64IntegerAttr(offset));
-        // A result nobody reads dies at once; otherwise at its last use.
-        int64_t dies = lastUse.count(result) ? lastUse[result] : at;
-        dying.insert({dies, {offset, bytes}});
-        if (!returned.contains(result)) {
-          activationAt[offset] = bytes;
+        if (auto it = returned.find(result); it != returned.end()) {
+          op.setAttr(kResultAttr, b.getI64IntegerAttr(it->second));
+        } else {
+          int64_t bytes = (bytesOf(result) + alignment - 1) / alignment * alignment;
+          int64_t offset = arena.allocate(bytes);
+          op.setAttr(kOffsetAttr, b.getI64IntegerAttr(offset));
+          // A result nobody reads dies at once; otherwise at its last use.
+          int64_t dies = lastUse.count(result) ? lastUse[result] : at;
+          dying.insert({dies, {offset, bytes}});
           peak = std::max(peak, live += bytes);
         }
       }
@@ -123,10 +127,7 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
       auto range = dying.equal_range(at);
       for (auto it = range.first; it != range.second; ++it) {
         arena.release(it->second.first, it->second.second);
-        if (auto a = activationAt.find(it->second.first); a != activationAt.end()) {
-          live -= a->second;
-          activationAt.erase(a);
-        }
+        live -= it->second.second;
       }
       dying.erase(range.first, range.second);
     }

@@ -4,7 +4,8 @@
 
 // COM: Identical ops (same op, shapes, attributes) share one kernel; shapes are
 // COM: baked in as constants; parameters, arguments and arena buffers are
-// COM: addressed from the entry's tables; the result is copied out at the end.
+// COM: addressed from the entry's tables; the op computing the result writes
+// COM: it into the caller's buffer.
 // CHECK: // mm.linear: x[2,8] w[4,8] b[4] -> y[2,4]
 // CHECK-NEXT: static void k0_linear(const float * __restrict x, const float * __restrict w, const float * __restrict b, float * __restrict y) {
 // CHECK-NEXT:   typedef float T;
@@ -32,11 +33,18 @@
 // CHECK-NEXT: k0_linear((const float *)args[0], (const float *)params[0], (const float *)params[1], (float *)(arena + 0));
 // CHECK-NEXT: mm_tock(prof, 0, t0);
 // CHECK-NEXT: t0 = mm_tick(prof);
-// CHECK-NEXT: k2_mul((const float *)(arena + 64), (const float *)(arena + 0), (float *)(arena + 128));
+// CHECK-NEXT: k2_mul((const float *)(arena + 64), (const float *)(arena + 0), (float *)results[0]);
 // CHECK-NEXT: mm_tock(prof, 2, t0);
-// CHECK: memcpy(results[0], (const float *)(arena + 128), 32);
+// CHECK-NOT: memcpy
+// CHECK: static int entry_twice(
+// COM: A value returned twice is copied from the first result buffer; an
+// COM: argument returned as it is, from the argument.
+// CHECK: k3_relu((const float *)args[0], (float *)results[0]);
+// CHECK: memcpy(results[1], (const float *)results[0], 32);
+// CHECK-NEXT: memcpy(results[2], (const float *)args[0], 32);
 // CHECK: static const mm_entry_desc kEntries[] = {
-// CHECK-NEXT: {"forward", entry_forward, 192ull, 1, 1},
+// CHECK-NEXT: {"forward", entry_forward, 128ull, 1, 1},
+// CHECK-NEXT: {"twice", entry_twice, 0ull, 1, 3},
 // CHECK: extern "C" __attribute__((visibility("default"))) const mm_model_desc *mm_model_v1(void)
 
 // COM: Fused (the default), the first linear's silu joins its epilogue; the
@@ -67,5 +75,9 @@ mm.model @tiny {
     %z = mm.linear %x, %w, %b : (tensor<2x8xf32>, tensor<4x8xf32>, tensor<4xf32>) -> tensor<2x4xf32>
     %o = mm.mul %s, %z : tensor<2x4xf32>
     mm.return %o : tensor<2x4xf32>
+  }
+  mm.entry @twice(%x: tensor<2x4xf32>) -> (tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>) {
+    %r = mm.relu %x : tensor<2x4xf32>
+    mm.return %r, %r, %x : tensor<2x4xf32>, tensor<2x4xf32>, tensor<2x4xf32>
   }
 }

@@ -3,7 +3,8 @@
 // COM: A chain a -> b -> c -> d of 4 KiB tensors needs only two live buffers:
 // COM: each result is placed before its input is freed (no in-place writes),
 // COM: and the buffer freed by the last read is reused.
-// COM: The result %d is not an activation: at most two intermediates are live.
+// COM: The entry's result %d is written straight into the caller's result
+// COM: buffer (mm.result): the arena holds at most two intermediates.
 // CHECK-LABEL: mm.model @chain
 // CHECK: mm.entry @f
 // CHECK-SAME: mm.activation_bytes = 8192
@@ -11,7 +12,7 @@
 // CHECK: mm.relu %{{.*}} {mm.offset = 0 : i64}
 // CHECK: mm.relu %{{.*}} {mm.offset = 4096 : i64}
 // CHECK: mm.relu %{{.*}} {mm.offset = 0 : i64}
-// CHECK: mm.relu %{{.*}} {mm.offset = 4096 : i64}
+// CHECK: mm.relu %{{.*}} {mm.result = 0 : i64}
 mm.model @chain {
   mm.entry @f(%x: tensor<1024xf32>) -> tensor<1024xf32> {
     %a = mm.relu %x : tensor<1024xf32>
@@ -30,7 +31,7 @@ mm.model @chain {
 // CHECK: %[[A:.*]] = mm.relu %{{.*}} {mm.offset = 0 : i64}
 // CHECK: mm.relu %[[A]] {mm.offset = 4096 : i64}
 // CHECK: mm.relu %{{.*}} {mm.offset = 8192 : i64}
-// CHECK: mm.add %[[A]], %{{.*}} {mm.offset = 4096 : i64}
+// CHECK: mm.add %[[A]], %{{.*}} {mm.result = 0 : i64}
 mm.model @residual {
   mm.entry @f(%x: tensor<1024xf32>) -> tensor<1024xf32> {
     %a = mm.relu %x : tensor<1024xf32>
@@ -45,16 +46,33 @@ mm.model @residual {
 
 // COM: Parameters need no arena space; sizes are rounded up to the 64-byte alignment.
 // CHECK-LABEL: mm.model @weights
-// CHECK: mm.activation_bytes = 0 : i64, mm.workspace_bytes = 64
+// CHECK: mm.activation_bytes = 64 : i64, mm.workspace_bytes = 64
 // CHECK: mm.weight @w : tensor<3xf32>
 // CHECK-NOT: mm.offset
 // CHECK: mm.add {{.*}} {mm.offset = 0 : i64}
+// CHECK: mm.mul {{.*}} {mm.result = 0 : i64}
 mm.model @weights {
   mm.group @g
   mm.param @"w" : tensor<3xf32> group @g init #mm.init<ones>
   mm.entry @f(%x: tensor<3xf32>) -> tensor<3xf32> {
     %w = mm.weight @"w" : tensor<3xf32>
     %y = mm.add %x, %w : tensor<3xf32>
-    mm.return %y : tensor<3xf32>
+    %z = mm.mul %y, %w : tensor<3xf32>
+    mm.return %z : tensor<3xf32>
+  }
+}
+
+// -----
+
+// COM: A value returned twice is written into the first result buffer; the
+// COM: second is copied from it (code generation). An argument or a
+// COM: parameter returned as it is takes no arena space either.
+// CHECK-LABEL: mm.model @returned_twice
+// CHECK: mm.activation_bytes = 0 : i64, mm.workspace_bytes = 0
+// CHECK: mm.relu %{{.*}} {mm.result = 0 : i64}
+mm.model @returned_twice {
+  mm.entry @f(%x: tensor<4xf32>) -> (tensor<4xf32>, tensor<4xf32>, tensor<4xf32>) {
+    %y = mm.relu %x : tensor<4xf32>
+    mm.return %y, %y, %x : tensor<4xf32>, tensor<4xf32>, tensor<4xf32>
   }
 }

@@ -17,8 +17,8 @@ namespace mm {
 
 /// Where a tensor lives while an entry runs.
 struct Buffer {
-  enum Kind { Param, Arg, Arena } kind;
-  int64_t index; // parameter index, argument index, or arena byte offset
+  enum Kind { Param, Arg, Arena, Result } kind;
+  int64_t index; // parameter index, argument index, arena byte offset, or result index
   std::string ctype; // element type in C: float, double, int32_t
 };
 

@@ -16,6 +16,8 @@ namespace mm {
 /// Attribute names the passes leave for target code generation.
 inline constexpr const char *kOffsetAttr = "mm.offset";
 inline constexpr const char *kWorkspaceAttr = "mm.workspace_bytes";
+/// On an op whose result the entry returns: which result buffer it writes.
+inline constexpr const char *kResultAttr = "mm.result";
 /// The most bytes of intermediate values (the entry's results excluded) live at once.
 inline constexpr const char *kActivationAttr = "mm.activation_bytes";
 

@@ -92,12 +92,14 @@ def PlanMemory : Pass<"mm-plan-memory", "::mm::ModelOp"> {
   let description = [{
     Walks each `mm.entry` in program order, computes each value's last use,
     and places every op result that needs storage (everything but
-    `mm.weight`) in a per-entry arena with first-fit reuse of freed ranges.
-    Writes `mm.offset` (bytes) on each such op and `mm.workspace_bytes` on
-    the entry, and `mm.activation_bytes`: the most bytes of intermediate
-    values live at once, the entry's results (a training step's gradients)
-    left out (what `mmc inspect` reports as a stage's activations). Must
-    run after `mm-expand-layers` (it expects flat bodies).
+    `mm.weight`) in a per-entry arena with first-fit reuse of freed ranges,
+    except what the entry returns: an op whose result is returned writes it
+    straight into the caller's result buffer (`mm.result = i`; a training
+    step's gradients never occupy the arena nor get copied out of it).
+    Writes `mm.offset` (bytes) on each placed op, and `mm.workspace_bytes`
+    and `mm.activation_bytes` (the most bytes live at once: what `mmc
+    inspect` reports as a stage's activations) on the entry. Must run after
+    `mm-expand-layers` (it expects flat bodies).
   }];
   let options = [
     Option<"alignment", "alignment", "int64_t", "64", "Byte alignment of each buffer">
