@@ -105,7 +105,7 @@ int compileModel(const std::string &modelPath, const CompileOptions &opts) {
   if (failed(program))
     return 1;
   std::string manifest;
-  llvm::raw_string_ostream(manifest) << llvm::json::Value(buildManifest(model, opts.target));
+  llvm::raw_string_ostream(manifest) << llvm::json::Value(buildManifest(model, opts.target, opts.fuse, opts.remat));
   EmbeddedData data{manifest, *tokenizer};
   bool cuda = opts.target == "cuda";
   std::string source = cuda ? emitCuda(*program, data) : emitCpp(*program, data);

@@ -56,7 +56,7 @@ std::optional<json::Object> manifestFromSource(const std::string &path, bool rem
   buildCompilePipeline(pm, /*fuse=*/true, remat);
   if (failed(pm.run(*module)))
     return std::nullopt;
-  return buildManifest(model, "source");
+  return buildManifest(model, "source", /*fuse=*/true, remat);
 }
 
 std::string shapeStr(const json::Value *shape) {
@@ -74,8 +74,13 @@ std::string withCommas(int64_t n) {
 }
 
 void printHuman(const json::Object &m, llvm::raw_ostream &os) {
-  os << "model " << m.getString("name").value_or("?") << " (" << m.getString("target").value_or("?")
-     << ")\n\nconfiguration (Hugging Face config.json):\n";
+  os << "model " << m.getString("name").value_or("?") << " (" << m.getString("target").value_or("?");
+  // The pipeline's options, where they are not the defaults.
+  if (const json::Object *o = m.getObject("compile_options")) {
+    if (!o->getBoolean("fuse").value_or(true)) os << ", --no-fuse";
+    if (o->getBoolean("remat").value_or(false)) os << ", --remat";
+  }
+  os << ")\n\nconfiguration (Hugging Face config.json):\n";
   if (const json::Value *config = m.get("config"))
     os << llvm::formatv("{0:2}", *config) << "\n";
 

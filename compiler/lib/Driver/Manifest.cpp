@@ -123,11 +123,12 @@ llvm::StringSet<> parametersRead(EntryOp e) {
 
 } // namespace
 
-json::Object buildManifest(ModelOp model, StringRef target) {
+json::Object buildManifest(ModelOp model, StringRef target, bool fuse, bool remat) {
   json::Object m;
   m["abi_version"] = 1;
   m["name"] = model.getSymName().str();
   m["target"] = target.str();
+  m["compile_options"] = json::Object{{"fuse", fuse}, {"remat", remat}};
   m["config"] = model.getConfig() ? attrToJson(model.getConfigAttr()) : json::Object{};
 
   std::vector<ParameterInfo> params = collectParameters(model);

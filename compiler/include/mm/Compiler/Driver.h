@@ -31,8 +31,8 @@ void buildCompilePipeline(mlir::OpPassManager &pm, bool fuse = true, bool remat 
 
 /// The manifest a compiled library carries (and `mmc inspect` prints).
 /// `model` may be before or after the pipeline; workspace sizes appear once
-/// memory is planned.
-llvm::json::Object buildManifest(ModelOp model, llvm::StringRef target);
+/// memory is planned. FUSE and REMAT record the pipeline's options.
+llvm::json::Object buildManifest(ModelOp model, llvm::StringRef target, bool fuse = true, bool remat = false);
 
 struct CompileOptions {
   std::string target = "cpu"; // cpu | cuda
