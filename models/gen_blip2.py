@@ -67,6 +67,16 @@ def generate(c):
     def param(name, shape, group, init=NORMAL, pre="  "):
         w(f'{pre}mm.param @"{name}" : {t(*shape)} group @{group} init {init}')
 
+    def linear_params(name, n, k, group):
+        """A layer's linear NAME: weight [N, K] (normal) and bias [N] (zeros)."""
+        param(f"{name}.weight", [n, k], group, pre=ind)
+        param(f"{name}.bias", [n], group, ZEROS, pre=ind)
+
+    def norm_params(name, d, group):
+        """A layer's LayerNorm NAME over D features: weight (ones) and bias (zeros)."""
+        param(f"{name}.weight", [d], group, ONES, pre=ind)
+        param(f"{name}.bias", [d], group, ZEROS, pre=ind)
+
     def weight(var, name, shape):
         w(f'{ind}%{var} = mm.weight @"{name}" : {t(*shape)}')
 
@@ -151,15 +161,11 @@ def generate(c):
         # EVA keeps q and v biases apart; k has none (HF adds a zero third).
         param("self_attn.q_bias", [VD], "vision_model", ZEROS, pre=ind)
         param("self_attn.v_bias", [VD], "vision_model", ZEROS, pre=ind)
-        param("self_attn.projection.weight", [VD, VD], "vision_model", pre=ind)
-        param("self_attn.projection.bias", [VD], "vision_model", ZEROS, pre=ind)
+        linear_params("self_attn.projection", VD, VD, "vision_model")
         for nm in ["layer_norm1", "layer_norm2"]:
-            param(f"{nm}.weight", [VD], "vision_model", ONES, pre=ind)
-            param(f"{nm}.bias", [VD], "vision_model", ZEROS, pre=ind)
-        param("mlp.fc1.weight", [c["vinter"], VD], "vision_model", pre=ind)
-        param("mlp.fc1.bias", [c["vinter"]], "vision_model", ZEROS, pre=ind)
-        param("mlp.fc2.weight", [VD, c["vinter"]], "vision_model", pre=ind)
-        param("mlp.fc2.bias", [VD], "vision_model", ZEROS, pre=ind)
+            norm_params(nm, VD, "vision_model")
+        linear_params("mlp.fc1", c["vinter"], VD, "vision_model")
+        linear_params("mlp.fc2", VD, c["vinter"], "vision_model")
         xs = [1, V]
         ln("ln1", "x", "layer_norm1", VD, xs, V_EPS)
         w("    // qkv bias = [q_bias, 0, v_bias]")
@@ -319,26 +325,17 @@ def generate(c):
         for blk in blocks:
             for n in ["query", "key", "value"]:
                 k_in = VD if blk == "crossattention" and n != "query" else QD
-                param(f"{blk}.attention.{n}.weight", [QD, k_in], "qformer", pre=ind)
-                param(f"{blk}.attention.{n}.bias", [QD], "qformer", ZEROS, pre=ind)
-            param(f"{blk}.output.dense.weight", [QD, QD], "qformer", pre=ind)
-            param(f"{blk}.output.dense.bias", [QD], "qformer", ZEROS, pre=ind)
-            param(f"{blk}.output.LayerNorm.weight", [QD], "qformer", ONES, pre=ind)
-            param(f"{blk}.output.LayerNorm.bias", [QD], "qformer", ZEROS, pre=ind)
-        param("intermediate_query.dense.weight", [c["qinter"], QD], "qformer", pre=ind)
-        param("intermediate_query.dense.bias", [c["qinter"]], "qformer", ZEROS, pre=ind)
-        param("output_query.dense.weight", [QD, c["qinter"]], "qformer", pre=ind)
-        param("output_query.dense.bias", [QD], "qformer", ZEROS, pre=ind)
-        param("output_query.LayerNorm.weight", [QD], "qformer", ONES, pre=ind)
-        param("output_query.LayerNorm.bias", [QD], "qformer", ZEROS, pre=ind)
+                linear_params(f"{blk}.attention.{n}", QD, k_in, "qformer")
+            linear_params(f"{blk}.output.dense", QD, QD, "qformer")
+            norm_params(f"{blk}.output.LayerNorm", QD, "qformer")
+        linear_params("intermediate_query.dense", c["qinter"], QD, "qformer")
+        linear_params("output_query.dense", QD, c["qinter"], "qformer")
+        norm_params("output_query.LayerNorm", QD, "qformer")
         if s1:
             w("    // The text positions' feed-forward (stage 1 only; this query path does not read it).")
-            param("intermediate.dense.weight", [c["qinter"], QD], "qformer_stage1", pre=ind)
-            param("intermediate.dense.bias", [c["qinter"]], "qformer_stage1", ZEROS, pre=ind)
-            param("output.dense.weight", [QD, c["qinter"]], "qformer_stage1", pre=ind)
-            param("output.dense.bias", [QD], "qformer_stage1", ZEROS, pre=ind)
-            param("output.LayerNorm.weight", [QD], "qformer_stage1", ONES, pre=ind)
-            param("output.LayerNorm.bias", [QD], "qformer_stage1", ZEROS, pre=ind)
+            linear_params("intermediate.dense", c["qinter"], QD, "qformer_stage1")
+            linear_params("output.dense", QD, c["qinter"], "qformer_stage1")
+            norm_params("output.LayerNorm", QD, "qformer_stage1")
         qs = [1, Q]
         w("    // Self-attention over the queries (bidirectional), then residual + LayerNorm.")
         lin("sq", "x", qs, "attention.attention.query", QD, QD)
@@ -388,15 +385,11 @@ def generate(c):
         decoder_layer_header(w, name, mode, xT, cache, x_len, c["tlayers"], f"{lm}.layers", "opt_decoder_layer")
         if mode == "train":
             for n in ["q_proj", "k_proj", "v_proj", "out_proj"]:
-                param(f"self_attn.{n}.weight", [TD, TD], "language_model", pre=ind)
-                param(f"self_attn.{n}.bias", [TD], "language_model", ZEROS, pre=ind)
+                linear_params(f"self_attn.{n}", TD, TD, "language_model")
             for n in ["self_attn_layer_norm", "final_layer_norm"]:
-                param(f"{n}.weight", [TD], "language_model", ONES, pre=ind)
-                param(f"{n}.bias", [TD], "language_model", ZEROS, pre=ind)
-            param("fc1.weight", [c["tinter"], TD], "language_model", pre=ind)
-            param("fc1.bias", [c["tinter"]], "language_model", ZEROS, pre=ind)
-            param("fc2.weight", [TD, c["tinter"]], "language_model", pre=ind)
-            param("fc2.bias", [TD], "language_model", ZEROS, pre=ind)
+                norm_params(n, TD, "language_model")
+            linear_params("fc1", c["tinter"], TD, "language_model")
+            linear_params("fc2", TD, c["tinter"], "language_model")
         xs = [1, T]
         ln("n1", "x", "self_attn_layer_norm", TD, xs, T_EPS)
         lin("q", "n1", xs, "self_attn.q_proj", TD, TD)
