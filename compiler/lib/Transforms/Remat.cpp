@@ -46,12 +46,13 @@ struct RematPass : public mm::impl::RematBase<RematPass> {
     int64_t n = 0;
     for (Operation &op : block) index[&op] = n++;
     const int64_t turn = index[lossOp];
-    auto inBackward = [&](Operation *user) { return index.lookup(user) > turn; };
+    // A use by a backward op (the step's return is not one: it only hands the loss out).
+    auto byBackward = [&](Operation *user) { return user != ret && index.lookup(user) > turn; };
 
     DenseMap<Value, Operation *> copyOf; // forward value -> its recomputation
     auto available = [&](Value v) {
       if (isa<BlockArgument>(v) || isa<WeightOp>(v.getDefiningOp()) || copyOf.count(v)) return true;
-      return llvm::any_of(v.getUsers(), [&](Operation *u) { return u != ret && inBackward(u); });
+      return llvm::any_of(v.getUsers(), byBackward);
     };
     // Moves COPY (and, first, the copies it reads) before POINT where it is not already.
     std::function<void(Operation *, Operation *)> hoist = [&](Operation *copy, Operation *point) {
@@ -68,7 +69,7 @@ struct RematPass : public mm::impl::RematBase<RematPass> {
       Value r = op.getResult(0);
       SmallVector<OpOperand *> backwardUses;
       for (OpOperand &use : r.getUses())
-        if (use.getOwner() != ret && inBackward(use.getOwner())) backwardUses.push_back(&use);
+        if (byBackward(use.getOwner())) backwardUses.push_back(&use);
       if (backwardUses.empty()) continue;
       if (auto missing = llvm::find_if(op.getOperands(), [&](Value v) { return !available(v); });
           missing != op.getOperands().end()) {

@@ -152,10 +152,9 @@ microkernel(int64_t kc, const T *__restrict a, int64_t ars, int64_t acs, const T
 
 /// One block: C(ic.., jc..) over k in [pc, pc + kc). Full MR-row panels of A
 /// are read in place through its strides, or from `aPacked` when it is set
-/// (panel i at aPacked + i * MR * kc); the last,
-/// partial one from `aTail` (packed, zero-padded). B's NR-column panels are
-/// read from `bPacked`, or in place when it is null; a partial last panel
-/// always from `bTail`.
+/// (panel i at aPacked + i * MR * kc); the last, partial one from `aTail`
+/// (packed, zero-padded). B's NR-column panels are read from `bPacked`, or in
+/// place when it is null; a partial last panel always from `bTail`.
 template <typename T> struct Block {
   int64_t kc, mc, nc, ldc, panelStride; // packed B panels start panelStride * NR apart
   bool accumulate;
