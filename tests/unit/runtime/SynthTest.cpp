@@ -338,33 +338,41 @@ TEST(SynthScene, OtherSizes) {
 TEST(SynthScene, PatchLabelsNameTheObjectsThatShow) {
   // COM: the vision tower's pre-training targets: a labelled patch shows an
   // object of the scene (and its class), patches that no box reaches are
-  // background, and every clearly visible object labels some patch.
-  const int grid = 8;
-  std::set<int> classes;
-  for (const Scene &s : manyScenes(200)) {
-    std::vector<int> labels = patchLabels(s, grid);
-    ASSERT_EQ(labels.size(), 64u);
-    const int pw = s.width / grid;
-    for (int gy = 0; gy < grid; ++gy)
-      for (int gx = 0; gx < grid; ++gx) {
-        const int label = labels[gy * grid + gx];
-        ASSERT_GE(label, 0);
-        ASSERT_LT(label, patchClassCount());
-        bool reached = false, named = false;
-        for (const SceneObject &o : s.objects) {
-          // box is [x0, y0, x1, y1) in pixels
-          reached |= o.box[0] < (gx + 1) * pw && o.box[2] > gx * pw && o.box[1] < (gy + 1) * pw && o.box[3] > gy * pw;
-          named |= patchClass(o) == label;
+  // background, and every clearly visible object labels some patch; on a
+  // coarse grid, whose cells a small object only partly covers, all but a
+  // few (a small object split over cells that a larger one fills).
+  for (const int grid : {8, 4}) {
+    std::set<int> classes;
+    int visible = 0, unlabelled = 0;
+    for (const Scene &s : manyScenes(200)) {
+      std::vector<int> labels = patchLabels(s, grid);
+      ASSERT_EQ(labels.size(), size_t(grid * grid));
+      const int pw = s.width / grid;
+      for (int gy = 0; gy < grid; ++gy)
+        for (int gx = 0; gx < grid; ++gx) {
+          const int label = labels[gy * grid + gx];
+          ASSERT_GE(label, 0);
+          ASSERT_LT(label, patchClassCount());
+          bool reached = false, named = false;
+          for (const SceneObject &o : s.objects) {
+            // box is [x0, y0, x1, y1) in pixels
+            reached |= o.box[0] < (gx + 1) * pw && o.box[2] > gx * pw && o.box[1] < (gy + 1) * pw && o.box[3] > gy * pw;
+            named |= patchClass(o) == label;
+          }
+          if (!reached) EXPECT_EQ(label, 0) << s.id << " patch " << gx << "," << gy;
+          if (label) EXPECT_TRUE(named) << s.id << " patch " << gx << "," << gy;
+          classes.insert(label);
         }
-        if (!reached) EXPECT_EQ(label, 0) << s.id << " patch " << gx << "," << gy;
-        if (label) EXPECT_TRUE(named) << s.id << " patch " << gx << "," << gy;
-        classes.insert(label);
-      }
-    for (const SceneObject &o : s.objects)
-      if (o.extent >= 12 && o.visible >= 0.9)
-        EXPECT_NE(std::find(labels.begin(), labels.end(), patchClass(o)), labels.end()) << s.id << " " << o.name();
+      for (const SceneObject &o : s.objects)
+        if (o.extent >= 12 && o.visible >= 0.9) {
+          ++visible;
+          unlabelled += std::find(labels.begin(), labels.end(), patchClass(o)) == labels.end();
+        }
+    }
+    if (grid == 8) EXPECT_EQ(unlabelled, 0);
+    EXPECT_LE(unlabelled * 50, visible) << unlabelled << " of " << visible << " objects unlabelled, grid " << grid;
+    EXPECT_GT(classes.size(), 40u); // colours, shapes and sizes all reach the labels
   }
-  EXPECT_GT(classes.size(), 40u); // colours, shapes and sizes all reach the labels
   Scene s = manyScenes(1)[0];
   EXPECT_NE(errorOf([&] { patchLabels(s, 7); }).find("patch grid does not divide"), std::string::npos);
 }
