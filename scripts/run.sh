@@ -8,8 +8,11 @@
 #   MM_STEPS_<STAGE>=K (for example MM_STEPS_PRETRAIN_VISION=500) sets one stage's steps.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-bash scripts/build.sh >/dev/null
+# MM_NO_SETUP=1: use the tools already built in build/ (the smoke test does).
+if [ -z "${MM_NO_SETUP:-}" ]; then
+  bash scripts/setup.sh
+  bash scripts/build.sh >/dev/null
+fi
 SCENES=${MM_SCENES:-1000}
 BATCH=${MM_BATCH:-8}
 # Steps per stage (MM_STEPS sets all of them, MM_STEPS_<STAGE> one): a few
@@ -17,10 +20,10 @@ BATCH=${MM_BATCH:-8}
 declare -A DEFAULT_STEPS=([pretrain_llm]=30 [pretrain_vision]=400 [stage1]=20 [stage2]=200)
 OUT=${MM_OUT:-out}
 mkdir -p "$OUT"
-B=./build/bin
+B=${MM_BIN:-./build/bin}
 
 echo "== data: $SCENES synthetic scenes"
-$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count 40 --seed 1 --quiet
+$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count "${MM_EVAL_SCENES:-40}" --seed 1 --quiet
 
 echo "== compile"
 $B/mmc compile models/llava-tiny.mlir -o "$OUT/llava-tiny.so"
@@ -41,7 +44,10 @@ echo "== evaluate on held-out scenes"
 $B/mmrun "$OUT/llava-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval.json" \
   --image-dir "$OUT/data" --dump-answers "$OUT/eval-answers.jsonl"
 
-IMAGE=$(ls "$OUT"/data/images/eval_*.png | head -n 1)
+# (a glob, not `ls | head`: under pipefail, ls killed by SIGPIPE once head has
+# its line would end the script)
+EVAL_IMAGES=("$OUT"/data/images/eval_*.png)
+IMAGE=${EVAL_IMAGES[0]}
 echo "== chat about the held-out image $IMAGE"
 echo "USER: What shapes are in the image?"
 printf 'ASSISTANT: '

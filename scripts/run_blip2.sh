@@ -8,11 +8,14 @@
 # mmrun --train; measure retrieval (recall@1/@5) and score captions of
 # held-out scenes object by object; and end with a caption of a held-out
 # image and a ranking of captions for it. Everything lands in out-blip2/.
-#   MM_SCENES=N MM_BATCH=B MM_OUT=DIR MM_STEPS_<STAGE>=K bash scripts/run_blip2.sh
+#   MM_SCENES=N MM_BATCH=B MM_OUT=DIR MM_STEPS=K MM_STEPS_<STAGE>=K bash scripts/run_blip2.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
-bash scripts/build.sh >/dev/null
+# MM_NO_SETUP=1: use the tools already built in build/ (the smoke test does).
+if [ -z "${MM_NO_SETUP:-}" ]; then
+  bash scripts/setup.sh
+  bash scripts/build.sh >/dev/null
+fi
 SCENES=${MM_SCENES:-3000}
 BATCH=${MM_BATCH:-8}
 declare -A DEFAULT_STEPS=([pretrain_llm]=500 [pretrain_vision]=2000 [stage1]=1500 [stage2]=1500)
@@ -20,17 +23,17 @@ declare -A DEFAULT_STEPS=([pretrain_llm]=500 [pretrain_vision]=2000 [stage1]=150
 declare -A STAGE_BATCH=([stage1]=16)
 OUT=${MM_OUT:-out-blip2}
 mkdir -p "$OUT"
-B=./build/bin
+B=${MM_BIN:-./build/bin}
 
 echo "== data: $SCENES synthetic scenes"
-$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count 100 --seed 1 --quiet
+$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count "${MM_EVAL_SCENES:-100}" --seed 1 --quiet
 
 echo "== compile"
 $B/mmc compile models/blip2-tiny.mlir -o "$OUT/blip2-tiny.so"
 
 train() { # stage data init save
   local var="MM_STEPS_${1^^}"
-  local steps=${!var:-${DEFAULT_STEPS[$1]}} batch=${STAGE_BATCH[$1]:-$BATCH}
+  local steps=${!var:-${MM_STEPS:-${DEFAULT_STEPS[$1]}}} batch=${STAGE_BATCH[$1]:-$BATCH}
   echo "== train $1 ($steps steps of $batch samples)"
   $B/mmrun "$OUT/blip2-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$steps" \
     --batch "$batch" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
@@ -52,11 +55,14 @@ echo "== caption held-out scenes (correct = exactly the scene's objects, by colo
 $B/mmrun "$OUT/blip2-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval_captions.json" \
   --image-dir "$OUT/data" --dump-answers "$OUT/eval-captions.jsonl"
 
-IMAGE=$(ls "$OUT"/data/images/eval_*.png | head -n 1)
+# (a glob, not `ls | head`: under pipefail, ls killed by SIGPIPE once head has
+# its line would end the script)
+EVAL_IMAGES=("$OUT"/data/images/eval_*.png)
+IMAGE=${EVAL_IMAGES[0]}
 echo "== caption of the held-out image $IMAGE"
 $B/mmrun "$OUT/blip2-tiny.so" --chat --weights "$OUT/stage2.safetensors" --image "$IMAGE" --prompt "" \
   --max-new-tokens 40
 echo "== held-out captions ranked for $IMAGE (ITC, top 5 re-ranked by ITM)"
-grep -o '"caption": "[^"]*"' "$OUT/data/eval_captions.json" | head -n 8 | sed 's/^"caption": "//; s/"$//' \
+grep -m 8 -o '"caption": "[^"]*"' "$OUT/data/eval_captions.json" | sed 's/^"caption": "//; s/"$//' \
   > "$OUT/rank-texts.txt"
 $B/mmrun "$OUT/blip2-tiny.so" --rank --weights "$OUT/stage1.safetensors" --image "$IMAGE" --texts "$OUT/rank-texts.txt"
