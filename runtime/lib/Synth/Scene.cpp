@@ -387,31 +387,30 @@ std::vector<int> patchLabels(const Scene &s, int grid) {
                 std::to_string(s.width) + " x " + std::to_string(s.height) + " image");
   const int pw = s.width / grid, ph = s.height / grid;
   std::vector<int> labels((size_t)grid * grid, 0);
-  std::vector<int> shown(s.objects.size()), total(s.objects.size(), 0);
-  // Each object's visible pixels: a cell also names an object that shows a
+  // The object drawn on top at each pixel (-1: background), and each
+  // object's visible pixels: a cell also names an object that shows a
   // quarter of itself there, so a small object split over four large cells
   // is still labelled somewhere.
+  std::vector<int> top((size_t)s.width * s.height, -1), total(s.objects.size(), 0);
   for (int y = 0; y < s.height; ++y)
     for (int x = 0; x < s.width; ++x) {
-      int top = -1;
+      int &t = top[(size_t)y * s.width + x];
       for (size_t k = 0; k < s.objects.size(); ++k)
-        if (pixelCoverage(s.objects[k], x, y) >= 0.5) top = (int)k;
-      if (top >= 0) ++total[top];
+        if (pixelCoverage(s.objects[k], x, y) >= 0.5) t = (int)k;
+      if (t >= 0) ++total[t];
     }
+  std::vector<int> shown(s.objects.size());
   for (int gy = 0; gy < grid; ++gy)
     for (int gx = 0; gx < grid; ++gx) {
       std::fill(shown.begin(), shown.end(), 0);
       for (int y = gy * ph; y < (gy + 1) * ph; ++y)
-        for (int x = gx * pw; x < (gx + 1) * pw; ++x) {
-          int top = -1;
-          for (size_t k = 0; k < s.objects.size(); ++k)
-            if (pixelCoverage(s.objects[k], x, y) >= 0.5) top = (int)k;
-          if (top >= 0) ++shown[top];
-        }
+        for (int x = gx * pw; x < (gx + 1) * pw; ++x)
+          if (int t = top[(size_t)y * s.width + x]; t >= 0) ++shown[t];
       int best = -1;
       for (size_t k = 0; k < shown.size(); ++k)
         if (shown[k] > 0 && (best < 0 || shown[k] > shown[best])) best = (int)k;
-      if (best >= 0 && (shown[best] * 4 >= pw * ph || shown[best] * 4 >= total[best])) labels[(size_t)gy * grid + gx] = patchClass(s.objects[best]);
+      if (best >= 0 && (shown[best] * 4 >= pw * ph || shown[best] * 4 >= total[best]))
+        labels[(size_t)gy * grid + gx] = patchClass(s.objects[best]);
     }
   return labels;
 }
