@@ -431,10 +431,57 @@ static LogicalResult verifyAttentionLength(Operation *op, Value query, Value len
          << shapeStr(lt.getShape());
 }
 
-LogicalResult AttentionStatsOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
-LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
-LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
-LogicalResult AttentionGradValueOp::verify() { return verifyAttentionLength(*this, getQuery(), getLength()); }
+/// T5's relative position bias of mm.attention and its backward ops: a table
+/// [num_buckets, num_heads] with bias_max_distance, on self-attention under a
+/// bidirectional, padding or causal mask; neither without the other.
+static LogicalResult verifyPositionBias(Operation *op, Value query, Value key, Value table,
+                                        std::optional<uint64_t> maxDistance, MaskKind mask,
+                                        int64_t numHeads) {
+  if (!table) {
+    if (maxDistance)
+      return op->emitOpError("bias_max_distance is set but there is no position_bias table");
+    return success();
+  }
+  if (!maxDistance || *maxDistance < 1)
+    return op->emitOpError("a position_bias table needs bias_max_distance >= 1");
+  auto t = tensorOf(table);
+  if (t.getRank() != 2 || t.getDimSize(1) != numHeads)
+    return op->emitOpError("position_bias must be [num_buckets, ") << numHeads << "], got "
+           << shapeStr(t.getShape());
+  const bool bidirectional = mask == MaskKind::Bidirectional || mask == MaskKind::Padding;
+  if (!bidirectional && mask != MaskKind::Causal)
+    return op->emitOpError("a position_bias applies under a bidirectional, padding or causal mask, not ")
+           << stringifyMaskKind(mask);
+  // Each direction's buckets: half exact offsets, half logarithmic ranges.
+  const int64_t perDirection = bidirectional ? t.getDimSize(0) / 2 : t.getDimSize(0);
+  if (perDirection < 2 || (bidirectional && t.getDimSize(0) % 2))
+    return op->emitOpError("position_bias needs ") << (bidirectional ? "an even number of at least 4" : "at least 2")
+           << " buckets under a " << stringifyMaskKind(mask) << " mask, got " << t.getDimSize(0);
+  if (tensorOf(key).getDimSize(1) != tensorOf(query).getDimSize(1))
+    return op->emitOpError("a position_bias needs self-attention (as many keys as queries)");
+  return success();
+}
+
+LogicalResult AttentionStatsOp::verify() {
+  if (failed(verifyAttentionLength(*this, getQuery(), getLength()))) return failure();
+  return verifyPositionBias(*this, getQuery(), getKey(), getPositionBias(), getBiasMaxDistance(), getMask(),
+                            getNumHeads());
+}
+template <typename OpT> static LogicalResult verifyAttentionGrad(OpT op) {
+  if (failed(verifyAttentionLength(op, op.getQuery(), op.getLength()))) return failure();
+  return verifyPositionBias(op, op.getQuery(), op.getKey(), op.getPositionBias(), op.getBiasMaxDistance(),
+                            op.getMask(), op.getNumHeads());
+}
+LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionGrad(*this); }
+LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionGrad(*this); }
+LogicalResult AttentionGradValueOp::verify() { return verifyAttentionGrad(*this); }
+LogicalResult AttentionGradPositionBiasOp::verify() {
+  if (!getPositionBias())
+    return emitOpError("needs the position_bias table");
+  if (getResult().getType() != getPositionBias().getType())
+    return emitOpError("result type must equal the position_bias table's type");
+  return verifyAttentionGrad(*this);
+}
 
 LogicalResult AttentionOp::verify() {
   auto q = tensorOf(getQuery()), k = tensorOf(getKey()), v = tensorOf(getValue());
@@ -493,7 +540,7 @@ LogicalResult AttentionOp::verify() {
   if (layout && layout.getTotal() != s)
     return emitOpError("sequence layout ") << layout << " covers " << layout.getTotal()
            << " positions but the sequence has " << s;
-  return success();
+  return verifyPositionBias(*this, getQuery(), getKey(), getPositionBias(), getBiasMaxDistance(), mask, h);
 }
 
 LogicalResult ConcatOp::verify() {

@@ -199,26 +199,34 @@ LogicalResult RoPEOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed, Sm
 
 LogicalResult AttentionOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> needed,
                                     SmallVectorImpl<Value> &grads) {
+  // Operands: q, k, v, then the optional length and position_bias table.
+  const unsigned biasIndex = getLength() ? 4 : 3;
   if (getLength() && failed(noGradient(*this, needed, 3, "run-time length")))
     return failure();
+  const bool needBias = getPositionBias() && biasIndex < needed.size() && needed[biasIndex];
   auto q = cast<RankedTensorType>(getQuery().getType());
   Type lseType = RankedTensorType::get({q.getDimSize(0), (int64_t)getNumHeads(), q.getDimSize(1)},
                                        q.getElementType());
   Value lse;
-  if (llvm::any_of(needed.take_front(3), [](bool n) { return n; }))
-    lse = b.create<AttentionStatsOp>(getLoc(), lseType, getQuery(), getKey(), getLength(), getNumHeadsAttr(),
-                                     getNumKvHeadsAttr(), getMaskAttr(), getScaleAttr(), getLayoutAttr());
+  if (needBias || llvm::any_of(needed.take_front(3), [](bool n) { return n; }))
+    lse = b.create<AttentionStatsOp>(getLoc(), lseType, getQuery(), getKey(), getLength(), getPositionBias(),
+                                     getNumHeadsAttr(), getNumKvHeadsAttr(), getMaskAttr(), getScaleAttr(),
+                                     getLayoutAttr(), getBiasMaxDistanceAttr());
   auto grad = [&](auto tag, Type type) {
     using GradOp = decltype(tag);
     return b.create<GradOp>(getLoc(), type, getQuery(), getKey(), getValue(), dy, getResult(), lse, getLength(),
-                            getNumHeadsAttr(), getNumKvHeadsAttr(), getMaskAttr(), getScaleAttr(),
-                            getLayoutAttr()).getResult();
+                            getPositionBias(), getNumHeadsAttr(), getNumKvHeadsAttr(), getMaskAttr(),
+                            getScaleAttr(), getLayoutAttr(), getBiasMaxDistanceAttr())
+        .getResult();
   };
   put(grads, needed, 0, [&] { return grad(AttentionGradQueryOp(), getQuery().getType()); });
   put(grads, needed, 1, [&] { return grad(AttentionGradKeyOp(), getKey().getType()); });
   put(grads, needed, 2, [&] { return grad(AttentionGradValueOp(), getValue().getType()); });
   if (getLength())
     grads.push_back(Value());
+  if (getPositionBias())
+    put(grads, needed, biasIndex,
+        [&] { return grad(AttentionGradPositionBiasOp(), getPositionBias().getType()); });
   return success();
 }
 

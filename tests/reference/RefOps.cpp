@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <stdexcept>
 #include <string>
 
@@ -209,10 +210,34 @@ void attention(const float* q, const float* k, const float* v, float* y, int64_t
   attentionRowLengths(q, k, v, y, B, S, H, Hkv, Dh, mask, lengths.data(), prefixLen, scale);
 }
 
+int64_t t5RelativeBucket(int64_t rel, bool bidirectional, int64_t numBuckets, int64_t maxDistance) {
+  // Per direction: offsets below half the buckets exactly, then logarithmic
+  // ranges (float32 arithmetic, as Hugging Face's T5Attention) up to
+  // maxDistance, where the last bucket takes every larger offset.
+  const int64_t perDirection = bidirectional ? numBuckets / 2 : numBuckets;
+  const int64_t base = bidirectional && rel > 0 ? perDirection : 0;
+  const int64_t distance = bidirectional ? std::llabs(rel) : std::max<int64_t>(-rel, 0);
+  const int64_t exact = perDirection / 2;
+  if (distance < exact) return base + distance;
+  const float logRatio = std::log(static_cast<float>(distance) / static_cast<float>(exact)) /
+                         static_cast<float>(std::log(static_cast<double>(maxDistance) / exact));
+  const float scaled = logRatio * static_cast<float>(perDirection - exact);
+  if (!(scaled < static_cast<float>(perDirection))) return base + perDirection - 1;
+  return base + std::min(exact + static_cast<int64_t>(scaled), perDirection - 1);
+}
+
 void attentionRowLengths(const float* q, const float* k, const float* v, float* y, int64_t B,
                          int64_t S, int64_t H, int64_t Hkv, int64_t Dh, Mask mask,
                          const int64_t* lengths, int64_t prefixLen, float scale) {
+  attentionWithPositionBias(q, k, v, y, B, S, H, Hkv, Dh, mask, lengths, prefixLen, scale, nullptr);
+}
+
+void attentionWithPositionBias(const float* q, const float* k, const float* v, float* y, int64_t B,
+                               int64_t S, int64_t H, int64_t Hkv, int64_t Dh, Mask mask,
+                               const int64_t* lengths, int64_t prefixLen, float scale,
+                               const PositionBias* bias) {
   require(Hkv > 0 && H % Hkv == 0, "attention: H must be a multiple of Hkv");
+  const bool bidirectional = mask == Mask::Bidirectional || mask == Mask::Padding;
   const int64_t group = H / Hkv;
   const int64_t qStride = H * Dh, kvStride = Hkv * Dh;
   std::vector<double> score(S);
@@ -233,6 +258,8 @@ void attentionRowLengths(const float* q, const float* k, const float* v, float* 
           double dot = 0.0;
           for (int64_t d = 0; d < Dh; ++d) dot += static_cast<double>(qi[d]) * kj[d];
           score[j] = dot * static_cast<double>(scale);
+          if (bias)
+            score[j] += bias->table[t5RelativeBucket(j - i, bidirectional, bias->numBuckets, bias->maxDistance) * H + h];
           maxScore = std::max(maxScore, score[j]);
           any = true;
         }

@@ -139,6 +139,23 @@ void attentionRowLengths(const float* q, const float* k, const float* v, float* 
                          int64_t S, int64_t H, int64_t Hkv, int64_t Dh, Mask mask,
                          const int64_t* lengths, int64_t prefixLen, float scale);
 
+// T5's relative position bias: table[bucket * H + h] is added to the score of
+// query i and key j in head h, bucket = t5RelativeBucket(j - i, ...) with
+// bidirectional buckets under a bidirectional or padding mask.
+struct PositionBias {
+  const float* table; // [numBuckets, H]
+  int64_t numBuckets;
+  int64_t maxDistance;
+};
+int64_t t5RelativeBucket(int64_t rel, bool bidirectional, int64_t numBuckets, int64_t maxDistance);
+
+// Attention as attentionRowLengths, with a relative position bias when `bias`
+// is not null.
+void attentionWithPositionBias(const float* q, const float* k, const float* v, float* y, int64_t B,
+                               int64_t S, int64_t H, int64_t Hkv, int64_t Dh, Mask mask,
+                               const int64_t* lengths, int64_t prefixLen, float scale,
+                               const PositionBias* bias);
+
 // concat of int32 arrays (token ids, lengths); as the float concat.
 void concat(const int32_t* a, const int32_t* b, int32_t* y, int64_t outer, int64_t na, int64_t nb,
             int64_t inner);

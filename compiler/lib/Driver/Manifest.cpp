@@ -92,6 +92,7 @@ int64_t opFlops(Operation *op) {
       .Case([](AttentionGradQueryOp o) { return attentionFlops(o, 6); })
       .Case([](AttentionGradKeyOp o) { return attentionFlops(o, 6); })
       .Case([](AttentionGradValueOp o) { return attentionFlops(o, 4); })
+      .Case([](AttentionGradPositionBiasOp o) { return attentionFlops(o, 4); })
       .Case<LayerNormOp, RMSNormOp, LayerNormGradInputOp, RMSNormGradInputOp>(
           [](Operation *o) { return 5 * numel(o->getResult(0)); })
       .Case<CrossEntropyOp, CrossEntropyGradOp>([](Operation *o) { return 3 * numel(o->getOperand(0)); })

@@ -455,6 +455,43 @@ std::string maskCondition(MaskKind kind, bool hasLength) {
 }
 
 
+/// T5's relative-position bucket of the key offset `rel` = key - query, as
+/// Hugging Face's T5Attention computes it (the logarithmic part in float32):
+/// per direction, half the buckets hold the exact offsets below it, the rest
+/// logarithmically wider ranges up to `maxDistance`, the last one open.
+int64_t t5Bucket(int64_t rel, bool bidirectional, int64_t numBuckets, int64_t maxDistance) {
+  int64_t bucket = 0, n = numBuckets;
+  if (bidirectional) {
+    n /= 2;
+    if (rel > 0) bucket += n;
+    rel = rel < 0 ? -rel : rel;
+  } else {
+    rel = rel < 0 ? -rel : 0;
+  }
+  const int64_t maxExact = n / 2;
+  if (rel < maxExact) return bucket + rel;
+  const float v = std::log((float)rel / (float)maxExact) /
+                  (float)std::log((double)maxDistance / (double)maxExact) * (float)(n - maxExact);
+  if (!(v < (float)n)) return bucket + n - 1; // (also an infinite or NaN quotient)
+  return bucket + std::min<int64_t>(maxExact + (int64_t)v, n - 1);
+}
+
+/// The relative position bias of an attention op over S queries and keys:
+/// BUCKETS declares each offset's bucket (kj - qi + S - 1 indexes it), BIAS
+/// is what a score adds (both empty without a bias table, operand `pb`).
+template <typename OpT>
+std::map<std::string, std::string> positionBiasVars(OpT op) {
+  if (!op.getPositionBias()) return {{"BUCKETS", ""}, {"BIAS", ""}};
+  const int64_t s = typeOf(op.getQuery()).getDimSize(1), h = op.getNumHeads();
+  const int64_t buckets = typeOf(op.getPositionBias()).getDimSize(0);
+  const bool bidirectional = op.getMask() == MaskKind::Bidirectional || op.getMask() == MaskKind::Padding;
+  std::string decl = "const int32_t mm_bucket[" + num(2 * s - 1) + "] = {";
+  for (int64_t rel = -(s - 1); rel <= s - 1; ++rel)
+    decl += (rel > -(s - 1) ? "," : "") + num(t5Bucket(rel, bidirectional, buckets, *op.getBiasMaxDistance()));
+  decl += "};\n";
+  return {{"BUCKETS", decl}, {"BIAS", " + pb[mm_bucket[kj - qi + " + num(s - 1) + "] * " + num(h) + " + h]"}};
+}
+
 //===----------------------------------------------------------------------===//
 // Attention on the CPU: row strips instead of rows. For a block of QB query
 // rows of one head, the scores against every key the block can see are one
@@ -482,7 +519,7 @@ std::string attentionHostBody(AttnHost which, std::map<std::string, std::string>
   vars["B"] = num(batch);
   std::string s;
   if (which == AttnHost::Forward || which == AttnHost::Stats || which == AttnHost::GradQuery) {
-    s = R"(const int64_t QB = 64, nqb = ($S + QB - 1) / QB;
+    s = R"($BUCKETSconst int64_t QB = 64, nqb = ($S + QB - 1) / QB;
 #pragma omp parallel for schedule(static)
 for (int64_t item = 0; item < $B * $H * nqb; ++item) {
   const int64_t qb = item % nqb, h = (item / nqb) % $H, b = item / (nqb * $H), kvh = h / $GROUP;
@@ -498,7 +535,7 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
     const int64_t qi = q0 + r;
     T *row = strip + r * nk, m = -INFINITY, l = 0;
     for (int64_t kj = 0; kj < nk; ++kj)
-      row[kj] = ($MASK) ? row[kj] * $SCALE : -INFINITY;
+      row[kj] = ($MASK) ? row[kj] * $SCALE$BIAS : -INFINITY;
     for (int64_t kj = 0; kj < nk; ++kj) m = row[kj] > m ? row[kj] : m;
     for (int64_t kj = 0; kj < nk; ++kj) {
       const T p = m == -INFINITY ? (T)0 : exp(row[kj] - m);
@@ -531,7 +568,7 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
     for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
     T *row = strip + r * nk, *dpr = dp + r * nk;
     for (int64_t kj = 0; kj < nk; ++kj)
-      row[kj] = ($MASK) ? exp(row[kj] * $SCALE - lrow) * (dpr[kj] - drow) * $SCALE : (T)0;
+      row[kj] = ($MASK) ? exp(row[kj] * $SCALE$BIAS - lrow) * (dpr[kj] - drow) * $SCALE : (T)0;
   }
   if (nk > 0)
     mm_cpu::gemm<T>(nq, $DH, nk, strip, nk, 1, kh, $KW, 1, y + rowOff, $QW, false);
@@ -546,7 +583,7 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
     // dv = P^T dY, dk = scale * (P o (dY V^T - Drow))^T Q, over the queries
     // that can see the block.
     bool key = which == AttnHost::GradKey;
-    s = R"(const int64_t KB = 64, nkb = ($SKV + KB - 1) / KB;
+    s = R"($BUCKETSconst int64_t KB = 64, nkb = ($SKV + KB - 1) / KB;
 #pragma omp parallel for schedule(static)
 for (int64_t item = 0; item < $B * $HKV * nkb; ++item) {
   const int64_t kb = item % nkb, kvh = (item / nkb) % $HKV, b = item / (nkb * $HKV);
@@ -567,7 +604,7 @@ $DPGEMM    for (int64_t c = 0; c < nkk; ++c) {
       T *col = strip + c * nq;
       for (int64_t j = 0; j < nq; ++j) {
         const int64_t qi = qs + j;
-        const T p = ($MASK) ? exp(col[j] * $SCALE - lse[(b * $H + h) * $S + qi]) : (T)0;
+        const T p = ($MASK) ? exp(col[j] * $SCALE$BIAS - lse[(b * $H + h) * $S + qi]) : (T)0;
         col[j] = $DS;
       }
     }
@@ -603,7 +640,7 @@ Kernel attention(AttentionOp op) {
   int64_t s = q.getDimSize(1), skv = k.getDimSize(1), h = op.getNumHeads();
   int64_t hkv = op.getNumKvHeads(), dh = q.getDimSize(2) / h;
   std::string body = subst(R"(// One query row of one head; online softmax, scores never stored.
-const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
+$BUCKETSconst int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
 const int64_t kvh = h / $GROUP;
 const int64_t len = $LEN;
 const T *qr = q + (b * $S + qi) * $QW + h * $DH;
@@ -615,7 +652,7 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
   const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
   T score = 0;
   for (int64_t d = 0; d < $DH; ++d) score += qr[d] * kr[d];
-  score *= $SCALE;
+  score = score * $SCALE$BIAS;
   if (score > m) {
     const T corr = exp(m - score);
     l *= corr;
@@ -630,17 +667,20 @@ T *yr = y + (b * $S + qi) * $QW + h * $DH;
 const T inv = l > 0 ? 1 / l : 0;
 for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
 )", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
+  body = subst(body, positionBiasVars(op));
   body = subst(body, {{"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)}, {"H", num(h)}, {"GROUP", num(h / hkv)},
                       {"QW", num(h * dh)}, {"KW", num(hkv * dh)}, {"DH", num(dh)},
                       {"P", num(op.getPrefixLength())},
                       {"SCALE", flt(op.getScale().convertToDouble())}});
   SmallVector<std::string> names{"q", "k", "v"};
   if (op.getLength()) names.push_back("length");
+  if (op.getPositionBias()) names.push_back("pb");
   std::map<std::string, std::string> vars{
       {"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
       {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
       {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(op.getPrefixLength())},
       {"SCALE", flt(op.getScale().convertToDouble())}};
+  vars.merge(positionBiasVars(op));
   return withHostBody(makeKernel(op, names, q.getDimSize(0) * h * s, body),
                       attentionHostBody(AttnHost::Forward, vars, op.getMask(), (bool)op.getLength(),
                                         q.getDimSize(0)));
@@ -1273,17 +1313,20 @@ std::map<std::string, std::string> attentionVars(OpT op, Value q, Value k) {
   int64_t s = qt.getDimSize(1), skv = kt.getDimSize(1), h = op.getNumHeads();
   int64_t hkv = op.getNumKvHeads(), dh = qt.getDimSize(2) / h;
   int64_t prefix = op.getLayoutAttr() ? op.getLayoutAttr().getSizes()[0] : 0;
-  return {{"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
-          {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
-          {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(prefix)},
-          {"SCALE", flt(op.getScale().convertToDouble())}};
+  std::map<std::string, std::string> vars{
+      {"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
+      {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
+      {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(prefix)},
+      {"SCALE", flt(op.getScale().convertToDouble())}};
+  vars.merge(positionBiasVars(op));
+  return vars;
 }
 
 /// attention_stats: q[B,S,H*Dh], k[B,Skv,Hkv*Dh] -> lse[B,H,S].
 Kernel attentionStats(AttentionStatsOp op) {
   auto q = typeOf(op.getQuery());
   int64_t s = q.getDimSize(1);
-  std::string body = subst(R"(const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
+  std::string body = subst(R"($BUCKETSconst int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
 const int64_t kvh = h / $GROUP, len = $LEN;
 const T *qr = q + (b * $S + qi) * $QW + h * $DH;
 T m = -INFINITY, l = 0;
@@ -1292,7 +1335,7 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
   const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
   T score = 0;
   for (int64_t d = 0; d < $DH; ++d) score += qr[d] * kr[d];
-  score *= $SCALE;
+  score = score * $SCALE$BIAS;
   if (score > m) { l *= exp(m - score); m = score; }
   l += exp(score - m);
 }
@@ -1301,6 +1344,7 @@ y[i] = l > 0 ? m + log(l) : (T)0;
   body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
   SmallVector<std::string> names{"q", "k"};
   if (op.getLength()) names.push_back("length");
+  if (op.getPositionBias()) names.push_back("pb");
   return withHostBody(makeKernel(op, names, q.getDimSize(0) * op.getNumHeads() * s, body),
                       attentionHostBody(AttnHost::Stats, attentionVars(op, op.getQuery(), op.getKey()),
                                         op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
@@ -1316,7 +1360,7 @@ Kernel attentionGrad(OpT op, AttnGrad which) {
   int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
   std::string body;
   if (which == AttnGrad::Query) {
-    body = R"(const int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
+    body = R"($BUCKETSconst int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
 const int64_t kvh = h / $GROUP, len = $LEN;
 const int64_t row = (b * $S + qi) * $QW + h * $DH;
 const T lrow = lse[(b * $H + h) * $S + qi];
@@ -1328,13 +1372,13 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
   const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
   T score = 0, dp = 0;
   for (int64_t d = 0; d < $DH; ++d) { score += q[row + d] * kr[d]; dp += dy[row + d] * vr[d]; }
-  const T ds = exp(score * $SCALE - lrow) * (dp - drow) * $SCALE;
+  const T ds = exp(score * $SCALE$BIAS - lrow) * (dp - drow) * $SCALE;
   for (int64_t d = 0; d < $DH; ++d) acc[d] += ds * kr[d];
 }
 for (int64_t d = 0; d < $DH; ++d) y[row + d] = acc[d];
 )";
   } else {
-    body = R"(const int64_t kj = i % $SKV, kvh = (i / $SKV) % $HKV, b = i / ($SKV * $HKV);
+    body = R"($BUCKETSconst int64_t kj = i % $SKV, kvh = (i / $SKV) % $HKV, b = i / ($SKV * $HKV);
 const int64_t kv = (b * $SKV + kj) * $KW + kvh * $DH;
 T acc[$DH];
 for (int64_t d = 0; d < $DH; ++d) acc[d] = 0;
@@ -1346,7 +1390,7 @@ for (int64_t g = 0; g < $GROUP; ++g) {
     const int64_t row = (b * $S + qi) * $QW + h * $DH;
     T score = 0;
     for (int64_t d = 0; d < $DH; ++d) score += q[row + d] * k[kv + d];
-    const T p = exp(score * $SCALE - lse[(b * $H + h) * $S + qi]);
+    const T p = exp(score * $SCALE$BIAS - lse[(b * $H + h) * $S + qi]);
 $UPDATE  }
 }
 for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
@@ -1364,6 +1408,7 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
   body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
   SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
   if (op.getLength()) names.push_back("length");
+  if (op.getPositionBias()) names.push_back("pb");
   int64_t domain = which == AttnGrad::Query ? q.getDimSize(0) * op.getNumHeads() * s
                                             : q.getDimSize(0) * op.getNumKvHeads() * skv;
   AttnHost host = which == AttnGrad::Query ? AttnHost::GradQuery
@@ -1372,6 +1417,44 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
   return withHostBody(makeKernel(op, names, domain, body),
                       attentionHostBody(host, attentionVars(op, op.getQuery(), op.getKey()),
                                         op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
+}
+
+/// attention_grad_position_bias: q[B,S,H*Dh], k/v[B,S,Hkv*Dh], dy/out[B,S,H*Dh],
+/// lse[B,H,S], pb[NB,H] -> y[NB,H]. One work item per head sums its column:
+/// y[bucket(kj - qi), h] += p (dy.v - dy.out) over every batch row and every
+/// (query, key) pair the mask lets through.
+Kernel attentionGradPositionBias(AttentionGradPositionBiasOp op) {
+  auto q = typeOf(op.getQuery());
+  std::string body = R"($BUCKETSconst int64_t h = i, kvh = h / $GROUP;
+for (int64_t n = 0; n < $NB; ++n) y[n * $H + h] = 0;
+for (int64_t b = 0; b < $BATCH; ++b) {
+  const int64_t len = $LEN;
+  for (int64_t qi = 0; qi < $S; ++qi) {
+    const int64_t row = (b * $S + qi) * $QW + h * $DH;
+    const T lrow = lse[(b * $H + h) * $S + qi];
+    T drow = 0;
+    for (int64_t d = 0; d < $DH; ++d) drow += dy[row + d] * out[row + d];
+    for (int64_t kj = 0; kj < $SKV; ++kj) {
+      if (!($MASK)) continue;
+      const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
+      const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
+      T score = 0, dp = 0;
+      for (int64_t d = 0; d < $DH; ++d) { score += q[row + d] * kr[d]; dp += dy[row + d] * vr[d]; }
+      y[mm_bucket[kj - qi + $SM1] * $H + h] += exp(score * $SCALE$BIAS - lrow) * (dp - drow);
+    }
+  }
+}
+)";
+  body = subst(body, {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
+  std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
+  vars["NB"] = num(typeOf(op.getPositionBias()).getDimSize(0));
+  vars["BATCH"] = num(q.getDimSize(0));
+  vars["SM1"] = num(q.getDimSize(1) - 1);
+  body = subst(body, vars);
+  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
+  if (op.getLength()) names.push_back("length");
+  names.push_back("pb");
+  return makeKernel(op, names, op.getNumHeads(), body);
 }
 
 /// cache_update: writes new[B,T,W] at positions position.. of layer `layer`
@@ -1449,6 +1532,7 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](AttentionGradQueryOp o) { return attentionGrad(o, AttnGrad::Query); })
       .Case([](AttentionGradKeyOp o) { return attentionGrad(o, AttnGrad::Key); })
       .Case([](AttentionGradValueOp o) { return attentionGrad(o, AttnGrad::Value); })
+      .Case([](AttentionGradPositionBiasOp o) { return attentionGradPositionBias(o); })
       .Case([](CacheUpdateOp o) { return cacheUpdate(o); })
       .Case([](CacheReadOp o) { return cacheRead(o); })
       .Default([](Operation *) { return std::nullopt; });

@@ -672,3 +672,74 @@ mm.model @l2_normalize_eps {
     mm.return %y : tensor<8x64xf32>
   }
 }
+
+// COM: T5's relative position bias: the table's shape, its distance, the masks it applies under.
+// -----
+
+mm.model @bias_without_distance {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %t: tensor<8x2xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{a position_bias table needs bias_max_distance >= 1}}
+    %a = mm.attention %x, %x, %x bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<8x2xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @bias_wrong_heads {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %t: tensor<8x3xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{position_bias must be [num_buckets, 2], got 8x3}}
+    %a = mm.attention %x, %x, %x bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 16 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<8x3xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @bias_odd_buckets {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %t: tensor<5x2xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{position_bias needs an even number of at least 4 buckets under a bidirectional mask, got 5}}
+    %a = mm.attention %x, %x, %x bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 16 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<5x2xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @bias_under_blip2_mask {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %t: tensor<8x2xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{a position_bias applies under a bidirectional, padding or causal mask, not itm_bidirectional}}
+    %a = mm.attention %x, %x, %x bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<itm_bidirectional>, scale = 1.0 : f64, layout = #mm.seq_layout<query = 2, text = 2>, bias_max_distance = 16 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<8x2xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @distance_without_bias {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{bias_max_distance is set but there is no position_bias table}}
+    %a = mm.attention %x, %x, %x {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 16 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @bias_cross_attention {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %y: tensor<1x3x8xf32>, %t: tensor<8x2xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{a position_bias needs self-attention (as many keys as queries)}}
+    %a = mm.attention %x, %y, %y bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 16 : i64} : (tensor<1x4x8xf32>, tensor<1x3x8xf32>, tensor<1x3x8xf32>, tensor<8x2xf32>) -> tensor<1x4x8xf32>
+    mm.return %a : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+mm.model @bias_grad_needs_table {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %l: tensor<1x2x4xf32>) -> tensor<8x2xf32> {
+    // expected-error @+1 {{needs the position_bias table}}
+    %g = mm.attention_grad_position_bias %x, %x, %x, %x, %x, %l {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x2x4xf32>) -> tensor<8x2xf32>
+    mm.return %g : tensor<8x2xf32>
+  }
+}

@@ -103,6 +103,25 @@ mm.model @tensor_ops {
 
 // -----
 
+// COM: T5's relative position bias: the table after `bias`, with and without a
+// COM: run-time length; and the table's gradient op, as mm-autodiff writes it.
+// CHECK-LABEL: mm.model @position_bias
+// CHECK: mm.attention %{{.*}}, %{{.*}}, %{{.*}} bias %{{.*}} {{{.*}}bias_max_distance = 128 : i64{{.*}}mask = #mm.mask<bidirectional>
+// CHECK: mm.attention %{{.*}}, %{{.*}}, %{{.*}}, %{{.*}} bias %{{.*}} {{{.*}}mask = #mm.mask<causal>
+// CHECK: mm.attention_stats %{{.*}}, %{{.*}} bias %{{.*}}
+// CHECK: mm.attention_grad_position_bias {{.*}} bias %{{.*}} {{.*}} -> tensor<8x2xf32>
+mm.model @position_bias {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %t: tensor<8x2xf32>, %len: tensor<i32>) -> tensor<8x2xf32> {
+    %a = mm.attention %x, %x, %x bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 128 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<8x2xf32>) -> tensor<1x4x8xf32>
+    %b = mm.attention %a, %a, %a, %len bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64, bias_max_distance = 16 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<i32>, tensor<8x2xf32>) -> tensor<1x4x8xf32>
+    %lse = mm.attention_stats %x, %x bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 128 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<8x2xf32>) -> tensor<1x2x4xf32>
+    %g = mm.attention_grad_position_bias %x, %x, %x, %b, %a, %lse bias %t {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 128 : i64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x2x4xf32>, tensor<8x2xf32>) -> tensor<8x2xf32>
+    mm.return %g : tensor<8x2xf32>
+  }
+}
+
+// -----
+
 // COM: Every mask kind with the layout it needs.
 // CHECK-LABEL: mm.model @masks
 // CHECK: #mm.seq_layout<query = 2, text = 2>, mask = #mm.mask<itm_bidirectional>

@@ -152,6 +152,7 @@ INSTANTIATE_TEST_SUITE_P(
                       "slice", "broadcast", "merge_image_features", "cross_entropy", "cross_entropy_mean",
                       "attention_rows_itc_unimodal", "attention_rows_itg_multimodal_causal",
                       "attention_long_rows_itg_multimodal_causal", "div", "transpose", "reduce_max",
-                      "l2_normalize"));
+                      "l2_normalize", "attention_bias_bidirectional", "attention_bias_causal",
+                      "attention_long_bias_padding", "attention_long_bias_causal"));
 
 } // namespace

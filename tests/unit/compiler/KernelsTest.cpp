@@ -313,6 +313,26 @@ TEST_F(Kernels, AttentionAcrossBlocksUnderEveryMask) {
   }
 }
 
+// COM: T5's relative position bias over 150 positions (the CPU's strips,
+// offsets up to 149: exact, logarithmic and the open last bucket), with a
+// table large enough against q.k (scale 1, as T5) that a wrong bucket shows.
+TEST_F(Kernels, AttentionWithPositionBias) {
+  HostTensor q = randomF32(150 * 32, 80, 0.3f), k = randomF32(150 * 16, 81, 0.3f), v = randomF32(150 * 16, 82);
+  HostTensor pb = randomF32(32 * 4, 83, 2.0f), len = ints({140});
+  const mm::ref::PositionBias bias{f(pb), 32, 128};
+  const int64_t lengths[1] = {140};
+  for (auto [entry, mask] : {std::pair{"attn_bias_padding", mm::ref::Mask::Padding},
+                             std::pair{"attn_bias_causal", mm::ref::Mask::Causal}}) {
+    SCOPED_TRACE(entry);
+    std::vector<float> y(150 * 32), unbiased(150 * 32);
+    mm::ref::attentionWithPositionBias(f(q), f(k), f(v), y.data(), 1, 150, 4, 2, 8, mask, lengths, 0, 1.0f, &bias);
+    check(entry, {q, k, v, len, pb}, y);
+    mm::ref::attentionWithPositionBias(f(q), f(k), f(v), unbiased.data(), 1, 150, 4, 2, 8, mask, lengths, 0, 1.0f,
+                                       nullptr);
+    EXPECT_NE(unbiased, y); // the bias matters
+  }
+}
+
 // One real-key count per batch row ([B] i32 length), under BLIP-2's masks:
 // rows of 6, 3 and 1 real keys of 6 (1 leaves itc_unimodal's text rows no key
 // at all: zeros); across the CPU's 64-row strips, rows of 140 and 70 of 150

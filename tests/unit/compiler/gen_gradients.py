@@ -91,6 +91,21 @@ for mask, layout in [("causal", ""), ("itg_multimodal_causal", "query = 40, text
          [f"%y = mm.attention %q, %k, %v, %len {{num_heads = 2 : i64, num_kv_heads = 1 : i64, "
           f"mask = #mm.mask<{mask}>{lay}, scale = 0.5 : f64}} : ({t(1,130,8)}, {t(1,130,4)}, {t(1,130,4)}, "
           f"{t(dtype='i32')}) -> {t(1,130,8)}"], [1, 130, 8])
+# T5's relative position bias (a trainable [buckets, heads] table): exact
+# and logarithmic buckets both ways under a bidirectional mask, one way under
+# a causal one; 130 positions for the CPU's strips and the open last bucket.
+for mask, nb, maxd in [("bidirectional", 8, 4), ("causal", 4, 3)]:
+    case(f"attention_bias_{mask}", [("q", [2, 5, 8]), ("k", [2, 5, 4]), ("v", [2, 5, 4]), ("pb", [nb, 2])],
+         [("len", t(dtype="i32"))],
+         [f"%y = mm.attention %q, %k, %v, %len bias %pb {{num_heads = 2 : i64, num_kv_heads = 1 : i64, "
+          f"mask = #mm.mask<{mask}>, scale = 0.5 : f64, bias_max_distance = {maxd} : i64}} : "
+          f"({t(2,5,8)}, {t(2,5,4)}, {t(2,5,4)}, {t(dtype='i32')}, {t(nb,2)}) -> {t(2,5,8)}"], [2, 5, 8])
+for mask in ["padding", "causal"]:
+    case(f"attention_long_bias_{mask}", [("q", [1, 130, 8]), ("k", [1, 130, 4]), ("v", [1, 130, 4]), ("pb", [16, 2])],
+         [("len", t(dtype="i32"))],
+         [f"%y = mm.attention %q, %k, %v, %len bias %pb {{num_heads = 2 : i64, num_kv_heads = 1 : i64, "
+          f"mask = #mm.mask<{mask}>, scale = 1.0 : f64, bias_max_distance = 40 : i64}} : "
+          f"({t(1,130,8)}, {t(1,130,4)}, {t(1,130,4)}, {t(dtype='i32')}, {t(16,2)}) -> {t(1,130,8)}"], [1, 130, 8])
 case("cross_attention", [("q", [1, 3, 8]), ("k", [1, 4, 8]), ("v", [1, 4, 8])], [],
      [f"%y = mm.attention %q, %k, %v {{num_heads = 2 : i64, num_kv_heads = 2 : i64, "
       f"mask = #mm.mask<bidirectional>, scale = 0.5 : f64}} : ({t(1,3,8)}, {t(1,4,8)}, {t(1,4,8)}) -> {t(1,3,8)}"],

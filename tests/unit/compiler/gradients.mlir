@@ -334,6 +334,74 @@ mm.model @gradients {
     mm.return %l : tensor<f64>
   }
 
+  mm.group @g_attention_bias_bidirectional
+  mm.param @"attention_bias_bidirectional.q" : tensor<2x5x8xf64> group @g_attention_bias_bidirectional init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_bidirectional.k" : tensor<2x5x4xf64> group @g_attention_bias_bidirectional init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_bidirectional.v" : tensor<2x5x4xf64> group @g_attention_bias_bidirectional init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_bidirectional.pb" : tensor<8x2xf64> group @g_attention_bias_bidirectional init #mm.init<normal, 0.7>
+  mm.stage @attention_bias_bidirectional trainable [@g_attention_bias_bidirectional] loss @attention_bias_bidirectional_loss data "none"
+  mm.entry @attention_bias_bidirectional_loss(%len: tensor<i32> {mm.name = "len"}, %r: tensor<2x5x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_bias_bidirectional.q" : tensor<2x5x8xf64>
+    %k = mm.weight @"attention_bias_bidirectional.k" : tensor<2x5x4xf64>
+    %v = mm.weight @"attention_bias_bidirectional.v" : tensor<2x5x4xf64>
+    %pb = mm.weight @"attention_bias_bidirectional.pb" : tensor<8x2xf64>
+    %y = mm.attention %q, %k, %v, %len bias %pb {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<bidirectional>, scale = 0.5 : f64, bias_max_distance = 4 : i64} : (tensor<2x5x8xf64>, tensor<2x5x4xf64>, tensor<2x5x4xf64>, tensor<i32>, tensor<8x2xf64>) -> tensor<2x5x8xf64>
+    %m = mm.mul %y, %r : tensor<2x5x8xf64>
+    %l = mm.reduce_sum %m : (tensor<2x5x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_bias_causal
+  mm.param @"attention_bias_causal.q" : tensor<2x5x8xf64> group @g_attention_bias_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_causal.k" : tensor<2x5x4xf64> group @g_attention_bias_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_causal.v" : tensor<2x5x4xf64> group @g_attention_bias_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_causal.pb" : tensor<4x2xf64> group @g_attention_bias_causal init #mm.init<normal, 0.7>
+  mm.stage @attention_bias_causal trainable [@g_attention_bias_causal] loss @attention_bias_causal_loss data "none"
+  mm.entry @attention_bias_causal_loss(%len: tensor<i32> {mm.name = "len"}, %r: tensor<2x5x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_bias_causal.q" : tensor<2x5x8xf64>
+    %k = mm.weight @"attention_bias_causal.k" : tensor<2x5x4xf64>
+    %v = mm.weight @"attention_bias_causal.v" : tensor<2x5x4xf64>
+    %pb = mm.weight @"attention_bias_causal.pb" : tensor<4x2xf64>
+    %y = mm.attention %q, %k, %v, %len bias %pb {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 0.5 : f64, bias_max_distance = 3 : i64} : (tensor<2x5x8xf64>, tensor<2x5x4xf64>, tensor<2x5x4xf64>, tensor<i32>, tensor<4x2xf64>) -> tensor<2x5x8xf64>
+    %m = mm.mul %y, %r : tensor<2x5x8xf64>
+    %l = mm.reduce_sum %m : (tensor<2x5x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_long_bias_padding
+  mm.param @"attention_long_bias_padding.q" : tensor<1x130x8xf64> group @g_attention_long_bias_padding init #mm.init<normal, 0.7>
+  mm.param @"attention_long_bias_padding.k" : tensor<1x130x4xf64> group @g_attention_long_bias_padding init #mm.init<normal, 0.7>
+  mm.param @"attention_long_bias_padding.v" : tensor<1x130x4xf64> group @g_attention_long_bias_padding init #mm.init<normal, 0.7>
+  mm.param @"attention_long_bias_padding.pb" : tensor<16x2xf64> group @g_attention_long_bias_padding init #mm.init<normal, 0.7>
+  mm.stage @attention_long_bias_padding trainable [@g_attention_long_bias_padding] loss @attention_long_bias_padding_loss data "none"
+  mm.entry @attention_long_bias_padding_loss(%len: tensor<i32> {mm.name = "len"}, %r: tensor<1x130x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_long_bias_padding.q" : tensor<1x130x8xf64>
+    %k = mm.weight @"attention_long_bias_padding.k" : tensor<1x130x4xf64>
+    %v = mm.weight @"attention_long_bias_padding.v" : tensor<1x130x4xf64>
+    %pb = mm.weight @"attention_long_bias_padding.pb" : tensor<16x2xf64>
+    %y = mm.attention %q, %k, %v, %len bias %pb {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<padding>, scale = 1.0 : f64, bias_max_distance = 40 : i64} : (tensor<1x130x8xf64>, tensor<1x130x4xf64>, tensor<1x130x4xf64>, tensor<i32>, tensor<16x2xf64>) -> tensor<1x130x8xf64>
+    %m = mm.mul %y, %r : tensor<1x130x8xf64>
+    %l = mm.reduce_sum %m : (tensor<1x130x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
+  mm.group @g_attention_long_bias_causal
+  mm.param @"attention_long_bias_causal.q" : tensor<1x130x8xf64> group @g_attention_long_bias_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_bias_causal.k" : tensor<1x130x4xf64> group @g_attention_long_bias_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_bias_causal.v" : tensor<1x130x4xf64> group @g_attention_long_bias_causal init #mm.init<normal, 0.7>
+  mm.param @"attention_long_bias_causal.pb" : tensor<16x2xf64> group @g_attention_long_bias_causal init #mm.init<normal, 0.7>
+  mm.stage @attention_long_bias_causal trainable [@g_attention_long_bias_causal] loss @attention_long_bias_causal_loss data "none"
+  mm.entry @attention_long_bias_causal_loss(%len: tensor<i32> {mm.name = "len"}, %r: tensor<1x130x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_long_bias_causal.q" : tensor<1x130x8xf64>
+    %k = mm.weight @"attention_long_bias_causal.k" : tensor<1x130x4xf64>
+    %v = mm.weight @"attention_long_bias_causal.v" : tensor<1x130x4xf64>
+    %pb = mm.weight @"attention_long_bias_causal.pb" : tensor<16x2xf64>
+    %y = mm.attention %q, %k, %v, %len bias %pb {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64, bias_max_distance = 40 : i64} : (tensor<1x130x8xf64>, tensor<1x130x4xf64>, tensor<1x130x4xf64>, tensor<i32>, tensor<16x2xf64>) -> tensor<1x130x8xf64>
+    %m = mm.mul %y, %r : tensor<1x130x8xf64>
+    %l = mm.reduce_sum %m : (tensor<1x130x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
   mm.group @g_cross_attention
   mm.param @"cross_attention.q" : tensor<1x3x8xf64> group @g_cross_attention init #mm.init<normal, 0.7>
   mm.param @"cross_attention.k" : tensor<1x4x8xf64> group @g_cross_attention init #mm.init<normal, 0.7>

@@ -107,6 +107,16 @@ mm.model @kernels {
     mm.return %y : tensor<2x6x32xf32>
   }
   // Attention across the CPU's 64-row blocks: B=1, S=150 (blocks of 64, 64, 22), 4 heads over 2 K/V heads, Dh=8, length 140.
+  // T5's relative position bias ([32 buckets, 4 heads], max distance 128) on the same 150 positions,
+  // both bucket directions (padding mask: keys before and after) and one (causal).
+  mm.entry @attn_bias_padding(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>, %pb: tensor<32x4xf32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len bias %pb {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<padding>, scale = 1.0 : f64, bias_max_distance = 128 : i64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>, tensor<32x4xf32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
+  mm.entry @attn_bias_causal(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>, %pb: tensor<32x4xf32>) -> tensor<1x150x32xf32> {
+    %y = mm.attention %q, %k, %v, %len bias %pb {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64, bias_max_distance = 128 : i64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>, tensor<32x4xf32>) -> tensor<1x150x32xf32>
+    mm.return %y : tensor<1x150x32xf32>
+  }
   mm.entry @attn_long_bidirectional(%q: tensor<1x150x32xf32>, %k: tensor<1x150x16xf32>, %v: tensor<1x150x16xf32>, %len: tensor<i32>) -> tensor<1x150x32xf32> {
     %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 0.35355339 : f64} : (tensor<1x150x32xf32>, tensor<1x150x16xf32>, tensor<1x150x16xf32>, tensor<i32>) -> tensor<1x150x32xf32>
     mm.return %y : tensor<1x150x32xf32>

@@ -290,6 +290,69 @@ TEST(RefOps, BroadcastToNumpyRules) {
   EXPECT_THROW(broadcastTo(m.data(), y12.data(), {1, 2, 3}, {2, 3}), std::invalid_argument);
 }
 
+// COM: the buckets of T5's usual 32 buckets and max distance 128, for key
+// offsets -200..200, as PyTorch computes Hugging Face's formula (float32 log:
+// offset -64 lands exactly on a bucket boundary, 14 and not 13).
+TEST(RefOps, T5RelativeBucketsMatchPyTorch) {
+  const int64_t bidirectional[401] = {
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15,
+    15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 15, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14,
+    14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 14, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 13, 12, 12, 12, 12, 12,
+    12, 12, 12, 12, 12, 12, 12, 12, 12, 11, 11, 11, 11, 11, 11, 11, 11, 11, 10, 10, 10, 10, 10, 10, 10, 9, 9, 9, 9, 8, 8, 8, 8, 7, 6, 5, 4, 3, 2, 1,
+    0, 17, 18, 19, 20, 21, 22, 23, 24, 24, 24, 24, 25, 25, 25, 25, 26, 26, 26, 26, 26, 26, 26, 27, 27, 27, 27, 27, 27, 27, 27, 27, 28, 28, 28, 28, 28, 28, 28, 28,
+    28, 28, 28, 28, 28, 28, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30,
+    30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31,
+  };
+  const int64_t causal[401] = {
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31, 31,
+    31, 31, 31, 31, 31, 31, 31, 31, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 30, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 29, 28, 28, 28, 28, 28, 28,
+    28, 28, 28, 28, 27, 27, 27, 27, 27, 27, 27, 27, 27, 27, 26, 26, 26, 26, 26, 26, 26, 26, 25, 25, 25, 25, 25, 25, 25, 24, 24, 24, 24, 24, 24, 23, 23, 23, 23, 23,
+    23, 22, 22, 22, 22, 22, 21, 21, 21, 21, 20, 20, 20, 20, 19, 19, 19, 18, 18, 18, 17, 17, 16, 16, 16, 15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0,
+  };
+  for (int64_t rel = -200; rel <= 200; ++rel) {
+    EXPECT_EQ(t5RelativeBucket(rel, true, 32, 128), bidirectional[rel + 200]) << "offset " << rel;
+    EXPECT_EQ(t5RelativeBucket(rel, false, 32, 128), causal[rel + 200]) << "offset " << rel;
+  }
+}
+
+// The bias moves each score by its bucket's entry: with q = 0 every score is
+// the bias alone, so the output is a softmax over the table's entries.
+TEST(RefOps, AttentionPositionBiasAddsTheBucketEntry) {
+  const int64_t S = 3, H = 1;
+  std::vector<float> q(S, 0.0f), k = {1, 2, 3}, v = {1, 10, 100}, y(S);
+  // Bucket 0: offset 0; 1: keys before the query; 3: keys after it (2 only for offset +0).
+  const float table[4] = {0.0f, std::log(2.0f), std::log(3.0f), std::log(5.0f)};
+  const PositionBias bias{table, 4, 8};
+  const int64_t lengths[1] = {S};
+  attentionWithPositionBias(q.data(), k.data(), v.data(), y.data(), 1, S, H, 1, 1, Mask::Bidirectional, lengths, 0,
+                            1.0f, &bias);
+  // 4 bidirectional buckets: offset 0 -> 0, -1 -> 1, +1 -> 3, |offset| 2 -> the last of its side (1 or 3).
+  for (int64_t i = 0; i < S; ++i) {
+    double num = 0, den = 0;
+    for (int64_t j = 0; j < S; ++j) {
+      const double w = table[t5RelativeBucket(j - i, true, 4, 8)];
+      num += std::exp(w) * v[j];
+      den += std::exp(w);
+    }
+    EXPECT_NEAR(y[i], num / den, 1e-4 * std::fabs(num / den)) << "row " << i;
+  }
+  EXPECT_EQ(t5RelativeBucket(0, true, 4, 8), 0);
+  EXPECT_EQ(t5RelativeBucket(-1, true, 4, 8), 1);
+  EXPECT_EQ(t5RelativeBucket(1, true, 4, 8), 3);
+  EXPECT_EQ(t5RelativeBucket(-2, true, 4, 8), 1);
+}
+
 TEST(RefOps, AttentionRowLengthsIsAttentionPerRow) {
   // Two batch rows with lengths 2 and 1: each row equals `attention` run on
   // that row alone with its own length.

@@ -434,7 +434,7 @@ def MM_RoPEOp : MM_Op<"rope", [Pure, AllTypesMatch<["input", "result"]>, Declare
   let hasVerifier = 1;
 }
 
-def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
+def MM_AttentionOp : MM_Op<"attention", [Pure, AttrSizedOperandSegments, DeclareOpInterfaceMethods<MM_VJPOpInterface>]> {
   let summary = "multi-head scaled dot-product attention under a mask";
   let description = [{
     `softmax(q k^T * scale + mask) v` per head, with grouped K/V heads when
@@ -448,21 +448,33 @@ def MM_AttentionOp : MM_Op<"attention", [Pure, DeclareOpInterfaceMethods<MM_VJPO
     Shapes: q `[B, S, H*Dh]`, k and v `[B, Skv, Hkv*Dh]`, result like q;
     `Skv != S` (cross-attention) only with a bidirectional mask.
 
+    With `position_bias` (T5's relative attention bias, `[num_buckets, H]`,
+    after `bias`) the score of query `i` and key `j` in head `h` is
+    `q.k * scale + position_bias[bucket(j - i), h]`, the bucket as T5
+    computes it with `bias_max_distance`: half the buckets for keys after the
+    query under a bidirectional or padding mask, one direction under a causal
+    one. Self-attention only (`Skv == S`).
+
     Example:
     ```mlir
     %o = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
         mask = #mm.mask<causal>, scale = 0.125 : f64}
         : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    // T5's encoder self-attention: no scaling, a relative position bias.
+    %e = mm.attention %q, %k, %v bias %table {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 128 : i64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<32x4xf32>) -> tensor<1x8x64xf32>
     ```
   }];
   let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
-                       Optional<MM_I32Tensor>:$length,
+                       Optional<MM_I32Tensor>:$length, Optional<MM_F32Tensor>:$position_bias,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads,
                        MM_MaskAttr:$mask, F64Attr:$scale,
-                       OptionalAttr<MM_SeqLayoutAttr>:$layout);
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout,
+                       OptionalAttr<I64Attr>:$bias_max_distance);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = [{
-    $query `,` $key `,` $value (`,` $length^)? attr-dict `:` functional-type(operands, results)
+    $query `,` $key `,` $value (`,` $length^)? (`bias` $position_bias^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
@@ -1047,7 +1059,7 @@ def MM_GatherImageFeaturesOp : MM_Op<"gather_image_features", [Pure]> {
   let assemblyFormat = "$input `,` $ids attr-dict `:` functional-type(operands, results)";
 }
 
-def MM_AttentionStatsOp : MM_Op<"attention_stats", [Pure]> {
+def MM_AttentionStatsOp : MM_Op<"attention_stats", [Pure, AttrSizedOperandSegments]> {
   let summary = "per-row log-sum-exp of the masked, scaled attention scores";
   let description = [{
     What the attention backward recomputes probabilities from, so that no
@@ -1062,14 +1074,15 @@ def MM_AttentionStatsOp : MM_Op<"attention_stats", [Pure]> {
     ```
   }];
   let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, Optional<MM_I32Tensor>:$length,
+                       Optional<MM_F32Tensor>:$position_bias,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
-                       OptionalAttr<MM_SeqLayoutAttr>:$layout);
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout, OptionalAttr<I64Attr>:$bias_max_distance);
   let results = (outs MM_F32Tensor:$result);
-  let assemblyFormat = "$query `,` $key (`,` $length^)? attr-dict `:` functional-type(operands, results)";
+  let assemblyFormat = "$query `,` $key (`,` $length^)? (`bias` $position_bias^)? attr-dict `:` functional-type(operands, results)";
   let hasVerifier = 1;
 }
 
-class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]> {
+class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure, AttrSizedOperandSegments]> {
   let summary = "gradient of mm.attention with respect to its " # what;
   let description = [{
     Recomputes each probability from q, k and the row log-sum-exp of
@@ -1086,12 +1099,12 @@ class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]>
   }];
   let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
                        MM_F32Tensor:$grad, MM_F32Tensor:$out, MM_F32Tensor:$lse,
-                       Optional<MM_I32Tensor>:$length,
+                       Optional<MM_I32Tensor>:$length, Optional<MM_F32Tensor>:$position_bias,
                        I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
-                       OptionalAttr<MM_SeqLayoutAttr>:$layout);
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout, OptionalAttr<I64Attr>:$bias_max_distance);
   let results = (outs MM_F32Tensor:$result);
   let assemblyFormat = [{
-    $query `,` $key `,` $value `,` $grad `,` $out `,` $lse (`,` $length^)? attr-dict `:` functional-type(operands, results)
+    $query `,` $key `,` $value `,` $grad `,` $out `,` $lse (`,` $length^)? (`bias` $position_bias^)? attr-dict `:` functional-type(operands, results)
   }];
   let hasVerifier = 1;
 }
@@ -1099,6 +1112,23 @@ class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure]>
 def MM_AttentionGradQueryOp : MM_AttentionGradOp<"attention_grad_query", "queries">;
 def MM_AttentionGradKeyOp : MM_AttentionGradOp<"attention_grad_key", "keys">;
 def MM_AttentionGradValueOp : MM_AttentionGradOp<"attention_grad_value", "values">;
+def MM_AttentionGradPositionBiasOp : MM_AttentionGradOp<"attention_grad_position_bias", "relative position bias table"> {
+  let description = [{
+    The gradient of `mm.attention`'s `position_bias` table `[num_buckets, H]`:
+    each masked-in score's gradient `p (dy.v - dy.out)`, summed over the
+    batch and every (query, key) pair in the table entry's bucket. Operands
+    and attributes as the other attention gradients; `position_bias` is
+    required.
+
+    Example:
+    ```mlir
+    %d = mm.attention_grad_position_bias %q, %k, %v, %dy, %o, %lse bias %table {num_heads = 4 : i64,
+        num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 128 : i64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>, tensor<32x4xf32>) -> tensor<32x4xf32>
+    ```
+  }];
+}
 
 
 //===----------------------------------------------------------------------===//
