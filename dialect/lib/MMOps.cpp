@@ -319,7 +319,7 @@ LogicalResult FusedElementwiseOp::verifyRegions() {
                                            << ", its input " << input.getType();
   for (Operation &op : body.without_terminator()) {
     if (!isFusibleElementwise(&op))
-      return op.emitOpError("cannot be fused elementwise: only gelu, quick_gelu, silu, relu, add, mul "
+      return op.emitOpError("cannot be fused elementwise: only gelu, gelu_tanh, quick_gelu, silu, relu, add, mul "
                             "and activation_grad can");
     for (Value v : op.getOperands())
       if (v.getType() != type)
@@ -718,11 +718,12 @@ LogicalResult CacheReadOp::verify() {
 }
 
 bool mm::isFusibleElementwise(Operation *op) {
-  return isa<GeluOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(op);
+  return isa<GeluOp, GeluTanhOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(op);
 }
 
 std::optional<ActivationKind> mm::activationKindOf(Operation *op) {
   if (isa<GeluOp>(op)) return ActivationKind::Gelu;
+  if (isa<GeluTanhOp>(op)) return ActivationKind::GeluTanh;
   if (isa<QuickGeluOp>(op)) return ActivationKind::QuickGelu;
   if (isa<SiluOp>(op)) return ActivationKind::Silu;
   if (isa<ReluOp>(op)) return ActivationKind::Relu;

@@ -126,6 +126,9 @@ static LogicalResult activationVJP(Operation *op, ActivationKind kind, OpBuilder
 LogicalResult GeluOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> n, SmallVectorImpl<Value> &g) {
   return activationVJP(*this, ActivationKind::Gelu, b, dy, n, g);
 }
+LogicalResult GeluTanhOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> n, SmallVectorImpl<Value> &g) {
+  return activationVJP(*this, ActivationKind::GeluTanh, b, dy, n, g);
+}
 LogicalResult QuickGeluOp::buildVJP(OpBuilder &b, Value dy, ArrayRef<bool> n, SmallVectorImpl<Value> &g) {
   return activationVJP(*this, ActivationKind::QuickGelu, b, dy, n, g);
 }

@@ -128,6 +128,14 @@ void gelu(const float* x, float* y, int64_t n) {
   }
 }
 
+void geluTanh(const float* x, float* y, int64_t n) {
+  const double c = std::sqrt(2.0 / 3.14159265358979323846);
+  for (int64_t i = 0; i < n; ++i) {
+    const double v = x[i];
+    y[i] = static_cast<float>(0.5 * v * (1.0 + std::tanh(c * (v + 0.044715 * v * v * v))));
+  }
+}
+
 void quickGelu(const float* x, float* y, int64_t n) {
   for (int64_t i = 0; i < n; ++i) {
     const double v = x[i];

@@ -52,10 +52,13 @@ void rmsNorm(const float* x, const float* g, float* y, int64_t M, int64_t D, flo
 
 // Elementwise activations, x[n] -> y[n] (y may equal x).
 //   gelu:      0.5 * x * (1 + erf(x / sqrt(2)))      (exact, HF "gelu")
+//   geluTanh:  0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 x^3)))
+//                                                    (HF "gelu_new", T5's gated-GELU)
 //   quickGelu: x * sigmoid(1.702 * x)                (HF "quick_gelu", CLIP)
 //   silu:      x * sigmoid(x)                        (HF "silu", LLaMA MLP)
 //   relu:      max(x, 0)
 void gelu(const float* x, float* y, int64_t n);
+void geluTanh(const float* x, float* y, int64_t n);
 void quickGelu(const float* x, float* y, int64_t n);
 void silu(const float* x, float* y, int64_t n);
 void relu(const float* x, float* y, int64_t n);

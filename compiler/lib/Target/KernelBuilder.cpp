@@ -109,6 +109,8 @@ std::string gemmCall(int64_t m, int64_t n, int64_t k, StringRef a, int64_t rsa, 
 std::string activationExpr(ActivationKind kind) {
   switch (kind) {
   case ActivationKind::Gelu: return "(T)0.5 * v * (1 + erf(v * (T)0.70710678118654752))";
+  case ActivationKind::GeluTanh:
+    return "(T)0.5 * v * (1 + tanh((T)0.79788456080286536 * (v + (T)0.044715 * v * v * v)))";
   case ActivationKind::QuickGelu: return "v / (1 + exp((T)-1.702 * v))";
   case ActivationKind::Silu: return "v / (1 + exp(-v))";
   case ActivationKind::Relu: return "v > 0 ? v : (T)0";
@@ -1212,11 +1214,14 @@ const T inv = 1 / sqrt(ss / $D + $EPS);
 }
 
 /// f'(v) of an activation, an expression over `v` and `s` (the sigmoid the
-/// derivative needs, where it needs one).
+/// derivative needs, where it needs one; for gelu_tanh the tanh).
 std::string activationDerivative(ActivationKind kind) {
   switch (kind) {
   case ActivationKind::Gelu:
     return "(T)0.5 * (1 + erf(v * (T)0.70710678118654752)) + v * exp((T)-0.5 * v * v) * (T)0.39894228040143268";
+  case ActivationKind::GeluTanh:
+    // s = tanh(u), u = c (v + 0.044715 v^3), c = sqrt(2 / pi).
+    return "(T)0.5 * (1 + s) + (T)0.5 * v * (1 - s * s) * (T)0.79788456080286536 * (1 + (T)0.134145 * v * v)";
   case ActivationKind::QuickGelu: return "s + (T)1.702 * v * s * (1 - s)";
   case ActivationKind::Silu: return "s * (1 + v * (1 - s))";
   case ActivationKind::Relu: return "v > 0 ? (T)1 : (T)0";
@@ -1231,7 +1236,10 @@ std::string elementwiseCode(Operation *op, ArrayRef<std::string> in, StringRef o
   if (isa<MulOp>(op)) return out.str() + " = " + in[0] + " * " + in[1] + ";\n";
   if (auto grad = dyn_cast<ActivationGradOp>(op)) {
     ActivationKind kind = grad.getKind();
-    std::string sigmoid = kind == ActivationKind::QuickGelu ? "1 / (1 + exp((T)-1.702 * v))" : "1 / (1 + exp(-v))";
+    std::string sigmoid = kind == ActivationKind::QuickGelu ? "1 / (1 + exp((T)-1.702 * v))"
+                          : kind == ActivationKind::GeluTanh
+                              ? "tanh((T)0.79788456080286536 * (v + (T)0.044715 * v * v * v))"
+                              : "1 / (1 + exp(-v))";
     return "{\n  const T v = " + in[1] + ";\n  const T s = " + sigmoid + ";\n  (void)s;\n  " + out.str() + " = " +
            in[0] + " * (" + activationDerivative(kind) + ");\n}\n";
   }
@@ -1492,7 +1500,7 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](PatchEmbedGradInputOp o) { return patchEmbedGradInput(o); })
       .Case([](LayerNormOp o) { return layerNorm(o); })
       .Case([](RMSNormOp o) { return rmsNorm(o); })
-      .Case<GeluOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(
+      .Case<GeluOp, GeluTanhOp, QuickGeluOp, SiluOp, ReluOp, AddOp, MulOp, ActivationGradOp>(
           [](Operation *o) { return elementwise(o); })
       .Case([](FusedLinearOp o) { return fusedLinear(o); })
       .Case([](FusedElementwiseOp o) { return fusedElementwise(o); })

@@ -25,7 +25,7 @@ using namespace mm;
 namespace {
 
 bool isCheap(Operation *op) {
-  return isa<GeluOp, QuickGeluOp, SiluOp, ReluOp, MulOp, LayerNormOp, RMSNormOp>(op);
+  return isa<GeluOp, GeluTanhOp, QuickGeluOp, SiluOp, ReluOp, MulOp, LayerNormOp, RMSNormOp>(op);
 }
 
 struct RematPass : public mm::impl::RematBase<RematPass> {

@@ -80,8 +80,10 @@ mm.model @tensor_ops {
     %g = mm.gelu %f : tensor<1x4x16xf32>
     // CHECK: mm.quick_gelu
     %qg = mm.quick_gelu %g : tensor<1x4x16xf32>
+    // CHECK: mm.gelu_tanh
+    %gt = mm.gelu_tanh %qg : tensor<1x4x16xf32>
     // CHECK: mm.relu
-    %r = mm.relu %qg : tensor<1x4x16xf32>
+    %r = mm.relu %gt : tensor<1x4x16xf32>
     // CHECK: mm.merge_image_features {{.*}}{image_token_index = 4 : i64}
     %m = mm.merge_image_features %e, %ids, %r {image_token_index = 4 : i64} : (tensor<1x8x16xf32>, tensor<1x8xi32>, tensor<1x4x16xf32>) -> tensor<1x8x16xf32>
     // CHECK: mm.rms_norm

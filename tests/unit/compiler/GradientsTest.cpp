@@ -144,7 +144,7 @@ TEST_P(Gradients, MatchFiniteDifferences) {
 
 INSTANTIATE_TEST_SUITE_P(
     EveryVJPRule, Gradients,
-    ::testing::Values("linear", "embedding", "patch_embed", "patch_embed_input", "conv2d", "conv2d_unpadded", "layer_norm", "rms_norm", "gelu", "quick_gelu", "silu",
+    ::testing::Values("linear", "embedding", "patch_embed", "patch_embed_input", "conv2d", "conv2d_unpadded", "layer_norm", "rms_norm", "gelu", "gelu_tanh", "quick_gelu", "silu",
                       "relu", "add", "mul", "reuse", "rope", "attention_bidirectional", "attention_causal",
                       "attention_padding", "attention_image_prefix_causal", "attention_itm_bidirectional",
                       "attention_itg_multimodal_causal", "attention_itc_unimodal", "attention_long_causal",

@@ -195,6 +195,8 @@ TEST_F(Kernels, Activations) {
   std::vector<float> y(37);
   mm::ref::gelu(f(x), y.data(), 37);
   check("gelu", {x}, y);
+  mm::ref::geluTanh(f(x), y.data(), 37);
+  check("gelu_tanh", {x}, y);
   mm::ref::quickGelu(f(x), y.data(), 37);
   check("quick_gelu", {x}, y);
   mm::ref::silu(f(x), y.data(), 37);

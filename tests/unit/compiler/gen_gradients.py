@@ -65,7 +65,7 @@ case("layer_norm", [("x", [3, 6]), ("g", [6]), ("b", [6])], [],
      [f"%y = mm.layer_norm %x, %g, %b {{eps = 1.0e-5 : f64}} : ({t(3,6)}, {t(6)}, {t(6)}) -> {t(3,6)}"], [3, 6])
 case("rms_norm", [("x", [3, 6]), ("g", [6])], [],
      [f"%y = mm.rms_norm %x, %g {{eps = 1.0e-6 : f64}} : ({t(3,6)}, {t(6)}) -> {t(3,6)}"], [3, 6])
-for act in ["gelu", "quick_gelu", "silu", "relu"]:
+for act in ["gelu", "gelu_tanh", "quick_gelu", "silu", "relu"]:
     case(act, [("x", [11])], [], [f"%y = mm.{act} %x : {t(11)}"], [11])
 for bop in ["add", "mul"]:
     case(bop, [("a", [2, 5]), ("c", [2, 5])], [], [f"%y = mm.{bop} %a, %c : {t(2,5)}"], [2, 5])

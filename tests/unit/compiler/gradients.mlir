@@ -117,6 +117,17 @@ mm.model @gradients {
     mm.return %l : tensor<f64>
   }
 
+  mm.group @g_gelu_tanh
+  mm.param @"gelu_tanh.x" : tensor<11xf64> group @g_gelu_tanh init #mm.init<normal, 0.7>
+  mm.stage @gelu_tanh trainable [@g_gelu_tanh] loss @gelu_tanh_loss data "none"
+  mm.entry @gelu_tanh_loss(%r: tensor<11xf64> {mm.name = "r"}) -> tensor<f64> {
+    %x = mm.weight @"gelu_tanh.x" : tensor<11xf64>
+    %y = mm.gelu_tanh %x : tensor<11xf64>
+    %m = mm.mul %y, %r : tensor<11xf64>
+    %l = mm.reduce_sum %m : (tensor<11xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
   mm.group @g_quick_gelu
   mm.param @"quick_gelu.x" : tensor<11xf64> group @g_quick_gelu init #mm.init<normal, 0.7>
   mm.stage @quick_gelu trainable [@g_quick_gelu] loss @quick_gelu_loss data "none"

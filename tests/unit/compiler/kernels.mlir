@@ -32,6 +32,10 @@ mm.model @kernels {
     %y = mm.gelu %x : tensor<37xf32>
     mm.return %y : tensor<37xf32>
   }
+  mm.entry @gelu_tanh(%x: tensor<37xf32>) -> tensor<37xf32> {
+    %y = mm.gelu_tanh %x : tensor<37xf32>
+    mm.return %y : tensor<37xf32>
+  }
   mm.entry @quick_gelu(%x: tensor<37xf32>) -> tensor<37xf32> {
     %y = mm.quick_gelu %x : tensor<37xf32>
     mm.return %y : tensor<37xf32>

@@ -394,6 +394,7 @@ class MM_UnaryOp<string mnemonic, string math> : MM_Op<mnemonic,
 
 def MM_GeluOp : MM_UnaryOp<"gelu", "y = 0.5 x (1 + erf(x / sqrt(2)))">;
 def MM_QuickGeluOp : MM_UnaryOp<"quick_gelu", "y = x sigmoid(1.702 x)">;
+def MM_GeluTanhOp : MM_UnaryOp<"gelu_tanh", "y = 0.5 x (1 + tanh(sqrt(2 / pi) (x + 0.044715 x^3)))" # " (Hugging Face's `gelu_new`, T5's gated-GELU)">;
 def MM_SiluOp : MM_UnaryOp<"silu", "y = x sigmoid(x)">;
 def MM_ReluOp : MM_UnaryOp<"relu", "y = max(x, 0)">;
 
@@ -1000,7 +1001,8 @@ def MM_ActivationKind : I32EnumAttr<"ActivationKind", "elementwise activation", 
     I32EnumAttrCase<"Gelu", 0, "gelu">,
     I32EnumAttrCase<"QuickGelu", 1, "quick_gelu">,
     I32EnumAttrCase<"Silu", 2, "silu">,
-    I32EnumAttrCase<"Relu", 3, "relu">]> {
+    I32EnumAttrCase<"Relu", 3, "relu">,
+    I32EnumAttrCase<"GeluTanh", 4, "gelu_tanh">]> {
   let genSpecializedAttr = 0;
   let cppNamespace = "::mm";
 }
