@@ -22,7 +22,7 @@ namespace {
 const char *kUsage =
     "usage: mmdata scenes --out DIR [--count N] [--eval-count M] [--seed S] [--size PX]\n"
     "                     [--min-objects K] [--max-objects K] [--no-noise] [--no-stripes]\n"
-    "                     [--patch-grid G] [--quiet]\n"
+    "                     [--patch-grid G] [--conversations C] [--quiet]\n"
     "       mmdata instruct --scenes DIR/scenes.jsonl --endpoint http://HOST:PORT [--model NAME]\n"
     "                       [--api-key-env VAR] [--out FILE] [--kind conversation|detail|reasoning|all]\n"
     "                       [--limit N] [--timeout SECONDS]\n"
@@ -34,8 +34,8 @@ const char *kUsage =
     "  scenes.jsonl        the training scenes' symbolic descriptions (shapes, colours, boxes)\n"
     "  eval_scenes.jsonl   the held-out scenes' descriptions\n"
     "  captions.json       stage-1 data: a brief-description instruction and the caption\n"
-    "  instruct.json       stage-2 data per scene: two conversations, a detailed description and\n"
-    "                      a reasoning record (\"kind\")\n"
+    "  instruct.json       stage-2 data per scene: C conversations (default 2), a detailed\n"
+    "                      description and a reasoning record (\"kind\")\n"
     "  patches.json        vision pre-training data: per image, G x G patch labels (\"patch_labels\":\n"
     "                      0 background, else 1 + (colour x shape x size) of the object shown)\n"
     "  eval.json           held-out questions, one per record, with \"type\" and \"answer\"\n"
@@ -44,6 +44,8 @@ const char *kUsage =
     "  --eval-count M      held-out scenes, from a different seed stream (default 200)\n"
     "  --seed S            seed of everything (default 0); the same seed writes the same bytes\n"
     "  --patch-grid G      patches per side in patches.json (default 8: 64 px images, 8 px patches)\n"
+    "  --conversations C   conversation records per scene in instruct.json (default 2; more weight\n"
+    "                      the stage-2 mix towards the questions the evaluation asks)\n"
     "  --size PX           image width and height (default 64, llava-tiny's image size)\n"
     "\n"
     "instruct: LLaVA's GPT-assisted generation: for each scene, sends its captions and boxes\n"
@@ -103,6 +105,7 @@ int scenes(const std::vector<std::string> &argv) {
     else if (f == "--count") o.count = (int)mm::parseIntFlag(f, args.value(), 1, 1000000);
     else if (f == "--eval-count") o.evalCount = (int)mm::parseIntFlag(f, args.value(), 0, 1000000);
     else if (f == "--patch-grid") o.patchGrid = (int)mm::parseIntFlag(f, args.value(), 1, 4096);
+    else if (f == "--conversations") o.conversations = (int)mm::parseIntFlag(f, args.value(), 0, 64);
     else if (f == "--seed") o.seed = parseSeed(args.value());
     else if (f == "--size") o.scene.size = (int)mm::parseIntFlag(f, args.value(), 16, 4096);
     else if (f == "--min-objects") o.scene.minObjects = (int)mm::parseIntFlag(f, args.value(), 1, 4);

@@ -260,9 +260,9 @@ nlohmann::ordered_json detailRecord(const Scene &scene, Rng &rng);
 /// up to kReasoningPairs reasoning questions of different kinds.
 constexpr size_t kReasoningPairs = 2;
 nlohmann::ordered_json reasoningRecord(const Scene &scene, Rng &rng);
-/// Stage-2 records written per training scene: kConversationsPerScene
+/// Stage-2 records written per training scene by default: kConversationsPerScene
 /// conversations (the kind that asks what the evaluation asks), one detailed
-/// description, one reasoning record.
+/// description, one reasoning record (DatasetOptions::conversations sets the first).
 constexpr int kConversationsPerScene = 2;
 /// Evaluation records: one per evaluation type SCENE supports, each one
 /// question, with "type" and "answer" (the gpt turn holds the answer too).
@@ -278,6 +278,10 @@ struct DatasetOptions {
   int evalCount = 200; // held-out scenes
   uint64_t seed = 0;
   int patchGrid = 8; // patches.json: GRID x GRID labels per image (llava-tiny: 64 px / 8 px patches)
+  // Conversation records per scene in instruct.json. Those past the default
+  // count are drawn after the detail and reasoning records, so a larger
+  // count adds records and changes none of the default ones.
+  int conversations = kConversationsPerScene;
   SceneOptions scene;
 };
 

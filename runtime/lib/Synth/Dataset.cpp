@@ -134,9 +134,11 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
     patches["patch_labels"] = patchLabels(s, o.patchGrid);
     patchesJson.push_back(std::move(patches));
     std::vector<nlohmann::ordered_json> stage2;
-    for (int c = 0; c < kConversationsPerScene; ++c) stage2.push_back(conversationRecord(s, text, c));
+    for (int c = 0; c < std::min(o.conversations, kConversationsPerScene); ++c)
+      stage2.push_back(conversationRecord(s, text, c));
     stage2.push_back(detailRecord(s, text));
     stage2.push_back(reasoningRecord(s, text));
+    for (int c = kConversationsPerScene; c < o.conversations; ++c) stage2.push_back(conversationRecord(s, text, c));
     for (nlohmann::ordered_json &r : stage2) {
       ++sum.instructKinds[r["kind"].get<std::string>()];
       instructJson.push_back(std::move(r));

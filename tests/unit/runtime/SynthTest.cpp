@@ -864,6 +864,32 @@ TEST(SynthDataset, RecordsLoadAndEvalIsHeldOut) {
                                           "followup"}));
 }
 
+// COM: --conversations weights the stage-2 mix towards conversations; the
+// extra records come after the default ones' draws, so every record of the
+// default output is still there, byte for byte.
+TEST(SynthDataset, MoreConversationsAddRecordsAndKeepTheDefaultOnes) {
+  TempDir t("synth_conv");
+  DatasetOptions a = smallDataset(t / "a", 5, 6, 0);
+  DatasetOptions b = a;
+  b.outDir = t / "b";
+  b.conversations = 5;
+  writeDataset(a);
+  writeDataset(b);
+  nlohmann::json da = nlohmann::json::parse(mmtest::readText(t / "a/instruct.json"));
+  nlohmann::json db = nlohmann::json::parse(mmtest::readText(t / "b/instruct.json"));
+  ASSERT_EQ(da.size(), 6u * (kConversationsPerScene + 2));
+  ASSERT_EQ(db.size(), 6u * (5 + 2));
+  std::map<std::string, std::string> byId;
+  std::map<std::string, int> kinds;
+  for (const auto &r : db) {
+    byId[r["id"].get<std::string>()] = r.dump();
+    ++kinds[r["kind"].get<std::string>()];
+  }
+  EXPECT_EQ(kinds, (std::map<std::string, int>{{"conversation", 30}, {"detail", 6}, {"reasoning", 6}}));
+  EXPECT_EQ(byId.count("train_000000_conversation5"), 1u);
+  for (const auto &r : da) EXPECT_EQ(byId[r["id"].get<std::string>()], r.dump()) << r["id"];
+}
+
 TEST(SynthDataset, Errors) {
   TempDir t("synth_err");
   mmtest::writeText(t / "file", "x");
