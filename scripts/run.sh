@@ -6,6 +6,7 @@
 # turn about a held-out image. Everything lands in out/.
 #   MM_SCENES=N MM_STEPS=K MM_BATCH=B MM_OUT=DIR bash scripts/run.sh    a larger run (docs/BENCHMARKS.md)
 #   MM_STEPS_<STAGE>=K (for example MM_STEPS_PRETRAIN_VISION=500) sets one stage's steps.
+#   MM_CONVERSATIONS=C conversation records per scene in the stage-2 data (mmdata --conversations).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # MM_NO_SETUP=1: use the tools already built in build/ (the smoke test does).
@@ -23,7 +24,8 @@ mkdir -p "$OUT"
 B=${MM_BIN:-./build/bin}
 
 echo "== data: $SCENES synthetic scenes"
-$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count "${MM_EVAL_SCENES:-40}" --seed 1 --quiet
+$B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count "${MM_EVAL_SCENES:-40}" --seed 1 \
+  --conversations "${MM_CONVERSATIONS:-2}" --quiet
 
 echo "== compile"
 $B/mmc compile models/llava-tiny.mlir -o "$OUT/llava-tiny.so"
