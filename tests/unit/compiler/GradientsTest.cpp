@@ -153,6 +153,7 @@ INSTANTIATE_TEST_SUITE_P(
                       "attention_rows_itc_unimodal", "attention_rows_itg_multimodal_causal",
                       "attention_long_rows_itg_multimodal_causal", "div", "transpose", "reduce_max",
                       "l2_normalize", "attention_bias_bidirectional", "attention_bias_causal",
-                      "attention_long_bias_padding", "attention_long_bias_causal"));
+                      "attention_long_bias_padding", "attention_long_bias_causal",
+                      "attention_bias_no_length"));
 
 } // namespace

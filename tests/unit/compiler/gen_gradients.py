@@ -100,6 +100,11 @@ for mask, nb, maxd in [("bidirectional", 8, 4), ("causal", 4, 3)]:
          [f"%y = mm.attention %q, %k, %v, %len bias %pb {{num_heads = 2 : i64, num_kv_heads = 1 : i64, "
           f"mask = #mm.mask<{mask}>, scale = 0.5 : f64, bias_max_distance = {maxd} : i64}} : "
           f"({t(2,5,8)}, {t(2,5,4)}, {t(2,5,4)}, {t(dtype='i32')}, {t(nb,2)}) -> {t(2,5,8)}"], [2, 5, 8])
+# No run-time length: the table is the fourth operand, not the fifth.
+case("attention_bias_no_length", [("q", [1, 5, 8]), ("k", [1, 5, 8]), ("v", [1, 5, 8]), ("pb", [6, 2])], [],
+     [f"%y = mm.attention %q, %k, %v bias %pb {{num_heads = 2 : i64, num_kv_heads = 2 : i64, "
+      f"mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 5 : i64}} : "
+      f"({t(1,5,8)}, {t(1,5,8)}, {t(1,5,8)}, {t(6,2)}) -> {t(1,5,8)}"], [1, 5, 8])
 for mask in ["padding", "causal"]:
     case(f"attention_long_bias_{mask}", [("q", [1, 130, 8]), ("k", [1, 130, 4]), ("v", [1, 130, 4]), ("pb", [16, 2])],
          [("len", t(dtype="i32"))],

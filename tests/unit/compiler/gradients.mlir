@@ -379,6 +379,23 @@ mm.model @gradients {
     mm.return %l : tensor<f64>
   }
 
+  mm.group @g_attention_bias_no_length
+  mm.param @"attention_bias_no_length.q" : tensor<1x5x8xf64> group @g_attention_bias_no_length init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_no_length.k" : tensor<1x5x8xf64> group @g_attention_bias_no_length init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_no_length.v" : tensor<1x5x8xf64> group @g_attention_bias_no_length init #mm.init<normal, 0.7>
+  mm.param @"attention_bias_no_length.pb" : tensor<6x2xf64> group @g_attention_bias_no_length init #mm.init<normal, 0.7>
+  mm.stage @attention_bias_no_length trainable [@g_attention_bias_no_length] loss @attention_bias_no_length_loss data "none"
+  mm.entry @attention_bias_no_length_loss(%r: tensor<1x5x8xf64> {mm.name = "r"}) -> tensor<f64> {
+    %q = mm.weight @"attention_bias_no_length.q" : tensor<1x5x8xf64>
+    %k = mm.weight @"attention_bias_no_length.k" : tensor<1x5x8xf64>
+    %v = mm.weight @"attention_bias_no_length.v" : tensor<1x5x8xf64>
+    %pb = mm.weight @"attention_bias_no_length.pb" : tensor<6x2xf64>
+    %y = mm.attention %q, %k, %v bias %pb {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 1.0 : f64, bias_max_distance = 5 : i64} : (tensor<1x5x8xf64>, tensor<1x5x8xf64>, tensor<1x5x8xf64>, tensor<6x2xf64>) -> tensor<1x5x8xf64>
+    %m = mm.mul %y, %r : tensor<1x5x8xf64>
+    %l = mm.reduce_sum %m : (tensor<1x5x8xf64>) -> tensor<f64>
+    mm.return %l : tensor<f64>
+  }
+
   mm.group @g_attention_long_bias_padding
   mm.param @"attention_long_bias_padding.q" : tensor<1x130x8xf64> group @g_attention_long_bias_padding init #mm.init<normal, 0.7>
   mm.param @"attention_long_bias_padding.k" : tensor<1x130x4xf64> group @g_attention_long_bias_padding init #mm.init<normal, 0.7>
