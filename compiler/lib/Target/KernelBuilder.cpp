@@ -1358,6 +1358,17 @@ y[i] = l > 0 ? m + log(l) : (T)0;
                                         op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
 }
 
+/// Inside a loop over keys kj of query row `row` (with lrow, drow): skips a
+/// masked key, else sets ds = p (dy.v - Drow), the gradient of the key's
+/// score (after scale and bias), and leaves kr pointing at the key.
+const char *kScoreGrad = R"(  if (!($MASK)) continue;
+  const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
+  const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
+  T score = 0, dp = 0;
+  for (int64_t d = 0; d < $DH; ++d) { score += q[row + d] * kr[d]; dp += dy[row + d] * vr[d]; }
+  const T ds = exp(score * $SCALE$BIAS - lrow) * (dp - drow);
+)";
+
 /// The attention gradients. With p = exp(score - lse) and Drow = dy . out for
 /// the query row: dq = scale * sum_k p (dy.v - Drow) k; dk = scale * sum_q
 /// p (dy.v - Drow) q; dv = sum_q p dy.
@@ -1375,13 +1386,8 @@ const T lrow = lse[(b * $H + h) * $S + qi];
 T drow = 0, acc[$DH];
 for (int64_t d = 0; d < $DH; ++d) { drow += dy[row + d] * out[row + d]; acc[d] = 0; }
 for (int64_t kj = 0; kj < $SKV; ++kj) {
-  if (!($MASK)) continue;
-  const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
-  const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
-  T score = 0, dp = 0;
-  for (int64_t d = 0; d < $DH; ++d) { score += q[row + d] * kr[d]; dp += dy[row + d] * vr[d]; }
-  const T ds = exp(score * $SCALE$BIAS - lrow) * (dp - drow) * $SCALE;
-  for (int64_t d = 0; d < $DH; ++d) acc[d] += ds * kr[d];
+$SCOREGRAD  const T dss = ds * $SCALE;
+  for (int64_t d = 0; d < $DH; ++d) acc[d] += dss * kr[d];
 }
 for (int64_t d = 0; d < $DH; ++d) y[row + d] = acc[d];
 )";
@@ -1412,7 +1418,7 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
               "    for (int64_t d = 0; d < $DH; ++d) acc[d] += ds * q[row + d];\n";
     body = subst(body, {{"UPDATE", update}});
   }
-  body = subst(body, {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
+  body = subst(body, {{"SCOREGRAD", kScoreGrad}, {"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
   body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
   SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
   if (op.getLength()) names.push_back("length");
@@ -1443,17 +1449,12 @@ for (int64_t b = 0; b < $BATCH; ++b) {
     T drow = 0;
     for (int64_t d = 0; d < $DH; ++d) drow += dy[row + d] * out[row + d];
     for (int64_t kj = 0; kj < $SKV; ++kj) {
-      if (!($MASK)) continue;
-      const T *kr = k + (b * $SKV + kj) * $KW + kvh * $DH;
-      const T *vr = v + (b * $SKV + kj) * $KW + kvh * $DH;
-      T score = 0, dp = 0;
-      for (int64_t d = 0; d < $DH; ++d) { score += q[row + d] * kr[d]; dp += dy[row + d] * vr[d]; }
-      y[mm_bucket[kj - qi + $SM1] * $H + h] += exp(score * $SCALE$BIAS - lrow) * (dp - drow);
+$SCOREGRAD      y[mm_bucket[kj - qi + $SM1] * $H + h] += ds;
     }
   }
 }
 )";
-  body = subst(body, {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
+  body = subst(body, {{"SCOREGRAD", kScoreGrad}, {"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
   std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
   vars["NB"] = num(typeOf(op.getPositionBias()).getDimSize(0));
   vars["BATCH"] = num(q.getDimSize(0));
