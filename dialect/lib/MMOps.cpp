@@ -448,7 +448,7 @@ static LogicalResult verifyPositionBias(Operation *op, Value query, Value key, V
   if (t.getRank() != 2 || t.getDimSize(1) != numHeads)
     return op->emitOpError("position_bias must be [num_buckets, ") << numHeads << "], got "
            << shapeStr(t.getShape());
-  const bool bidirectional = mask == MaskKind::Bidirectional || mask == MaskKind::Padding;
+  const bool bidirectional = positionBiasIsBidirectional(mask);
   if (!bidirectional && mask != MaskKind::Causal)
     return op->emitOpError("a position_bias applies under a bidirectional, padding or causal mask, not ")
            << stringifyMaskKind(mask);
@@ -462,25 +462,22 @@ static LogicalResult verifyPositionBias(Operation *op, Value query, Value key, V
   return success();
 }
 
-LogicalResult AttentionStatsOp::verify() {
-  if (failed(verifyAttentionLength(*this, getQuery(), getLength()))) return failure();
-  return verifyPositionBias(*this, getQuery(), getKey(), getPositionBias(), getBiasMaxDistance(), getMask(),
-                            getNumHeads());
-}
-template <typename OpT> static LogicalResult verifyAttentionGrad(OpT op) {
+/// The attention backward ops (statistics and gradients): length and bias.
+template <typename OpT> static LogicalResult verifyAttentionBackward(OpT op) {
   if (failed(verifyAttentionLength(op, op.getQuery(), op.getLength()))) return failure();
   return verifyPositionBias(op, op.getQuery(), op.getKey(), op.getPositionBias(), op.getBiasMaxDistance(),
                             op.getMask(), op.getNumHeads());
 }
-LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionGrad(*this); }
-LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionGrad(*this); }
-LogicalResult AttentionGradValueOp::verify() { return verifyAttentionGrad(*this); }
+LogicalResult AttentionStatsOp::verify() { return verifyAttentionBackward(*this); }
+LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionBackward(*this); }
+LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionBackward(*this); }
+LogicalResult AttentionGradValueOp::verify() { return verifyAttentionBackward(*this); }
 LogicalResult AttentionGradPositionBiasOp::verify() {
   if (!getPositionBias())
     return emitOpError("needs the position_bias table");
   if (getResult().getType() != getPositionBias().getType())
     return emitOpError("result type must equal the position_bias table's type");
-  return verifyAttentionGrad(*this);
+  return verifyAttentionBackward(*this);
 }
 
 LogicalResult AttentionOp::verify() {
@@ -715,6 +712,10 @@ LogicalResult CacheReadOp::verify() {
   if (layer < 0 || (!(*this)->getParentOfType<LayerOp>() && layer >= c.getDimSize(0)))
     return emitOpError("layer ") << layer << " is outside the cache's " << c.getDimSize(0) << " layers";
   return success();
+}
+
+bool mm::positionBiasIsBidirectional(MaskKind mask) {
+  return mask == MaskKind::Bidirectional || mask == MaskKind::Padding;
 }
 
 bool mm::isFusibleElementwise(Operation *op) {

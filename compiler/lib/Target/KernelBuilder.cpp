@@ -486,12 +486,28 @@ std::map<std::string, std::string> positionBiasVars(OpT op) {
   if (!op.getPositionBias()) return {{"BUCKETS", ""}, {"BIAS", ""}};
   const int64_t s = typeOf(op.getQuery()).getDimSize(1), h = op.getNumHeads();
   const int64_t buckets = typeOf(op.getPositionBias()).getDimSize(0);
-  const bool bidirectional = op.getMask() == MaskKind::Bidirectional || op.getMask() == MaskKind::Padding;
+  const bool bidirectional = positionBiasIsBidirectional(op.getMask());
   std::string decl = "const int32_t mm_bucket[" + num(2 * s - 1) + "] = {";
   for (int64_t rel = -(s - 1); rel <= s - 1; ++rel)
     decl += (rel > -(s - 1) ? "," : "") + num(t5Bucket(rel, bidirectional, buckets, *op.getBiasMaxDistance()));
   decl += "};\n";
   return {{"BUCKETS", decl}, {"BIAS", " + pb[mm_bucket[kj - qi + " + num(s - 1) + "] * " + num(h) + " + h]"}};
+}
+
+/// Shared constants of the attention kernels (forward, statistics, gradients).
+template <typename OpT>
+std::map<std::string, std::string> attentionVars(OpT op, Value q, Value k) {
+  auto qt = typeOf(q), kt = typeOf(k);
+  int64_t s = qt.getDimSize(1), skv = kt.getDimSize(1), h = op.getNumHeads();
+  int64_t hkv = op.getNumKvHeads(), dh = qt.getDimSize(2) / h;
+  int64_t prefix = op.getLayoutAttr() ? op.getLayoutAttr().getSizes()[0] : 0;
+  std::map<std::string, std::string> vars{
+      {"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
+      {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
+      {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(prefix)},
+      {"SCALE", flt(op.getScale().convertToDouble())}};
+  vars.merge(positionBiasVars(op));
+  return vars;
 }
 
 //===----------------------------------------------------------------------===//
@@ -638,9 +654,8 @@ $DPFREE  free(strip);
 }
 
 Kernel attention(AttentionOp op) {
-  auto q = typeOf(op.getQuery()), k = typeOf(op.getKey());
-  int64_t s = q.getDimSize(1), skv = k.getDimSize(1), h = op.getNumHeads();
-  int64_t hkv = op.getNumKvHeads(), dh = q.getDimSize(2) / h;
+  auto q = typeOf(op.getQuery());
+  int64_t s = q.getDimSize(1), h = op.getNumHeads();
   std::string body = subst(R"(// One query row of one head; online softmax, scores never stored.
 $BUCKETSconst int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
 const int64_t kvh = h / $GROUP;
@@ -669,20 +684,11 @@ T *yr = y + (b * $S + qi) * $QW + h * $DH;
 const T inv = l > 0 ? 1 / l : 0;
 for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
 )", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
-  body = subst(body, positionBiasVars(op));
-  body = subst(body, {{"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)}, {"H", num(h)}, {"GROUP", num(h / hkv)},
-                      {"QW", num(h * dh)}, {"KW", num(hkv * dh)}, {"DH", num(dh)},
-                      {"P", num(op.getPrefixLength())},
-                      {"SCALE", flt(op.getScale().convertToDouble())}});
+  const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
+  body = subst(body, vars);
   SmallVector<std::string> names{"q", "k", "v"};
   if (op.getLength()) names.push_back("length");
   if (op.getPositionBias()) names.push_back("pb");
-  std::map<std::string, std::string> vars{
-      {"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
-      {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
-      {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(op.getPrefixLength())},
-      {"SCALE", flt(op.getScale().convertToDouble())}};
-  vars.merge(positionBiasVars(op));
   return withHostBody(makeKernel(op, names, q.getDimSize(0) * h * s, body),
                       attentionHostBody(AttnHost::Forward, vars, op.getMask(), (bool)op.getLength(),
                                         q.getDimSize(0)));
@@ -1314,22 +1320,6 @@ y[i] = v;
   return makeKernel(op, {"x", "ids"}, out.getNumElements(), body);
 }
 
-/// Shared constants of the attention backward kernels.
-template <typename OpT>
-std::map<std::string, std::string> attentionVars(OpT op, Value q, Value k) {
-  auto qt = typeOf(q), kt = typeOf(k);
-  int64_t s = qt.getDimSize(1), skv = kt.getDimSize(1), h = op.getNumHeads();
-  int64_t hkv = op.getNumKvHeads(), dh = qt.getDimSize(2) / h;
-  int64_t prefix = op.getLayoutAttr() ? op.getLayoutAttr().getSizes()[0] : 0;
-  std::map<std::string, std::string> vars{
-      {"LEN", lengthExpr(op.getLength(), skv)}, {"S", num(s)}, {"SKV", num(skv)},
-      {"H", num(h)}, {"HKV", num(hkv)}, {"GROUP", num(h / hkv)}, {"QW", num(h * dh)},
-      {"KW", num(hkv * dh)}, {"DH", num(dh)}, {"P", num(prefix)},
-      {"SCALE", flt(op.getScale().convertToDouble())}};
-  vars.merge(positionBiasVars(op));
-  return vars;
-}
-
 /// attention_stats: q[B,S,H*Dh], k[B,Skv,Hkv*Dh] -> lse[B,H,S].
 Kernel attentionStats(AttentionStatsOp op) {
   auto q = typeOf(op.getQuery());
@@ -1349,13 +1339,14 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
 }
 y[i] = l > 0 ? m + log(l) : (T)0;
 )", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
-  body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
+  const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
+  body = subst(body, vars);
   SmallVector<std::string> names{"q", "k"};
   if (op.getLength()) names.push_back("length");
   if (op.getPositionBias()) names.push_back("pb");
   return withHostBody(makeKernel(op, names, q.getDimSize(0) * op.getNumHeads() * s, body),
-                      attentionHostBody(AttnHost::Stats, attentionVars(op, op.getQuery(), op.getKey()),
-                                        op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
+                      attentionHostBody(AttnHost::Stats, vars, op.getMask(), (bool)op.getLength(),
+                                        q.getDimSize(0)));
 }
 
 /// Inside a loop over keys kj of query row `row` (with lrow, drow): skips a
@@ -1419,7 +1410,8 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
     body = subst(body, {{"UPDATE", update}});
   }
   body = subst(body, {{"SCOREGRAD", kScoreGrad}, {"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
-  body = subst(body, attentionVars(op, op.getQuery(), op.getKey()));
+  const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
+  body = subst(body, vars);
   SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
   if (op.getLength()) names.push_back("length");
   if (op.getPositionBias()) names.push_back("pb");
@@ -1429,8 +1421,7 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
                   : which == AttnGrad::Key ? AttnHost::GradKey
                                            : AttnHost::GradValue;
   return withHostBody(makeKernel(op, names, domain, body),
-                      attentionHostBody(host, attentionVars(op, op.getQuery(), op.getKey()),
-                                        op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
+                      attentionHostBody(host, vars, op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
 }
 
 /// attention_grad_position_bias: q[B,S,H*Dh], k/v[B,S,Hkv*Dh], dy/out[B,S,H*Dh],

@@ -29,6 +29,9 @@ bool isFusibleElementwise(mlir::Operation *op);
 /// The activation OP computes (mm.gelu, mm.quick_gelu, mm.silu, mm.relu),
 /// or none for any other op.
 std::optional<ActivationKind> activationKindOf(mlir::Operation *op);
+/// Whether mm.attention's position_bias buckets key offsets both ways under
+/// MASK (bidirectional and padding masks) or only keys before the query (causal).
+bool positionBiasIsBidirectional(MaskKind mask);
 } // namespace mm
 
 #endif // MM_DIALECT_MMDIALECT_H
