@@ -26,7 +26,7 @@ namespace mm {
 /// Whether OP computes each output element from the same element of its
 /// operands alone, so that `mm.fused_elementwise` may hold it.
 bool isFusibleElementwise(mlir::Operation *op);
-/// The activation OP computes (mm.gelu, mm.quick_gelu, mm.silu, mm.relu),
+/// The activation OP computes (mm.gelu, mm.gelu_tanh, mm.quick_gelu, mm.silu, mm.relu),
 /// or none for any other op.
 std::optional<ActivationKind> activationKindOf(mlir::Operation *op);
 /// Whether mm.attention's position_bias buckets key offsets both ways under
