@@ -37,6 +37,18 @@ CONFIGS = {
         # The same convolutional stem as llava-tiny (docs/BENCHMARKS.md): a from-scratch
         # ViT on 8-px patches does not learn the shapes of mmdata's objects in time.
         stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)]),
+    # The encoder-decoder variant (HF's Blip2ForConditionalGeneration with a FlanT5-style
+    # T5ForConditionalGeneration): the same ViT and Q-Former; the queries and a text prefix
+    # enter the T5 encoder (seq positions), the decoder writes the suffix (dec_seq positions).
+    "blip2-t5-tiny": dict(
+        name="blip2_t5_tiny", llm="t5", image=64, patch=8, vd=128, vlayers=4, vheads=4, vinter=512,
+        queries=16, qd=128, qlayers=4, qheads=4, qinter=512, cross_freq=2,
+        td=256, tlayers=3, tdlayers=3, theads=4, tdkv=64, tinter=512, buckets=32, max_distance=128,
+        vocab=800, seq=40, dec_seq=24,
+        image_token=4, pad_token=3, bos_token=1, eos_token=2, tokenizer="tokenizers/llava-tiny.tokenizer.json",
+        stage_lr2=1e-3, batch2=8, pretrain=True,
+        stage1=dict(batch=16, text=20, positions=32, vocab=800, embed=128, cls=1, dec=2, lr=1e-3),
+        stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)]),
     "blip2-opt-2.7b": dict(
         name="blip2_opt_2_7b", image=224, patch=14, vd=1408, vlayers=39, vheads=16, vinter=6144,
         queries=32, qd=768, qlayers=12, qheads=12, qinter=3072, cross_freq=2,
@@ -48,7 +60,7 @@ CONFIGS = {
         stage1=dict(batch=32, text=32, positions=512, vocab=30523, embed=256, cls=101, dec=30522, pad=0, lr=1e-4)),
 }
 
-V_EPS, Q_EPS, T_EPS = 1e-6, 1e-12, 1e-5
+V_EPS, Q_EPS, T_EPS, T5_EPS = 1e-6, 1e-12, 1e-5, 1e-6
 NORMAL = "#mm.init<normal, 0.02>"
 ZEROS, ONES = "#mm.init<zeros>", "#mm.init<ones>"
 
@@ -101,11 +113,29 @@ def generate(c):
         w(f"{ind}%{out} = mm.attention %{q}, %{k}, %{v}{ln_} {{num_heads = {heads} : i64, num_kv_heads = {heads} : i64, "
           f"mask = #mm.mask<{mask}>{lay}, scale = {fl(scale)}}} : ({t(n, sq, d)}, {t(n, skv, d)}, {t(n, skv, d)}{lt}) -> {t(n, sq, d)}")
 
+    t5 = c.get("llm") == "t5"
+    if t5:
+        text_config = (
+            f'      text_config = {{model_type = "t5", d_model = {TD} : i64, d_kv = {c["tdkv"]} : i64, '
+            f'd_ff = {c["tinter"]} : i64, num_layers = {c["tlayers"]} : i64, num_decoder_layers = {c["tdlayers"]} : i64, '
+            f'num_heads = {c["theads"]} : i64, relative_attention_num_buckets = {c["buckets"]} : i64, '
+            f'relative_attention_max_distance = {c["max_distance"]} : i64, layer_norm_epsilon = {fl(T5_EPS)}, '
+            f'feed_forward_proj = "gated-gelu", dense_act_fn = "gelu_new", is_gated_act = true, '
+            f'vocab_size = {c["vocab"]} : i64, tie_word_embeddings = false, pad_token_id = {c["pad_token"]} : i64, '
+            f'eos_token_id = {c["eos_token"]} : i64, decoder_start_token_id = {c["pad_token"]} : i64}}')
+    else:
+        text_config = (
+            f'      text_config = {{model_type = "opt", hidden_size = {TD} : i64, ffn_dim = {c["tinter"]} : i64, '
+            f'num_hidden_layers = {c["tlayers"]} : i64, num_attention_heads = {c["theads"]} : i64, '
+            f'vocab_size = {c["vocab"]} : i64, max_position_embeddings = {c["max_pos"]} : i64, '
+            f'word_embed_proj_dim = {TD} : i64, do_layer_norm_before = true, activation_function = "relu", '
+            f'bos_token_id = {c["bos_token"]} : i64, pad_token_id = {c["pad_token"]} : i64, tie_word_embeddings = true}}')
     config = (
         f'{{model_type = "blip-2", architectures = ["Blip2ForConditionalGeneration"], '
         f'num_query_tokens = {Q} : i64, image_token_index = {c["image_token"]} : i64, '
         f'image_seq_length = {Q} : i64, pad_token_id = {c["pad_token"]} : i64, '
-        f'max_sequence_length = {S} : i64, use_decoder_only_language_model = true,\n'
+        f'max_sequence_length = {S} : i64, use_decoder_only_language_model = {"false" if t5 else "true"}'
+        + (f', max_decoder_length = {c["dec_seq"]} : i64' if t5 else '') + ',\n'
         f'      vision_config = {{model_type = "blip_2_vision_model", hidden_size = {VD} : i64, '
         f'intermediate_size = {c["vinter"]} : i64, num_hidden_layers = {c["vlayers"]} : i64, '
         f'num_attention_heads = {c["vheads"]} : i64, image_size = {c["image"]} : i64, '
@@ -120,16 +150,14 @@ def generate(c):
            f'max_txt_len = {c["stage1"]["text"]} : i64, '
            f'cls_token_id = {c["stage1"]["cls"]} : i64, bos_token_id = {c["stage1"]["dec"]} : i64, '
            f'pad_token_id = {c["stage1"].get("pad", c["pad_token"])} : i64' if c.get("stage1") else "") + '},\n'
-        + (f'      image_text_hidden_size = {c["stage1"]["embed"]} : i64,\n' if c.get("stage1") else "") +
-        f'      text_config = {{model_type = "opt", hidden_size = {TD} : i64, ffn_dim = {c["tinter"]} : i64, '
-        f'num_hidden_layers = {c["tlayers"]} : i64, num_attention_heads = {c["theads"]} : i64, '
-        f'vocab_size = {c["vocab"]} : i64, max_position_embeddings = {c["max_pos"]} : i64, '
-        f'word_embed_proj_dim = {TD} : i64, do_layer_norm_before = true, activation_function = "relu", '
-        f'bos_token_id = {c["bos_token"]} : i64, pad_token_id = {c["pad_token"]} : i64, tie_word_embeddings = true}}}}')
+        + (f'      image_text_hidden_size = {c["stage1"]["embed"]} : i64,\n' if c.get("stage1") else "")
+        + text_config + '}')
     tok = f', tokenizer = "{c["tokenizer"]}"' if c["tokenizer"] else ""
-    w("// Generated by models/gen_blip2.py: Hugging Face Blip2ForConditionalGeneration (OPT decoder).")
+    llm = (f"T5 {TD} x {c['tlayers']} encoder + {c['tdlayers']} decoder layers" if t5 else
+           f"OPT {TD} x {c['tlayers']} layers")
+    w(f"// Generated by models/gen_blip2.py: Hugging Face Blip2ForConditionalGeneration ({'T5 encoder-decoder' if t5 else 'OPT decoder'}).")
     w(f"// Vision: ViT {c['image']}px/{c['patch']}, {VD} x {c['vlayers']} layers; Q-Former: {Q} queries, "
-      f"{QD} x {c['qlayers']} layers; LLM: OPT {TD} x {c['tlayers']} layers, vocabulary {c['vocab']}.")
+      f"{QD} x {c['qlayers']} layers; LLM: {llm}, vocabulary {c['vocab']}.")
     w(f"mm.model @{c['name']} attributes {{config = {config}{tok}}} {{")
     s1 = c.get("stage1")
     for g in ["vision_model", "qformer", "language_projection", "language_model"]:
@@ -372,51 +400,250 @@ def generate(c):
     param("language_projection.bias", [TD], "language_projection", ZEROS)
     w("")
 
-    # ---- OPT decoder -------------------------------------------------------
-    lm = "language_model.model.decoder"
-    w("  // OPT decoder; the LM head is the token embedding (tied).")
-    param(f"{lm}.embed_tokens.weight", [c["vocab"], TD], "language_model")
-    param(f"{lm}.embed_positions.weight", [c["max_pos"] + 2, TD], "language_model")
-    x_len = t(dtype="i32")
-    cache = t(c["tlayers"], 1, S, TD)
+    # ---- T5 encoder-decoder (the FlanT5-style variant) ---------------------
+    def t5_language_model():
+        """T5ForConditionalGeneration's parameters and layers: pre-RMS-norm blocks without biases,
+        attention without scaling, the relative position bias of each stack's first layer shared
+        by all its layers (an extra layer argument), the gated-GELU feed-forward, an untied head."""
+        H, dkv, FF, NB = c["theads"], c["tdkv"], c["tinter"], c["buckets"]
+        inner, SD = H * dkv, c["dec_seq"]
+        # T5's initialisation (its _init_weights, factor 1): without score scaling the query
+        # projection starts small. The head starts at d_model^-0.5 (T5 draws an untied head
+        # at 1.0, which puts this tiny model's first logits at a standard deviation of 16).
+        nq = f"#mm.init<normal, {(TD * dkv) ** -0.5:.6f}>"
+        nk = f"#mm.init<normal, {TD ** -0.5:.6f}>"
+        no = f"#mm.init<normal, {inner ** -0.5:.6f}>"
+        nwo = f"#mm.init<normal, {FF ** -0.5:.6f}>"
+        lm = "language_model"
+        w("  // T5 (FlanT5-style): shared token embeddings, an encoder and a decoder of pre-RMS-norm")
+        w("  // blocks without biases, attention without scaling, the relative position bias of each")
+        w("  // stack's first layer shared by all its layers, gated-GELU feed-forward, an untied LM head.")
+        param(f"{lm}.shared.weight", [c["vocab"], TD], "language_model", "#mm.init<normal, 1.0>")
+        for stack in ("encoder", "decoder"):
+            param(f"{lm}.{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight", [NB, H],
+                  "language_model", nk)
+        x_len, table = t(dtype="i32"), t(NB, H)
 
-    def decoder_layer(name, T, mode):
-        xT = t(1, T, TD)
-        decoder_layer_header(w, name, mode, xT, cache, x_len, c["tlayers"], f"{lm}.layers", "opt_decoder_layer")
-        if mode == "train":
-            for n in ["q_proj", "k_proj", "v_proj", "out_proj"]:
-                linear_params(f"self_attn.{n}", TD, TD, "language_model")
-            for n in ["self_attn_layer_norm", "final_layer_norm"]:
-                norm_params(n, TD, "language_model")
-            linear_params("fc1", c["tinter"], TD, "language_model")
-            linear_params("fc2", TD, c["tinter"], "language_model")
-        xs = [1, T]
-        ln("n1", "x", "self_attn_layer_norm", TD, xs, T_EPS)
-        lin("q", "n1", xs, "self_attn.q_proj", TD, TD)
-        lin("k", "n1", xs, "self_attn.k_proj", TD, TD)
-        lin("v", "n1", xs, "self_attn.v_proj", TD, TD)
-        scale = 1 / math.sqrt(tdh)
-        keys, values = kv_cache_ops(w, ind, mode, "k", "v", xT, cache, x_len, t(1, S, TD))
-        if mode == "decode":
-            attention("attn", "q", keys, values, c["theads"], 1, S, TD, scale, "bidirectional", "len")
-        else:
-            attention("attn", "q", keys, values, c["theads"], T, T, TD, scale, "causal", "len")
-        lin("o", "attn", xs, "self_attn.out_proj", TD, TD)
-        w(f"{ind}%h = mm.add %x, %o : {xT}")
-        ln("n2", "h", "final_layer_norm", TD, xs, T_EPS)
-        lin("fc1", "n2", xs, "fc1", c["tinter"], TD)
-        w(f"{ind}%act = mm.relu %fc1 : {t(1, T, c['tinter'])}")
-        lin("fc2", "act", xs, "fc2", TD, c["tinter"])
-        w(f"{ind}%y = mm.add %h, %fc2 : {xT}")
-        decoder_layer_end(w, ind, mode, "y", xT, cache)
+        def rms(out, x, name, xs):
+            weight(out + "_g", name + ".weight", [TD])
+            w(f"{ind}%{out} = mm.rms_norm %{x}, %{out}_g {{eps = {fl(T5_EPS)}}} : ({t(*xs, TD)}, {t(TD)}) -> {t(*xs, TD)}")
 
-    decoder_layer("opt_decoder_layer", S, "train")
-    w("  // The same layers (same parameters) for chat: prefill fills the KV cache, decode extends it.")
-    decoder_layer("opt_decoder_layer_prefill", S, "prefill")
-    decoder_layer("opt_decoder_layer_decode", 1, "decode")
-    param(f"{lm}.final_layer_norm.weight", [TD], "language_model", ONES)
-    param(f"{lm}.final_layer_norm.bias", [TD], "language_model", ZEROS)
-    w("")
+        def attn_params(block):
+            for n, init in (("q", nq), ("k", nk), ("v", nk)):
+                param(f"{block}.{n}.weight", [inner, TD], "language_model", init, pre=ind)
+            param(f"{block}.o.weight", [TD, inner], "language_model", no, pre=ind)
+
+        def ff_params(sub):
+            param(f"layer.{sub}.DenseReluDense.wi_0.weight", [FF, TD], "language_model", nk, pre=ind)
+            param(f"layer.{sub}.DenseReluDense.wi_1.weight", [FF, TD], "language_model", nk, pre=ind)
+            param(f"layer.{sub}.DenseReluDense.wo.weight", [TD, FF], "language_model", nwo, pre=ind)
+
+        def self_attention(sub, T, mask, length):
+            xs, xT = [1, T], t(1, T, TD)
+            w(f"    // layer.{sub}: x + SelfAttention(RMSNorm(x)), the shared relative position bias.")
+            rms("n0", "x", f"layer.{sub}.layer_norm", xs)
+            for n in "qkv":
+                lin(f"s{n}", "n0", xs, f"layer.{sub}.SelfAttention.{n}", inner, TD, bias=False)
+            w(f"{ind}%sa = mm.attention %sq, %sk, %sv, %{length} bias %table {{num_heads = {H} : i64, "
+              f"num_kv_heads = {H} : i64, mask = #mm.mask<{mask}>, scale = {fl(1.0)}, "
+              f"bias_max_distance = {c['max_distance']} : i64}} : "
+              f"({t(1, T, inner)}, {t(1, T, inner)}, {t(1, T, inner)}, {x_len}, {table}) -> {t(1, T, inner)}")
+            lin("so", "sa", xs, f"layer.{sub}.SelfAttention.o", TD, inner, bias=False)
+            w(f"{ind}%h0 = mm.add %x, %so : {xT}")
+
+        def feed_forward(sub, x, T, out):
+            xs, xT = [1, T], t(1, T, TD)
+            w(f"    // layer.{sub}: x + wo(gelu_new(wi_0(n)) * wi_1(n)), n = RMSNorm(x).")
+            rms("nf", x, f"layer.{sub}.layer_norm", xs)
+            lin("wi0", "nf", xs, f"layer.{sub}.DenseReluDense.wi_0", FF, TD, bias=False)
+            lin("wi1", "nf", xs, f"layer.{sub}.DenseReluDense.wi_1", FF, TD, bias=False)
+            w(f"{ind}%gate = mm.gelu_tanh %wi0 : {t(1, T, FF)}")
+            w(f"{ind}%gated = mm.mul %gate, %wi1 : {t(1, T, FF)}")
+            lin("wo", "gated", xs, f"layer.{sub}.DenseReluDense.wo", TD, FF, bias=False)
+            w(f"{ind}%{out} = mm.add %{x}, %wo : {xT}")
+
+        xe, xd = t(1, S, TD), t(1, SD, TD)
+        w(f"  mm.layer @t5_encoder_layer(%x: {xe}, %table: {table}, %len: {x_len}) -> {xe}")
+        w(f'      attributes {{count = {c["tlayers"]} : i64, prefix = "{lm}.encoder.block"}} {{')
+        param("layer.0.layer_norm.weight", [TD], "language_model", ONES, pre=ind)
+        attn_params("layer.0.SelfAttention")
+        param("layer.1.layer_norm.weight", [TD], "language_model", ONES, pre=ind)
+        ff_params(1)
+        w("    // The encoder sees every real position (queries, prefix, </s>) both ways.")
+        self_attention(0, S, "padding", "len")
+        feed_forward(1, "h0", S, "y")
+        w(f"{ind}mm.yield %y : {xe}")
+        w("  }")
+        w(f"  mm.layer @t5_decoder_layer(%x: {xd}, %enc: {xe}, %table: {table}, %len: {x_len}, %enc_len: {x_len}) -> {xd}")
+        w(f'      attributes {{count = {c["tdlayers"]} : i64, prefix = "{lm}.decoder.block"}} {{')
+        param("layer.0.layer_norm.weight", [TD], "language_model", ONES, pre=ind)
+        attn_params("layer.0.SelfAttention")
+        param("layer.1.layer_norm.weight", [TD], "language_model", ONES, pre=ind)
+        attn_params("layer.1.EncDecAttention")
+        param("layer.2.layer_norm.weight", [TD], "language_model", ONES, pre=ind)
+        ff_params(2)
+        self_attention(0, SD, "causal", "len")
+        xs = [1, SD]
+        w("    // layer.1: h + EncDecAttention(RMSNorm(h), encoder output): no position bias, the")
+        w("    // encoder's padding masked.")
+        rms("n1", "h0", "layer.1.layer_norm", xs)
+        lin("cq", "n1", xs, "layer.1.EncDecAttention.q", inner, TD, bias=False)
+        lin("ck", "enc", [1, S], "layer.1.EncDecAttention.k", inner, TD, bias=False)
+        lin("cv", "enc", [1, S], "layer.1.EncDecAttention.v", inner, TD, bias=False)
+        w(f"{ind}%ca = mm.attention %cq, %ck, %cv, %enc_len {{num_heads = {H} : i64, num_kv_heads = {H} : i64, "
+          f"mask = #mm.mask<bidirectional>, scale = {fl(1.0)}}} : "
+          f"({t(1, SD, inner)}, {t(1, S, inner)}, {t(1, S, inner)}, {x_len}) -> {t(1, SD, inner)}")
+        lin("co", "ca", xs, "layer.1.EncDecAttention.o", TD, inner, bias=False)
+        w(f"{ind}%h1 = mm.add %h0, %co : {xd}")
+        feed_forward(2, "h1", SD, "y")
+        w(f"{ind}mm.yield %y : {xd}")
+        w("  }")
+        param(f"{lm}.encoder.final_layer_norm.weight", [TD], "language_model", ONES)
+        param(f"{lm}.decoder.final_layer_norm.weight", [TD], "language_model", ONES)
+        param(f"{lm}.lm_head.weight", [c["vocab"], TD], "language_model", nk)
+        w("")
+
+    def t5_encoder(inputs):
+        """The encoder over INPUTS [1, S, TD] with %length real positions -> %enc_out."""
+        lm, NB, H = "language_model", c["buckets"], c["theads"]
+        xe = t(1, S, TD)
+        weight("enc_table", f"{lm}.encoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", [NB, H])
+        w(f"{ind}%encoded = mm.apply_layer @t5_encoder_layer from 0 to {c['tlayers']} (%{inputs}, %enc_table, %length) : "
+          f"({xe}, {t(NB, H)}, {t(dtype='i32')}) -> {xe}")
+        weight("enc_final_g", f"{lm}.encoder.final_layer_norm.weight", [TD])
+        w(f"{ind}%enc_out = mm.rms_norm %encoded, %enc_final_g {{eps = {fl(T5_EPS)}}} : ({xe}, {t(TD)}) -> {xe}")
+
+    def t5_decoder_logits(enc):
+        """The decoder over %decoder_input_ids (%decoder_length real) reading ENC -> %logits."""
+        lm, NB, H, SD, V_ = "language_model", c["buckets"], c["theads"], c["dec_seq"], c["vocab"]
+        xe, xd, il = t(1, S, TD), t(1, SD, TD), t(dtype="i32")
+        weight("dec_embed_w", f"{lm}.shared.weight", [V_, TD])
+        w(f"{ind}%dec_in = mm.embedding %decoder_input_ids, %dec_embed_w : ({t(1, SD, dtype='i32')}, {t(V_, TD)}) -> {xd}")
+        weight("dec_table", f"{lm}.decoder.block.0.layer.0.SelfAttention.relative_attention_bias.weight", [NB, H])
+        w(f"{ind}%decoded = mm.apply_layer @t5_decoder_layer from 0 to {c['tdlayers']} "
+          f"(%dec_in, %{enc}, %dec_table, %decoder_length, %length) : ({xd}, {xe}, {t(NB, H)}, {il}, {il}) -> {xd}")
+        weight("dec_final_g", f"{lm}.decoder.final_layer_norm.weight", [TD])
+        w(f"{ind}%dec_out = mm.rms_norm %decoded, %dec_final_g {{eps = {fl(T5_EPS)}}} : ({xd}, {t(TD)}) -> {xd}")
+        weight("head_w", f"{lm}.lm_head.weight", [V_, TD])
+        w(f"{ind}%logits = mm.linear %dec_out, %head_w : ({xd}, {t(V_, TD)}) -> {t(1, SD, V_)}")
+
+    def t5_entries():
+        lm, SD, V_ = "language_model", c["dec_seq"], c["vocab"]
+        pix, ids, il = t(1, 3, c["image"], c["image"]), t(1, S, dtype="i32"), t(dtype="i32")
+        dids = t(1, SD, dtype="i32")
+        img_arg = f'%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
+        enc_args = f'%input_ids: {ids} {{mm.name = "input_ids"}}, %length: {il} {{mm.name = "length"}}'
+        dec_args = (f'%decoder_input_ids: {dids} {{mm.name = "decoder_input_ids"}}, %targets: {dids} {{mm.name = "targets"}}, '
+                    f'%decoder_length: {il} {{mm.name = "decoder_length"}}')
+
+        def embed_encoder_input(with_image):
+            weight("embed_w", f"{lm}.shared.weight", [V_, TD])
+            w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({ids}, {t(V_, TD)}) -> {t(1, S, TD)}")
+            if not with_image:
+                return "text"
+            w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %query_embeds {{image_token_index = {c['image_token']} : i64}} "
+              f": ({t(1, S, TD)}, {ids}, {t(1, Q, TD)}) -> {t(1, S, TD)}")
+            return "merged"
+
+        def loss():
+            w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} : ({t(1, SD, V_)}, {dids}) -> {t()}")
+            w(f"{ind}mm.return %loss : {t()}")
+            w("  }")
+
+        w("  // Stage 2's loss (prefix language modelling): the projected queries stand at the <image>")
+        w("  // positions of the encoder's input, [queries][prefix]</s> (length real positions); the")
+        w("  // decoder reads [start][suffix] and predicts [suffix]</s>: cross-entropy summed over the")
+        w("  // targets that are not -100.")
+        w(f"  mm.entry @lm_loss({img_arg}{enc_args}, {dec_args})")
+        w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
+        vision_graph()
+        qformer_graph()
+        t5_encoder(embed_encoder_input(True))
+        t5_decoder_logits("enc_out")
+        loss()
+        w("")
+        w("  // The T5's pre-training: the same loss over text alone (the caption's words where the")
+        w("  // queries will stand, then the prefix; the decoder writes the suffix).")
+        w(f"  mm.entry @text_loss({enc_args}, {dec_args})")
+        w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
+        t5_encoder(embed_encoder_input(False))
+        t5_decoder_logits("enc_out")
+        loss()
+        w("")
+        return img_arg, enc_args, ids, dids, il, pix
+
+    def t5_chat_entries(img_arg, enc_args, ids, dids, il):
+        SD, V_, xe = c["dec_seq"], c["vocab"], t(1, S, TD)
+        w("  // Generation: encode runs the image and the prompt through the encoder once; decoder_logits")
+        w("  // runs the decoder over the tokens generated so far (decoder_length of them, the start")
+        w("  // token first) against that output. There is no KV cache for this model yet: each new")
+        w("  // token reruns the decoder over the whole prefix.")
+        w(f"  mm.entry @encode({img_arg}{enc_args}) -> ({xe} {{mm.name = \"encoder_hidden_states\"}}) {{")
+        vision_graph()
+        qformer_graph()
+        weight("embed_w", f"language_model.shared.weight", [V_, TD])
+        w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({ids}, {t(V_, TD)}) -> {xe}")
+        w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %query_embeds {{image_token_index = {c['image_token']} : i64}} "
+          f": ({xe}, {ids}, {t(1, Q, TD)}) -> {xe}")
+        t5_encoder("merged")
+        w(f"{ind}mm.return %enc_out : {xe}")
+        w("  }")
+        w(f'  mm.entry @decoder_logits(%encoder_hidden_states: {xe} {{mm.name = "encoder_hidden_states"}}, '
+          f'%length: {il} {{mm.name = "length"}}, %decoder_input_ids: {dids} {{mm.name = "decoder_input_ids"}}, '
+          f'%decoder_length: {il} {{mm.name = "decoder_length"}})')
+        w(f'      -> ({t(1, SD, V_)} {{mm.name = "logits"}}) {{')
+        t5_decoder_logits("encoder_hidden_states")
+        w(f"{ind}mm.return %logits : {t(1, SD, V_)}")
+        w("  }")
+
+    if t5:
+        t5_language_model()
+    else:
+        # ---- OPT decoder -------------------------------------------------------
+        lm = "language_model.model.decoder"
+        w("  // OPT decoder; the LM head is the token embedding (tied).")
+        param(f"{lm}.embed_tokens.weight", [c["vocab"], TD], "language_model")
+        param(f"{lm}.embed_positions.weight", [c["max_pos"] + 2, TD], "language_model")
+        x_len = t(dtype="i32")
+        cache = t(c["tlayers"], 1, S, TD)
+
+        def decoder_layer(name, T, mode):
+            xT = t(1, T, TD)
+            decoder_layer_header(w, name, mode, xT, cache, x_len, c["tlayers"], f"{lm}.layers", "opt_decoder_layer")
+            if mode == "train":
+                for n in ["q_proj", "k_proj", "v_proj", "out_proj"]:
+                    linear_params(f"self_attn.{n}", TD, TD, "language_model")
+                for n in ["self_attn_layer_norm", "final_layer_norm"]:
+                    norm_params(n, TD, "language_model")
+                linear_params("fc1", c["tinter"], TD, "language_model")
+                linear_params("fc2", TD, c["tinter"], "language_model")
+            xs = [1, T]
+            ln("n1", "x", "self_attn_layer_norm", TD, xs, T_EPS)
+            lin("q", "n1", xs, "self_attn.q_proj", TD, TD)
+            lin("k", "n1", xs, "self_attn.k_proj", TD, TD)
+            lin("v", "n1", xs, "self_attn.v_proj", TD, TD)
+            scale = 1 / math.sqrt(tdh)
+            keys, values = kv_cache_ops(w, ind, mode, "k", "v", xT, cache, x_len, t(1, S, TD))
+            if mode == "decode":
+                attention("attn", "q", keys, values, c["theads"], 1, S, TD, scale, "bidirectional", "len")
+            else:
+                attention("attn", "q", keys, values, c["theads"], T, T, TD, scale, "causal", "len")
+            lin("o", "attn", xs, "self_attn.out_proj", TD, TD)
+            w(f"{ind}%h = mm.add %x, %o : {xT}")
+            ln("n2", "h", "final_layer_norm", TD, xs, T_EPS)
+            lin("fc1", "n2", xs, "fc1", c["tinter"], TD)
+            w(f"{ind}%act = mm.relu %fc1 : {t(1, T, c['tinter'])}")
+            lin("fc2", "act", xs, "fc2", TD, c["tinter"])
+            w(f"{ind}%y = mm.add %h, %fc2 : {xT}")
+            decoder_layer_end(w, ind, mode, "y", xT, cache)
+
+        decoder_layer("opt_decoder_layer", S, "train")
+        w("  // The same layers (same parameters) for chat: prefill fills the KV cache, decode extends it.")
+        decoder_layer("opt_decoder_layer_prefill", S, "prefill")
+        decoder_layer("opt_decoder_layer_decode", 1, "decode")
+        param(f"{lm}.final_layer_norm.weight", [TD], "language_model", ONES)
+        param(f"{lm}.final_layer_norm.bias", [TD], "language_model", ZEROS)
+        w("")
 
     # ---- Stages ------------------------------------------------------------
     def stage(name, groups, loss, data, lr, batch):
@@ -427,8 +654,14 @@ def generate(c):
     if c.get("pretrain"):
         w("  // The tiny parts start from random weights: these stages first make them worth freezing.")
         w("  // The LLM learns the captions' language, reading a context where the queries will stand: the")
-        w("  // caption's first words (data \"caption_prefix\"), as a pre-trained LLM reads its prompt ...")
-        stage("pretrain_llm", ["language_model"], "lm_loss", "caption_prefix", 1e-3, 8)
+        if t5:
+            w("  // The T5 learns the captions' language as prefix language modelling over text: the caption's")
+            w("  // words where the queries will stand, then a prefix of it; the decoder writes the rest")
+            w("  // (data \"caption_split\"). It learns to read its encoder, which stage 2 then feeds ...")
+            stage("pretrain_llm", ["language_model"], "text_loss", "caption_split", 1e-3, 8)
+        else:
+            w("  // caption's first words (data \"caption_prefix\"), as a pre-trained LLM reads its prompt ...")
+            stage("pretrain_llm", ["language_model"], "lm_loss", "caption_prefix", 1e-3, 8)
         w("  // ... and the ViT learns which object (colour, shape, size) shows in each patch.")
         stage("pretrain_vision", ["vision_model", "vision_pretrain_head"], "patch_loss", "patch_labels", 1e-3, 8)
     if s1:
@@ -436,8 +669,12 @@ def generate(c):
         w(f"  // step over a batch of {s1['batch']} image-text pairs (each loss a mean; the step's loss is their sum).")
         stage("stage1", ["qformer", "qformer_stage1"], "stage1_loss", "image_text", s1["lr"], s1["batch"])
     w("  // Stage 2: vision-to-language generation. The Q-Former and the projection learn; the")
-    w("  // frozen OPT passes the loss's gradient back to them as activation gradients only.")
-    stage("stage2", ["qformer", "language_projection"], "lm_loss", "image_caption", c["stage_lr2"], c["batch2"])
+    w(f"  // frozen {'T5' if t5 else 'OPT'} passes the loss's gradient back to them as activation gradients only.")
+    if t5:
+        w("  // Prefix language modelling (data \"image_caption_split\"): the queries and a prefix of the")
+        w("  // caption into the encoder, the rest of it from the decoder.")
+    stage("stage2", ["qformer", "language_projection"], "lm_loss", "image_caption_split" if t5 else "image_caption",
+          c["stage_lr2"], c["batch2"])
     w("")
 
     # ---- Entries -----------------------------------------------------------
@@ -672,22 +909,25 @@ def generate(c):
         w("  }")
         w("")
 
-    args = (f'%pixel_values: {pix} {{mm.name = "pixel_values"}}, %input_ids: {ids} {{mm.name = "input_ids"}}')
-    w(f'  mm.entry @forward({args}, %length: {x_len} {{mm.name = "length"}})')
-    w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
-    model_graph()
-    w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
-    w("  }")
-    w("")
-    w("  // The language-modelling loss: cross-entropy summed over the positions whose target is")
-    w("  // not -100 (the caption's tokens; never the queries or the prompt).")
-    w(f'  mm.entry @lm_loss({args}, %targets: {ids} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
-    w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
-    model_graph()
-    w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} : ({t(1, S, c['vocab'])}, {ids}) -> {t()}")
-    w(f"{ind}mm.return %loss : {t()}")
-    w("  }")
-    w("")
+    if t5:
+        t5_args = t5_entries()
+    else:
+        args = (f'%pixel_values: {pix} {{mm.name = "pixel_values"}}, %input_ids: {ids} {{mm.name = "input_ids"}}')
+        w(f'  mm.entry @forward({args}, %length: {x_len} {{mm.name = "length"}})')
+        w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
+        model_graph()
+        w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
+        w("  }")
+        w("")
+        w("  // The language-modelling loss: cross-entropy summed over the positions whose target is")
+        w("  // not -100 (the caption's tokens; never the queries or the prompt).")
+        w(f'  mm.entry @lm_loss({args}, %targets: {ids} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
+        w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
+        model_graph()
+        w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} : ({t(1, S, c['vocab'])}, {ids}) -> {t()}")
+        w(f"{ind}mm.return %loss : {t()}")
+        w("  }")
+        w("")
     if c.get("pretrain"):
         w("  // The ViT's pre-training: a linear classifier per patch token ([CLS] dropped).")
         w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
@@ -703,30 +943,33 @@ def generate(c):
         w("")
     if s1:
         stage1_entries()
-    w("  // Chat: prefill runs the prompt (queries included) and fills the KV caches;")
-    w("  // decode runs one new token at `position` against them (length = position + 1).")
-    w(f'  mm.entry @prefill({args}, %length: {x_len} {{mm.name = "length"}}, '
-      f'%k_cache: {cache} {{mm.name = "k_cache"}}, %v_cache: {cache} {{mm.name = "v_cache"}})')
-    w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
-    model_graph(prefill=True)
-    w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
-    w("  }")
-    w(f'  mm.entry @decode(%input_ids: {t(1, 1, dtype="i32")} {{mm.name = "input_ids"}}, %position: {x_len} {{mm.name = "position"}}, '
-      f'%length: {x_len} {{mm.name = "length"}}, %k_cache: {cache} {{mm.name = "k_cache"}}, %v_cache: {cache} {{mm.name = "v_cache"}})')
-    w(f'      -> ({t(1, 1, c["vocab"])} {{mm.name = "logits"}}) {{')
-    weight("embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
-    w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, 1, dtype='i32')}, {t(c['vocab'], TD)}) -> {t(1, 1, TD)}")
-    weight("pos_w", f"{lm}.embed_positions.weight", [c["max_pos"] + 2, TD])
-    w("    // The learned position of this token: row 2 + position.")
-    w(f"{ind}%position_row = mm.slice %pos_w, %position {{axis = 0 : i64, start = 2 : i64}} : "
-      f"({t(c['max_pos'] + 2, TD)}, {x_len}) -> {t(1, TD)}")
-    w(f"{ind}%pos_b = mm.broadcast %position_row : ({t(1, TD)}) -> {t(1, 1, TD)}")
-    w(f"{ind}%inputs = mm.add %text, %pos_b : {t(1, 1, TD)}")
-    w(f"{ind}%dec:3 = mm.apply_layer @opt_decoder_layer_decode from 0 to {c['tlayers']} (%inputs, %k_cache, %v_cache, %position, %length) : "
-      f"({t(1, 1, TD)}, {cache}, {cache}, {x_len}, {x_len}) -> ({t(1, 1, TD)}, {cache}, {cache})")
-    llm_head("dec#0", 1)
-    w(f"{ind}mm.return %logits : {t(1, 1, c['vocab'])}")
-    w("  }")
+    if t5:
+        t5_chat_entries(*t5_args[:5])
+    else:
+        w("  // Chat: prefill runs the prompt (queries included) and fills the KV caches;")
+        w("  // decode runs one new token at `position` against them (length = position + 1).")
+        w(f'  mm.entry @prefill({args}, %length: {x_len} {{mm.name = "length"}}, '
+          f'%k_cache: {cache} {{mm.name = "k_cache"}}, %v_cache: {cache} {{mm.name = "v_cache"}})')
+        w(f'      -> ({t(1, S, c["vocab"])} {{mm.name = "logits"}}) {{')
+        model_graph(prefill=True)
+        w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
+        w("  }")
+        w(f'  mm.entry @decode(%input_ids: {t(1, 1, dtype="i32")} {{mm.name = "input_ids"}}, %position: {x_len} {{mm.name = "position"}}, '
+          f'%length: {x_len} {{mm.name = "length"}}, %k_cache: {cache} {{mm.name = "k_cache"}}, %v_cache: {cache} {{mm.name = "v_cache"}})')
+        w(f'      -> ({t(1, 1, c["vocab"])} {{mm.name = "logits"}}) {{')
+        weight("embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
+        w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, 1, dtype='i32')}, {t(c['vocab'], TD)}) -> {t(1, 1, TD)}")
+        weight("pos_w", f"{lm}.embed_positions.weight", [c["max_pos"] + 2, TD])
+        w("    // The learned position of this token: row 2 + position.")
+        w(f"{ind}%position_row = mm.slice %pos_w, %position {{axis = 0 : i64, start = 2 : i64}} : "
+          f"({t(c['max_pos'] + 2, TD)}, {x_len}) -> {t(1, TD)}")
+        w(f"{ind}%pos_b = mm.broadcast %position_row : ({t(1, TD)}) -> {t(1, 1, TD)}")
+        w(f"{ind}%inputs = mm.add %text, %pos_b : {t(1, 1, TD)}")
+        w(f"{ind}%dec:3 = mm.apply_layer @opt_decoder_layer_decode from 0 to {c['tlayers']} (%inputs, %k_cache, %v_cache, %position, %length) : "
+          f"({t(1, 1, TD)}, {cache}, {cache}, {x_len}, {x_len}) -> ({t(1, 1, TD)}, {cache}, {cache})")
+        llm_head("dec#0", 1)
+        w(f"{ind}mm.return %logits : {t(1, 1, c['vocab'])}")
+        w("  }")
     w("}")
     return "\n".join(L) + "\n"
 

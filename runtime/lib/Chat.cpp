@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstring>
+#include <memory>
 #include <fstream>
 #include <iostream>
 #include <map>
@@ -49,6 +50,19 @@ ChatSession::ChatSession(const CompiledModel &model, const ParameterStore &param
                          ChatTemplate chatTemplate, SamplingOptions options)
     : model_(model), params_(params), tokenizer_(tokenizer), template_(chatTemplate), options_(options),
       format_(sampleFormat(model, tokenizer)), rng_(options.seed) {
+  encoderDecoder_ = model_.hasEntry("encode");
+  if (encoderDecoder_) {
+    const EntrySpec &dec = model_.entry("decoder_logits");
+    if (dec.args.size() != 4 || dec.args[2].name != "decoder_input_ids" || format_.decoderLength < 2)
+      throw Error(model_.path() + ": decoder_logits entry does not take (encoder_hidden_states, length, "
+                  "decoder_input_ids, decoder_length), or the model declares no max_decoder_length");
+    if (template_ != ChatTemplate::Blip2T5)
+      throw Error(model_.path() + ": an encoder-decoder model chats with the blip2_t5 template, not " +
+                  chatTemplateName(template_));
+    return;
+  }
+  if (template_ == ChatTemplate::Blip2T5)
+    throw Error(model_.path() + ": the blip2_t5 template needs an encoder-decoder model (an 'encode' entry)");
   const EntrySpec &prefill = model_.entry("prefill");
   model_.entry("decode");
   if (prefill.args.size() != 5)
@@ -71,10 +85,12 @@ std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
   // The same pieces, tokenised piece by piece, as training's templates
   // (runtime/lib/Data.cpp), ending where the assistant's reply begins.
   std::vector<int32_t> ids;
-  if (template_ == ChatTemplate::Blip2) {
-    // Queries, BOS, then the prompt as is ("Question: ... Answer:", or none to caption).
+  if (template_ == ChatTemplate::Blip2 || template_ == ChatTemplate::Blip2T5) {
+    // Queries, then the prompt as is ("Question: ... Answer:", or none to
+    // caption): after a BOS for the decoder-only LLM, closed by "</s>" for
+    // the encoder (the decoder then writes the reply).
     if (image_) ids.insert(ids.end(), format_.shape.imagePositions, format_.shape.imageToken);
-    ids.push_back(format_.bos);
+    if (template_ == ChatTemplate::Blip2) ids.push_back(format_.bos);
     // The image always comes first here: an "<image>" marker in the text (LLaVA
     // data) is dropped with the white space after it.
     std::string prompt = userText;
@@ -85,6 +101,7 @@ std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
     }
     std::vector<int32_t> t = tokenizer_.encode(prompt, /*addSpecial=*/false);
     ids.insert(ids.end(), t.begin(), t.end());
+    if (template_ == ChatTemplate::Blip2T5) ids.push_back(format_.eos);
     return ids;
   }
   ids.push_back(format_.bos);
@@ -119,52 +136,100 @@ std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
   return ids;
 }
 
+ChatSession::Start ChatSession::start(const std::vector<int32_t> &ids) {
+  const int64_t maxLen = format_.shape.maxSequence, vocab = format_.shape.vocab;
+  std::vector<const float *> params = params_.pointers();
+  std::vector<HostTensor> args = llavaForwardArgs(model_, ids, image_);
+  Start st;
+  if (encoderDecoder_) {
+    // The encoder once; then the decoder over [start, generated...] for each new token.
+    std::vector<HostTensor> encoded = model_.run("encode", params, args);
+    auto decoderArgs = std::make_shared<std::vector<HostTensor>>(4);
+    (*decoderArgs)[0] = std::move(encoded[0]);
+    (*decoderArgs)[1] = std::move(args[2]);
+    (*decoderArgs)[2].bytes.resize(format_.decoderLength * 4);
+    (*decoderArgs)[3].bytes.resize(4);
+    st.extend = [this, decoderArgs, vocab](const std::vector<int32_t> &generated, std::vector<HostTensor> &) {
+      std::vector<HostTensor> &a = *decoderArgs;
+      const int64_t n = 1 + (int64_t)generated.size();
+      int32_t *dst = a[2].as<int32_t>();
+      for (int64_t i = 0; i < format_.decoderLength; ++i)
+        dst[i] = i == 0 ? format_.decoderStart : i < n ? generated[i - 1] : format_.shape.padToken;
+      *a[3].as<int32_t>() = (int32_t)n;
+      std::vector<HostTensor> logits = model_.run("decoder_logits", params_.pointers(), a);
+      const float *row = logits[0].as<float>() + (n - 1) * vocab;
+      return std::vector<float>(row, row + vocab);
+    };
+    st.first = st.extend({}, st.state);
+    st.maxSteps = format_.decoderLength - 1;
+    return st;
+  }
+  args.push_back(cache_[0]);
+  args.push_back(cache_[1]);
+  std::vector<HostTensor> out = model_.run("prefill", params, args);
+  st.state = {std::move(args[3]), std::move(args[4])};
+  const int64_t position = (int64_t)ids.size();
+  const float *row = out[0].as<float>() + (position - 1) * vocab;
+  st.first.assign(row, row + vocab);
+  st.maxSteps = maxLen - position;
+  // One decode step: the hypothesis's last token at its position against the caches in STATE.
+  st.extend = [this, position](const std::vector<int32_t> &tokens, std::vector<HostTensor> &state) {
+    std::vector<HostTensor> step(5);
+    for (int i = 0; i < 3; ++i) step[i].bytes.resize(4);
+    const int64_t pos = position + (int64_t)tokens.size() - 1;
+    *step[0].as<int32_t>() = tokens.back();
+    *step[1].as<int32_t>() = (int32_t)pos;
+    *step[2].as<int32_t>() = (int32_t)pos + 1;
+    step[3] = std::move(state[0]);
+    step[4] = std::move(state[1]);
+    std::vector<HostTensor> logits = model_.run("decode", params_.pointers(), step);
+    state = {std::move(step[3]), std::move(step[4])};
+    const float *l = logits[0].as<float>();
+    return std::vector<float>(l, l + format_.shape.vocab);
+  };
+  return st;
+}
+
 std::string ChatSession::reply(const std::string &userText, const std::function<void(const std::string &)> &onText) {
   using Clock = std::chrono::steady_clock;
   std::vector<int32_t> ids = promptIds(userText);
   const int64_t maxLen = format_.shape.maxSequence, vocab = format_.shape.vocab;
   // Rows past the tokenizer's vocabulary are padding, never real tokens.
   const int64_t choices = std::min<int64_t>(vocab, tokenizer_.vocabSize());
-  if ((int64_t)ids.size() >= maxLen)
-    throw Error("the conversation is " + std::to_string(ids.size()) + " tokens (image positions included); " +
-                model_.path() + " was compiled for " + std::to_string(maxLen) + " (start a new one)");
+  if (encoderDecoder_ ? (int64_t)ids.size() > maxLen : (int64_t)ids.size() >= maxLen)
+    throw Error(encoderDecoder_
+                    ? "the prompt is " + std::to_string(ids.size()) + " tokens (image positions and </s> included); " +
+                          model_.path() + " was compiled for " + std::to_string(maxLen) + " encoder positions"
+                    : "the conversation is " + std::to_string(ids.size()) + " tokens (image positions included); " +
+                          model_.path() + " was compiled for " + std::to_string(maxLen) + " (start a new one)");
   promptTokens_ = (int)ids.size();
-  std::vector<const float *> params = params_.pointers();
+  // Captions end at a newline (plain and BLIP-2 with OPT train them so; the
+  // encoder-decoder's targets end with "</s>").
+  const bool stopsAtNewline = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
 
-  auto start = Clock::now();
-  std::vector<HostTensor> args = llavaForwardArgs(model_, ids, image_);
-  args.push_back(cache_[0]);
-  args.push_back(cache_[1]);
-  std::vector<HostTensor> out = model_.run("prefill", params, args);
-  cache_[0] = std::move(args[3]);
-  cache_[1] = std::move(args[4]);
-  int64_t position = (int64_t)ids.size();
+  auto begin = Clock::now();
+  Start st = start(ids);
   if (options_.beams > 1) {
-    prefillSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
-    start = Clock::now();
-    std::vector<int32_t> best = beamSearch(out[0].as<float>() + (position - 1) * vocab, position, choices);
+    prefillSeconds_ = std::chrono::duration<double>(Clock::now() - begin).count();
+    begin = Clock::now();
+    std::vector<int32_t> best = beamSearch(st, choices, stopsAtNewline);
     newTokens_ = (int)best.size();
     std::string final = tokenizer_.decode(best, /*skipSpecial=*/true);
-    const bool caption = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
-    if (caption && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
+    if (stopsAtNewline && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
     onText(final);
-    decodeSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+    decodeSeconds_ = std::chrono::duration<double>(Clock::now() - begin).count();
     turns_.emplace_back(userText, final);
     return final;
   }
-  int32_t next = sampleToken(out[0].as<float>() + (position - 1) * vocab, choices, options_, rng_);
-  prefillSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+  int32_t next = sampleToken(st.first.data(), choices, options_, rng_);
+  prefillSeconds_ = std::chrono::duration<double>(Clock::now() - begin).count();
 
-  start = Clock::now();
+  begin = Clock::now();
   std::optional<int32_t> eos = tokenizer_.eosId();
   std::vector<int32_t> generated;
   std::string shown;
   newTokens_ = 0;
-  // Captions end at a newline (plain and BLIP-2 train them so).
-  const bool stopsAtNewline = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
-  std::vector<HostTensor> step(5);
-  for (auto &t : step) t.bytes.resize(4);
-  while (true) {
+  for (int64_t steps = 0;; ++steps) {
     if (eos && next == *eos) break;
     generated.push_back(next);
     ++newTokens_;
@@ -180,37 +245,28 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
       onText(text.substr(shown.size()));
       shown = text;
     }
-    if (newTokens_ >= options_.maxNewTokens || position + 1 > maxLen) break;
-    *step[0].as<int32_t>() = next;
-    *step[1].as<int32_t>() = (int32_t)position;
-    *step[2].as<int32_t>() = (int32_t)position + 1;
-    step[3] = std::move(cache_[0]);
-    step[4] = std::move(cache_[1]);
-    std::vector<HostTensor> logits = model_.run("decode", params, step);
-    cache_[0] = std::move(step[3]);
-    cache_[1] = std::move(step[4]);
-    ++position;
-    next = sampleToken(logits[0].as<float>(), choices, options_, rng_);
+    if (newTokens_ >= options_.maxNewTokens || steps >= st.maxSteps) break;
+    std::vector<float> logits = st.extend(generated, st.state);
+    next = sampleToken(logits.data(), choices, options_, rng_);
   }
+  if (!encoderDecoder_) cache_ = std::move(st.state); // reused as the next prefill's buffers
   std::string final = tokenizer_.decode(generated, /*skipSpecial=*/true);
   if (stopsAtNewline && final.find('\n') != std::string::npos) final = final.substr(0, final.find('\n'));
   if (final.size() > shown.size()) onText(final.substr(shown.size()));
-  decodeSeconds_ = std::chrono::duration<double>(Clock::now() - start).count();
+  decodeSeconds_ = std::chrono::duration<double>(Clock::now() - begin).count();
   turns_.emplace_back(userText, final);
   return final;
 }
 
-std::vector<int32_t> ChatSession::beamSearch(const float *firstLogits, int64_t position, int64_t choices) {
+std::vector<int32_t> ChatSession::beamSearch(const Start &st, int64_t choices, bool stopsAtNewline) {
   struct Beam {
-    std::vector<int32_t> tokens; // generated; the last one is not in the caches yet
+    std::vector<int32_t> tokens; // generated; the last one is not in the state yet
     double logProb = 0;
-    std::vector<HostTensor> cache; // k_cache, v_cache
+    std::vector<HostTensor> state; // k_cache, v_cache (none for an encoder-decoder)
     bool done = false;
   };
   const int width = options_.beams;
-  const int64_t maxLen = format_.shape.maxSequence, vocab = format_.shape.vocab;
   const std::optional<int32_t> eos = tokenizer_.eosId();
-  const bool stopsAtNewline = template_ == ChatTemplate::Plain || template_ == ChatTemplate::Blip2;
   auto logSoftmax = [&](const float *row) {
     std::vector<double> lp(choices);
     double m = -INFINITY, sum = 0;
@@ -239,24 +295,21 @@ std::vector<int32_t> ChatSession::beamSearch(const float *firstLogits, int64_t p
   // The first tokens, from the prompt's last position.
   std::vector<Beam> beams;
   {
-    std::vector<double> lp = logSoftmax(firstLogits);
+    std::vector<double> lp = logSoftmax(st.first.data());
     std::vector<Candidate> all;
     for (int64_t j = 0; j < choices; ++j) all.push_back({0, (int32_t)j, lp[j]});
     for (const Candidate &c : topCandidates(all)) {
       Beam b;
       b.tokens = {c.token};
       b.logProb = c.logProb;
-      b.cache = cache_;
+      b.state = st.state;
       b.done = ends(c.token, 1);
       beams.push_back(std::move(b));
     }
   }
-  std::vector<const float *> params = params_.pointers();
-  std::vector<HostTensor> step(5);
-  for (auto &t : step) t.bytes.resize(4);
-  for (int64_t pos = position; pos + 1 <= maxLen; ++pos) {
+  for (int64_t k = 0; k < st.maxSteps; ++k) {
     if (std::all_of(beams.begin(), beams.end(), [](const Beam &b) { return b.done; })) break;
-    // Extend every open hypothesis by one decode step; finished ones compete as they are.
+    // Extend every open hypothesis by one step; finished ones compete as they are.
     std::vector<Candidate> all;
     std::vector<std::vector<HostTensor>> after(beams.size());
     for (size_t i = 0; i < beams.size(); ++i) {
@@ -265,15 +318,8 @@ std::vector<int32_t> ChatSession::beamSearch(const float *firstLogits, int64_t p
         all.push_back({i, -1, b.logProb});
         continue;
       }
-      *step[0].as<int32_t>() = b.tokens.back();
-      *step[1].as<int32_t>() = (int32_t)pos;
-      *step[2].as<int32_t>() = (int32_t)pos + 1;
-      step[3] = b.cache[0];
-      step[4] = b.cache[1];
-      std::vector<HostTensor> logits = model_.run("decode", params, step);
-      after[i] = {std::move(step[3]), std::move(step[4])};
-      std::vector<double> lp = logSoftmax(logits[0].as<float>());
-      (void)vocab;
+      after[i] = b.state;
+      std::vector<double> lp = logSoftmax(st.extend(b.tokens, after[i]).data());
       for (int64_t j = 0; j < choices; ++j) all.push_back({i, (int32_t)j, b.logProb + lp[j]});
     }
     std::vector<Beam> next;
@@ -283,12 +329,12 @@ std::vector<int32_t> ChatSession::beamSearch(const float *firstLogits, int64_t p
       b.tokens = parent.tokens;
       b.logProb = c.logProb;
       if (c.token < 0) {
-        b.cache = parent.cache;
+        b.state = parent.state;
         b.done = true;
       } else {
         b.tokens.push_back(c.token);
-        b.cache = after[c.parent];
-        b.done = ends(c.token, b.tokens.size()) || pos + 2 > maxLen;
+        b.state = after[c.parent];
+        b.done = ends(c.token, b.tokens.size()) || k + 1 >= st.maxSteps;
       }
       next.push_back(std::move(b));
     }
@@ -308,7 +354,7 @@ std::vector<int32_t> ChatSession::beamSearch(const float *firstLogits, int64_t p
 namespace mm {
 
 const char *const kChatUsage =
-    "       mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] [--template vicuna_v1|plain|blip2]\n"
+    "       mmrun MODEL.so --chat [--weights W] [--image IMG] [--prompt TEXT] [--template vicuna_v1|plain|blip2|blip2_t5]\n"
     "                      [--temperature T] [--top-p P] [--top-k K] [--seed S] [--max-new-tokens N]\n"
     "                      [--beams N]   (beam search over N hypotheses instead of greedy or sampled decoding)\n";
 
@@ -411,7 +457,7 @@ int runChat(const ChatOptions &o) {
 namespace mm {
 
 const char *const kEvalUsage =
-    "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain|blip2]\n"
+    "       mmrun MODEL.so --eval --data EVAL.json --image-dir DIR [--weights W] [--template vicuna_v1|plain|blip2|blip2_t5]\n"
     "                      [--max-new-tokens N] [--beams N] [--limit N] [--dump-answers FILE.jsonl] [--skip-bad]\n"
     "  Each record's human turns are asked in order (the model's replies kept as the history);\n"
     "  the last reply is scored against \"answer\" (or the last gpt turn), exact match per \"type\".\n";

@@ -153,8 +153,11 @@ ChatTemplate chatTemplateForData(const std::string &kind) {
   if (kind == "image_caption") return ChatTemplate::Blip2;
   if (kind == "image_text") return ChatTemplate::QFormerText;
   if (kind == "caption_prefix") return ChatTemplate::Blip2Prefix;
+  if (kind == "image_caption_split") return ChatTemplate::Blip2T5;
+  if (kind == "caption_split") return ChatTemplate::T5Text;
   throw Error("unknown training data kind '" + kind +
-              "' (expected 'caption', 'conversation', 'patch_labels' or 'image_caption')");
+              "' (expected 'caption', 'conversation', 'patch_labels', 'image_caption', 'caption_prefix', "
+              "'image_text', 'image_caption_split' or 'caption_split')");
 }
 
 const char *chatTemplateName(ChatTemplate t) {
@@ -165,16 +168,23 @@ const char *chatTemplateName(ChatTemplate t) {
   case ChatTemplate::Blip2: return "blip2";
   case ChatTemplate::QFormerText: return "qformer_text";
   case ChatTemplate::Blip2Prefix: return "blip2_prefix";
+  case ChatTemplate::Blip2T5: return "blip2_t5";
+  case ChatTemplate::T5Text: return "t5_text";
   }
   return "?";
 }
 
 ChatTemplate chatTemplateByName(const std::string &name, const CompiledModel &model) {
-  if (name.empty()) return model.config().value("model_type", "") == "blip-2" ? ChatTemplate::Blip2 : ChatTemplate::VicunaV1;
+  if (name.empty()) {
+    const nlohmann::json &c = model.config();
+    if (c.value("model_type", "") != "blip-2") return ChatTemplate::VicunaV1;
+    return c.value("use_decoder_only_language_model", true) ? ChatTemplate::Blip2 : ChatTemplate::Blip2T5;
+  }
   if (name == "vicuna_v1") return ChatTemplate::VicunaV1;
   if (name == "plain") return ChatTemplate::Plain;
   if (name == "blip2") return ChatTemplate::Blip2;
-  throw Error("--template: '" + name + "'; expected vicuna_v1, plain or blip2");
+  if (name == "blip2_t5") return ChatTemplate::Blip2T5;
+  throw Error("--template: '" + name + "'; expected vicuna_v1, plain, blip2 or blip2_t5");
 }
 
 SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer) {
@@ -190,6 +200,12 @@ SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer
     f.cls = (int32_t)q.value("cls_token_id", (int64_t)0);
     f.queries = config.value("num_query_tokens", (int64_t)0);
   }
+  if (config.contains("text_config") && config["text_config"].contains("decoder_start_token_id")) {
+    const nlohmann::json &t = config["text_config"];
+    f.decoderLength = config.value("max_decoder_length", (int64_t)0);
+    f.decoderStart = (int32_t)t.value("decoder_start_token_id", (int64_t)0);
+    f.eos = (int32_t)t.value("eos_token_id", (int64_t)0);
+  }
   return f;
 }
 
@@ -202,7 +218,7 @@ void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
   }
   if (rec.turns.empty()) throw Error(where + ": missing 'conversations'");
   if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2 || t == ChatTemplate::QFormerText ||
-      t == ChatTemplate::Blip2Prefix) {
+      t == ChatTemplate::Blip2Prefix || t == ChatTemplate::Blip2T5 || t == ChatTemplate::T5Text) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
     if (!rec.image) throw Error(where + ": caption data needs an 'image'");
@@ -273,6 +289,70 @@ struct SampleWriter {
 
 } // namespace
 
+size_t captionSplit(const std::string &id, size_t words) {
+  uint32_t h = 2166136261u;
+  for (unsigned char ch : id) h = (h ^ ch) * 16777619u;
+  return h % (words / 2 + 1);
+}
+
+namespace {
+
+/// The encoder-decoder templates (blip2_t5, t5_text): the caption split into
+/// an encoder prefix and a decoder suffix at captionSplit's word.
+TrainingSample buildSplitSample(const ConversationRecord &rec, ChatTemplate t, SampleWriter &w, TrainingSample &s,
+                                std::ostream *warnings) {
+  const SampleFormat &fmt = w.fmt;
+  if (fmt.decoderLength < 2)
+    throw Error(s.where + ": " + chatTemplateName(t) +
+                " data needs a model with an encoder-decoder LLM (text_config.decoder_start_token_id)");
+  const std::string &caption = rec.turns[1].value;
+  std::vector<std::string> words;
+  std::istringstream in(caption);
+  for (std::string word; in >> word;) words.push_back(word);
+  if (words.empty()) throw Error(s.where + ": the caption is empty");
+  const size_t k = captionSplit(rec.id, words.size());
+  std::string prefix, suffix;
+  for (size_t i = 0; i < words.size(); ++i) (i < k ? prefix : suffix) += (i == 0 || i == k ? "" : " ") + words[i];
+  if (t == ChatTemplate::Blip2T5) {
+    w.image();
+  } else {
+    // The caption's own tokens where the queries will stand (padded or cut to their count).
+    std::vector<int32_t> context = w.tok.encode(caption, /*addSpecial=*/false);
+    context.resize(fmt.shape.imagePositions, fmt.shape.padToken);
+    for (int32_t id : context)
+      if (id == fmt.shape.imageToken) throw Error(s.where + ": the caption encodes to the image token");
+    w.push(context, false);
+  }
+  w.text(prefix, false);
+  w.push({fmt.eos}, false);
+  SampleWriter labels{w.tok, fmt, s.where, {}, {}};
+  labels.text(suffix, true);
+  labels.push({fmt.eos}, true);
+  s.fullLength = (int64_t)(w.ids.size() + labels.ids.size());
+  const int64_t maxEnc = fmt.shape.maxSequence, maxDec = fmt.decoderLength;
+  if ((int64_t)w.ids.size() > maxEnc) {
+    // Only the prefix can be cut: the image positions come first and are fewer than the length.
+    if (warnings)
+      *warnings << "mmrun: warning: " << s.where << ": encoder input of " << w.ids.size()
+                << " tokens (image positions and </s> included), truncated to the compiled length " << maxEnc << "\n";
+    w.ids.resize(maxEnc - 1);
+    w.ids.push_back(fmt.eos);
+  }
+  if ((int64_t)labels.ids.size() > maxDec) {
+    if (warnings)
+      *warnings << "mmrun: warning: " << s.where << ": caption suffix of " << labels.ids.size()
+                << " tokens (</s> included) is longer than the compiled decoder length " << maxDec << "; truncated\n";
+    labels.ids.resize(maxDec);
+  }
+  s.inputIds = std::move(w.ids);
+  s.targets = labels.ids;
+  s.decoderInputIds.assign(1, fmt.decoderStart);
+  s.decoderInputIds.insert(s.decoderInputIds.end(), labels.ids.begin(), labels.ids.end() - 1);
+  return s;
+}
+
+} // namespace
+
 std::optional<std::string> recordImagePath(const ConversationRecord &rec, const std::string &imageDir) {
   if (!rec.image) return std::nullopt;
   const std::string &img = *rec.image;
@@ -332,6 +412,7 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     for (size_t i = 0; i + 1 < s.inputIds.size(); ++i) s.targets[i] = s.inputIds[i + 1];
     return s;
   }
+  if (t == ChatTemplate::Blip2T5 || t == ChatTemplate::T5Text) return buildSplitSample(rec, t, w, s, warnings);
   if (t == ChatTemplate::Blip2Prefix) {
     // The caption's own first tokens where the queries will stand.
     std::vector<int32_t> prefix = tokenizer.encode(rec.turns[1].value, /*addSpecial=*/false);
@@ -473,8 +554,68 @@ std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<con
   return args;
 }
 
+/// An encoder-decoder entry's arguments, by name: [pixel_values,] input_ids,
+/// length, decoder_input_ids, targets, decoder_length.
+static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const TrainingSample &s,
+                                                  const SampleFormat &fmt) {
+  if (s.decoderInputIds.empty())
+    throw Error(s.where + ": entry '" + entry.name + "' is an encoder-decoder's; its stage needs the data kind "
+                "'image_caption_split' or 'caption_split'");
+  auto checkIds = [&](const std::vector<int32_t> &ids, int64_t max, const char *what) {
+    if ((int64_t)ids.size() > max || ids.empty())
+      throw Error(s.where + ": " + what + " of " + std::to_string(ids.size()) +
+                  " tokens does not fit the compiled length " + std::to_string(max));
+    for (int32_t id : ids)
+      if (id < 0 || id >= fmt.shape.vocab)
+        throw Error(s.where + ": token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
+                    std::to_string(fmt.shape.vocab) + ")");
+  };
+  std::vector<HostTensor> args(entry.args.size());
+  for (size_t a = 0; a < entry.args.size(); ++a) {
+    const TensorSpec &spec = entry.args[a];
+    HostTensor &t = args[a];
+    t.bytes.assign(spec.bytes(), 0);
+    auto fill = [&](const std::vector<int32_t> &ids, int32_t pad, const char *what) {
+      checkIds(ids, spec.numel(), what);
+      int32_t *dst = t.as<int32_t>();
+      for (int64_t i = 0; i < spec.numel(); ++i) dst[i] = i < (int64_t)ids.size() ? ids[i] : pad;
+    };
+    if (spec.name == "pixel_values") {
+      if (!s.imagePath) throw Error(s.where + ": entry '" + entry.name + "' needs an image");
+      std::vector<float> pixels;
+      try {
+        pixels = llavaPixelValues(fmt.shape, *s.imagePath);
+      } catch (const Error &e) {
+        throw Error(s.where + ": image: " + e.what());
+      }
+      if ((int64_t)pixels.size() != spec.numel())
+        throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
+                    entry.name + "' takes " + std::to_string(spec.numel()));
+      std::memcpy(t.bytes.data(), pixels.data(), pixels.size() * 4);
+    } else if (spec.name == "input_ids") {
+      fill(s.inputIds, fmt.shape.padToken, "encoder input");
+    } else if (spec.name == "decoder_input_ids") {
+      fill(s.decoderInputIds, fmt.shape.padToken, "decoder input");
+    } else if (spec.name == "targets") {
+      fill(s.targets, -100, "decoder targets");
+    } else if (spec.name == "length" && spec.numel() == 1) {
+      *t.as<int32_t>() = (int32_t)s.inputIds.size();
+    } else if (spec.name == "decoder_length" && spec.numel() == 1) {
+      *t.as<int32_t>() = (int32_t)s.decoderInputIds.size();
+    } else {
+      throw Error("entry '" + entry.name + "' takes '" + spec.name + "'; an encoder-decoder training entry takes "
+                  "[pixel_values,] input_ids, length, decoder_input_ids, targets and decoder_length");
+    }
+  }
+  return args;
+}
+
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
   if (entry.args.size() == 2 && entry.args[1].name == "patch_labels") return patchLabelArgs(entry, s, fmt);
+  for (const TensorSpec &a : entry.args)
+    if (a.name == "decoder_input_ids") return encoderDecoderArgs(entry, s, fmt);
+  if (!s.decoderInputIds.empty())
+    throw Error(s.where + ": an encoder-decoder sample, but entry '" + entry.name + "' takes no decoder_input_ids");
   const int64_t maxLen = fmt.shape.maxSequence;
   if (entry.args.size() != 4 || entry.args[1].numel() != maxLen || entry.args[2].numel() != maxLen ||
       entry.args[3].numel() != 1)

@@ -7,6 +7,12 @@
 
 namespace mm {
 
+/// The entry that takes an image and a token sequence: `forward`, or an
+/// encoder-decoder's `encode` (the encoder's length is the sequence length).
+static const EntrySpec &inputEntry(const CompiledModel &model) {
+  return model.hasEntry("forward") || !model.hasEntry("encode") ? model.entry("forward") : model.entry("encode");
+}
+
 LlavaShape llavaShape(const CompiledModel &model) {
   LlavaShape s;
   try {
@@ -22,9 +28,9 @@ LlavaShape llavaShape(const CompiledModel &model) {
   } catch (const nlohmann::json::exception &e) {
     throw Error(model.path() + ": not a LLaVA or BLIP-2 model (its configuration lacks " + e.what() + ")");
   }
-  const EntrySpec &fwd = model.entry("forward");
+  const EntrySpec &fwd = inputEntry(model);
   if (fwd.args.size() != 3 || fwd.args[1].shape.size() != 2)
-    throw Error(model.path() + ": forward entry does not take (pixel_values, input_ids, length)");
+    throw Error(model.path() + ": " + fwd.name + " entry does not take (pixel_values, input_ids, length)");
   s.maxSequence = fwd.args[1].shape[1];
   return s;
 }
@@ -56,7 +62,7 @@ std::vector<float> visionEmbeds(const CompiledModel &model, const std::vector<co
 std::vector<HostTensor> llavaForwardArgs(const CompiledModel &model, const std::vector<int32_t> &ids,
                                          const std::optional<std::string> &imagePath) {
   LlavaShape s = llavaShape(model);
-  const EntrySpec &fwd = model.entry("forward");
+  const EntrySpec &fwd = inputEntry(model);
   if ((int64_t)ids.size() > s.maxSequence)
     throw Error("the input has " + std::to_string(ids.size()) + " tokens (image positions included) but " +
                 model.path() + " was compiled for at most " + std::to_string(s.maxSequence));

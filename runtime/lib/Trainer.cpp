@@ -645,7 +645,7 @@ int runTraining(const TrainOptions &o) {
       }
       count += s.targetCount();
       // Positions the step computed: text positions, or patches for patch-label data.
-      stepSeq += (int64_t)(s.inputIds.empty() ? s.targets.size() : s.inputIds.size());
+      stepSeq += (int64_t)(s.inputIds.empty() ? s.targets.size() : s.inputIds.size() + s.decoderInputIds.size());
       if (dumpFile.is_open()) {
         nlohmann::json js = {{"id", s.id},
                              {"image", s.imagePath ? nlohmann::json(std::filesystem::absolute(*s.imagePath)
@@ -654,6 +654,7 @@ int runTraining(const TrainOptions &o) {
                                                    : nlohmann::json(nullptr)},
                              {"input_ids", s.inputIds},
                              {"targets", s.targets}};
+        if (!s.decoderInputIds.empty()) js["decoder_input_ids"] = s.decoderInputIds;
         dumped.push_back(std::move(js));
       }
       samples.push_back(std::move(s));

@@ -3,7 +3,9 @@
 // A compiled LLaVA has `prefill` (the prompt, image included, fills the KV
 // caches) and `decode` (one token against them). `ChatSession` keeps a
 // conversation in the model's template, prefills it each turn and decodes the
-// reply token by token, greedy or sampled.
+// reply token by token, greedy, sampled or by beam search. An encoder-decoder
+// BLIP-2 has `encode` (image and prompt through the encoder) and
+// `decoder_logits` (the decoder over the reply so far) instead.
 //
 //===----------------------------------------------------------------------===//
 #ifndef MM_CHAT_H
@@ -58,11 +60,25 @@ public:
 
 private:
   std::vector<int32_t> promptIds(const std::string &userText) const;
-  /// Beam search from the prefill's last logits: `options_.beams` hypotheses,
-  /// each with its own copy of the KV caches, extended by the decode entry;
-  /// a hypothesis ends at the end token (or a newline for caption
-  /// templates); the finished one with the best log-probability per token wins.
-  std::vector<int32_t> beamSearch(const float *firstLogits, int64_t position, int64_t choices);
+  /// One hypothesis's next-token logits: TOKENS are the reply so far (the
+  /// last one not yet run), STATE what the hypothesis carries (its copy of the
+  /// KV caches; nothing for an encoder-decoder, whose decoder reruns over
+  /// every token).
+  using Extend = std::function<std::vector<float>(const std::vector<int32_t> &tokens, std::vector<HostTensor> &state)>;
+  struct Start {
+    std::vector<float> first;       // the first new token's logits
+    std::vector<HostTensor> state;  // after the prompt
+    int64_t maxSteps = 0;           // extensions the compiled lengths leave room for
+    Extend extend;
+  };
+  /// Runs the prompt: prefill (decoder-only) or the encoder and the
+  /// decoder's first step (encoder-decoder).
+  Start start(const std::vector<int32_t> &ids);
+  /// Beam search from the prompt's first logits: `options_.beams`
+  /// hypotheses, each with its own state, extended by START's extend;
+  /// a hypothesis ends at the end token (or a newline with STOPSATNEWLINE);
+  /// the finished one with the best log-probability per token wins.
+  std::vector<int32_t> beamSearch(const Start &start, int64_t choices, bool stopsAtNewline);
 
   const CompiledModel &model_;
   const ParameterStore &params_;
@@ -74,6 +90,7 @@ private:
   std::optional<std::string> image_;
   std::vector<std::pair<std::string, std::string>> turns_; // (user, assistant)
   std::vector<HostTensor> cache_;                          // k_cache, v_cache
+  bool encoderDecoder_ = false;                            // encode + decoder_logits, no KV cache
   double prefillSeconds_ = 0, decodeSeconds_ = 0;
   int newTokens_ = 0, promptTokens_ = 0;
 };

@@ -28,6 +28,15 @@
 //             a warning; targets the next token of each text position (ITG).
 //             A batch of these is one call of the stage's entry
 //             (stage1Args).
+//   blip2_t5  (stage data "image_caption_split", the encoder-decoder BLIP-2's
+//             stage 2: prefix language modelling): the caption is split at a
+//             word boundary (splitCaption); the encoder reads image, prefix,
+//             "</s>", the decoder reads the start token, suffix and predicts
+//             suffix, "</s>" (decoderInputIds / targets).
+//   t5_text   (stage data "caption_split", the tiny T5's pre-training):
+//             blip2_t5 with the caption's own tokens where the queries will
+//             stand (as blip2_prefix), so the decoder learns to read its
+//             encoder.
 //   vicuna_v1 (stage data "conversation"): BOS, SYSTEM + " USER: " + human +
 //             " ASSISTANT:", then " " + gpt, "</s>"; later turns "USER: " +
 //             human + " ASSISTANT:", " " + gpt, "</s>". Loss on each gpt
@@ -101,15 +110,17 @@ std::vector<ConversationRecord> parseConversations(const std::string &jsonText, 
 /// How a record becomes a sample. PatchLabels is no chat template: the image
 /// alone, with the record's "patch_labels" as the targets (one per patch),
 /// for an entry taking (pixel_values, patch_labels).
-enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, Blip2Prefix, QFormerText };
+enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, Blip2Prefix, QFormerText, Blip2T5, T5Text };
 /// "caption" -> Plain, "conversation" -> VicunaV1, "patch_labels" ->
 /// PatchLabels, "image_caption" -> Blip2, "caption_prefix" -> Blip2Prefix,
-/// "image_text" -> QFormerText;
+/// "image_text" -> QFormerText, "image_caption_split" -> Blip2T5,
+/// "caption_split" -> T5Text;
 /// throws for anything else.
 ChatTemplate chatTemplateForData(const std::string &dataKind);
 const char *chatTemplateName(ChatTemplate t);
-/// The chat template NAME ("vicuna_v1", "plain", "blip2") names; an empty
-/// NAME means MODEL's own: blip2 for a BLIP-2 model, else vicuna_v1.
+/// The chat template NAME ("vicuna_v1", "plain", "blip2", "blip2_t5") names;
+/// an empty NAME means MODEL's own: blip2_t5 for a BLIP-2 model with an
+/// encoder-decoder LLM, blip2 for another BLIP-2 model, else vicuna_v1.
 ChatTemplate chatTemplateByName(const std::string &name, const CompiledModel &model);
 /// vicuna_v1's system prompt.
 extern const char *const kVicunaSystem;
@@ -122,6 +133,10 @@ struct SampleFormat {
   int64_t textLength = 0; // max_position_embeddings: the compiled text length
   int32_t cls = 0;        // cls_token_id
   int64_t queries = 0;    // num_query_tokens
+  // An encoder-decoder LLM (text_config.decoder_start_token_id), where the model has one:
+  int64_t decoderLength = 0; // max_decoder_length: the compiled decoder length
+  int32_t decoderStart = 0;  // decoder_start_token_id
+  int32_t eos = 0;           // eos_token_id
 };
 /// Reads the shape from MODEL (llavaShape) and BOS from TOKENIZER. Throws if
 /// the tokenizer has no BOS token.
@@ -145,9 +160,11 @@ struct TrainingSample {
   std::string where;                    // ConversationRecord::where()
   std::optional<std::string> imagePath; // image directory + record.image
   std::vector<int32_t> inputIds;        // image expanded, unpadded, <= maxSequence
-  std::vector<int32_t> targets;         // same length; -100 where no loss
+  std::vector<int32_t> targets;         // same length (as decoderInputIds where there are
+                                        // some); -100 where no loss
+  std::vector<int32_t> decoderInputIds; // encoder-decoder templates: the decoder's input
   int64_t fullLength = 0;               // length before truncation
-  bool truncated() const { return fullLength > (int64_t)inputIds.size(); }
+  bool truncated() const { return fullLength > (int64_t)(inputIds.size() + decoderInputIds.size()); }
   int64_t targetCount() const; // targets != -100
 };
 
@@ -160,9 +177,18 @@ TrainingSample buildSample(const ConversationRecord &record, ChatTemplate t, con
                            const SampleFormat &format, const std::string &imageDir,
                            std::ostream *warnings = nullptr);
 
+/// Where a caption of WORDS words splits into prefix and suffix for the
+/// encoder-decoder templates: a number of words in [0, WORDS / 2], fixed by
+/// the record's id (FNV-1a), so every record keeps its split across epochs
+/// and runs, and some records (an empty prefix) train plain captioning.
+size_t captionSplit(const std::string &id, size_t words);
+
 /// A train entry's arguments for SAMPLE: pixel_values (the CLIP-preprocessed
 /// image, zeros without one), input_ids and targets padded to the compiled
-/// length (pad id / -100), and the real length. Throws mm::Error naming the
+/// length (pad id / -100), and the real length. An encoder-decoder entry
+/// (one taking decoder_input_ids) takes its arguments by name from
+/// [pixel_values,] input_ids, length, decoder_input_ids, targets and
+/// decoder_length. Throws mm::Error naming the
 /// record and the image file if the image is missing or undecodable.
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format);
 
