@@ -42,7 +42,8 @@ def normalize_config(cfg):
     q.setdefault("layer_norm_eps", 1e-12)
     q.setdefault("hidden_act", "gelu")
     q.setdefault("cross_attention_frequency", 2)
-    t.setdefault("activation_function", "relu")
+    if t.get("model_type") != "t5":
+        t.setdefault("activation_function", "relu")
     return dict(model_type="blip-2", vision=v, qformer=q, text=t,
                 num_query_tokens=int(cfg["num_query_tokens"]),
                 image_token_index=int(cfg["image_token_index"]))
@@ -180,6 +181,102 @@ def sample_logits(cfg, W, ids, pixels=None):
         embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return opt(cfg, W, embeds)
 
+
+
+# --------------------------------------------------------------------------
+# The encoder-decoder variant (models/blip2-t5-tiny.mlir): a FlanT5-style
+# T5ForConditionalGeneration. The projected queries replace the <image>
+# tokens' embeddings in the encoder's input; the sequences here are the real
+# positions only (mmc pads them and masks the padding).
+# --------------------------------------------------------------------------
+
+def t5_relative_bucket(rel, bidirectional, num_buckets, max_distance):
+    """T5's bucket of each key-minus-query offset REL (long tensor): exact
+    buckets for small offsets, logarithmic ones up to MAX_DISTANCE (the
+    logarithm in float32, as T5 computes it); bidirectional: half the buckets
+    for keys after the query."""
+    out = torch.zeros_like(rel)
+    if bidirectional:
+        num_buckets //= 2
+        out = out + (rel > 0).long() * num_buckets
+        n = rel.abs()
+    else:
+        n = (-rel).clamp(min=0)
+    max_exact = num_buckets // 2
+    large = max_exact + (torch.log(n.float() / max_exact) / math.log(max_distance / max_exact)
+                         * (num_buckets - max_exact)).long()
+    large = large.clamp(max=num_buckets - 1)
+    return out + torch.where(n < max_exact, n, large)
+
+
+def _t5_attention(W, prefix, x, kv, H, bias=None, causal=False):
+    """T5 attention without scaling: x [S, D] queries, kv [T, D] keys/values;
+    BIAS [H, S, T] added to the scores."""
+    q = R.linear(x, W.get(prefix + "q.weight"))
+    k = R.linear(kv, W.get(prefix + "k.weight"))
+    v = R.linear(kv, W.get(prefix + "v.weight"))
+    S, T, inner = q.shape[0], k.shape[0], q.shape[1]
+    qh = q.reshape(S, H, inner // H).transpose(0, 1)
+    kh = k.reshape(T, H, inner // H).transpose(0, 1)
+    vh = v.reshape(T, H, inner // H).transpose(0, 1)
+    scores = torch.matmul(qh, kh.transpose(-1, -2))
+    if bias is not None:
+        scores = scores + bias
+    if causal:
+        scores = scores.masked_fill(torch.ones(S, T, dtype=torch.bool).triu(1), float("-inf"))
+    o = torch.matmul(torch.softmax(scores, dim=-1), vh).transpose(0, 1).reshape(S, inner)
+    return R.linear(o, W.get(prefix + "o.weight"))
+
+
+def _t5_position_bias(W, stack, t, S, bidirectional):
+    """[H, S, S]: the stack's layer-0 table at each (query, key) offset's bucket."""
+    pos = torch.arange(S)
+    buckets = t5_relative_bucket(pos[None, :] - pos[:, None], bidirectional,
+                                 t["relative_attention_num_buckets"], t["relative_attention_max_distance"])
+    table = W.get(f"language_model.{stack}.block.0.layer.0.SelfAttention.relative_attention_bias.weight")
+    return table[buckets].permute(2, 0, 1)
+
+
+def _t5_feed_forward(W, prefix, x, eps):
+    h = R.rms_norm(x, W.get(prefix + "layer_norm.weight"), eps)
+    gate = R.act_fn("gelu_new")(R.linear(h, W.get(prefix + "DenseReluDense.wi_0.weight")))
+    up = R.linear(h, W.get(prefix + "DenseReluDense.wi_1.weight"))
+    return x + R.linear(gate * up, W.get(prefix + "DenseReluDense.wo.weight"))
+
+
+def t5(cfg, W, enc_embeds, dec_ids):
+    """enc_embeds [Se, D], dec_ids [Sd] (long, the start token first) -> logits [Sd, V]."""
+    t = cfg["text"]
+    H, eps = t["num_heads"], t.get("layer_norm_epsilon", 1e-6)
+    x = enc_embeds
+    bias = _t5_position_bias(W, "encoder", t, x.shape[0], bidirectional=True)
+    for i in range(t["num_layers"]):
+        p = f"language_model.encoder.block.{i}.layer."
+        h = R.rms_norm(x, W.get(p + "0.layer_norm.weight"), eps)
+        x = x + _t5_attention(W, p + "0.SelfAttention.", h, h, H, bias=bias)
+        x = _t5_feed_forward(W, p + "1.", x, eps)
+    enc = R.rms_norm(x, W.get("language_model.encoder.final_layer_norm.weight"), eps)
+    y = W.get("language_model.shared.weight")[dec_ids]
+    bias = _t5_position_bias(W, "decoder", t, y.shape[0], bidirectional=False)
+    for i in range(t.get("num_decoder_layers", t["num_layers"])):
+        p = f"language_model.decoder.block.{i}.layer."
+        h = R.rms_norm(y, W.get(p + "0.layer_norm.weight"), eps)
+        y = y + _t5_attention(W, p + "0.SelfAttention.", h, h, H, bias=bias, causal=True)
+        h = R.rms_norm(y, W.get(p + "1.layer_norm.weight"), eps)
+        y = y + _t5_attention(W, p + "1.EncDecAttention.", h, enc, H)
+        y = _t5_feed_forward(W, p + "2.", y, eps)
+    y = R.rms_norm(y, W.get("language_model.decoder.final_layer_norm.weight"), eps)
+    return R.linear(y, W.get("language_model.lm_head.weight"))
+
+
+def seq2seq_logits(cfg, W, ids, dec_ids, pixels=None):
+    """The encoder-decoder's logits [Sd, V]: ids [Se] (the <image> tokens stand
+    for the queries; none in the T5's text pre-training), dec_ids [Sd]."""
+    embeds = W.get("language_model.shared.weight")[ids]
+    if pixels is not None and bool((ids == cfg["image_token_index"]).any()):
+        feats = query_embeds(cfg, W, pixels)[0]
+        embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
+    return t5(cfg, W, embeds, dec_ids)
 
 
 # --------------------------------------------------------------------------

@@ -253,7 +253,13 @@ def load_batches(path, cfg, steps=None):
                     continue
                 if not isinstance(ids, list) or not isinstance(tg, list) or not ids:
                     raise InputError(f"{sw}: input_ids / targets must be non-empty lists")
-                if len(ids) != len(tg):
+                dec = s.get("decoder_input_ids")
+                if dec is not None:  # an encoder-decoder sample: the targets are the decoder's
+                    if not isinstance(dec, list) or len(dec) != len(tg) or not dec:
+                        raise InputError(f"{sw}: decoder_input_ids must be a list as long as targets")
+                    if not all(isinstance(x, int) and 0 <= x < V for x in dec):
+                        raise InputError(f"{sw}: decoder_input_ids must be integers in [0, {V})")
+                elif len(ids) != len(tg):
                     raise InputError(f"{sw}: {len(ids)} input_ids but {len(tg)} targets")
                 if not all(isinstance(x, int) and 0 <= x < V for x in ids):
                     raise InputError(f"{sw}: input_ids must be integers in [0, {V})")
@@ -266,7 +272,7 @@ def load_batches(path, cfg, steps=None):
                 # No image token with an image: a text-context sample (blip2_prefix), the image unused.
                 if n_img != per_image * len(images) and n_img != 0:
                     raise InputError(f"{sw}: {n_img} image tokens, expected {per_image} x {len(images)} image(s)")
-                samples.append(dict(id=s.get("id"), images=images, input_ids=ids, targets=tg))
+                samples.append(dict(id=s.get("id"), images=images, input_ids=ids, targets=tg, decoder_input_ids=dec))
             batches.append(dict(step=step, samples=samples))
             if steps is not None and len(batches) >= steps:
                 break
@@ -398,6 +404,9 @@ def sample_logits(cfg, W, sample, pixels_of):
         if len(sample["images"]) > 1:
             raise InputError("a BLIP-2 sample holds at most one image")
         pixels = pixels_of(sample["images"][0])[None] if sample["images"] else None
+        if sample.get("decoder_input_ids") is not None:  # the encoder-decoder variant
+            dec = torch.tensor(sample["decoder_input_ids"], dtype=torch.long)
+            return B2.seq2seq_logits(cfg, W, ids, dec, pixels)
         return B2.sample_logits(cfg, W, ids, pixels)
     t = cfg["text"]
     V, D = t["vocab_size"], t["hidden_size"]
