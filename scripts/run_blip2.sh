@@ -8,7 +8,10 @@
 # mmrun --train; measure retrieval (recall@1/@5) and score captions of
 # held-out scenes object by object; and end with a caption of a held-out
 # image and a ranking of captions for it. Everything lands in out-blip2/.
-#   MM_SCENES=N MM_BATCH=B MM_OUT=DIR MM_STEPS=K MM_STEPS_<STAGE>=K bash scripts/run_blip2.sh
+# MM_MODEL=blip2-t5-tiny runs the encoder-decoder variant (the same ViT and
+# Q-Former with a T5: its pre-training and stage 2 are prefix language
+# modelling, the caption split into an encoder prefix and a decoder suffix).
+#   MM_MODEL=M MM_SCENES=N MM_BATCH=B MM_OUT=DIR MM_STEPS=K MM_STEPS_<STAGE>=K bash scripts/run_blip2.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 # MM_NO_SETUP=1: use the tools already built in build/ (the smoke test does).
@@ -21,6 +24,8 @@ BATCH=${MM_BATCH:-8}
 declare -A DEFAULT_STEPS=([pretrain_llm]=500 [pretrain_vision]=2000 [stage1]=1500 [stage2]=1500)
 # Stage 1's entry takes its batch in one call (in-batch negatives): the batch it was compiled for.
 declare -A STAGE_BATCH=([stage1]=16)
+MODEL=${MM_MODEL:-blip2-tiny}
+[ -f "models/$MODEL.mlir" ] || { echo "run_blip2.sh: no models/$MODEL.mlir (MM_MODEL)" >&2; exit 2; }
 OUT=${MM_OUT:-out-blip2}
 mkdir -p "$OUT"
 B=${MM_BIN:-./build/bin}
@@ -29,13 +34,13 @@ echo "== data: $SCENES synthetic scenes"
 $B/mmdata scenes --out "$OUT/data" --count "$SCENES" --eval-count "${MM_EVAL_SCENES:-100}" --seed 1 --quiet
 
 echo "== compile"
-$B/mmc compile models/blip2-tiny.mlir -o "$OUT/blip2-tiny.so"
+$B/mmc compile "models/$MODEL.mlir" -o "$OUT/$MODEL.so"
 
 train() { # stage data init save
   local var="MM_STEPS_${1^^}"
   local steps=${!var:-${MM_STEPS:-${DEFAULT_STEPS[$1]}}} batch=${STAGE_BATCH[$1]:-$BATCH}
   echo "== train $1 ($steps steps of $batch samples)"
-  $B/mmrun "$OUT/blip2-tiny.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$steps" \
+  $B/mmrun "$OUT/$MODEL.so" --train "$1" --data "$2" --image-dir "$OUT/data" --steps "$steps" \
     --batch "$batch" --seed 1 ${3:+--init "$3"} --save "$4" --log "$4.jsonl"
 }
 train pretrain_vision "$OUT/data/patches.json" "" "$OUT/pretrain_vision.safetensors"
@@ -46,13 +51,13 @@ train stage1 "$OUT/data/image_captions.json" "$OUT/pretrain_llm.safetensors" "$O
 # trains the Q-Former again for the LLM (its text side stays frozen), and the
 # image-text alignment does not survive it.
 echo "== retrieval on held-out scenes (ITC, then ITM re-ranking of the top 5)"
-$B/mmrun "$OUT/blip2-tiny.so" --eval-retrieval --weights "$OUT/stage1.safetensors" \
+$B/mmrun "$OUT/$MODEL.so" --eval-retrieval --weights "$OUT/stage1.safetensors" \
   --data "$OUT/data/eval_captions.json" --image-dir "$OUT/data"
 
 train stage2 "$OUT/data/image_captions.json" "$OUT/stage1.safetensors" "$OUT/stage2.safetensors"
 
 echo "== caption held-out scenes (correct = exactly the scene's objects, by colour and shape)"
-$B/mmrun "$OUT/blip2-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval_captions.json" \
+$B/mmrun "$OUT/$MODEL.so" --eval --weights "$OUT/stage2.safetensors" --data "$OUT/data/eval_captions.json" \
   --image-dir "$OUT/data" --dump-answers "$OUT/eval-captions.jsonl"
 
 # (a glob, not `ls | head`: under pipefail, ls killed by SIGPIPE once head has
@@ -60,9 +65,9 @@ $B/mmrun "$OUT/blip2-tiny.so" --eval --weights "$OUT/stage2.safetensors" --data 
 EVAL_IMAGES=("$OUT"/data/images/eval_*.png)
 IMAGE=${EVAL_IMAGES[0]}
 echo "== caption of the held-out image $IMAGE"
-$B/mmrun "$OUT/blip2-tiny.so" --chat --weights "$OUT/stage2.safetensors" --image "$IMAGE" --prompt "" \
+$B/mmrun "$OUT/$MODEL.so" --chat --weights "$OUT/stage2.safetensors" --image "$IMAGE" --prompt "" \
   --max-new-tokens 40
 echo "== held-out captions ranked for $IMAGE (ITC, top 5 re-ranked by ITM)"
 grep -m 8 -o '"caption": "[^"]*"' "$OUT/data/eval_captions.json" | sed 's/^"caption": "//; s/"$//' \
   > "$OUT/rank-texts.txt"
-$B/mmrun "$OUT/blip2-tiny.so" --rank --weights "$OUT/stage1.safetensors" --image "$IMAGE" --texts "$OUT/rank-texts.txt"
+$B/mmrun "$OUT/$MODEL.so" --rank --weights "$OUT/stage1.safetensors" --image "$IMAGE" --texts "$OUT/rank-texts.txt"

@@ -4,7 +4,7 @@
 # of BUILD_DIR (no setup, no build), and each reaches its last step: the chat
 # turn about a held-out image, the ranked captions. What the models learn at
 # this size is not checked (docs/BENCHMARKS.md has the real runs).
-#   tests/smoke/main_jobs.sh BUILD_DIR [llava|blip2]
+#   tests/smoke/main_jobs.sh BUILD_DIR [llava|blip2|blip2-t5]
 set -euo pipefail
 BUILD=$(cd "$1" && pwd)
 WHICH=${2:-all}
@@ -37,4 +37,14 @@ if [ "$WHICH" = all ] || [ "$WHICH" = blip2 ]; then
   expect "$WORK/blip2.log" "== caption of the held-out image" "run_blip2.sh captions a held-out image"
   expect "$WORK/blip2.log" "^1 .*[A-Za-z]" "run_blip2.sh ranks captions"
   echo "run_blip2.sh: ok"
+fi
+if [ "$WHICH" = all ] || [ "$WHICH" = blip2-t5 ]; then
+  # The encoder-decoder variant: the same script with MM_MODEL.
+  MM_MODEL=blip2-t5-tiny MM_OUT="$WORK/blip2-t5" bash scripts/run_blip2.sh > "$WORK/blip2-t5.log" 2>&1 ||
+    { tail -n 30 "$WORK/blip2-t5.log"; exit 1; }
+  expect "$WORK/blip2-t5.log" "== train pretrain_llm" "run_blip2.sh pre-trains the T5"
+  expect "$WORK/blip2-t5.log" "^caption " "run_blip2.sh scores the T5 variant's captions"
+  expect "$WORK/blip2-t5.log" "== caption of the held-out image" "run_blip2.sh captions a held-out image with the T5"
+  [ -s "$WORK/blip2-t5/stage2.safetensors" ] || { echo "FAIL: no stage-2 checkpoint of blip2-t5-tiny"; exit 1; }
+  echo "run_blip2.sh (blip2-t5-tiny): ok"
 fi
