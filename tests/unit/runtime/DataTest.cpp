@@ -448,3 +448,132 @@ TEST(Data, Blip2PrefixTemplate) {
   EXPECT_EQ(std::vector<int32_t>(sl.inputIds.begin(), sl.inputIds.begin() + 8), bytes("A red ci"));
   EXPECT_EQ(mm::chatTemplateForData("caption_prefix"), mm::ChatTemplate::Blip2Prefix);
 }
+
+namespace {
+mm::SampleFormat encoderDecoderFormat(int64_t encoder, int64_t decoder, int64_t imagePositions = 4) {
+  mm::SampleFormat f = format(encoder, imagePositions);
+  f.decoderLength = decoder;
+  f.decoderStart = PAD;
+  f.eos = EOS;
+  return f;
+}
+
+/// The id whose caption of WORDS words splits after K words.
+std::string idSplittingAt(size_t words, size_t k) {
+  for (int i = 0;; ++i)
+    if (mm::captionSplit("r" + std::to_string(i), words) == k) return "r" + std::to_string(i);
+}
+} // namespace
+
+TEST(Data, CaptionSplitIsFixedByTheIdAndCoversEveryPrefix) {
+  // COM: 0 to half the words, the same for an id every time; every split occurs.
+  std::vector<int> seen(4, 0);
+  for (int i = 0; i < 400; ++i) {
+    size_t k = mm::captionSplit("train_" + std::to_string(i), 7);
+    ASSERT_LE(k, 3u);
+    EXPECT_EQ(k, mm::captionSplit("train_" + std::to_string(i), 7));
+    ++seen[k];
+  }
+  for (int k = 0; k < 4; ++k) EXPECT_GT(seen[k], 40) << k;
+  EXPECT_EQ(mm::captionSplit("x", 1), 0u); // one word: never a prefix
+}
+
+TEST(Data, Blip2T5TemplateSplitsTheCaptionBetweenEncoderAndDecoder) {
+  // COM: Encoder: image positions, the prefix's words, </s>; decoder input: the
+  // COM: start token, then the suffix; targets: the suffix and </s>.
+  const std::string id = idSplittingAt(4, 2);
+  mm::ConversationRecord r = parseOne(R"({"id": ")" + id + R"(", "image": "x.png", "caption": "A red circle here."})");
+  mm::TrainingSample s =
+      mm::buildSample(r, mm::ChatTemplate::Blip2T5, tokenizer(), encoderDecoderFormat(40, 24), "/imgs");
+  std::vector<int32_t> enc(4, IMG);
+  append(enc, bytes("A red"));
+  enc.push_back(EOS);
+  EXPECT_EQ(s.inputIds, enc);
+  std::vector<int32_t> tg = bytes("circle here.");
+  tg.push_back(EOS);
+  EXPECT_EQ(s.targets, tg);
+  std::vector<int32_t> dec{PAD};
+  append(dec, bytes("circle here."));
+  EXPECT_EQ(s.decoderInputIds, dec);
+  EXPECT_FALSE(s.truncated());
+  EXPECT_EQ(s.targetCount(), (int64_t)tg.size());
+
+  // COM: An empty prefix (split 0): the encoder holds the image and </s> only.
+  mm::ConversationRecord r0 = parseOne(R"({"id": ")" + idSplittingAt(4, 0) + R"(", "image": "x.png", "caption": "A red circle here."})");
+  mm::TrainingSample s0 =
+      mm::buildSample(r0, mm::ChatTemplate::Blip2T5, tokenizer(), encoderDecoderFormat(40, 24), "/imgs");
+  std::vector<int32_t> enc0(4, IMG);
+  enc0.push_back(EOS);
+  EXPECT_EQ(s0.inputIds, enc0);
+  std::vector<int32_t> tg0 = bytes("A red circle here.");
+  tg0.push_back(EOS);
+  EXPECT_EQ(s0.targets, tg0);
+
+  // COM: The T5's text pre-training: the caption's own tokens where the queries will stand.
+  mm::TrainingSample t = mm::buildSample(r, mm::ChatTemplate::T5Text, tokenizer(), encoderDecoderFormat(40, 24), "/imgs");
+  // COM: (4 query positions: the caption's first 4 tokens, "A re")
+  std::vector<int32_t> want = bytes("A re");
+  append(want, bytes("A red"));
+  want.push_back(EOS);
+  EXPECT_EQ(t.inputIds, want);
+  EXPECT_EQ(t.targets, tg);
+  EXPECT_EQ(mm::chatTemplateForData("image_caption_split"), mm::ChatTemplate::Blip2T5);
+  EXPECT_EQ(mm::chatTemplateForData("caption_split"), mm::ChatTemplate::T5Text);
+  EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::Blip2T5), "blip2_t5");
+}
+
+TEST(Data, Blip2T5TruncationWarnsAndKeepsTheEndToken) {
+  // COM: A suffix longer than the decoder is cut (with a warning naming the
+  // COM: record); an encoder input longer than the encoder keeps its </s>.
+  mm::ConversationRecord r = parseOne(R"({"id": ")" + idSplittingAt(2, 1) + R"(", "image": "x.png", "caption": "Abcdefgh ijklmnopqrstuvwxyz"})");
+  std::ostringstream warnings;
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Blip2T5, tokenizer(), encoderDecoderFormat(8, 10), "/imgs",
+                                         &warnings);
+  EXPECT_TRUE(s.truncated());
+  ASSERT_EQ(s.inputIds.size(), 8u);
+  EXPECT_EQ(s.inputIds.back(), EOS);
+  EXPECT_EQ(std::vector<int32_t>(s.inputIds.begin() + 4, s.inputIds.end() - 1), bytes("Abc"));
+  ASSERT_EQ(s.targets.size(), 10u);
+  EXPECT_EQ(s.targets, bytes("ijklmnopqr"));
+  EXPECT_EQ(s.decoderInputIds.size(), 10u);
+  EXPECT_NE(warnings.str().find("data.json: record 0"), std::string::npos) << warnings.str();
+  EXPECT_NE(warnings.str().find("decoder length 10"), std::string::npos) << warnings.str();
+  EXPECT_NE(warnings.str().find("compiled length 8"), std::string::npos) << warnings.str();
+  // COM: A model without an encoder-decoder LLM cannot take this data.
+  std::string e = errorOf([&] { mm::buildSample(r, mm::ChatTemplate::Blip2T5, tokenizer(), format(40), "/imgs"); });
+  EXPECT_NE(e.find("encoder-decoder"), std::string::npos) << e;
+}
+
+TEST(Data, EncoderDecoderTrainArgsByName) {
+  // COM: An encoder-decoder entry takes its arguments by name; ids padded with
+  // COM: the pad id, targets with -100, both lengths the real counts.
+  const std::string id = idSplittingAt(2, 1);
+  mm::ConversationRecord r = parseOne(R"({"id": ")" + id + R"(", "image": "x.png", "caption": "ab cd"})");
+  mm::SampleFormat f = encoderDecoderFormat(12, 6);
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::T5Text, tokenizer(), f, "/imgs");
+  mm::EntrySpec e;
+  e.name = "train_pretrain_llm";
+  e.args = {{"input_ids", {1, 12}, mm::ElemType::I32},
+            {"length", {}, mm::ElemType::I32},
+            {"decoder_input_ids", {1, 6}, mm::ElemType::I32},
+            {"targets", {1, 6}, mm::ElemType::I32},
+            {"decoder_length", {}, mm::ElemType::I32}};
+  std::vector<mm::HostTensor> a = mm::trainArgs(e, s, f);
+  ASSERT_EQ(a.size(), 5u);
+  ASSERT_EQ(s.inputIds.size(), 7u); // "ab c" (4 query positions), "ab", </s>
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(a[0].as<int32_t>()[i], i < 7 ? s.inputIds[i] : PAD) << i;
+  EXPECT_EQ(*a[1].as<int32_t>(), 7);
+  std::vector<int32_t> dec{PAD, 'c' + 5, 'd' + 5}, tg{'c' + 5, 'd' + 5, EOS};
+  for (int i = 0; i < 6; ++i) {
+    EXPECT_EQ(a[2].as<int32_t>()[i], i < 3 ? dec[i] : PAD) << i;
+    EXPECT_EQ(a[3].as<int32_t>()[i], i < 3 ? tg[i] : IGN) << i;
+  }
+  EXPECT_EQ(*a[4].as<int32_t>(), 3);
+  // COM: A decoder-only sample for this entry, or an argument it does not know, is an error.
+  mm::TrainingSample plain = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), f, "/imgs");
+  std::string err = errorOf([&] { mm::trainArgs(e, plain, f); });
+  EXPECT_NE(err.find("caption_split"), std::string::npos) << err;
+  e.args.push_back({"k_cache", {1}, mm::ElemType::F32});
+  err = errorOf([&] { mm::trainArgs(e, s, f); });
+  EXPECT_NE(err.find("'k_cache'"), std::string::npos) << err;
+}
