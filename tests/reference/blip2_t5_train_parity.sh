@@ -23,8 +23,8 @@
 #                   queries will stand): both relative position bias tables,
 #                   gated-GELU feed-forwards, RMS norms, the untied head.
 # The ViT, Q-Former and stage-1 paths are blip2-tiny's, checked there.
-# Then chat: greedy decoding through encode + decoder_logits against greedy
-# decoding over the reference (tests/reference/t5_generate_check.py).
+# Then chat: greedy decoding and beam search through encode + decoder_logits
+# against the same over the reference (tests/reference/t5_generate_check.py).
 # Norm and bias tensors are perturbed away from their initialisers.
 #
 #   usage: blip2_t5_train_parity.sh BUILD_DIR [--keep DIR]
@@ -82,6 +82,9 @@ TOK="$SRC/models/tokenizers/llava-tiny.tokenizer.json"
 PROMPT_IDS="4,$("$BUILD/bin/mmdata" tokenize --tokenizer "$TOK" --no-special "A red"),2"
 GOT=$("$BUILD/bin/mmrun" "$T/t5.so" --chat --weights "$W" --image "$IMG" --prompt "A red" --max-new-tokens 8 2>/dev/null)
 "$PY" "$SRC/tests/reference/t5_generate_check.py" "$T/t5.json" "$W" "$IMG" "$TOK" "$PROMPT_IDS" 8 "$GOT" || FAILED=1
+echo "== chat --beams 3 against beam search over the reference"
+GOT=$("$BUILD/bin/mmrun" "$T/t5.so" --chat --weights "$W" --image "$IMG" --prompt "A red" --max-new-tokens 6 --beams 3 2>/dev/null)
+"$PY" "$SRC/tests/reference/t5_generate_check.py" "$T/t5.json" "$W" "$IMG" "$TOK" "$PROMPT_IDS" 6 "$GOT" 3 || FAILED=1
 
 [ $FAILED = 0 ] || { echo "blip2-t5-tiny training parity: FAILED" >&2; exit 1; }
 echo "blip2-t5-tiny training parity: gradients within $GRADS_RTOL, losses within $LOSSES_RTOL, weights within $WEIGHTS_RTOL;" \

@@ -3,12 +3,15 @@
 `encode` and `decoder_logits` entries) against greedy decoding written here
 with blip2_ref's T5 math in float64.
 
-usage: t5_generate_check.py MANIFEST.json WEIGHTS IMAGE TOKENIZER.json PROMPT_IDS MAX_NEW CHAT_OUTPUT
+usage: t5_generate_check.py MANIFEST.json WEIGHTS IMAGE TOKENIZER.json PROMPT_IDS MAX_NEW CHAT_OUTPUT [WIDTH]
 
 PROMPT_IDS: the encoder's input as token ids (comma-separated, the image
 token once: it stands for the queries, expanded here), "</s>" included. The
 decoder starts from text_config.decoder_start_token_id and stops at </s> or
-after MAX_NEW tokens. Exits 1 when the text differs from CHAT_OUTPUT.
+after MAX_NEW tokens. With WIDTH > 1, beam search by the runtime's rules
+(as tests/reference/beam_search_check.py states them; a hypothesis also ends
+when the compiled decoder is full). Exits 1 when the text differs from
+CHAT_OUTPUT.
 """
 import json
 import os
@@ -39,14 +42,49 @@ def main():
     for x in prompt.split(","):
         ids += [int(x)] * (cfg["num_query_tokens"] if int(x) == cfg["image_token_index"] else 1)
     ids = torch.tensor(ids, dtype=torch.long)
-    generated = []
-    with torch.no_grad():
-        while len(generated) < int(max_new):
-            logits = B2.seq2seq_logits(cfg, W, ids, torch.tensor([start] + generated), pixels)
-            nxt = int(torch.argmax(logits[-1, :choices]))
+    width = int(sys.argv[8]) if len(sys.argv) > 8 else 1
+    max_new, max_steps = int(max_new), raw["max_decoder_length"] - 1
+
+    def logprobs(tokens):
+        with torch.no_grad():
+            logits = B2.seq2seq_logits(cfg, W, ids, torch.tensor([start] + tokens), pixels)[-1, :choices]
+        return torch.log_softmax(logits, dim=-1)
+
+    if width == 1:
+        generated = []
+        while len(generated) < max_new:
+            nxt = int(torch.argmax(logprobs(generated)))
             if nxt == eos:
                 break
             generated.append(nxt)
+    else:
+        def ends(t, length):
+            return t == eos or length >= max_new
+        lp = logprobs([])
+        first = sorted(range(choices), key=lambda j: -float(lp[j]))[:width]
+        beams = [dict(tokens=[j], lp=float(lp[j]), done=ends(j, 1)) for j in first]
+        for k in range(max_steps):
+            if all(b["done"] for b in beams):
+                break
+            cands = []
+            for i, b in enumerate(beams):
+                if b["done"]:
+                    cands.append((b["lp"], i, -1))
+                    continue
+                lp = logprobs(b["tokens"])
+                cands += [(b["lp"] + float(lp[j]), i, j) for j in range(choices)]
+            cands.sort(key=lambda c: -c[0])
+            nxt = []
+            for score, i, j in cands[:width]:
+                b = beams[i]
+                if j < 0:
+                    nxt.append(dict(b, done=True))
+                else:
+                    toks = b["tokens"] + [j]
+                    nxt.append(dict(tokens=toks, lp=score, done=ends(j, len(toks)) or k + 1 >= max_steps))
+            beams = nxt
+        best = max(beams, key=lambda b: b["lp"] / len(b["tokens"]))
+        generated = best["tokens"][:-1] if best["tokens"][-1] == eos else best["tokens"]
     out = bytearray()
     for i in generated:
         if i not in special:
@@ -54,10 +92,11 @@ def main():
     # Compared as bytes: random weights give pieces of UTF-8 characters.
     text = out.decode("utf-8", errors="replace")
     if bytes(out) != os.fsencode(got):
-        print(f"FAIL: chat gave {got!r}, greedy decoding over the reference {text!r} (ids {generated})",
+        print(f"FAIL: chat gave {got!r}, the reference {text!r} (ids {generated})",
               file=sys.stderr)
         return 1
-    print(f"chat decodes as the reference's greedy decoding does: {text!r}")
+    how = "greedy decoding" if width == 1 else f"beam search over {width} hypotheses"
+    print(f"chat decodes as the reference's {how} does: {text!r}")
     return 0
 
 
