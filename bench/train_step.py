@@ -83,12 +83,15 @@ def sample_inputs(manifest, cfg, specs, rng):
     (BLIP-2: the query positions first, then BOS, as mmrun's blip2 template puts them);
     an image; and random labels for a patch_labels stage. Returns (S, P, ids, targets, pixels, labels).
     A BLIP-2 manifest needs no reference module (the mmc-only child stays free of PyTorch)."""
-    S = specs["forward"]["args"][1]["shape"][1]
+    S = specs["forward" if "forward" in specs else "encode"]["args"][1]["shape"][1]
     if is_blip2(manifest):
         c = manifest["config"]
         P = int(c["num_query_tokens"])
         bos = int(c["text_config"].get("bos_token_id", 1))
-        ids = [c["image_token_index"]] * P + [bos] + list(rng.integers(5, 200, S - P - 1))
+        if "encode" in specs:  # the encoder-decoder: queries, text, </s> (mmrun's blip2_t5 template)
+            ids = [c["image_token_index"]] * P + list(rng.integers(5, 200, S - P - 1)) + [c["text_config"]["eos_token_id"]]
+        else:
+            ids = [c["image_token_index"]] * P + [bos] + list(rng.integers(5, 200, S - P - 1))
         size = c["vision_config"]["image_size"]
         patches = (size // c["vision_config"]["patch_size"]) ** 2
     else:
@@ -221,6 +224,7 @@ def main():
         print(f"{'stage':15s} {'GFLOP':>7s} {'mmc ms':>9s} {'GFLOP/s':>8s} {'torch ms':>9s} {'GFLOP/s':>8s} "
               f"{'torch/mmc':>9s}")
     child_env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    dec_sample = None  # the encoder-decoder's (decoder input, targets), drawn once
     for stage in manifest["stages"]:
         if a.mmc_only and stage["name"] != a.mmc_only:
             continue
@@ -232,6 +236,18 @@ def main():
             args = batch_args
         elif patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels)
             args = [pixels, labels]
+        elif "decoder_input_ids" in [x["name"] for x in spec["args"]]:
+            # The encoder-decoder (blip2-t5-tiny): every encoder and decoder position real, the
+            # loss on every decoder position; the T5's pre-training reads no image.
+            Sd = next(x["shape"][1] for x in spec["args"] if x["name"] == "decoder_input_ids")
+            if dec_sample is None:
+                dec_targets = [int(x) for x in rng.integers(5, 200, Sd)]
+                dec_sample = ([int(manifest["config"]["text_config"]["decoder_start_token_id"])] + dec_targets[:-1],
+                              dec_targets)
+            by_name = {"pixel_values": pixels, "input_ids": np.array([ids], np.int32), "length": np.array(S, np.int32),
+                       "decoder_input_ids": np.array([dec_sample[0]], np.int32),
+                       "targets": np.array([dec_sample[1]], np.int32), "decoder_length": np.array(Sd, np.int32)}
+            args = [by_name[x["name"]] for x in spec["args"]]
         else:
             args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
         results = [np.zeros(r["shape"], np.float32) for r in spec["results"]]
@@ -253,6 +269,9 @@ def main():
         wrt = [tensors[n] for n in stage["trainable_parameters"]]
         pix = torch.from_numpy(pixels)
         sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
+        if dec_sample is not None and "decoder_input_ids" in [x["name"] for x in spec["args"]]:
+            sample = {"input_ids": ids, "decoder_input_ids": dec_sample[0], "targets": dec_sample[1],
+                      "images": ["x"] if spec["args"][0]["name"] == "pixel_values" else []}
 
         if batch_args is not None:
             embeds_given = spec["args"][0]["name"] == "image_embeds"
