@@ -35,6 +35,44 @@ def byte_decoder():
     return chars
 
 
+def beam_search(logprobs, choices, width, ends, max_steps):
+    """The runtime's beam search: LOGPROBS(tokens) gives the next token's log-
+    probabilities after the reply TOKENS; the first WIDTH tokens from the
+    prompt's; each open hypothesis extended by every token and the WIDTH best
+    by summed log-probability kept (finished ones compete as they are); a
+    hypothesis ends where ENDS(token, length) says, or after MAX_STEPS
+    extensions; the finished one with the best log-probability per token wins.
+    Returns {"tokens", "lp"}."""
+    lp = logprobs([])
+    first = np.argsort(-np.asarray(lp[:choices], dtype=np.float64), kind="stable")[:width]
+    beams = [{"tokens": [int(t)], "lp": float(lp[t]), "done": ends(int(t), 1)} for t in first]
+    for k in range(max_steps):
+        if all(b["done"] for b in beams):
+            break
+        cands = []
+        for i, b in enumerate(beams):
+            if b["done"]:
+                cands.append((b["lp"], i, -1))
+                continue
+            lp = logprobs(b["tokens"])
+            cands += [(b["lp"] + float(lp[j]), i, j) for j in range(choices)]
+        cands.sort(key=lambda c: -c[0])
+        nxt = []
+        for score, i, j in cands[:width]:
+            b = beams[i]
+            if j < 0:
+                nxt.append(dict(b, done=True))
+            else:
+                toks = b["tokens"] + [j]
+                nxt.append({"tokens": toks, "lp": score, "done": ends(j, len(toks)) or k + 1 >= max_steps})
+        beams = nxt
+    best = beams[0]
+    for b in beams:
+        if b["lp"] / len(b["tokens"]) > best["lp"] / len(best["tokens"]):
+            best = b
+    return best
+
+
 def main():
     mmrun, model, weights, image, tok_path, prompt, width, max_new, got = sys.argv[1:10]
     width, max_new = int(width), int(max_new)
@@ -71,33 +109,7 @@ def main():
     def ends(t, length):
         return t == eos or "\n" in text([t]) or length >= max_new
 
-    lp = last_logprobs(prompt_ids)
-    first = np.argsort(-lp[:choices], kind="stable")[:width]
-    beams = [{"tokens": [int(t)], "lp": float(lp[t]), "done": ends(int(t), 1)} for t in first]
-    for _ in range(max_new):
-        if all(b["done"] for b in beams):
-            break
-        cands = []
-        for i, b in enumerate(beams):
-            if b["done"]:
-                cands.append((b["lp"], i, -1))
-                continue
-            lp = last_logprobs(prompt_ids + b["tokens"])
-            cands += [(b["lp"] + float(lp[j]), i, j) for j in range(choices)]
-        cands.sort(key=lambda c: -c[0])
-        nxt = []
-        for score, i, j in cands[:width]:
-            b = beams[i]
-            if j < 0:
-                nxt.append(dict(b))
-            else:
-                toks = b["tokens"] + [j]
-                nxt.append({"tokens": toks, "lp": score, "done": ends(j, len(toks))})
-        beams = nxt
-    best = beams[0]
-    for b in beams:
-        if b["lp"] / len(b["tokens"]) > best["lp"] / len(best["tokens"]):
-            best = b
+    best = beam_search(lambda toks: last_logprobs(prompt_ids + toks), choices, width, ends, max_new)
     toks = best["tokens"][:-1] if best["tokens"][-1] == eos else best["tokens"]
     want = text(toks).split("\n")[0]
     if want != got:

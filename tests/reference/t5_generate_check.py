@@ -22,7 +22,7 @@ import torch
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import blip2_ref as B2  # noqa: E402
 import llava_train_ref as T  # noqa: E402
-from beam_search_check import byte_decoder  # noqa: E402
+from beam_search_check import beam_search, byte_decoder  # noqa: E402
 
 
 def main():
@@ -58,32 +58,8 @@ def main():
                 break
             generated.append(nxt)
     else:
-        def ends(t, length):
-            return t == eos or length >= max_new
-        lp = logprobs([])
-        first = sorted(range(choices), key=lambda j: -float(lp[j]))[:width]
-        beams = [dict(tokens=[j], lp=float(lp[j]), done=ends(j, 1)) for j in first]
-        for k in range(max_steps):
-            if all(b["done"] for b in beams):
-                break
-            cands = []
-            for i, b in enumerate(beams):
-                if b["done"]:
-                    cands.append((b["lp"], i, -1))
-                    continue
-                lp = logprobs(b["tokens"])
-                cands += [(b["lp"] + float(lp[j]), i, j) for j in range(choices)]
-            cands.sort(key=lambda c: -c[0])
-            nxt = []
-            for score, i, j in cands[:width]:
-                b = beams[i]
-                if j < 0:
-                    nxt.append(dict(b, done=True))
-                else:
-                    toks = b["tokens"] + [j]
-                    nxt.append(dict(tokens=toks, lp=score, done=ends(j, len(toks)) or k + 1 >= max_steps))
-            beams = nxt
-        best = max(beams, key=lambda b: b["lp"] / len(b["tokens"]))
+        best = beam_search(lambda toks: logprobs(toks).numpy(), choices, width,
+                           lambda t, length: t == eos or length >= max_new, max_steps)
         generated = best["tokens"][:-1] if best["tokens"][-1] == eos else best["tokens"]
     out = bytearray()
     for i in generated:
