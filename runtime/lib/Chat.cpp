@@ -53,9 +53,12 @@ ChatSession::ChatSession(const CompiledModel &model, const ParameterStore &param
   encoderDecoder_ = model_.hasEntry("encode");
   if (encoderDecoder_) {
     const EntrySpec &dec = model_.entry("decoder_logits");
-    if (dec.args.size() != 4 || dec.args[2].name != "decoder_input_ids" || format_.decoderLength < 2)
+    if (dec.args.size() != 4 || dec.args[2].name != "decoder_input_ids")
       throw Error(model_.path() + ": decoder_logits entry does not take (encoder_hidden_states, length, "
-                  "decoder_input_ids, decoder_length), or the model declares no max_decoder_length");
+                  "decoder_input_ids, decoder_length)");
+    if (format_.decoderLength < 2)
+      throw Error(model_.path() + ": an encoder-decoder model needs text_config.decoder_start_token_id and "
+                  "max_decoder_length >= 2 in its configuration");
     if (template_ != ChatTemplate::Blip2T5)
       throw Error(model_.path() + ": an encoder-decoder model chats with the blip2_t5 template, not " +
                   chatTemplateName(template_));
@@ -80,6 +83,11 @@ void ChatSession::setImage(const std::string &path) {
 }
 
 void ChatSession::reset() { turns_.clear(); }
+
+std::optional<int32_t> ChatSession::endToken() const {
+  // The encoder-decoder's targets end with its configuration's eos_token_id.
+  return encoderDecoder_ ? std::optional<int32_t>(format_.eos) : tokenizer_.eosId();
+}
 
 std::vector<int32_t> ChatSession::promptIds(const std::string &userText) const {
   // The same pieces, tokenised piece by piece, as training's templates
@@ -225,7 +233,7 @@ std::string ChatSession::reply(const std::string &userText, const std::function<
   prefillSeconds_ = std::chrono::duration<double>(Clock::now() - begin).count();
 
   begin = Clock::now();
-  std::optional<int32_t> eos = tokenizer_.eosId();
+  const std::optional<int32_t> eos = endToken();
   std::vector<int32_t> generated;
   std::string shown;
   newTokens_ = 0;
@@ -266,7 +274,7 @@ std::vector<int32_t> ChatSession::beamSearch(const Start &st, int64_t choices, b
     bool done = false;
   };
   const int width = options_.beams;
-  const std::optional<int32_t> eos = tokenizer_.eosId();
+  const std::optional<int32_t> eos = endToken();
   auto logSoftmax = [&](const float *row) {
     std::vector<double> lp(choices);
     double m = -INFINITY, sum = 0;

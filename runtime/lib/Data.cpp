@@ -190,9 +190,6 @@ ChatTemplate chatTemplateByName(const std::string &name, const CompiledModel &mo
 SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer) {
   SampleFormat f;
   f.shape = llavaShape(model);
-  if (!tokenizer.bosId())
-    throw Error(tokenizer.path() + ": the tokenizer has no beginning-of-sequence token; training samples need one");
-  f.bos = *tokenizer.bosId();
   const nlohmann::json &config = model.config();
   if (config.contains("qformer_config") && config["qformer_config"].contains("cls_token_id")) {
     const nlohmann::json &q = config["qformer_config"];
@@ -206,6 +203,9 @@ SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer
     f.decoderStart = (int32_t)t.value("decoder_start_token_id", (int64_t)0);
     f.eos = (int32_t)t.value("eos_token_id", (int64_t)0);
   }
+  if (tokenizer.bosId()) f.bos = *tokenizer.bosId();
+  else if (!f.decoderLength) // the encoder-decoder templates use no BOS
+    throw Error(tokenizer.path() + ": the tokenizer has no beginning-of-sequence token; training samples need one");
   return f;
 }
 
@@ -221,7 +221,8 @@ void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
       t == ChatTemplate::Blip2Prefix || t == ChatTemplate::Blip2T5 || t == ChatTemplate::T5Text) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
-    if (!rec.image) throw Error(where + ": caption data needs an 'image'");
+    // The T5's text pre-training reads the caption alone.
+    if (!rec.image && t != ChatTemplate::T5Text) throw Error(where + ": caption data needs an 'image'");
     return;
   }
   size_t markers = 0;
@@ -304,7 +305,8 @@ TrainingSample buildSplitSample(const ConversationRecord &rec, ChatTemplate t, S
   const SampleFormat &fmt = w.fmt;
   if (fmt.decoderLength < 2)
     throw Error(s.where + ": " + chatTemplateName(t) +
-                " data needs a model with an encoder-decoder LLM (text_config.decoder_start_token_id)");
+                " data needs a model with an encoder-decoder LLM (text_config.decoder_start_token_id and "
+                "max_decoder_length >= 2 in its configuration)");
   const std::string &caption = rec.turns[1].value;
   std::vector<std::string> words;
   std::istringstream in(caption);

@@ -52,7 +52,8 @@ def main():
 
     if width == 1:
         generated = []
-        while len(generated) < max_new:
+        # The runtime's limit: as many tokens as the decoder's positions (the last read at its last one).
+        while len(generated) < min(max_new, max_steps + 1):
             nxt = int(torch.argmax(logprobs(generated)))
             if nxt == eos:
                 break

@@ -26,7 +26,10 @@ json::Value attrToJson(Attribute attr) {
   }
   if (auto d = dyn_cast<DictionaryAttr>(attr)) {
     json::Object out;
-    for (NamedAttribute na : d) out[na.getName().getValue()] = attrToJson(na.getValue());
+    // The key as an owned string: a json::ObjectKey built from a StringRef only
+    // points at it, and the attribute's name dies with the MLIRContext, which
+    // `mmc inspect MODEL.mlir` destroys before it prints the manifest.
+    for (NamedAttribute na : d) out[na.getName().getValue().str()] = attrToJson(na.getValue());
     return out;
   }
   std::string s;

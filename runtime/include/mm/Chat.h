@@ -60,6 +60,8 @@ public:
 
 private:
   std::vector<int32_t> promptIds(const std::string &userText) const;
+  /// The token that ends a reply: the tokenizer's EOS, or an encoder-decoder's eos_token_id.
+  std::optional<int32_t> endToken() const;
   /// One hypothesis's next-token logits: TOKENS are the reply so far (the
   /// last one not yet run), STATE what the hypothesis carries (its copy of the
   /// KV caches; nothing for an encoder-decoder, whose decoder reruns over

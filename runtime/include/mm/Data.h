@@ -30,7 +30,7 @@
 //             (stage1Args).
 //   blip2_t5  (stage data "image_caption_split", the encoder-decoder BLIP-2's
 //             stage 2: prefix language modelling): the caption is split at a
-//             word boundary (splitCaption); the encoder reads image, prefix,
+//             word boundary (captionSplit); the encoder reads image, prefix,
 //             "</s>", the decoder reads the start token, suffix and predicts
 //             suffix, "</s>" (decoderInputIds / targets).
 //   t5_text   (stage data "caption_split", the tiny T5's pre-training):
@@ -139,7 +139,8 @@ struct SampleFormat {
   int32_t eos = 0;           // eos_token_id
 };
 /// Reads the shape from MODEL (llavaShape) and BOS from TOKENIZER. Throws if
-/// the tokenizer has no BOS token.
+/// the tokenizer has no BOS token, unless the model's LLM is an
+/// encoder-decoder (whose templates use none).
 SampleFormat sampleFormat(const CompiledModel &model, const Tokenizer &tokenizer);
 
 /// Throws mm::Error (naming the record) if RECORD cannot be turned into a

@@ -517,6 +517,11 @@ TEST(Data, Blip2T5TemplateSplitsTheCaptionBetweenEncoderAndDecoder) {
   want.push_back(EOS);
   EXPECT_EQ(t.inputIds, want);
   EXPECT_EQ(t.targets, tg);
+  // COM: The text pre-training reads no image, so its records need none; stage 2's do.
+  mm::ConversationRecord noImage = parseOne(R"({"id": "n", "caption": "A red circle."})");
+  EXPECT_NO_THROW(mm::checkRecord(noImage, mm::ChatTemplate::T5Text));
+  std::string e = errorOf([&] { mm::checkRecord(noImage, mm::ChatTemplate::Blip2T5); });
+  EXPECT_NE(e.find("needs an 'image'"), std::string::npos) << e;
   EXPECT_EQ(mm::chatTemplateForData("image_caption_split"), mm::ChatTemplate::Blip2T5);
   EXPECT_EQ(mm::chatTemplateForData("caption_split"), mm::ChatTemplate::T5Text);
   EXPECT_STREQ(mm::chatTemplateName(mm::ChatTemplate::Blip2T5), "blip2_t5");
