@@ -467,16 +467,21 @@ int runTraining(const TrainOptions &o) {
   const SampleFormat format = sampleFormat(model, tokenizer);
 
   // The data, checked whole before any step (no surprise hours into a run).
-  // Every record must fit the template and have an image that decodes; with
-  // --skip-bad the ones that do not are counted and left out.
+  // Every record must fit the template and, where the entry reads images,
+  // have an image that decodes; with --skip-bad the ones that do not are
+  // counted and left out.
   SkippedRecords skipped;
   std::vector<ConversationRecord> records;
   {
     std::vector<ConversationRecord> all = loadConversations(o.data, o.skipBad ? &skipped : nullptr);
+    const bool readsImages = std::any_of(entry.args.begin(), entry.args.end(), [](const TensorSpec &a) {
+      return a.name == "pixel_values" || a.name == "image_embeds";
+    });
     std::set<std::string> decoded;
     for (ConversationRecord &r : all) {
       try {
-        checkRecordAndImage(r, tmpl, o.imageDir, decoded);
+        if (readsImages) checkRecordAndImage(r, tmpl, o.imageDir, decoded);
+        else checkRecord(r, tmpl);
       } catch (const Error &e) {
         if (!o.skipBad) throw;
         skipped.add(e.what());

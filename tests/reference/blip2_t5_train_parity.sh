@@ -75,6 +75,15 @@ run_stage() { # STAGE DATAFILE [REFERENCE ARGS...]  (images next to DATAFILE)
 run_stage stage2 "$T/scenes/image_captions.json"
 run_stage pretrain_llm "$T/scenes/image_captions.json"
 
+echo "== text-only records: the T5's pre-training reads no image, stage 2 needs one"
+printf '[{"id": "a", "caption": "A red circle."}, {"id": "b", "caption": "Two blue squares on the left."}]' > "$T/text.json"
+"$BUILD/bin/mmrun" "$T/t5.so" --train pretrain_llm --data "$T/text.json" --steps 1 --batch 2 \
+  || { echo "FAIL: pretrain_llm on records without images" >&2; FAILED=1; }
+if MSG=$("$BUILD/bin/mmrun" "$T/t5.so" --train stage2 --data "$T/text.json" --steps 1 --batch 2 2>&1) ||
+   ! grep -q "record 0 (id 'a'): caption data needs an 'image'" <<< "$MSG"; then
+  echo "FAIL: stage2 on records without images should name the record: $MSG" >&2; FAILED=1
+fi
+
 echo "== chat (encode + decoder_logits) against greedy decoding over the reference"
 IMG=$(ls "$T"/scenes/images/*.png | head -n 1)
 W="$T/init.safetensors"  # random weights: varied tokens
