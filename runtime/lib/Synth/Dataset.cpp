@@ -218,7 +218,7 @@ std::string formatSummary(const DatasetOptions &o, const DatasetSummary &s) {
   out << "                   shapes: " << counts(s.shapes) << "\n";
   out << "                   colours: " << counts(s.colours) << "\n";
   out << "  captions.json    " << s.captionRecords << " stage-1 records (caption data)\n";
-  out << "  image_captions.json " << s.trainScenes << " image-caption pairs (BLIP-2; every object's colour and shape)\n";
+  out << "  image_captions.json " << s.trainScenes << " image-caption pairs (BLIP-2; every object's colour and shape, in reading order)\n";
   out << "  instruct.json    " << s.instructRecords << " stage-2 records (" << counts(s.instructKinds) << ")\n";
   out << "  patches.json     " << s.patchRecords << " records of " << o.patchGrid << "x" << o.patchGrid
       << " patch labels (vision pre-training)\n";
