@@ -41,6 +41,21 @@
 #                      1e-4, or, for 16 tensors besides the key biases, as for
 #                      the cross-attention weights in stage 2, off by less than
 #                      the comparator's floor of 1e-8 x the largest gradient.)
+#                      How ill-conditioned the query side is depends on the
+#                      batch: on captions that list the objects in reading
+#                      order PyTorch's float32 is 2.5e-4 off float64 on
+#                      query_tokens (mmc 3.6e-4), and the max rel is set by
+#                      elements near the comparator's 1e-2 x max floor, where
+#                      the two float32 runs' rounding noise, of the same
+#                      size, decides which element is worst. So a stage-1
+#                      gradient over 1e-4 still passes when its largest
+#                      absolute error is at most 4 x PyTorch float32's on the
+#                      same batch, its max rel at most 1e-3 and its error
+#                      norm-wise (||mmc - ref|| / ||ref||) within 1e-4
+#                      (llava_train_ref.py --grads-float32-factor). Measured:
+#                      at most 2.3 x PyTorch's absolute error (Q-Former
+#                      layer 3's intermediate_query weight), norm-wise
+#                      errors around 1e-6.
 # Norm and bias tensors are perturbed away from their ones/zeros initialisers
 # so that every path carries a signal.
 #
@@ -61,6 +76,9 @@ ZERO_GRAD='(k_proj|attention\.key)\.bias$'
 # Stage 1: its entry is compiled for batches of 16; the ITC head's tolerance (see above).
 STAGE1_BATCH=16
 ITC_PROJ='^(vision_projection|text_projection)\.' ITC_PROJ_RTOL=2e-2 TEMP_GRAD_RTOL=2e-3
+# Stage 1's other gradients: 1e-4, or (see above) as far as 4 x PyTorch's own
+# float32 error on the batch, at most 1e-3 and norm-wise within 1e-4.
+STAGE1_F32_FACTOR=4
 if [ -n "$KEEP" ]; then
   mkdir -p "$KEEP"; T=$(cd "$KEEP" && pwd)
 else
@@ -106,6 +124,7 @@ run_stage pretrain_llm "$T/scenes/captions.json" "$BATCH" --weights-rtol 1e-2
 run_stage pretrain_vision "$T/scenes/patches.json"
 run_stage stage1 "$T/scenes40/image_captions.json" $STAGE1_BATCH \
   --grads-rtol-for "$ITC_PROJ=$ITC_PROJ_RTOL" --grads-rtol-for "^temp\$=$TEMP_GRAD_RTOL" \
+  --grads-float32-factor $STAGE1_F32_FACTOR \
   --weights-rtol-for "$ITC_PROJ=$ITC_PROJ_RTOL"
 
 # Chat: prefill + single-token decode over the KV cache (OPT's learned position
@@ -136,4 +155,5 @@ GOT=$("$BUILD/bin/mmrun" "$T/blip2.so" --chat --weights "$W" --image "$IMG" --pr
 
 [ $FAILED = 0 ] || { echo "blip2-tiny training parity: FAILED" >&2; exit 1; }
 echo "blip2-tiny training parity: gradients within $GRADS_RTOL, losses within $LOSSES_RTOL, weights within $WEIGHTS_RTOL" \
-  "(stage 1's ITC projections: $ITC_PROJ_RTOL, temp's gradient: $TEMP_GRAD_RTOL)"
+  "(stage 1's ITC projections: $ITC_PROJ_RTOL, temp's gradient: $TEMP_GRAD_RTOL; stage-1 gradients over" \
+  "1e-4 within $STAGE1_F32_FACTOR x PyTorch float32's absolute error, 1e-3, and 1e-4 norm-wise)"

@@ -179,9 +179,10 @@ TrainingSample buildSample(const ConversationRecord &record, ChatTemplate t, con
                            std::ostream *warnings = nullptr);
 
 /// Where a caption of WORDS words splits into prefix and suffix for the
-/// encoder-decoder templates: a number of words in [0, WORDS / 2], fixed by
-/// the record's id (FNV-1a), so every record keeps its split across epochs
-/// and runs, and some records (an empty prefix) train plain captioning.
+/// encoder-decoder templates: 0 for half the ids (an empty prefix: plain
+/// captioning, what chat does without a prompt), otherwise a number of words
+/// in [1, WORDS / 2]; fixed by the record's id (FNV-1a), so every record
+/// keeps its split across epochs and runs.
 size_t captionSplit(const std::string &id, size_t words);
 
 /// A train entry's arguments for SAMPLE: pixel_values (the CLIP-preprocessed

@@ -211,10 +211,12 @@ std::string numberWord(int n);
 
 /// A short factual caption ("A red circle to the left of a blue square.").
 std::string caption(const Scene &scene, Rng &rng);
-/// Every object by colour and shape, in random order ("A red circle, a blue
-/// square and a green cross."): BLIP-2's captions, which its evaluation
-/// scores object by object.
-std::string objectListCaption(const Scene &scene, Rng &rng);
+/// Every object by colour and shape, in reading order (top to bottom, then
+/// left to right, by grid cell: "A red circle, a blue square and a green
+/// cross."): BLIP-2's captions, which its evaluation scores object by object
+/// in any order. One fixed order lets a small decoder enumerate the objects
+/// without naming one twice.
+std::string objectListCaption(const Scene &scene);
 /// Up to COUNT distinct captions of SCENE (different templates).
 std::vector<std::string> captions(const Scene &scene, size_t count, Rng &rng);
 /// A paragraph naming every object with its size, colour and position, and
@@ -249,7 +251,7 @@ std::string withImage(const std::string &instruction, Rng &rng);
 nlohmann::ordered_json captionRecord(const Scene &scene, Rng &rng);
 /// An image-caption pair {"id", "image", "caption"} (objectListCaption);
 /// with TYPE (evaluation records) also {"type": TYPE}.
-nlohmann::ordered_json imageCaptionRecord(const Scene &scene, Rng &rng, const std::string &type = "");
+nlohmann::ordered_json imageCaptionRecord(const Scene &scene, const std::string &type = "");
 /// ...and stage 2, with "kind": up to kConversationPairs question/answer
 /// pairs of different types, follow-ups included (INDEX > 0 tells a scene's
 /// further conversations apart in the id: "_conversation2", ...),

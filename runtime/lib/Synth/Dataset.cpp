@@ -127,7 +127,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
 
     Rng text(streamSeed(o.seed, "train-text", (uint64_t)i));
     captionsJson.push_back(captionRecord(s, text));
-    pairsJson.push_back(imageCaptionRecord(s, text));
+    pairsJson.push_back(imageCaptionRecord(s));
     nlohmann::ordered_json patches;
     patches["id"] = id + "_patches";
     patches["image"] = s.image;
@@ -170,7 +170,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
     savePng(dir + "/" + s.image, img);
     evalScenesOut << sceneToJson(s).dump() << "\n";
     Rng text(streamSeed(o.seed, "eval-text", (uint64_t)j));
-    evalPairsJson.push_back(imageCaptionRecord(s, text, "caption"));
+    evalPairsJson.push_back(imageCaptionRecord(s, "caption"));
     for (nlohmann::ordered_json &r : evalRecords(s, text)) {
       ++sum.evalTypes[r["type"].get<std::string>()];
       evalJson.push_back(std::move(r));
@@ -218,7 +218,7 @@ std::string formatSummary(const DatasetOptions &o, const DatasetSummary &s) {
   out << "                   shapes: " << counts(s.shapes) << "\n";
   out << "                   colours: " << counts(s.colours) << "\n";
   out << "  captions.json    " << s.captionRecords << " stage-1 records (caption data)\n";
-  out << "  image_captions.json " << s.trainScenes << " image-caption pairs (BLIP-2; every object's colour and shape)\n";
+  out << "  image_captions.json " << s.trainScenes << " image-caption pairs (BLIP-2; every object's colour and shape, in reading order)\n";
   out << "  instruct.json    " << s.instructRecords << " stage-2 records (" << counts(s.instructKinds) << ")\n";
   out << "  patches.json     " << s.patchRecords << " records of " << o.patchGrid << "x" << o.patchGrid
       << " patch labels (vision pre-training)\n";

@@ -214,9 +214,11 @@ std::string caption(const Scene &s, Rng &rng) {
   }
 }
 
-std::string objectListCaption(const Scene &s, Rng &rng) {
+std::string objectListCaption(const Scene &s) {
   if (s.objects.empty()) throw Error("scene " + s.id + " has no objects");
-  return captionTemplate(s, 0, rng);
+  std::vector<std::string> names;
+  for (const SceneObject *o : readingOrder(s)) names.push_back(withArticle(o->name()));
+  return cap(joinList(names)) + ".";
 }
 
 std::vector<std::string> captions(const Scene &s, size_t count, Rng &rng) {
@@ -470,12 +472,12 @@ nlohmann::ordered_json captionRecord(const Scene &s, Rng &rng) {
   return r;
 }
 
-nlohmann::ordered_json imageCaptionRecord(const Scene &s, Rng &rng, const std::string &type) {
+nlohmann::ordered_json imageCaptionRecord(const Scene &s, const std::string &type) {
   nlohmann::ordered_json r;
   r["id"] = s.id + "_caption";
   r["image"] = s.image;
   if (!type.empty()) r["type"] = type;
-  r["caption"] = objectListCaption(s, rng);
+  r["caption"] = objectListCaption(s);
   return r;
 }
 

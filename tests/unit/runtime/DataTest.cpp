@@ -466,7 +466,8 @@ std::string idSplittingAt(size_t words, size_t k) {
 } // namespace
 
 TEST(Data, CaptionSplitIsFixedByTheIdAndCoversEveryPrefix) {
-  // COM: 0 to half the words, the same for an id every time; every split occurs.
+  // COM: 0 to half the words, the same for an id every time; every split
+  // COM: occurs, and half the records have no prefix (plain captioning).
   std::vector<int> seen(4, 0);
   for (int i = 0; i < 400; ++i) {
     size_t k = mm::captionSplit("train_" + std::to_string(i), 7);
@@ -474,7 +475,9 @@ TEST(Data, CaptionSplitIsFixedByTheIdAndCoversEveryPrefix) {
     EXPECT_EQ(k, mm::captionSplit("train_" + std::to_string(i), 7));
     ++seen[k];
   }
-  for (int k = 0; k < 4; ++k) EXPECT_GT(seen[k], 40) << k;
+  EXPECT_GT(seen[0], 160);
+  EXPECT_LT(seen[0], 240);
+  for (int k = 1; k < 4; ++k) EXPECT_GT(seen[k], 40) << k;
   EXPECT_EQ(mm::captionSplit("x", 1), 0u); // one word: never a prefix
 }
 

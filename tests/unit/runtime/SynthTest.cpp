@@ -656,6 +656,37 @@ TEST(SynthText, DetailedDescriptionNamesEveryObject) {
   }
 }
 
+TEST(SynthText, ObjectListCaptionNamesEveryObjectInReadingOrder) {
+  // BLIP-2's caption: each object once, "a COLOUR SHAPE", ordered by grid
+  // row, then grid column (ties: drawing order), with no randomness.
+  for (const Scene &s : manyScenes(200)) {
+    std::string c = objectListCaption(s);
+    SCOPED_TRACE(c);
+    EXPECT_EQ(c, objectListCaption(s));
+    std::vector<size_t> idx(s.objects.size());
+    for (size_t i = 0; i < idx.size(); ++i) idx[i] = i;
+    std::sort(idx.begin(), idx.end(), [&](size_t a, size_t b) {
+      const SceneObject &x = s.objects[a], &y = s.objects[b];
+      return std::make_tuple(gridRow(s, x), gridColumn(s, x), a) < std::make_tuple(gridRow(s, y), gridColumn(s, y), b);
+    });
+    // Each name in reading order is found after the one before it (and the
+    // count of ", " and " and " says there are no extra names).
+    std::vector<std::string> expected;
+    for (size_t i : idx) expected.push_back(s.objects[i].name());
+    size_t from = 0;
+    for (const std::string &name : expected) {
+      size_t pos = c.find(name, from);
+      ASSERT_NE(pos, std::string::npos) << name << " not after position " << from;
+      from = pos + name.size();
+    }
+    size_t separators = 0;
+    for (size_t p = c.find(", "); p != std::string::npos; p = c.find(", ", p + 1)) ++separators;
+    for (size_t p = c.find(" and "); p != std::string::npos; p = c.find(" and ", p + 1)) ++separators;
+    EXPECT_EQ(separators + 1, s.objects.size());
+    EXPECT_EQ(c.back(), '.');
+  }
+}
+
 TEST(SynthText, RecordsHaveLlavaShape) {
   Rng rng(9);
   int before = 0, after = 0;
