@@ -32,6 +32,14 @@ mm.model @kernels {
     %y = mm.gelu %x : tensor<37xf32>
     mm.return %y : tensor<37xf32>
   }
+  mm.entry @gelu_wide(%x: tensor<2801xf32>) -> tensor<2801xf32> {
+    %y = mm.gelu %x : tensor<2801xf32>
+    mm.return %y : tensor<2801xf32>
+  }
+  mm.entry @gelu_grad_wide(%dy: tensor<2801xf32>, %x: tensor<2801xf32>) -> tensor<2801xf32> {
+    %y = mm.activation_grad %dy, %x {kind = #mm.activation<gelu>} : (tensor<2801xf32>, tensor<2801xf32>) -> tensor<2801xf32>
+    mm.return %y : tensor<2801xf32>
+  }
   mm.entry @gelu_tanh(%x: tensor<37xf32>) -> tensor<37xf32> {
     %y = mm.gelu_tanh %x : tensor<37xf32>
     mm.return %y : tensor<37xf32>
