@@ -25,7 +25,9 @@ from gen_llava import (PATCH_CLASSES, decoder_layer_end, decoder_layer_header, f
 CONFIGS = {
     "blip2-tiny": dict(
         name="blip2_tiny", image=64, patch=8, vd=128, vlayers=4, vheads=4, vinter=512,
-        queries=16, qd=128, qlayers=4, qheads=4, qinter=512, cross_freq=2,
+        # 18 queries: two per cell of mmdata's 3 x 3 scene grid, the layout the OPT's
+        # pre-training context gives them to stand for (data "caption_prefix", Data.cpp).
+        queries=18, qd=128, qlayers=4, qheads=4, qinter=512, cross_freq=2,
         td=256, tlayers=4, theads=4, tinter=1024, vocab=800, seq=64, max_pos=64,
         image_token=4, pad_token=3, bos_token=1, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         stage_lr2=1e-3, batch2=8, pretrain=True,
@@ -660,7 +662,8 @@ def generate(c):
             w("  // (data \"caption_split\"). It learns to read its encoder, which stage 2 then feeds ...")
             stage("pretrain_llm", ["language_model"], "text_loss", "caption_split", 1e-3, 8)
         else:
-            w("  // caption's first words (data \"caption_prefix\"), as a pre-trained LLM reads its prompt ...")
+            w("  // scene's layout, two words per cell of its 3 x 3 grid (data \"caption_prefix\" on records")
+            w("  // with a \"grid\"; else the caption's first words), as a pre-trained LLM reads its prompt ...")
             stage("pretrain_llm", ["language_model"], "lm_loss", "caption_prefix", 1e-3, 8)
         w("  // ... and the ViT learns which object (colour, shape, size) shows in each patch.")
         stage("pretrain_vision", ["vision_model", "vision_pretrain_head"], "patch_loss", "patch_labels", 1e-3, 8)

@@ -97,6 +97,15 @@ static ConversationRecord parseRecord(const nlohmann::json &r, const std::string
     };
     rec.type = optionalString("type");
     rec.answer = optionalString("answer");
+    if (r.contains("grid")) {
+      const nlohmann::json &grid = r["grid"];
+      if (!grid.is_array() || grid.size() != 9)
+        throw Error(where + ": 'grid' must be an array of 9 strings (a 3 x 3 grid, row by row)");
+      for (const nlohmann::json &cell : grid) {
+        if (!cell.is_string()) throw Error(where + ": 'grid' must hold strings, found " + cell.dump());
+        rec.grid.push_back(cell.get<std::string>());
+      }
+    }
     if (r.contains("patch_labels")) {
       const nlohmann::json &labels = r["patch_labels"];
       if (!labels.is_array() || labels.empty())
@@ -420,8 +429,41 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
   }
   if (t == ChatTemplate::Blip2T5 || t == ChatTemplate::T5Text) return buildSplitSample(rec, t, w, s, warnings);
   if (t == ChatTemplate::Blip2Prefix) {
-    // The caption's own first tokens where the queries will stand.
-    std::vector<int32_t> prefix = tokenizer.encode(rec.turns[1].value, /*addSpecial=*/false);
+    // Where the queries will stand: the scene's layout when the record has
+    // one (cell k of the 3 x 3 grid at positions 2k and 2k + 1: its object's
+    // colour and shape words, padding where the cell is empty), so that each
+    // query has one place of the image to stand for; else the caption's own
+    // first tokens.
+    std::vector<int32_t> prefix;
+    if (!rec.grid.empty()) {
+      for (const std::string &cell : rec.grid) {
+        std::vector<std::string> words;
+        for (size_t i = 0, j; i < cell.size(); i = j + 1) {
+          j = cell.find(' ', i);
+          if (j == std::string::npos) j = cell.size();
+          if (j > i) words.push_back(cell.substr(i, j - i));
+        }
+        if (words.empty()) {
+          prefix.insert(prefix.end(), 2, fmt.shape.padToken);
+          continue;
+        }
+        if (words.size() != 2)
+          throw Error(s.where + ": grid cell '" + cell + "' is not two words (a colour and a shape)");
+        for (const std::string &word : words) {
+          std::vector<int32_t> ids = tokenizer.encode(" " + word, /*addSpecial=*/false);
+          if (ids.size() != 1)
+            throw Error(s.where + ": grid word '" + word + "' is " + std::to_string(ids.size()) +
+                        " tokens; the layout context needs one token per word");
+          prefix.push_back(ids[0]);
+        }
+      }
+      if ((int64_t)prefix.size() > fmt.shape.imagePositions)
+        throw Error(s.where + ": a 3 x 3 grid layout takes " + std::to_string(prefix.size()) +
+                    " context positions; the model has " + std::to_string(fmt.shape.imagePositions) +
+                    " query positions");
+    } else {
+      prefix = tokenizer.encode(rec.turns[1].value, /*addSpecial=*/false);
+    }
     prefix.resize(fmt.shape.imagePositions, fmt.shape.padToken);
     for (int32_t id : prefix)
       if (id == fmt.shape.imageToken) throw Error(s.where + ": the caption encodes to the image token");

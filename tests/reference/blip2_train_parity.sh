@@ -55,7 +55,15 @@
 #                      (llava_train_ref.py --grads-float32-factor). Measured:
 #                      at most 2.3 x PyTorch's absolute error (Q-Former
 #                      layer 3's intermediate_query weight), norm-wise
-#                      errors around 1e-6.
+#                      errors around 1e-6. With 18 queries (2026-11-29) the
+#                      batch changed: over the 125 tensors mmc's largest
+#                      absolute error is 1.47 x PyTorch float32's at the
+#                      median and 4.7 x at worst (layer 3's output_query
+#                      LayerNorm weight: 2.5e-8 against 5.2e-9, with a
+#                      largest gradient of 5.7e-3; max rel 1.14e-4,
+#                      norm-wise 2.5e-6), after the bias gradients'
+#                      row sums moved to double (they were up to 12.6 x);
+#                      so the factor is 5, not 4.
 # Norm and bias tensors are perturbed away from their ones/zeros initialisers
 # so that every path carries a signal.
 #
@@ -78,7 +86,7 @@ STAGE1_BATCH=16
 ITC_PROJ='^(vision_projection|text_projection)\.' ITC_PROJ_RTOL=2e-2 TEMP_GRAD_RTOL=2e-3
 # Stage 1's other gradients: 1e-4, or (see above) as far as 4 x PyTorch's own
 # float32 error on the batch, at most 1e-3 and norm-wise within 1e-4.
-STAGE1_F32_FACTOR=4
+STAGE1_F32_FACTOR=5
 if [ -n "$KEEP" ]; then
   mkdir -p "$KEEP"; T=$(cd "$KEEP" && pwd)
 else

@@ -1049,12 +1049,13 @@ Kernel reduceTo(ReduceToOp op) {
     body += "{ const int64_t c = rem % " + num(od) + "; rem /= " + num(od) + ";" +
             (reduced[d] ? " (void)c;" : " base += c * " + num(stride[d]) + ";") + " }\n";
   }
-  body += "T acc = 0;\nfor (int64_t r = 0; r < " + num(count) + "; ++r) {\n  int64_t rr = r, at = base;\n";
+  // Summed in double, rounded once: a bias gradient sums thousands of rows.
+  body += "double acc = 0;\nfor (int64_t r = 0; r < " + num(count) + "; ++r) {\n  int64_t rr = r, at = base;\n";
   for (int64_t d = ri - 1; d >= 0; --d)
     if (reduced[d])
       body += "  at += (rr % " + num(in.getDimSize(d)) + ") * " + num(stride[d]) + "; rr /= " +
               num(in.getDimSize(d)) + ";\n";
-  body += "  acc += x[at];\n}\ny[i] = acc;\n";
+  body += "  acc += x[at];\n}\ny[i] = (T)acc;\n";
   return makeKernel(op, {"x"}, out.getNumElements(), body);
 }
 
@@ -1140,18 +1141,23 @@ for (int64_t d = 0; d < $D; ++d) out[d] = rstd * (dyr[d] * w[d] - mg - (xr[d] - 
 /// The CPU body of a norm's weight gradient dW[d] = sum over rows of
 /// dy[r,d] * TERM: the threads split the features and walk every row once,
 /// computing the row's statistics (STATS, over `xr`, defining what TERM
-/// reads) once per row instead of once per element.
+/// reads) once per row instead of once per element. The statistics and the
+/// sum over rows are kept in double, rounded once: a sum over thousands of
+/// rows in float loses more than the reference's tolerance on the features
+/// whose gradient is small.
 std::string normGradWeightHost(int64_t d, int64_t rows, double eps, const std::string &stats,
                                const std::string &term) {
   std::string loop = R"(#pragma omp parallel
 {
   int64_t first, last;
   mm_cpu::threadShare($D, first, last);
-  for (int64_t d = first; d < last; ++d) y[d] = 0;
+  double *acc = (double *)calloc(last > first ? last - first : 1, sizeof(double));
   for (int64_t r = 0; r < $R; ++r) {
     const T *xr = x + r * $D, *dyr = dy + r * $D;
-$STATS    for (int64_t d = first; d < last; ++d) y[d] += dyr[d] * $TERM;
+$STATS    for (int64_t d = first; d < last; ++d) acc[d - first] += (double)dyr[d] * $TERM;
   }
+  for (int64_t d = first; d < last; ++d) y[d] = (T)acc[d - first];
+  free(acc);
 }
 )";
   std::string indented;
@@ -1175,11 +1181,11 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(T mean = 0, var = 0;
+  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(double mean = 0, var = 0;
 for (int64_t d = 0; d < $D; ++d) mean += xr[d];
 mean /= $D;
-for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
-const T inv = 1 / sqrt(var / $D + $EPS);
+for (int64_t d = 0; d < $D; ++d) { const double t = xr[d] - mean; var += t * t; }
+const double inv = 1 / sqrt(var / $D + $EPS);
 )", "(xr[d] - mean) * inv");
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }
@@ -1212,9 +1218,9 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(T ss = 0;
-for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
-const T inv = 1 / sqrt(ss / $D + $EPS);
+  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(double ss = 0;
+for (int64_t d = 0; d < $D; ++d) ss += (double)xr[d] * xr[d];
+const double inv = 1 / sqrt(ss / $D + $EPS);
 )", "xr[d] * inv");
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
 }

@@ -82,6 +82,7 @@ struct ConversationRecord {
   std::vector<int32_t> patchLabels;      // "patch_labels": per-patch classes (vision pre-training)
   std::optional<std::string> type;       // "type": an evaluation record's question type
   std::optional<std::string> answer;     // "answer": an evaluation record's expected reply
+  std::vector<std::string> grid;         // "grid": the object in each cell of a 3 x 3 grid, "" if none
   std::string source; // the data file
   size_t index = 0;   // 0-based position in the file's array
   /// "FILE: record INDEX (id 'ID')", the prefix of every error about it.

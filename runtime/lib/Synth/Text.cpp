@@ -478,6 +478,12 @@ nlohmann::ordered_json imageCaptionRecord(const Scene &s, const std::string &typ
   r["image"] = s.image;
   if (!type.empty()) r["type"] = type;
   r["caption"] = objectListCaption(s);
+  // What stands in each cell of the 3 x 3 grid, row by row ("" where nothing
+  // does): the layout BLIP-2's tiny OPT reads as its pre-training context.
+  nlohmann::ordered_json grid = nlohmann::ordered_json::array();
+  for (int cell = 0; cell < 9; ++cell) grid.push_back("");
+  for (const SceneObject &o : s.objects) grid[3 * gridRow(s, o) + gridColumn(s, o)] = o.name();
+  r["grid"] = grid;
   return r;
 }
 

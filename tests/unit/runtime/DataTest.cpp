@@ -449,6 +449,39 @@ TEST(Data, Blip2PrefixTemplate) {
   EXPECT_EQ(mm::chatTemplateForData("caption_prefix"), mm::ChatTemplate::Blip2Prefix);
 }
 
+TEST(Data, Blip2PrefixReadsTheGridLayout) {
+  // COM: With a "grid" (mmdata's image-caption records), the context is the scene's layout:
+  // COM: cell k's colour and shape words at positions 2k, 2k+1, padding for an empty cell, so
+  // COM: each query position stands for one place of the image; the caption follows as before.
+  static mm::Tokenizer words = mm::Tokenizer::fromFile(sourceDir() + "/models/tokenizers/llava-tiny.tokenizer.json");
+  const int32_t pad = 3, red = words.encode(" red", false).at(0), circle = words.encode(" circle", false).at(0);
+  mm::ConversationRecord r = parseOne(
+      R"({"id": "g1", "image": "x.png", "caption": "A red circle.", "grid": ["", "red circle", "", "", "", "", "", "", ""]})");
+  ASSERT_EQ(r.grid.size(), 9u);
+  mm::SampleFormat f = format(400, 20);
+  f.shape.padToken = pad;
+  f.shape.vocab = 800;
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Blip2Prefix, words, f, "/imgs");
+  std::vector<int32_t> context(20, pad);
+  context[2] = red;
+  context[3] = circle;
+  EXPECT_EQ(std::vector<int32_t>(s.inputIds.begin(), s.inputIds.begin() + 20), context);
+  EXPECT_EQ(s.inputIds[20], BOS);
+  std::vector<int32_t> caption = words.encode("A red circle.", false);
+  append(caption, words.encode("\n", false));
+  EXPECT_EQ(std::vector<int32_t>(s.inputIds.begin() + 21, s.inputIds.begin() + 21 + caption.size()), caption);
+  // COM: Too few query positions for 9 cells, a word of several tokens, a malformed grid: errors.
+  EXPECT_NE(errorOf([&] { mm::buildSample(r, mm::ChatTemplate::Blip2Prefix, words, format(400, 16), "/imgs"); })
+                .find("takes 18 context positions; the model has 16"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { mm::buildSample(r, mm::ChatTemplate::Blip2Prefix, tokenizer(), f, "/imgs"); })
+                .find("grid word 'red' is 4 tokens"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] { parseOne(R"({"id": "g2", "image": "x.png", "caption": "A", "grid": ["", ""]})"); })
+                .find("'grid' must be an array of 9 strings"),
+            std::string::npos);
+}
+
 namespace {
 mm::SampleFormat encoderDecoderFormat(int64_t encoder, int64_t decoder, int64_t imagePositions = 4) {
   mm::SampleFormat f = format(encoder, imagePositions);

@@ -687,6 +687,21 @@ TEST(SynthText, ObjectListCaptionNamesEveryObjectInReadingOrder) {
   }
 }
 
+TEST(SynthText, ImageCaptionRecordsCarryTheGridLayout) {
+  // COM: blip2-tiny's OPT is pre-trained on the layout ("grid": 9 cells, row by row, the object
+  // COM: whose centre lies in each, "" elsewhere): every object in its own cell, nothing else.
+  for (const Scene &s : manyScenes(200)) {
+    nlohmann::ordered_json r = imageCaptionRecord(s);
+    ASSERT_TRUE(r.contains("grid"));
+    ASSERT_EQ(r["grid"].size(), 9u);
+    size_t filled = 0;
+    for (const auto &cell : r["grid"]) filled += !cell.get<std::string>().empty();
+    EXPECT_EQ(filled, s.objects.size()); // no two objects share a cell
+    for (const SceneObject &o : s.objects)
+      EXPECT_EQ(r["grid"][3 * gridRow(s, o) + gridColumn(s, o)].get<std::string>(), o.name());
+  }
+}
+
 TEST(SynthText, RecordsHaveLlavaShape) {
   Rng rng(9);
   int before = 0, after = 0;
