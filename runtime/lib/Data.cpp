@@ -311,6 +311,14 @@ size_t captionSplit(const std::string &id, size_t words) {
 
 namespace {
 
+/// TEXT's words, split at whitespace.
+std::vector<std::string> whitespaceWords(const std::string &text) {
+  std::vector<std::string> words;
+  std::istringstream in(text);
+  for (std::string word; in >> word;) words.push_back(word);
+  return words;
+}
+
 /// The encoder-decoder templates (blip2_t5, t5_text): the caption split into
 /// an encoder prefix and a decoder suffix at captionSplit's word.
 TrainingSample buildSplitSample(const ConversationRecord &rec, ChatTemplate t, SampleWriter &w, TrainingSample &s,
@@ -321,9 +329,7 @@ TrainingSample buildSplitSample(const ConversationRecord &rec, ChatTemplate t, S
                 " data needs a model with an encoder-decoder LLM (text_config.decoder_start_token_id and "
                 "max_decoder_length >= 2 in its configuration)");
   const std::string &caption = rec.turns[1].value;
-  std::vector<std::string> words;
-  std::istringstream in(caption);
-  for (std::string word; in >> word;) words.push_back(word);
+  std::vector<std::string> words = whitespaceWords(caption);
   if (words.empty()) throw Error(s.where + ": the caption is empty");
   const size_t k = captionSplit(rec.id, words.size());
   std::string prefix, suffix;
@@ -437,12 +443,7 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     std::vector<int32_t> prefix;
     if (!rec.grid.empty()) {
       for (const std::string &cell : rec.grid) {
-        std::vector<std::string> words;
-        for (size_t i = 0, j; i < cell.size(); i = j + 1) {
-          j = cell.find(' ', i);
-          if (j == std::string::npos) j = cell.size();
-          if (j > i) words.push_back(cell.substr(i, j - i));
-        }
+        std::vector<std::string> words = whitespaceWords(cell);
         if (words.empty()) {
           prefix.insert(prefix.end(), 2, fmt.shape.padToken);
           continue;
