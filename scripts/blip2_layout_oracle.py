@@ -1,11 +1,12 @@
 #!/usr/bin/env python3
 """How well blip2-tiny's pre-trained OPT reads a scene's layout: teacher-forced
-exact match of the caption given a perfect context (the grid's colour and shape
-words where the queries will stand), by the number of objects in the scene.
+exact match of the caption given a perfect context (where the queries will
+stand, one position per cell of the grid: the sum of its colour's and its shape's
+embeddings), by the number of objects in the scene.
 
 The ceiling of BLIP-2's stage 2 here: the Q-Former can at best hand the frozen OPT
 the context it was pre-trained on. The samples are mmrun's own (data
-"caption_prefix" on records with a "grid"), dumped without training them:
+"caption_layout"), dumped without training them:
 
   mmc inspect --json models/blip2-tiny.mlir > manifest.json
   mmrun blip2-tiny.so --train pretrain_llm --data EVAL.json --image-dir DIR --steps 13 \\
@@ -45,10 +46,11 @@ def main(manifest_path, weights_path, batches_path):
                 continue
             seen.add(s["id"])
             ids = torch.tensor(s["input_ids"])
+            colours, shapes = torch.tensor(s["cell_colour_ids"]), torch.tensor(s["cell_shape_ids"])
             with torch.no_grad():
-                pred = B2.sample_logits(cfg, Weights(), ids).argmax(-1).tolist()
+                pred = B2.layout_logits(cfg, Weights(), ids, colours, shapes).argmax(-1).tolist()
             right = all(p == t for p, t in zip(pred, s["targets"]) if t != -100)
-            objects = sum(1 for x in s["input_ids"][:positions] if x != pad) // 2
+            objects = sum(1 for x in s["cell_colour_ids"][:positions] if x != pad)
             by_objects[objects][0] += right
             by_objects[objects][1] += 1
     total = sum(r for r, _ in by_objects.values())

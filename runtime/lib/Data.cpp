@@ -5,6 +5,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -162,11 +163,12 @@ ChatTemplate chatTemplateForData(const std::string &kind) {
   if (kind == "image_caption") return ChatTemplate::Blip2;
   if (kind == "image_text") return ChatTemplate::QFormerText;
   if (kind == "caption_prefix") return ChatTemplate::Blip2Prefix;
+  if (kind == "caption_layout") return ChatTemplate::Blip2Layout;
   if (kind == "image_caption_split") return ChatTemplate::Blip2T5;
   if (kind == "caption_split") return ChatTemplate::T5Text;
   throw Error("unknown training data kind '" + kind +
               "' (expected 'caption', 'conversation', 'patch_labels', 'image_caption', 'caption_prefix', "
-              "'image_text', 'image_caption_split' or 'caption_split')");
+              "'caption_layout', 'image_text', 'image_caption_split' or 'caption_split')");
 }
 
 const char *chatTemplateName(ChatTemplate t) {
@@ -177,6 +179,7 @@ const char *chatTemplateName(ChatTemplate t) {
   case ChatTemplate::Blip2: return "blip2";
   case ChatTemplate::QFormerText: return "qformer_text";
   case ChatTemplate::Blip2Prefix: return "blip2_prefix";
+  case ChatTemplate::Blip2Layout: return "blip2_layout";
   case ChatTemplate::Blip2T5: return "blip2_t5";
   case ChatTemplate::T5Text: return "t5_text";
   }
@@ -227,9 +230,13 @@ void checkRecord(const ConversationRecord &rec, ChatTemplate t) {
   }
   if (rec.turns.empty()) throw Error(where + ": missing 'conversations'");
   if (t == ChatTemplate::Plain || t == ChatTemplate::Blip2 || t == ChatTemplate::QFormerText ||
-      t == ChatTemplate::Blip2Prefix || t == ChatTemplate::Blip2T5 || t == ChatTemplate::T5Text) {
+      t == ChatTemplate::Blip2Prefix || t == ChatTemplate::Blip2Layout || t == ChatTemplate::Blip2T5 ||
+      t == ChatTemplate::T5Text) {
     if (rec.turns.size() < 2 || rec.turns[0].from != "human" || rec.turns[1].from != "gpt")
       throw Error(where + ": caption data needs a human turn followed by a gpt turn (the caption)");
+    if (t == ChatTemplate::Blip2Layout && rec.grid.empty())
+      throw Error(where + ": layout-context data (caption_layout) needs the scene's 'grid' (mmdata's image-caption "
+                  "records carry it)");
     // The T5's text pre-training reads the caption alone.
     if (!rec.image && t != ChatTemplate::T5Text) throw Error(where + ": caption data needs an 'image'");
     return;
@@ -317,6 +324,26 @@ std::vector<std::string> whitespaceWords(const std::string &text) {
   std::istringstream in(text);
   for (std::string word; in >> word;) words.push_back(word);
   return words;
+}
+
+/// A grid cell's colour and shape ids ("red circle" -> the ids of " red" and
+/// " circle"; the pad id twice for an empty cell). Each word must be one
+/// token: the layout contexts give a cell's words one position each.
+std::array<int32_t, 2> gridCellIds(const std::string &cell, const Tokenizer &tokenizer, const SampleFormat &fmt,
+                                   const std::string &where) {
+  std::vector<std::string> words = whitespaceWords(cell);
+  if (words.empty()) return {fmt.shape.padToken, fmt.shape.padToken};
+  if (words.size() != 2) throw Error(where + ": grid cell '" + cell + "' is not two words (a colour and a shape)");
+  std::array<int32_t, 2> out{};
+  for (size_t i = 0; i < 2; ++i) {
+    std::vector<int32_t> ids = tokenizer.encode(" " + words[i], /*addSpecial=*/false);
+    if (ids.size() != 1)
+      throw Error(where + ": grid word '" + words[i] + "' is " + std::to_string(ids.size()) +
+                  " tokens; the layout context needs one token per word");
+    if (ids[0] == fmt.shape.imageToken) throw Error(where + ": grid word '" + words[i] + "' encodes to the image token");
+    out[i] = ids[0];
+  }
+  return out;
 }
 
 /// The encoder-decoder templates (blip2_t5, t5_text): the caption split into
@@ -443,20 +470,8 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     std::vector<int32_t> prefix;
     if (!rec.grid.empty()) {
       for (const std::string &cell : rec.grid) {
-        std::vector<std::string> words = whitespaceWords(cell);
-        if (words.empty()) {
-          prefix.insert(prefix.end(), 2, fmt.shape.padToken);
-          continue;
-        }
-        if (words.size() != 2)
-          throw Error(s.where + ": grid cell '" + cell + "' is not two words (a colour and a shape)");
-        for (const std::string &word : words) {
-          std::vector<int32_t> ids = tokenizer.encode(" " + word, /*addSpecial=*/false);
-          if (ids.size() != 1)
-            throw Error(s.where + ": grid word '" + word + "' is " + std::to_string(ids.size()) +
-                        " tokens; the layout context needs one token per word");
-          prefix.push_back(ids[0]);
-        }
+        std::array<int32_t, 2> ids = gridCellIds(cell, tokenizer, fmt, s.where);
+        prefix.insert(prefix.end(), ids.begin(), ids.end());
       }
       if ((int64_t)prefix.size() > fmt.shape.imagePositions)
         throw Error(s.where + ": a 3 x 3 grid layout takes " + std::to_string(prefix.size()) +
@@ -472,8 +487,24 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
     w.push({fmt.bos}, false);
     w.text(rec.turns[1].value, true);
     w.text("\n", true);
-  } else if (t == ChatTemplate::Blip2) {
+  } else if (t == ChatTemplate::Blip2 || t == ChatTemplate::Blip2Layout) {
     // BLIP-2 puts the query positions before the BOS (HF's processor).
+    if (t == ChatTemplate::Blip2Layout) {
+      // The layout where the queries will stand: query k is cell k of the
+      // 3 x 3 grid (its colour and shape, embedded and summed by the entry),
+      // so that one query carries one object whole; queries past the cells,
+      // and empty cells, get the pad id twice.
+      if ((int64_t)rec.grid.size() > fmt.shape.imagePositions)
+        throw Error(s.where + ": a layout of " + std::to_string(rec.grid.size()) + " cells needs as many query "
+                    "positions; the model has " + std::to_string(fmt.shape.imagePositions));
+      s.cellColourIds.assign(fmt.shape.imagePositions, fmt.shape.padToken);
+      s.cellShapeIds.assign(fmt.shape.imagePositions, fmt.shape.padToken);
+      for (size_t k = 0; k < rec.grid.size(); ++k) {
+        std::array<int32_t, 2> ids = gridCellIds(rec.grid[k], tokenizer, fmt, s.where);
+        s.cellColourIds[k] = ids[0];
+        s.cellShapeIds[k] = ids[1];
+      }
+    }
     w.image();
     w.push({fmt.bos}, false);
     w.text(rec.turns[1].value, true);
@@ -659,10 +690,53 @@ static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const 
   return args;
 }
 
+/// A layout entry's arguments (blip2_layout samples): input_ids,
+/// cell_colour_ids, cell_shape_ids, targets, length; no image.
+static std::vector<HostTensor> layoutArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
+  const char *names[] = {"input_ids", "cell_colour_ids", "cell_shape_ids", "targets", "length"};
+  const int64_t maxLen = fmt.shape.maxSequence, q = fmt.shape.imagePositions;
+  const int64_t numel[] = {maxLen, q, q, maxLen, 1};
+  bool ok = entry.args.size() == 5;
+  for (size_t i = 0; ok && i < 5; ++i) ok = entry.args[i].name == names[i] && entry.args[i].numel() == numel[i];
+  if (!ok)
+    throw Error("entry '" + entry.name + "' does not take (input_ids[1," + std::to_string(maxLen) + "], cell_colour_ids[1," +
+                std::to_string(q) + "], cell_shape_ids[1," + std::to_string(q) + "], targets[1," +
+                std::to_string(maxLen) + "], length)");
+  if ((int64_t)s.cellColourIds.size() != q || (int64_t)s.cellShapeIds.size() != q)
+    throw Error(s.where + ": entry '" + entry.name + "' reads the scene's layout; its stage needs the data kind "
+                "'caption_layout'");
+  if ((int64_t)s.inputIds.size() > maxLen || s.targets.size() != s.inputIds.size() || s.inputIds.empty())
+    throw Error(s.where + ": sample of " + std::to_string(s.inputIds.size()) + " tokens does not fit the compiled length " +
+                std::to_string(maxLen));
+  std::vector<HostTensor> args(5);
+  for (size_t i = 0; i < 5; ++i) args[i].bytes.assign(entry.args[i].bytes(), 0);
+  auto fill = [&](HostTensor &t, const std::vector<int32_t> &v, int64_t n, int32_t pad, bool ids) {
+    int32_t *dst = t.as<int32_t>();
+    for (int64_t i = 0; i < n; ++i) {
+      const int32_t x = i < (int64_t)v.size() ? v[i] : pad;
+      if (ids && (x < 0 || x >= fmt.shape.vocab))
+        throw Error(s.where + ": token id " + std::to_string(x) + " is outside the model's vocabulary [0, " +
+                    std::to_string(fmt.shape.vocab) + ")");
+      dst[i] = x;
+    }
+  };
+  fill(args[0], s.inputIds, maxLen, fmt.shape.padToken, true);
+  fill(args[1], s.cellColourIds, q, fmt.shape.padToken, true);
+  fill(args[2], s.cellShapeIds, q, fmt.shape.padToken, true);
+  fill(args[3], s.targets, maxLen, -100, false);
+  *args[4].as<int32_t>() = (int32_t)s.inputIds.size();
+  return args;
+}
+
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
   if (entry.args.size() == 2 && entry.args[1].name == "patch_labels") return patchLabelArgs(entry, s, fmt);
-  for (const TensorSpec &a : entry.args)
+  for (const TensorSpec &a : entry.args) {
     if (a.name == "decoder_input_ids") return encoderDecoderArgs(entry, s, fmt);
+    if (a.name == "cell_colour_ids") return layoutArgs(entry, s, fmt);
+  }
+  if (!s.cellColourIds.empty())
+    throw Error(s.where + ": a layout-context sample (caption_layout), but entry '" + entry.name +
+                "' takes no cell_colour_ids");
   if (!s.decoderInputIds.empty())
     throw Error(s.where + ": an encoder-decoder sample, but entry '" + entry.name + "' takes no decoder_input_ids");
   const int64_t maxLen = fmt.shape.maxSequence;

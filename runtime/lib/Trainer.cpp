@@ -660,6 +660,10 @@ int runTraining(const TrainOptions &o) {
                              {"input_ids", s.inputIds},
                              {"targets", s.targets}};
         if (!s.decoderInputIds.empty()) js["decoder_input_ids"] = s.decoderInputIds;
+        if (!s.cellColourIds.empty()) {
+          js["cell_colour_ids"] = s.cellColourIds;
+          js["cell_shape_ids"] = s.cellShapeIds;
+        }
         dumped.push_back(std::move(js));
       }
       samples.push_back(std::move(s));

@@ -182,6 +182,14 @@ def sample_logits(cfg, W, ids, pixels=None):
     return opt(cfg, W, embeds)
 
 
+def layout_logits(cfg, W, ids, colours, shapes):
+    """The OPT's layout pre-training (layout_lm_loss): ids [S] (long) with an <image> token per
+    query, colours / shapes [Q] (long): query k's embedding is E[colours[k]] + E[shapes[k]]."""
+    table = W.get("language_model.model.decoder.embed_tokens.weight")
+    embeds = R.merge_image_features(table[ids], ids, table[colours] + table[shapes], cfg["image_token_index"])
+    return opt(cfg, W, embeds)
+
+
 
 # --------------------------------------------------------------------------
 # The encoder-decoder variant (models/blip2-t5-tiny.mlir): a FlanT5-style

@@ -64,7 +64,10 @@
 #                      largest gradient of 5.7e-3; max rel 1.14e-4,
 #                      norm-wise 2.5e-6), after the bias gradients'
 #                      row sums moved to double (they were up to 12.6 x);
-#                      so the factor is 5, not 4.
+#                      so the factor is 5, not 4. With 9 queries (one
+#                      per cell, the same day) temp's gradient is the
+#                      worst conditioned: PyTorch's float32 is 1.6e-3 off
+#                      float64 on it, mmc 2.0e-3, so temp gets 4e-3.
 # Norm and bias tensors are perturbed away from their ones/zeros initialisers
 # so that every path carries a signal.
 #
@@ -84,7 +87,7 @@ GRADS_RTOL=1e-4 LOSSES_RTOL=1e-4 WEIGHTS_RTOL=5e-3
 ZERO_GRAD='(k_proj|attention\.key)\.bias$'
 # Stage 1: its entry is compiled for batches of 16; the ITC head's tolerance (see above).
 STAGE1_BATCH=16
-ITC_PROJ='^(vision_projection|text_projection)\.' ITC_PROJ_RTOL=2e-2 TEMP_GRAD_RTOL=2e-3
+ITC_PROJ='^(vision_projection|text_projection)\.' ITC_PROJ_RTOL=2e-2 TEMP_GRAD_RTOL=4e-3
 # Stage 1's other gradients: 1e-4, or (see above) as far as 5 x PyTorch's own
 # float32 error on the batch, at most 1e-3 and norm-wise within 1e-4.
 STAGE1_F32_FACTOR=5
@@ -125,11 +128,12 @@ run_stage() { # STAGE DATAFILE [BATCH [REFERENCE ARGS...]]  (images next to DATA
   if [ $rc != 0 ]; then echo "FAIL: $S training parity" >&2; FAILED=1; fi
 }
 run_stage stage2 "$T/scenes/captions.json"
-# pretrain_llm reads a text context (blip2_prefix): after its 6 steps OPT's
+# pretrain_llm reads the scene layout (blip2_layout: cell ids summed where the
+# queries stand; the reference checks that sum too): after its 6 steps OPT's
 # fc1 weights sit 5.9e-3 from float64 here (PyTorch's float32: 9.9e-4) while
 # its step-0 gradients (8e-5) and all 6 losses (6e-8) match: elements whose
 # gradient is near Adam's eps, moved by rounding; 1e-2 for its weights.
-run_stage pretrain_llm "$T/scenes/captions.json" "$BATCH" --weights-rtol 1e-2
+run_stage pretrain_llm "$T/scenes/image_captions.json" "$BATCH" --weights-rtol 1e-2
 run_stage pretrain_vision "$T/scenes/patches.json"
 run_stage stage1 "$T/scenes40/image_captions.json" $STAGE1_BATCH \
   --grads-rtol-for "$ITC_PROJ=$ITC_PROJ_RTOL" --grads-rtol-for "^temp\$=$TEMP_GRAD_RTOL" \

@@ -286,7 +286,17 @@ def load_batches(path, cfg, steps=None):
                 # No image token with an image: a text-context sample (blip2_prefix), the image unused.
                 if n_img != per_image * len(images) and n_img != 0:
                     raise InputError(f"{sw}: {n_img} image tokens, expected {per_image} x {len(images)} image(s)")
-                samples.append(dict(id=s.get("id"), images=images, input_ids=ids, targets=tg, decoder_input_ids=dec))
+                cells = None
+                if "cell_colour_ids" in s or "cell_shape_ids" in s:  # a layout-context sample (blip2_layout)
+                    cells = (s.get("cell_colour_ids"), s.get("cell_shape_ids"))
+                    if not all(isinstance(c, list) and len(c) == per_image and
+                               all(isinstance(x, int) and 0 <= x < V for x in c) for c in cells):
+                        raise InputError(f"{sw}: cell_colour_ids / cell_shape_ids must be {per_image} integers "
+                                         f"in [0, {V}) each")
+                    if n_img != per_image:
+                        raise InputError(f"{sw}: a layout-context sample needs {per_image} image tokens, has {n_img}")
+                samples.append(dict(id=s.get("id"), images=images, input_ids=ids, targets=tg, decoder_input_ids=dec,
+                                    cells=cells))
             batches.append(dict(step=step, samples=samples))
             if steps is not None and len(batches) >= steps:
                 break
@@ -421,6 +431,9 @@ def sample_logits(cfg, W, sample, pixels_of):
         if sample.get("decoder_input_ids") is not None:  # the encoder-decoder variant
             dec = torch.tensor(sample["decoder_input_ids"], dtype=torch.long)
             return B2.seq2seq_logits(cfg, W, ids, dec, pixels)
+        if sample.get("cells") is not None:  # the scene's layout where the queries stand; no image
+            colours, shapes = (torch.tensor(c, dtype=torch.long) for c in sample["cells"])
+            return B2.layout_logits(cfg, W, ids, colours, shapes)
         return B2.sample_logits(cfg, W, ids, pixels)
     t = cfg["text"]
     V, D = t["vocab_size"], t["hidden_size"]

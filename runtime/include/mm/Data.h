@@ -110,12 +110,16 @@ std::vector<ConversationRecord> parseConversations(const std::string &jsonText, 
 
 /// How a record becomes a sample. PatchLabels is no chat template: the image
 /// alone, with the record's "patch_labels" as the targets (one per patch),
-/// for an entry taking (pixel_values, patch_labels).
-enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, Blip2Prefix, QFormerText, Blip2T5, T5Text };
+/// for an entry taking (pixel_values, patch_labels). Blip2Layout is blip2's
+/// sample (the query positions, BOS, the caption) with the scene's layout in
+/// place of an image: per query position k < 9, cell k's colour and shape ids
+/// (TrainingSample::cellColourIds / cellShapeIds), for an entry that embeds
+/// both and sums them where the queries will stand.
+enum class ChatTemplate { Plain, VicunaV1, PatchLabels, Blip2, Blip2Prefix, Blip2Layout, QFormerText, Blip2T5, T5Text };
 /// "caption" -> Plain, "conversation" -> VicunaV1, "patch_labels" ->
 /// PatchLabels, "image_caption" -> Blip2, "caption_prefix" -> Blip2Prefix,
-/// "image_text" -> QFormerText, "image_caption_split" -> Blip2T5,
-/// "caption_split" -> T5Text;
+/// "caption_layout" -> Blip2Layout, "image_text" -> QFormerText,
+/// "image_caption_split" -> Blip2T5, "caption_split" -> T5Text;
 /// throws for anything else.
 ChatTemplate chatTemplateForData(const std::string &dataKind);
 const char *chatTemplateName(ChatTemplate t);
@@ -165,6 +169,8 @@ struct TrainingSample {
   std::vector<int32_t> targets;         // same length (as decoderInputIds where there are
                                         // some); -100 where no loss
   std::vector<int32_t> decoderInputIds; // encoder-decoder templates: the decoder's input
+  std::vector<int32_t> cellColourIds;   // Blip2Layout: one id per query position (pad where
+  std::vector<int32_t> cellShapeIds;    // no cell or an empty one): the cell's colour / shape word
   int64_t fullLength = 0;               // length before truncation
   bool truncated() const { return fullLength > (int64_t)(inputIds.size() + decoderInputIds.size()); }
   int64_t targetCount() const; // targets != -100
@@ -191,7 +197,9 @@ size_t captionSplit(const std::string &id, size_t words);
 /// length (pad id / -100), and the real length. An encoder-decoder entry
 /// (one taking decoder_input_ids) takes its arguments by name from
 /// [pixel_values,] input_ids, length, decoder_input_ids, targets and
-/// decoder_length. Throws mm::Error naming the
+/// decoder_length. A layout entry (one taking cell_colour_ids) takes
+/// input_ids, cell_colour_ids, cell_shape_ids, targets and length, and no
+/// image. Throws mm::Error naming the
 /// record and the image file if the image is missing or undecodable.
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format);
 

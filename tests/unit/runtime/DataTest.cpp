@@ -482,6 +482,72 @@ TEST(Data, Blip2PrefixReadsTheGridLayout) {
             std::string::npos);
 }
 
+TEST(Data, Blip2LayoutPutsOneCellAtEachQueryPosition) {
+  // COM: caption_layout: blip2's sample (query positions, BOS, caption) with, per query
+  // COM: position k, cell k's colour and shape ids for the entry to embed and sum (one
+  // COM: query stands for one object whole); the pad id twice for an empty cell or a
+  // COM: query past the 9 cells. The layout entry takes them by name, and no image.
+  static mm::Tokenizer words = mm::Tokenizer::fromFile(sourceDir() + "/models/tokenizers/llava-tiny.tokenizer.json");
+  const int32_t pad = 3, red = words.encode(" red", false).at(0), circle = words.encode(" circle", false).at(0);
+  const int32_t blue = words.encode(" blue", false).at(0), square = words.encode(" square", false).at(0);
+  mm::ConversationRecord r = parseOne(R"({"id": "l1", "image": "x.png", "caption": "A red circle.",)"
+                                      R"( "grid": ["", "red circle", "", "", "", "", "", "", "blue square"]})");
+  mm::SampleFormat f = format(40, 10);
+  f.shape.padToken = pad;
+  f.shape.vocab = 800;
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Blip2Layout, words, f, "/imgs");
+  std::vector<int32_t> colours(10, pad), shapes(10, pad);
+  colours[1] = red, shapes[1] = circle, colours[8] = blue, shapes[8] = square;
+  EXPECT_EQ(s.cellColourIds, colours);
+  EXPECT_EQ(s.cellShapeIds, shapes);
+  EXPECT_EQ(std::vector<int32_t>(s.inputIds.begin(), s.inputIds.begin() + 10), std::vector<int32_t>(10, IMG));
+  EXPECT_EQ(s.inputIds[10], BOS);
+  std::vector<int32_t> caption = words.encode("A red circle.", false);
+  append(caption, words.encode("\n", false));
+  ASSERT_EQ(s.inputIds.size(), 11 + caption.size());
+  EXPECT_EQ(std::vector<int32_t>(s.inputIds.begin() + 11, s.inputIds.end()), caption);
+  for (size_t i = 0; i + 1 < s.inputIds.size(); ++i) EXPECT_EQ(s.targets[i], i < 10 ? IGN : s.inputIds[i + 1]) << i;
+
+  mm::EntrySpec e;
+  e.name = "layout_lm_loss";
+  e.args = {{"input_ids", {1, 40}, mm::ElemType::I32},
+            {"cell_colour_ids", {1, 10}, mm::ElemType::I32},
+            {"cell_shape_ids", {1, 10}, mm::ElemType::I32},
+            {"targets", {1, 40}, mm::ElemType::I32},
+            {"length", {}, mm::ElemType::I32}};
+  std::vector<mm::HostTensor> a = mm::trainArgs(e, s, f); // no image read: x.png does not exist
+  ASSERT_EQ(a.size(), 5u);
+  for (int i = 0; i < 40; ++i) {
+    EXPECT_EQ(a[0].as<int32_t>()[i], i < (int)s.inputIds.size() ? s.inputIds[i] : pad) << i;
+    EXPECT_EQ(a[3].as<int32_t>()[i], i < (int)s.inputIds.size() ? s.targets[i] : IGN) << i;
+  }
+  for (int k = 0; k < 10; ++k) {
+    EXPECT_EQ(a[1].as<int32_t>()[k], colours[k]) << k;
+    EXPECT_EQ(a[2].as<int32_t>()[k], shapes[k]) << k;
+  }
+  EXPECT_EQ(*a[4].as<int32_t>(), (int32_t)s.inputIds.size());
+  // COM: A record without a grid, too few query positions, a blip2 sample for the layout
+  // COM: entry, a layout sample for an image entry: one clear error each.
+  mm::ConversationRecord plain = parseOne(R"({"id": "l2", "image": "x.png", "caption": "A red circle."})");
+  EXPECT_NE(errorOf([&] { mm::buildSample(plain, mm::ChatTemplate::Blip2Layout, words, f, "/imgs"); })
+                .find("needs the scene's 'grid'"),
+            std::string::npos);
+  mm::SampleFormat few = f;
+  few.shape.imagePositions = 8;
+  EXPECT_NE(errorOf([&] { mm::buildSample(r, mm::ChatTemplate::Blip2Layout, words, few, "/imgs"); })
+                .find("a layout of 9 cells needs as many query positions; the model has 8"),
+            std::string::npos);
+  mm::TrainingSample image = mm::buildSample(r, mm::ChatTemplate::Blip2, words, f, "/imgs");
+  EXPECT_NE(errorOf([&] { mm::trainArgs(e, image, f); }).find("'caption_layout'"), std::string::npos);
+  mm::EntrySpec lm;
+  lm.name = "lm_loss";
+  lm.args = {{"pixel_values", {1, 3, 16, 16}, mm::ElemType::F32},
+             {"input_ids", {1, 40}, mm::ElemType::I32},
+             {"targets", {1, 40}, mm::ElemType::I32},
+             {"length", {}, mm::ElemType::I32}};
+  EXPECT_NE(errorOf([&] { mm::trainArgs(lm, s, f); }).find("takes no cell_colour_ids"), std::string::npos);
+}
+
 namespace {
 mm::SampleFormat encoderDecoderFormat(int64_t encoder, int64_t decoder, int64_t imagePositions = 4) {
   mm::SampleFormat f = format(encoder, imagePositions);
