@@ -17,7 +17,10 @@ namespace {
 
 /// Reads the manifest out of a compiled library.
 std::optional<json::Object> manifestFromLibrary(const std::string &path) {
-  void *handle = dlopen(path.c_str(), RTLD_NOW | RTLD_LOCAL);
+  // A bare file name is the file in the working directory (dlopen would
+  // search the library path for it instead), as for mmrun.
+  const std::string file = path.find('/') == std::string::npos ? "./" + path : path;
+  void *handle = dlopen(file.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!handle) {
     llvm::errs() << "mmc: error: cannot load '" << path << "': " << dlerror() << "\n";
     return std::nullopt;
