@@ -32,6 +32,9 @@ CONFIGS = {
         image_token=4, pad_token=3, bos_token=1, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         # The OPT's layout reading learnt best at 5e-4 (docs/BENCHMARKS.md, the layout oracle).
         stage_lr2=1e-3, batch2=8, pretrain=True, pretrain_lr=5e-4,
+        # The ViT also learns each patch's object's cell (data "patch_cells"): without it the
+        # queries named the scene's most salient object for several cells (docs/BENCHMARKS.md).
+        patch_cells=True,
         # Stage 1 (ITC + ITM + ITG over the Q-Former with its text side): a batch of 16 image-text
         # pairs per step (in-batch negatives), texts of 20 tokens: [CLS] caption "\n", where <s>
         # plays BERT's [CLS] and </s> the decoder start token [DEC]. mmdata's longest captions
@@ -66,6 +69,7 @@ CONFIGS = {
 }
 
 V_EPS, Q_EPS, T_EPS, T5_EPS = 1e-6, 1e-12, 1e-5, 1e-6
+CELL_CLASSES = 16  # background and mmdata's 3 x 3 grid cells (patch_cells), padded
 NORMAL = "#mm.init<normal, 0.02>"
 ZEROS, ONES = "#mm.init<zeros>", "#mm.init<ones>"
 
@@ -229,6 +233,10 @@ def generate(c):
         # 81 classes (background, colour x shape x size of mmdata's scenes), padded to 96 rows.
         param("vision_pretrain_head.weight", [PATCH_CLASSES, VD], "vision_pretrain_head")
         param("vision_pretrain_head.bias", [PATCH_CLASSES], "vision_pretrain_head", ZEROS)
+        if c.get("patch_cells"):
+            # 10 classes (background, the 3 x 3 cell of the patch's object), padded to 16 rows.
+            param("vision_pretrain_cell_head.weight", [CELL_CLASSES, VD], "vision_pretrain_head")
+            param("vision_pretrain_cell_head.bias", [CELL_CLASSES], "vision_pretrain_head", ZEROS)
     w("")
 
     # ---- Q-Former over queries and text (stage 1, retrieval) ---------------
@@ -957,15 +965,27 @@ def generate(c):
             w("  }")
             w("")
     if c.get("pretrain"):
+        cells = c.get("patch_cells")
+        pl = t(1, P, dtype="i32")
         w("  // The ViT's pre-training: a linear classifier per patch token ([CLS] dropped).")
+        if cells:
+            w("  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for")
+            w("  // background), so that the features say where each object stands: the queries stand")
+            w("  // for the cells. The loss is the two cross-entropies' sum.")
         w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
-          f'%patch_labels: {t(1, P, dtype="i32")} {{mm.name = "patch_labels"}})')
+          f'%patch_labels: {pl} {{mm.name = "patch_labels"}}'
+          + (f', %patch_cells: {pl} {{mm.name = "patch_cells"}}' if cells else "") + ")")
         w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
         vision_graph()
         w(f"{ind}%features = mm.slice %image_embeds {{axis = 1 : i64, start = 1 : i64}} : ({xv}) -> {t(1, P, VD)}")
         lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
-        w(f"{ind}%loss = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} : "
-          f"({t(1, P, PATCH_CLASSES)}, {t(1, P, dtype='i32')}) -> {t()}")
+        w(f"{ind}%{'class_loss' if cells else 'loss'} = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} : "
+          f"({t(1, P, PATCH_CLASSES)}, {pl}) -> {t()}")
+        if cells:
+            lin("cell_logits", "features", [1, P], "vision_pretrain_cell_head", CELL_CLASSES, VD)
+            w(f"{ind}%cell_loss = mm.cross_entropy %cell_logits, %patch_cells {{ignore_index = -100 : i64}} : "
+              f"({t(1, P, CELL_CLASSES)}, {pl}) -> {t()}")
+            w(f"{ind}%loss = mm.add %class_loss, %cell_loss : {t()}")
         w(f"{ind}mm.return %loss : {t()}")
         w("  }")
         w("")

@@ -107,14 +107,23 @@ static ConversationRecord parseRecord(const nlohmann::json &r, const std::string
         rec.grid.push_back(cell.get<std::string>());
       }
     }
-    if (r.contains("patch_labels")) {
-      const nlohmann::json &labels = r["patch_labels"];
+    auto patchInts = [&](const char *key, std::vector<int32_t> &out) {
+      const nlohmann::json &labels = r[key];
       if (!labels.is_array() || labels.empty())
-        throw Error(where + ": 'patch_labels' must be a non-empty array of integers");
+        throw Error(where + ": '" + key + "' must be a non-empty array of integers");
       for (const nlohmann::json &l : labels) {
         if (!l.is_number_integer() || l.get<int64_t>() < 0 || l.get<int64_t>() > 1000000)
-          throw Error(where + ": 'patch_labels' must hold non-negative integers, found " + l.dump());
-        rec.patchLabels.push_back((int32_t)l.get<int64_t>());
+          throw Error(where + ": '" + key + "' must hold non-negative integers, found " + l.dump());
+        out.push_back((int32_t)l.get<int64_t>());
+      }
+    };
+    if (r.contains("patch_labels")) {
+      patchInts("patch_labels", rec.patchLabels);
+      if (r.contains("patch_cells")) {
+        patchInts("patch_cells", rec.patchCells);
+        if (rec.patchCells.size() != rec.patchLabels.size())
+          throw Error(where + ": " + std::to_string(rec.patchCells.size()) + " 'patch_cells' for " +
+                      std::to_string(rec.patchLabels.size()) + " 'patch_labels' (one per patch each)");
       }
       if (!r.contains("conversations")) return rec;
     }
@@ -434,6 +443,7 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
   s.imagePath = recordImagePath(rec, imageDir);
   if (t == ChatTemplate::PatchLabels) {
     s.targets = rec.patchLabels;
+    s.patchCells = rec.patchCells;
     return s;
   }
   SampleWriter w{tokenizer, fmt, s.where, {}, {}};
@@ -556,7 +566,12 @@ std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSam
     throw Error(s.where + ": " + std::to_string(s.targets.size()) + " patch labels; entry '" + entry.name +
                 "' takes " + std::to_string(entry.args[1].numel()) + " (mmdata scenes --patch-grid sets how many)");
   if (!s.imagePath) throw Error(s.where + ": patch-label data needs an image");
-  std::vector<HostTensor> args(2);
+  const bool cells = entry.args.size() == 3;
+  if (cells && (int64_t)s.patchCells.size() != entry.args[2].numel())
+    throw Error(s.where + ": entry '" + entry.name + "' also learns each patch's grid cell; the record has " +
+                std::to_string(s.patchCells.size()) + " 'patch_cells' for its " +
+                std::to_string(entry.args[2].numel()) + " patches (mmdata's patches.json carries them)");
+  std::vector<HostTensor> args(cells ? 3 : 2);
   std::vector<float> pixels = llavaPixelValues(fmt.shape, *s.imagePath);
   if ((int64_t)pixels.size() != entry.args[0].numel())
     throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
@@ -565,6 +580,10 @@ std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSam
   std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
   args[1].bytes.resize(s.targets.size() * 4);
   std::memcpy(args[1].bytes.data(), s.targets.data(), s.targets.size() * 4);
+  if (cells) {
+    args[2].bytes.resize(s.patchCells.size() * 4);
+    std::memcpy(args[2].bytes.data(), s.patchCells.data(), s.patchCells.size() * 4);
+  }
   return args;
 }
 
@@ -729,7 +748,9 @@ static std::vector<HostTensor> layoutArgs(const EntrySpec &entry, const Training
 }
 
 std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
-  if (entry.args.size() == 2 && entry.args[1].name == "patch_labels") return patchLabelArgs(entry, s, fmt);
+  if ((entry.args.size() == 2 || (entry.args.size() == 3 && entry.args[2].name == "patch_cells")) &&
+      entry.args[1].name == "patch_labels")
+    return patchLabelArgs(entry, s, fmt);
   for (const TensorSpec &a : entry.args) {
     if (a.name == "decoder_input_ids") return encoderDecoderArgs(entry, s, fmt);
     if (a.name == "cell_colour_ids") return layoutArgs(entry, s, fmt);

@@ -22,12 +22,13 @@ const char *const kRetrievalUsage =
     "                      [--limit N]\n"
     "\n"
     "  --rank            score every line of --texts against --image by ITC (BLIP-2's stage-1\n"
-    "                    features) and re-rank the top K by ITM\n"
+    "                    features) and re-rank the top K by ITC + ITM match logit (as LAVIS)\n"
     "  --eval-retrieval  recall@1/@5 image->text and text->image over image-caption records\n"
     "                    (each record's caption belongs to its image; records with the same\n"
     "                    caption match each other, strict recall@1 beside), by ITC and after\n"
     "                    ITM re-ranking of the top K\n"
-    "  --rerank K        how many ITC candidates ITM re-scores (default 5; 0: none)\n";
+    "  --rerank K        how many ITC candidates ITM re-scores (default 5; 0: none); they are\n"
+    "                    ordered by ITC score + the ITM head's match logit\n";
 
 namespace {
 
@@ -105,7 +106,7 @@ float Retriever::itcScore(const std::vector<float> &image, const std::vector<flo
   return best;
 }
 
-float Retriever::itmMatch(const std::string &imagePath, const std::string &text) const {
+std::array<float, 2> Retriever::itmLogits(const std::string &imagePath, const std::string &text) const {
   const std::vector<float> &embeds = visionEmbeds(imagePath);
   std::vector<int32_t> ids = textIds(text);
   const int32_t length = (int32_t)(format_.queries + (int64_t)ids.size());
@@ -114,6 +115,10 @@ float Retriever::itmMatch(const std::string &imagePath, const std::string &text)
       model_.run("itm_scores", params_.pointers(),
                  {tensorOf(embeds.data(), embeds.size() * 4), tensorOf(ids.data(), ids.size() * 4), tensorOf(&length, 4)});
   const float *l = out[0].as<float>();
+  return {l[0], l[1]};
+}
+
+float Retriever::itmProbability(const std::array<float, 2> &l) {
   const float m = std::max(l[0], l[1]);
   return std::exp(l[1] - m) / (std::exp(l[0] - m) + std::exp(l[1] - m));
 }
@@ -171,18 +176,25 @@ RetrievalOptions parseRetrievalOptions(const std::vector<std::string> &a) {
 
 namespace {
 
-/// Ranks candidates by SCORES (best first), then re-scores the first K with
-/// ITM(candidate) and puts them first in that order.
+/// Ranks candidates by their ITC SCORES (best first), then re-scores the
+/// first K by ITC score + ITM match logit (ITM(candidate)) and orders them by
+/// that. ITM_PROBS, if given: each re-scored candidate's ITM match
+/// probability (NaN for the others).
 std::vector<size_t> rankWithRerank(const std::vector<float> &scores, int k,
-                                   const std::function<float(size_t)> &itm, std::vector<float> *itmScores = nullptr) {
+                                   const std::function<std::array<float, 2>(size_t)> &itm,
+                                   std::vector<float> *itmProbs = nullptr) {
   std::vector<size_t> order(scores.size());
   std::iota(order.begin(), order.end(), 0);
   std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return scores[a] > scores[b]; });
   const size_t top = std::min<size_t>(k, order.size());
-  std::vector<float> m(scores.size(), NAN);
-  for (size_t r = 0; r < top; ++r) m[order[r]] = itm(order[r]);
-  std::stable_sort(order.begin(), order.begin() + top, [&](size_t a, size_t b) { return m[a] > m[b]; });
-  if (itmScores) *itmScores = m;
+  std::vector<float> combined(scores.size(), NAN), probs(scores.size(), NAN);
+  for (size_t r = 0; r < top; ++r) {
+    const std::array<float, 2> l = itm(order[r]);
+    combined[order[r]] = scores[order[r]] + l[1];
+    probs[order[r]] = Retriever::itmProbability(l);
+  }
+  std::stable_sort(order.begin(), order.begin() + top, [&](size_t a, size_t b) { return combined[a] > combined[b]; });
+  if (itmProbs) *itmProbs = probs;
   return order;
 }
 
@@ -197,7 +209,7 @@ int rank(const RetrievalOptions &o, const Retriever &r) {
   std::vector<float> itc;
   for (const std::string &t : texts) itc.push_back(r.itcScore(image, r.textFeatures(t)));
   std::vector<float> itm;
-  std::vector<size_t> order = rankWithRerank(itc, o.rerank, [&](size_t i) { return r.itmMatch(o.image, texts[i]); }, &itm);
+  std::vector<size_t> order = rankWithRerank(itc, o.rerank, [&](size_t i) { return r.itmLogits(o.image, texts[i]); }, &itm);
   std::printf("%-5s %8s %8s  %s\n", "rank", "ITC", "ITM", "text");
   for (size_t k = 0; k < order.size(); ++k) {
     size_t i = order[k];
@@ -234,12 +246,13 @@ int evaluate(const RetrievalOptions &o, const Retriever &r) {
   for (size_t i = 0; i < n; ++i)
     for (size_t j = 0; j < n; ++j) t2i[j][i] = i2t[i][j] = r.itcScore(imageFeats[i], textFeats[j]);
   // ITM re-ranking of each query's top K: a query's candidates rescored by
-  // ITM, placed first in that order; recall then reads the new order.
+  // ITC + ITM match logit, placed first in that order; recall then reads the
+  // new order.
   auto reranked = [&](const std::vector<std::vector<float>> &s, bool imageQuery) {
     std::vector<std::vector<float>> out(n, std::vector<float>(n));
     for (size_t q = 0; q < n; ++q) {
       std::vector<size_t> order = rankWithRerank(s[q], o.rerank, [&](size_t c) {
-        return imageQuery ? r.itmMatch(images[q], captions[c]) : r.itmMatch(images[c], captions[q]);
+        return imageQuery ? r.itmLogits(images[q], captions[c]) : r.itmLogits(images[c], captions[q]);
       });
       for (size_t k = 0; k < n; ++k) out[q][order[k]] = (float)(n - k); // rank as a score
       if (isatty(2)) std::fprintf(stderr, "\rITM re-ranking %s %zu/%zu", imageQuery ? "i2t" : "t2i", q + 1, n);

@@ -103,6 +103,32 @@ std::vector<size_t> epochOrder(uint64_t seed, int64_t epoch, size_t n) {
   return order;
 }
 
+/// Reorders ORDER (an epoch's permutation, whose first element sits at
+/// global data position OFFSET) so that no micro-batch of BATCH positions
+/// holds two records with the same KEY where that can be helped: a record
+/// whose key is already in its batch swaps with the first later one whose key
+/// is not. For in-batch negatives (BLIP-2's stage 1), where two records with
+/// the same caption would be a "negative" pair identical to the positive, and
+/// the ITM's hard-negative sampler, drawing by ITC similarity, would pick
+/// exactly that duplicate. Deterministic: a function of the order and keys.
+void spreadDuplicates(std::vector<size_t> &order, int64_t offset, int64_t batch, const std::vector<std::string> &keys) {
+  const int64_t n = (int64_t)order.size();
+  for (int64_t i = 0; i < n; ++i) {
+    const int64_t start = std::max<int64_t>(0, (offset + i) / batch * batch - offset);
+    auto inBatch = [&](const std::string &key) {
+      for (int64_t j = start; j < i; ++j)
+        if (keys[order[j]] == key) return true;
+      return false;
+    };
+    if (!inBatch(keys[order[i]])) continue;
+    for (int64_t j = i + 1; j < n; ++j)
+      if (!inBatch(keys[order[j]])) {
+        std::swap(order[i], order[j]);
+        break;
+      }
+  }
+}
+
 /// A fingerprint of the records' content (ids, images, turns).
 std::string dataFingerprint(const std::vector<ConversationRecord> &records) {
   uint64_t h = 1469598103934665603ull;
@@ -123,6 +149,11 @@ std::string dataFingerprint(const std::vector<ConversationRecord> &records) {
       std::string labels;
       for (int32_t l : r.patchLabels) labels += std::to_string(l) + ",";
       mix(labels);
+    }
+    if (!r.patchCells.empty()) {
+      std::string cells;
+      for (int32_t c : r.patchCells) cells += std::to_string(c) + ",";
+      mix(cells);
     }
   }
   char buf[20];
@@ -608,6 +639,10 @@ int runTraining(const TrainOptions &o) {
     for (const TensorSpec &s : trainSpecs) pool[w].grads.emplace_back(s.numel(), 0.0f);
   std::vector<TrainingSample> samples;
 
+  // Stage 1's in-batch negatives: no two records with the same caption in a batch.
+  std::vector<std::string> captionKeys;
+  if (batched)
+    for (const ConversationRecord &r : records) captionKeys.push_back(r.turns.at(1).value); // as QFormerText reads it
   std::vector<size_t> order;
   int64_t orderEpoch = -1;
   std::vector<uint8_t> warned(n, 0);
@@ -637,6 +672,7 @@ int runTraining(const TrainOptions &o) {
       const int64_t pos = step * perStep + k, epoch = pos / (int64_t)n;
       if (epoch != orderEpoch) {
         order = epochOrder(set.seed, epoch, n);
+        if (batched) spreadDuplicates(order, epoch * (int64_t)n, set.batch, captionKeys);
         orderEpoch = epoch;
       }
       const size_t idx = order[pos % (int64_t)n];
@@ -660,6 +696,7 @@ int runTraining(const TrainOptions &o) {
                              {"input_ids", s.inputIds},
                              {"targets", s.targets}};
         if (!s.decoderInputIds.empty()) js["decoder_input_ids"] = s.decoderInputIds;
+        if (!s.patchCells.empty()) js["patch_cells"] = s.patchCells;
         if (!s.cellColourIds.empty()) {
           js["cell_colour_ids"] = s.cellColourIds;
           js["cell_shape_ids"] = s.cellShapeIds;

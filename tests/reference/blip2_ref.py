@@ -113,6 +113,14 @@ def patch_logits(cfg, W, pixels):
     return R.linear(x, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias"))
 
 
+def patch_and_cell_logits(cfg, W, pixels):
+    """The ViT pre-training's two heads (blip2-tiny): patch classes and the grid cell of each
+    patch's object, over the patch tokens."""
+    x = image_embeds(cfg, W, pixels)[:, 1:]
+    return (R.linear(x, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias")),
+            R.linear(x, W.get("vision_pretrain_cell_head.weight"), W.get("vision_pretrain_cell_head.bias")))
+
+
 def _post_ln_block(W, prefix, x, out, eps):
     """BERT's output block: LayerNorm(dense(out) + x)."""
     y = R.linear(out, W.get(prefix + ".dense.weight"), W.get(prefix + ".dense.bias")) + x
@@ -453,6 +461,11 @@ def stage1_loss(cfg, W, image_embeds_b, ids, targets, length, u_text, u_image):
     lm = R.linear(h, W.get("embeddings.word_embeddings.weight"), W.get("cls.predictions.bias"))
     loss_itg = F_.cross_entropy(lm.reshape(-1, lm.shape[-1]), targets.reshape(-1), ignore_index=-100)
     loss = loss_itc + loss_itm + loss_itg
+    # How close the max over queries came to a tie: the smallest gap between a pair's best and
+    # second-best query similarity. Below float32's resolution a compiled run may take the
+    # other query's path, and every query-side gradient after that step differs.
+    top2 = sim_qt.detach().topk(2, dim=1).values
+    query_gap = float((top2[:, 0] - top2[:, 1]).min())
     info = dict(loss_itc=float(loss_itc), loss_itm=float(loss_itm), loss_itg=float(loss_itg),
-                neg_text=neg_text.tolist(), neg_image=neg_image.tolist(), margin=min(m1, m2))
+                neg_text=neg_text.tolist(), neg_image=neg_image.tolist(), margin=min(m1, m2), query_gap=query_gap)
     return loss, info

@@ -263,7 +263,11 @@ def load_batches(path, cfg, steps=None):
                         raise InputError(f"{sw}: {len(tg)} patch labels, the vision tower has {patches} patches")
                     if not all(isinstance(x, int) and (x == IGNORE_INDEX or x >= 0) for x in tg):
                         raise InputError(f"{sw}: patch labels must be -100 or non-negative integers")
-                    samples.append(dict(id=s.get("id"), images=[image], input_ids=[], targets=tg))
+                    cells = s.get("patch_cells")
+                    if cells is not None and (not isinstance(cells, list) or len(cells) != patches or
+                                              not all(isinstance(x, int) and x >= 0 for x in cells)):
+                        raise InputError(f"{sw}: patch_cells must be {patches} non-negative integers")
+                    samples.append(dict(id=s.get("id"), images=[image], input_ids=[], targets=tg, patch_cells=cells))
                     continue
                 if not isinstance(ids, list) or not isinstance(tg, list) or not ids:
                     raise InputError(f"{sw}: input_ids / targets must be non-empty lists")
@@ -454,6 +458,12 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
     if n == 0:  # contributes nothing to the loss nor to any gradient
         return None, 0
     if not sample["input_ids"]:  # a patch-label sample: one image, one label per patch
+        if sample.get("patch_cells") is not None:  # and each patch's object's grid cell: a second head
+            class_logits, cell_logits = (x[0] for x in B2.patch_and_cell_logits(
+                cfg, W, pixels_of(sample["images"][0])[None]))
+            cells = torch.tensor(sample["patch_cells"], dtype=torch.long)
+            return (F.cross_entropy(class_logits, tg, ignore_index=IGNORE_INDEX, reduction="sum")
+                    + F.cross_entropy(cell_logits, cells, ignore_index=IGNORE_INDEX, reduction="sum")), n
         patch_logits = B2.patch_logits if is_blip2(cfg) else R.patch_logits
         logits = patch_logits(cfg, W, pixels_of(sample["images"][0])[None])[0]
     else:
@@ -907,7 +917,8 @@ def run_training(manifest, stage, init, batches, total_steps, lr, max_grad_norm,
             f"targets {rec['targets']}  samples {len(b['samples'])}")
         for m, mi in enumerate(rec.get("stage1") or []):
             log(f"      micro-batch {m}: itc {mi['loss_itc']:.8f}  itm {mi['loss_itm']:.8f}  itg {mi['loss_itg']:.8f}  "
-                f"neg_text {mi['neg_text']}  neg_image {mi['neg_image']}  sampler margin {mi['margin']:.2e}")
+                f"neg_text {mi['neg_text']}  neg_image {mi['neg_image']}  sampler margin {mi['margin']:.2e}  "
+                f"query max gap {mi['query_gap']:.2e}")
     return tr, records, grads0
 
 

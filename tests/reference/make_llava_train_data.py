@@ -21,10 +21,11 @@ Subcommands:
   init     --manifest M --out W.safetensors [--seed S]
         Seeded initial weights following the manifest's initialisers (normal
         std / ones / zeros): the --dry-run stand-in for `mmrun --save-init`.
-  perturb  --manifest M --in W.safetensors --out W2.safetensors [--seed S]
+  perturb  --manifest M --in W.safetensors --out W2.safetensors [--seed S] [--scale REGEX=K ...]
         Makes initial weights non-trivial: "ones" parameters (norm scales)
         become 1 + N(0, 0.2), "zeros" parameters (biases) N(0, 0.02); the
-        others are kept bit for bit.  optimizer.* tensors are dropped.
+        others are kept bit for bit, except those whose name matches a
+        --scale REGEX, multiplied by K.  optimizer.* tensors are dropped.
   batches  --manifest M --tokenizer TOK --data D.json --image-dir DIR
            --kind K --steps N --batch B [--seed S] --out B.jsonl
         A --dump-batches-format file built here (records drawn by a seeded
@@ -44,6 +45,7 @@ import argparse
 import json
 import os
 import random
+import re
 import shutil
 import sys
 
@@ -366,6 +368,12 @@ def cmd_perturb(a):
     man = load_manifest(a.manifest)
     arrays = R.read_safetensors(a.inp)
     rng = np.random.default_rng(a.seed)
+    scales = []
+    for spec in a.scale or []:
+        rx, _, k = spec.rpartition("=")
+        if not rx:
+            raise ValueError(f"--scale {spec!r}: expected REGEX=K")
+        scales.append((re.compile(rx), float(k)))
     out = {}
     changed = 0
     for p in man["parameters"]:
@@ -378,9 +386,14 @@ def cmd_perturb(a):
         elif kind == "zeros":
             arr = rng.normal(0.0, 0.02, size=arr.shape).astype(np.float32)
             changed += 1
+        for rx, k in scales:
+            if rx.search(name):
+                arr = (arr * np.float32(k)).astype(np.float32)
+                changed += 1
+                break
         out[name] = arr
     M.write_safetensors(a.out, out)
-    print(f"perturbed {changed} norm/bias tensors of {len(out)}")
+    print(f"perturbed {changed} norm/bias{' (and scaled)' if scales else ''} tensors of {len(out)}")
     return 0
 
 
@@ -470,6 +483,7 @@ def main(argv=None):
     p.add_argument("--in", dest="inp", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--scale", action="append", metavar="REGEX=K")
     for name in ("batches", "check-batches"):
         p = sub.add_parser(name)
         for k in ("--manifest", "--tokenizer", "--data", "--image-dir"):

@@ -80,6 +80,8 @@ struct ConversationRecord {
   std::optional<std::string> image; // relative to the image directory
   std::vector<ConversationTurn> turns;   // may be empty in patch-label data
   std::vector<int32_t> patchLabels;      // "patch_labels": per-patch classes (vision pre-training)
+  std::vector<int32_t> patchCells;       // "patch_cells": per patch, 1 + the grid cell of its object
+                                         // (0: background), for a patch_loss that also reads them
   std::optional<std::string> type;       // "type": an evaluation record's question type
   std::optional<std::string> answer;     // "answer": an evaluation record's expected reply
   std::vector<std::string> grid;         // "grid": the object in each cell of a 3 x 3 grid, "" if none
@@ -110,7 +112,7 @@ std::vector<ConversationRecord> parseConversations(const std::string &jsonText, 
 
 /// How a record becomes a sample. PatchLabels is no chat template: the image
 /// alone, with the record's "patch_labels" as the targets (one per patch),
-/// for an entry taking (pixel_values, patch_labels). Blip2Layout is blip2's
+/// for an entry taking (pixel_values, patch_labels[, patch_cells]). Blip2Layout is blip2's
 /// sample (the query positions, BOS, the caption) with the scene's layout in
 /// place of an image: per query position k < 9, cell k's colour and shape ids
 /// (TrainingSample::cellColourIds / cellShapeIds), for an entry that embeds
@@ -169,6 +171,7 @@ struct TrainingSample {
   std::vector<int32_t> targets;         // same length (as decoderInputIds where there are
                                         // some); -100 where no loss
   std::vector<int32_t> decoderInputIds; // encoder-decoder templates: the decoder's input
+  std::vector<int32_t> patchCells;      // PatchLabels: the record's patch_cells, if any
   std::vector<int32_t> cellColourIds;   // Blip2Layout: one id per query position (pad where
   std::vector<int32_t> cellShapeIds;    // no cell or an empty one): the cell's colour / shape word
   int64_t fullLength = 0;               // length before truncation

@@ -6,6 +6,9 @@
 // pass) and `itm_scores` (the ITM head's logits for an image-text pair). The
 // ITC score of a pair is the best match over the queries,
 // max_q <image_q, text>; the ITM probability of a match is softmax(logits)[1].
+// Re-ranking orders the ITC top K by ITC score + ITM match logit, as BLIP-2's
+// reference (LAVIS, compute_sim_matrix) does: ITM refines ITC's order rather
+// than replacing it.
 //
 //   mmrun MODEL.so --rank --image IMG --texts FILE [--weights W] [--rerank K]
 //       every line of FILE scored by ITC, the top K re-ranked by ITM;
@@ -22,6 +25,7 @@
 #include "mm/Parameters.h"
 #include "mm/Tokenizer.h"
 
+#include <array>
 #include <map>
 #include <string>
 #include <vector>
@@ -41,8 +45,11 @@ public:
   std::vector<float> textFeatures(const std::string &text) const;
   /// max over queries of <image_q, text>.
   float itcScore(const std::vector<float> &image, const std::vector<float> &text) const;
-  /// The ITM probability that TEXT describes the image.
-  float itmMatch(const std::string &imagePath, const std::string &text) const;
+  /// The ITM head's logits (no match, match) for the image and TEXT, averaged
+  /// over the queries.
+  std::array<float, 2> itmLogits(const std::string &imagePath, const std::string &text) const;
+  /// The ITM probability that TEXT describes the image: softmax(itmLogits)[1].
+  static float itmProbability(const std::array<float, 2> &logits);
   int64_t queries() const { return queries_; }
   int64_t embed() const { return embed_; }
 

@@ -178,6 +178,12 @@ std::vector<int> patchLabels(const Scene &scene, int grid);
 int patchClass(const SceneObject &object);
 /// Background, and every colour, shape and size: 1 + 8 * 5 * 2 = 81.
 int patchClassCount();
+/// Per patch, where the object of its label (patchLabels) sits: 1 + the
+/// 3 x 3 grid cell of the object's centre (row by row; gridRow, gridColumn),
+/// 0 for background. A patch that straddles two cells names its object's
+/// cell, so a model trained on these learns which place each object stands
+/// for (BLIP-2's queries stand for the cells).
+std::vector<int> patchCells(const Scene &scene, int grid);
 
 /// Grid column (0 left, 1 centre, 2 right) and row (0 top, 1 middle, 2 bottom).
 int gridColumn(const Scene &scene, const SceneObject &object);

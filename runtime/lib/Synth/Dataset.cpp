@@ -132,6 +132,7 @@ DatasetSummary writeDataset(const DatasetOptions &o, std::ostream *progress) {
     patches["id"] = id + "_patches";
     patches["image"] = s.image;
     patches["patch_labels"] = patchLabels(s, o.patchGrid);
+    patches["patch_cells"] = patchCells(s, o.patchGrid);
     patchesJson.push_back(std::move(patches));
     std::vector<nlohmann::ordered_json> stage2;
     for (int c = 0; c < std::min(o.conversations, kConversationsPerScene); ++c)

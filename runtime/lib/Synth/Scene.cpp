@@ -381,12 +381,13 @@ int patchClass(const SceneObject &o) {
   return 1 + (colour * (int)shapeNames().size() + shape) * 2 + (o.size == "large");
 }
 
-std::vector<int> patchLabels(const Scene &s, int grid) {
+/// The object each patch is labelled with (patchLabels' rule), -1 for background.
+static std::vector<int> patchObjects(const Scene &s, int grid) {
   if (grid < 1 || s.width % grid || s.height % grid)
     throw Error("a " + std::to_string(grid) + " x " + std::to_string(grid) + " patch grid does not divide the " +
                 std::to_string(s.width) + " x " + std::to_string(s.height) + " image");
   const int pw = s.width / grid, ph = s.height / grid;
-  std::vector<int> labels((size_t)grid * grid, 0);
+  std::vector<int> labels((size_t)grid * grid, -1);
   // The object drawn on top at each pixel (-1: background), and each
   // object's visible pixels: a cell also names an object that shows a
   // quarter of itself there, so a small object split over four large cells
@@ -410,9 +411,21 @@ std::vector<int> patchLabels(const Scene &s, int grid) {
       for (size_t k = 0; k < shown.size(); ++k)
         if (shown[k] > 0 && (best < 0 || shown[k] > shown[best])) best = (int)k;
       if (best >= 0 && (shown[best] * 4 >= pw * ph || shown[best] * 4 >= total[best]))
-        labels[(size_t)gy * grid + gx] = patchClass(s.objects[best]);
+        labels[(size_t)gy * grid + gx] = best;
     }
   return labels;
+}
+
+std::vector<int> patchLabels(const Scene &s, int grid) {
+  std::vector<int> labels = patchObjects(s, grid);
+  for (int &l : labels) l = l < 0 ? 0 : patchClass(s.objects[l]);
+  return labels;
+}
+
+std::vector<int> patchCells(const Scene &s, int grid) {
+  std::vector<int> cells = patchObjects(s, grid);
+  for (int &c : cells) c = c < 0 ? 0 : 1 + gridRow(s, s.objects[c]) * 3 + gridColumn(s, s.objects[c]);
+  return cells;
 }
 
 Image renderScene(const Scene &s) {

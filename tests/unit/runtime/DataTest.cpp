@@ -328,6 +328,27 @@ TEST(Data, PatchLabelRecords) {
                           R"([{"image": "a.png", "patch_labels": [1, "x"]}])"})
     EXPECT_NE(errorOf([&] { mm::parseConversations(bad, "b.json"); }).find("b.json: record 0 (id '0'): 'patch_labels'"),
               std::string::npos) << bad;
+  // COM: patch_cells (each patch's object's grid cell) ride along, one per patch.
+  std::vector<mm::ConversationRecord> cells = mm::parseConversations(
+      R"([{"id": "p", "image": "a.png", "patch_labels": [0, 3, 80, 0], "patch_cells": [0, 5, 9, 0]}])", "p.json");
+  EXPECT_EQ(cells[0].patchCells, (std::vector<int32_t>{0, 5, 9, 0}));
+  EXPECT_NE(errorOf([&] {
+              mm::parseConversations(R"([{"image": "a.png", "patch_labels": [0, 3], "patch_cells": [0]}])", "b.json");
+            }).find("1 'patch_cells' for 2 'patch_labels'"),
+            std::string::npos);
+  EXPECT_NE(errorOf([&] {
+              mm::parseConversations(R"([{"image": "a.png", "patch_labels": [0, 3], "patch_cells": [0, -1]}])", "b.json");
+            }).find("'patch_cells' must hold non-negative integers"),
+            std::string::npos);
+  // COM: An entry that learns the cells needs them: one clear error before any image is read.
+  mm::TrainingSample sample = mm::buildSample(recs[0], mm::ChatTemplate::PatchLabels, tokenizer(), format(), "/imgs");
+  mm::EntrySpec e;
+  e.name = "patch_loss";
+  e.args = {{"pixel_values", {1, 3, 16, 16}, mm::ElemType::F32},
+            {"patch_labels", {1, 4}, mm::ElemType::I32},
+            {"patch_cells", {1, 4}, mm::ElemType::I32}};
+  EXPECT_NE(errorOf([&] { mm::trainArgs(e, sample, format()); }).find("the record has 0 'patch_cells' for its 4 patches"),
+            std::string::npos);
 }
 
 TEST(Data, LoadErrorsNameTheFileAndRecord) {

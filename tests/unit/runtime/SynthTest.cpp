@@ -377,6 +377,34 @@ TEST(SynthScene, PatchLabelsNameTheObjectsThatShow) {
   EXPECT_NE(errorOf([&] { patchLabels(s, 7); }).find("patch grid does not divide"), std::string::npos);
 }
 
+TEST(SynthScene, PatchCellsNameTheCellOfEachPatchsObject) {
+  // COM: patch_cells: 0 exactly where patch_labels says background; elsewhere 1 + the
+  // COM: 3 x 3 cell of the centre of an object with the patch's label, even where the
+  // COM: patch itself lies in a neighbouring cell (objects straddle cells), and every
+  // COM: cell occurs.
+  std::set<int> seen;
+  int straddling = 0;
+  for (const Scene &s : manyScenes(200)) {
+    const int grid = 8, pw = s.width / grid;
+    std::vector<int> labels = patchLabels(s, grid), cells = patchCells(s, grid);
+    ASSERT_EQ(cells.size(), labels.size());
+    for (int p = 0; p < grid * grid; ++p) {
+      ASSERT_EQ(cells[p] == 0, labels[p] == 0) << s.id << " patch " << p;
+      if (!cells[p]) continue;
+      bool found = false;
+      for (const SceneObject &o : s.objects)
+        found |= patchClass(o) == labels[p] && 1 + gridRow(s, o) * 3 + gridColumn(s, o) == cells[p];
+      EXPECT_TRUE(found) << s.id << " patch " << p;
+      const int patchCell = 1 + std::min(2, (p / grid * pw + pw / 2) * 3 / s.height) * 3 +
+                            std::min(2, (p % grid * pw + pw / 2) * 3 / s.width);
+      straddling += patchCell != cells[p];
+      seen.insert(cells[p]);
+    }
+  }
+  EXPECT_EQ(seen.size(), 9u);
+  EXPECT_GT(straddling, 0);
+}
+
 TEST(SynthText, LlavaBriefInstructions) {
   const auto &v = briefInstructions();
   ASSERT_EQ(v.size(), 11u);
