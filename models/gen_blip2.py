@@ -19,7 +19,7 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from gen_llava import (PATCH_CLASSES, decoder_layer_end, decoder_layer_header, fl, kv_cache_ops,  # noqa: E402
+from gen_llava import (CELL_CLASSES, PATCH_CLASSES, decoder_layer_end, decoder_layer_header, fl, kv_cache_ops,  # noqa: E402
                        stem_graph, stem_params, t)
 
 CONFIGS = {
@@ -69,7 +69,6 @@ CONFIGS = {
 }
 
 V_EPS, Q_EPS, T_EPS, T5_EPS = 1e-6, 1e-12, 1e-5, 1e-6
-CELL_CLASSES = 16  # background and mmdata's 3 x 3 grid cells (patch_cells), padded
 NORMAL = "#mm.init<normal, 0.02>"
 ZEROS, ONES = "#mm.init<zeros>", "#mm.init<ones>"
 

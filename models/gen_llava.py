@@ -15,6 +15,7 @@ import os
 # patches.json labels (background + 8 colours x 5 shapes x 2 sizes = 81),
 # padded to a multiple of 16 rows; the extra rows are never a target.
 PATCH_CLASSES = 96
+CELL_CLASSES = 16  # background and mmdata's 3 x 3 grid cells (patch_cells), padded
 
 CONFIGS = {
     "llava-tiny": dict(
@@ -28,7 +29,10 @@ CONFIGS = {
         # each 3x3 conv + GELU; the patch embedding is then a 1x1 projection of
         # the stride-8 map): a from-scratch ViT on 8-px patches learns the shapes
         # of mmdata's objects far too slowly (docs/BENCHMARKS.md, "Where it stops").
-        stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)]),
+        stem=[(32, 1), (64, 2), (64, 1), (128, 2), (128, 1), (128, 2)],
+        # The tower also learns each patch's object's 3 x 3 grid cell (data "patch_cells"):
+        # where an object stands, which the position questions ask (docs/BENCHMARKS.md).
+        patch_cells=True),
     # The benchmark configuration where the matmuls dominate (docs/BENCHMARKS.md):
     # the tiny model's vision tower, tokenizer and data, a 768-wide 8-layer LLM.
     "llava-small": dict(
@@ -224,6 +228,10 @@ def generate(c):
         # 81 classes (background, colour x shape x size of mmdata's scenes), padded to 96 rows.
         param("vision_pretrain_head.weight", [PATCH_CLASSES, VD], "vision_pretrain_head")
         param("vision_pretrain_head.bias", [PATCH_CLASSES], "vision_pretrain_head", "#mm.init<zeros>")
+        if c.get("patch_cells"):
+            # 10 classes (background, the 3 x 3 cell of the patch's object), padded to 16 rows.
+            param("vision_pretrain_cell_head.weight", [CELL_CLASSES, VD], "vision_pretrain_head")
+            param("vision_pretrain_cell_head.bias", [CELL_CLASSES], "vision_pretrain_head", "#mm.init<zeros>")
     w("")
     w("  // LLaMA decoder.")
     lm = "language_model.model"
@@ -366,15 +374,26 @@ def generate(c):
     w("  }")
     w("")
     if c.get("pretrain"):
+        cells = c.get("patch_cells")
+        pl = t(1, P, dtype="i32")
         w("  // The vision tower's pre-training: the features LLaVA reads (all layers but the last,")
         w("  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.")
+        if cells:
+            w("  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for")
+            w("  // background): the features say where each object stands. The loss is the sum.")
         w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
-          f'%patch_labels: {t(1, P, dtype="i32")} {{mm.name = "patch_labels"}})')
+          f'%patch_labels: {pl} {{mm.name = "patch_labels"}}'
+          + (f', %patch_cells: {pl} {{mm.name = "patch_cells"}}' if cells else "") + ")")
         w(f'      -> ({t(dtype="f32")} {{mm.name = "loss"}}) {{')
         vision_graph()
         lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
-        w(f"{ind}%loss = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} "
-          f": ({t(1, P, PATCH_CLASSES)}, {t(1, P, dtype='i32')}) -> {t(dtype='f32')}")
+        w(f"{ind}%{'class_loss' if cells else 'loss'} = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} "
+          f": ({t(1, P, PATCH_CLASSES)}, {pl}) -> {t(dtype='f32')}")
+        if cells:
+            lin("cell_logits", "features", [1, P], "vision_pretrain_cell_head", CELL_CLASSES, VD)
+            w(f"{ind}%cell_loss = mm.cross_entropy %cell_logits, %patch_cells {{ignore_index = -100 : i64}} "
+              f": ({t(1, P, CELL_CLASSES)}, {pl}) -> {t(dtype='f32')}")
+            w(f"{ind}%loss = mm.add %class_loss, %cell_loss : {t(dtype='f32')}")
         w(f"{ind}mm.return %loss : {t(dtype='f32')}")
         w("  }")
         w("")

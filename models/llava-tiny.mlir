@@ -86,6 +86,8 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
   mm.param @"multi_modal_projector.linear_2.bias" : tensor<256xf32> group @multi_modal_projector init #mm.init<zeros>
   mm.param @"vision_pretrain_head.weight" : tensor<96x128xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
   mm.param @"vision_pretrain_head.bias" : tensor<96xf32> group @vision_pretrain_head init #mm.init<zeros>
+  mm.param @"vision_pretrain_cell_head.weight" : tensor<16x128xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
+  mm.param @"vision_pretrain_cell_head.bias" : tensor<16xf32> group @vision_pretrain_head init #mm.init<zeros>
 
   // LLaMA decoder.
   mm.param @"language_model.model.embed_tokens.weight" : tensor<800x256xf32> group @language_model init #mm.init<normal, 0.02>
@@ -334,7 +336,9 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
 
   // The vision tower's pre-training: the features LLaVA reads (all layers but the last,
   // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.
-  mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"})
+  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for
+  // background): the features say where each object stands. The loss is the sum.
+  mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"}, %patch_cells: tensor<1x64xi32> {mm.name = "patch_cells"})
       -> (tensor<f32> {mm.name = "loss"}) {
     // Vision tower: convolutional stem, patches, [CLS], positions, pre-norm, all layers but the last.
     %stem0_w = mm.weight @"vision_tower.vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
@@ -378,7 +382,12 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
     %patch_logits_w = mm.weight @"vision_pretrain_head.weight" : tensor<96x128xf32>
     %patch_logits_b = mm.weight @"vision_pretrain_head.bias" : tensor<96xf32>
     %patch_logits = mm.linear %features, %patch_logits_w, %patch_logits_b : (tensor<1x64x128xf32>, tensor<96x128xf32>, tensor<96xf32>) -> tensor<1x64x96xf32>
-    %loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
+    %class_loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
+    %cell_logits_w = mm.weight @"vision_pretrain_cell_head.weight" : tensor<16x128xf32>
+    %cell_logits_b = mm.weight @"vision_pretrain_cell_head.bias" : tensor<16xf32>
+    %cell_logits = mm.linear %features, %cell_logits_w, %cell_logits_b : (tensor<1x64x128xf32>, tensor<16x128xf32>, tensor<16xf32>) -> tensor<1x64x16xf32>
+    %cell_loss = mm.cross_entropy %cell_logits, %patch_cells {ignore_index = -100 : i64} : (tensor<1x64x16xf32>, tensor<1x64xi32>) -> tensor<f32>
+    %loss = mm.add %class_loss, %cell_loss : tensor<f32>
     mm.return %loss : tensor<f32>
   }
 

@@ -395,6 +395,14 @@ def patch_logits(cfg, W, pixels):
                   W.get("vision_pretrain_head.bias"))
 
 
+def patch_and_cell_logits(cfg, W, pixels):
+    """The same features through both heads of a tower that also learns each
+    patch's object's grid cell: (class logits, cell logits)."""
+    x = selected_features(cfg, W, pixels)
+    return (linear(x, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias")),
+            linear(x, W.get("vision_pretrain_cell_head.weight"), W.get("vision_pretrain_cell_head.bias")))
+
+
 def image_features(cfg, W, pixels, dump=None):
     """pixels [B,3,H,W] -> projected image features [B, Nimg, text_hidden]."""
     feats = selected_features(cfg, W, pixels, dump)

@@ -459,8 +459,8 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
         return None, 0
     if not sample["input_ids"]:  # a patch-label sample: one image, one label per patch
         if sample.get("patch_cells") is not None:  # and each patch's object's grid cell: a second head
-            class_logits, cell_logits = (x[0] for x in B2.patch_and_cell_logits(
-                cfg, W, pixels_of(sample["images"][0])[None]))
+            both = B2.patch_and_cell_logits if is_blip2(cfg) else R.patch_and_cell_logits
+            class_logits, cell_logits = (x[0] for x in both(cfg, W, pixels_of(sample["images"][0])[None]))
             cells = torch.tensor(sample["patch_cells"], dtype=torch.long)
             return (F.cross_entropy(class_logits, tg, ignore_index=IGNORE_INDEX, reduction="sum")
                     + F.cross_entropy(cell_logits, cells, ignore_index=IGNORE_INDEX, reduction="sum")), n
