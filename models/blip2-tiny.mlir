@@ -84,8 +84,6 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
   mm.param @"vision_model.post_layernorm.bias" : tensor<128xf32> group @vision_model init #mm.init<zeros>
   mm.param @"vision_pretrain_head.weight" : tensor<96x128xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
   mm.param @"vision_pretrain_head.bias" : tensor<96xf32> group @vision_pretrain_head init #mm.init<zeros>
-  mm.param @"vision_pretrain_cell_head.weight" : tensor<16x128xf32> group @vision_pretrain_head init #mm.init<normal, 0.02>
-  mm.param @"vision_pretrain_cell_head.bias" : tensor<16xf32> group @vision_pretrain_head init #mm.init<zeros>
 
   // Q-Former: learnable queries, post-LN BERT layers; the even layers cross-attend to the image.
   mm.param @"query_tokens" : tensor<1x9x128xf32> group @qformer init #mm.init<normal, 0.02>
@@ -1086,10 +1084,7 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
   }
 
   // The ViT's pre-training: a linear classifier per patch token ([CLS] dropped).
-  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for
-  // background), so that the features say where each object stands: the queries stand
-  // for the cells. The loss is the two cross-entropies' sum.
-  mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"}, %patch_cells: tensor<1x64xi32> {mm.name = "patch_cells"})
+  mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"})
       -> (tensor<f32> {mm.name = "loss"}) {
     // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
     %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
@@ -1133,12 +1128,7 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %patch_logits_w = mm.weight @"vision_pretrain_head.weight" : tensor<96x128xf32>
     %patch_logits_b = mm.weight @"vision_pretrain_head.bias" : tensor<96xf32>
     %patch_logits = mm.linear %features, %patch_logits_w, %patch_logits_b : (tensor<1x64x128xf32>, tensor<96x128xf32>, tensor<96xf32>) -> tensor<1x64x96xf32>
-    %class_loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
-    %cell_logits_w = mm.weight @"vision_pretrain_cell_head.weight" : tensor<16x128xf32>
-    %cell_logits_b = mm.weight @"vision_pretrain_cell_head.bias" : tensor<16xf32>
-    %cell_logits = mm.linear %features, %cell_logits_w, %cell_logits_b : (tensor<1x64x128xf32>, tensor<16x128xf32>, tensor<16xf32>) -> tensor<1x64x16xf32>
-    %cell_loss = mm.cross_entropy %cell_logits, %patch_cells {ignore_index = -100 : i64} : (tensor<1x64x16xf32>, tensor<1x64xi32>) -> tensor<f32>
-    %loss = mm.add %class_loss, %cell_loss : tensor<f32>
+    %loss = mm.cross_entropy %patch_logits, %patch_labels {ignore_index = -100 : i64} : (tensor<1x64x96xf32>, tensor<1x64xi32>) -> tensor<f32>
     mm.return %loss : tensor<f32>
   }
 

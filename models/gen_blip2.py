@@ -20,7 +20,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_llava import (CELL_CLASSES, PATCH_CLASSES, decoder_layer_end, decoder_layer_header, fl, kv_cache_ops,  # noqa: E402
-                       stem_graph, stem_params, t)
+                       patch_loss_entry, stem_graph, stem_params, t)
 
 CONFIGS = {
     "blip2-tiny": dict(
@@ -32,9 +32,8 @@ CONFIGS = {
         image_token=4, pad_token=3, bos_token=1, tokenizer="tokenizers/llava-tiny.tokenizer.json",
         # The OPT's layout reading learnt best at 5e-4 (docs/BENCHMARKS.md, the layout oracle).
         stage_lr2=1e-3, batch2=8, pretrain=True, pretrain_lr=5e-4,
-        # The ViT also learns each patch's object's cell (data "patch_cells"): without it the
-        # queries named the scene's most salient object for several cells (docs/BENCHMARKS.md).
-        patch_cells=True,
+        # patch_cells=True would have the ViT also learn each patch's object's grid cell (data
+        # "patch_cells"); one run with it captioned worse (35 against 45 of 100, docs/BENCHMARKS.md).
         # Stage 1 (ITC + ITM + ITG over the Q-Former with its text side): a batch of 16 image-text
         # pairs per step (in-batch negatives), texts of 20 tokens: [CLS] caption "\n", where <s>
         # plays BERT's [CLS] and </s> the decoder start token [DEC]. mmdata's longest captions
@@ -964,30 +963,8 @@ def generate(c):
             w("  }")
             w("")
     if c.get("pretrain"):
-        cells = c.get("patch_cells")
-        pl = t(1, P, dtype="i32")
         w("  // The ViT's pre-training: a linear classifier per patch token ([CLS] dropped).")
-        if cells:
-            w("  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for")
-            w("  // background), so that the features say where each object stands: the queries stand")
-            w("  // for the cells. The loss is the two cross-entropies' sum.")
-        w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
-          f'%patch_labels: {pl} {{mm.name = "patch_labels"}}'
-          + (f', %patch_cells: {pl} {{mm.name = "patch_cells"}}' if cells else "") + ")")
-        w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
-        vision_graph()
-        w(f"{ind}%features = mm.slice %image_embeds {{axis = 1 : i64, start = 1 : i64}} : ({xv}) -> {t(1, P, VD)}")
-        lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
-        w(f"{ind}%{'class_loss' if cells else 'loss'} = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} : "
-          f"({t(1, P, PATCH_CLASSES)}, {pl}) -> {t()}")
-        if cells:
-            lin("cell_logits", "features", [1, P], "vision_pretrain_cell_head", CELL_CLASSES, VD)
-            w(f"{ind}%cell_loss = mm.cross_entropy %cell_logits, %patch_cells {{ignore_index = -100 : i64}} : "
-              f"({t(1, P, CELL_CLASSES)}, {pl}) -> {t()}")
-            w(f"{ind}%loss = mm.add %class_loss, %cell_loss : {t()}")
-        w(f"{ind}mm.return %loss : {t()}")
-        w("  }")
-        w("")
+        patch_loss_entry(w, ind, vision_graph, lin, pix, P, VD, c.get("patch_cells"), features=("image_embeds", xv))
     if s1:
         stage1_entries()
     if t5:

@@ -111,6 +111,36 @@ def kv_cache_ops(w, ind, mode, k, v, kvT, cache, x_len, kvS):
     return "kl", "vl"
 
 
+def patch_loss_entry(w, ind, vision_graph, lin, pix, P, VD, cells, features=None):
+    """The vision tower's pre-training entry @patch_loss: VISION_GRAPH() writes the
+    tower up to %features [1, P, VD] (or up to FEATURES, then sliced: the patch
+    tokens after [CLS]); a linear classifier per patch against mmdata's labels, and
+    with CELLS a second one against each patch's object's grid cell, the two
+    cross-entropies summed."""
+    pl = t(1, P, dtype="i32")
+    if cells:
+        w("  // A second classifier names the 3 x 3 cell of the patch's object (its centre's cell;")
+        w("  // 0 for background): the features say where each object stands. The loss is the sum.")
+    w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
+      f'%patch_labels: {pl} {{mm.name = "patch_labels"}}'
+      + (f', %patch_cells: {pl} {{mm.name = "patch_cells"}}' if cells else "") + ")")
+    w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
+    vision_graph()
+    if features:
+        w(f"{ind}%features = mm.slice %{features[0]} {{axis = 1 : i64, start = 1 : i64}} : ({features[1]}) -> {t(1, P, VD)}")
+    lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
+    w(f"{ind}%{'class_loss' if cells else 'loss'} = mm.cross_entropy %patch_logits, %patch_labels "
+      f"{{ignore_index = -100 : i64}} : ({t(1, P, PATCH_CLASSES)}, {pl}) -> {t()}")
+    if cells:
+        lin("cell_logits", "features", [1, P], "vision_pretrain_cell_head", CELL_CLASSES, VD)
+        w(f"{ind}%cell_loss = mm.cross_entropy %cell_logits, %patch_cells {{ignore_index = -100 : i64}} : "
+          f"({t(1, P, CELL_CLASSES)}, {pl}) -> {t()}")
+        w(f"{ind}%loss = mm.add %class_loss, %cell_loss : {t()}")
+    w(f"{ind}mm.return %loss : {t()}")
+    w("  }")
+    w("")
+
+
 def decoder_layer_end(w, ind, mode, y, xT, cache):
     """Yields the layer's output Y (and, in prefill and decode, the updated caches)."""
     if mode == "train":
@@ -374,29 +404,9 @@ def generate(c):
     w("  }")
     w("")
     if c.get("pretrain"):
-        cells = c.get("patch_cells")
-        pl = t(1, P, dtype="i32")
         w("  // The vision tower's pre-training: the features LLaVA reads (all layers but the last,")
         w("  // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.")
-        if cells:
-            w("  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for")
-            w("  // background): the features say where each object stands. The loss is the sum.")
-        w(f'  mm.entry @patch_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
-          f'%patch_labels: {pl} {{mm.name = "patch_labels"}}'
-          + (f', %patch_cells: {pl} {{mm.name = "patch_cells"}}' if cells else "") + ")")
-        w(f'      -> ({t(dtype="f32")} {{mm.name = "loss"}}) {{')
-        vision_graph()
-        lin("patch_logits", "features", [1, P], "vision_pretrain_head", PATCH_CLASSES, VD)
-        w(f"{ind}%{'class_loss' if cells else 'loss'} = mm.cross_entropy %patch_logits, %patch_labels {{ignore_index = -100 : i64}} "
-          f": ({t(1, P, PATCH_CLASSES)}, {pl}) -> {t(dtype='f32')}")
-        if cells:
-            lin("cell_logits", "features", [1, P], "vision_pretrain_cell_head", CELL_CLASSES, VD)
-            w(f"{ind}%cell_loss = mm.cross_entropy %cell_logits, %patch_cells {{ignore_index = -100 : i64}} "
-              f": ({t(1, P, CELL_CLASSES)}, {pl}) -> {t(dtype='f32')}")
-            w(f"{ind}%loss = mm.add %class_loss, %cell_loss : {t(dtype='f32')}")
-        w(f"{ind}mm.return %loss : {t(dtype='f32')}")
-        w("  }")
-        w("")
+        patch_loss_entry(w, ind, vision_graph, lin, pix, P, VD, c.get("patch_cells"))
     w("  // Chat: prefill runs the prompt (image included) and fills the KV caches;")
     w("  // decode runs one new token at `position` against them (length = position + 1).")
     w(f'  mm.entry @prefill(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '

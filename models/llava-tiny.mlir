@@ -336,8 +336,8 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
 
   // The vision tower's pre-training: the features LLaVA reads (all layers but the last,
   // [CLS] dropped), a linear classifier per patch, cross-entropy against mmdata's labels.
-  // A second one names the 3 x 3 cell of the patch's object (its centre's cell; 0 for
-  // background): the features say where each object stands. The loss is the sum.
+  // A second classifier names the 3 x 3 cell of the patch's object (its centre's cell;
+  // 0 for background): the features say where each object stands. The loss is the sum.
   mm.entry @patch_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %patch_labels: tensor<1x64xi32> {mm.name = "patch_labels"}, %patch_cells: tensor<1x64xi32> {mm.name = "patch_cells"})
       -> (tensor<f32> {mm.name = "loss"}) {
     // Vision tower: convolutional stem, patches, [CLS], positions, pre-norm, all layers but the last.

@@ -639,6 +639,9 @@ int runTraining(const TrainOptions &o) {
     for (const TensorSpec &s : trainSpecs) pool[w].grads.emplace_back(s.numel(), 0.0f);
   std::vector<TrainingSample> samples;
 
+  // Patch-label records carry each patch's object's grid cell; only an entry that reads them learns them.
+  const bool entryReadsCells = std::any_of(entry.args.begin(), entry.args.end(),
+                                           [](const TensorSpec &a) { return a.name == "patch_cells"; });
   // Stage 1's in-batch negatives: no two records with the same caption in a batch.
   std::vector<std::string> captionKeys;
   if (batched)
@@ -696,7 +699,7 @@ int runTraining(const TrainOptions &o) {
                              {"input_ids", s.inputIds},
                              {"targets", s.targets}};
         if (!s.decoderInputIds.empty()) js["decoder_input_ids"] = s.decoderInputIds;
-        if (!s.patchCells.empty()) js["patch_cells"] = s.patchCells;
+        if (!s.patchCells.empty() && entryReadsCells) js["patch_cells"] = s.patchCells;
         if (!s.cellColourIds.empty()) {
           js["cell_colour_ids"] = s.cellColourIds;
           js["cell_shape_ids"] = s.cellShapeIds;
