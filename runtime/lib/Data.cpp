@@ -653,6 +653,21 @@ std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<con
   return args;
 }
 
+/// Throws mm::Error naming WHERE for an id outside the model's vocabulary.
+static void checkTokenIds(const std::vector<int32_t> &ids, const SampleFormat &fmt, const std::string &where) {
+  for (int32_t id : ids)
+    if (id < 0 || id >= fmt.shape.vocab)
+      throw Error(where + ": token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
+                  std::to_string(fmt.shape.vocab) + ")");
+}
+
+/// T as N int32 values: V, then PAD.
+static void padInto(HostTensor &t, const std::vector<int32_t> &v, int64_t n, int32_t pad) {
+  t.bytes.resize((size_t)n * 4);
+  int32_t *dst = t.as<int32_t>();
+  for (int64_t i = 0; i < n; ++i) dst[i] = i < (int64_t)v.size() ? v[i] : pad;
+}
+
 /// An encoder-decoder entry's arguments, by name: [pixel_values,] input_ids,
 /// length, decoder_input_ids, targets, decoder_length.
 static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const TrainingSample &s,
@@ -664,10 +679,7 @@ static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const 
     if ((int64_t)ids.size() > max || ids.empty())
       throw Error(s.where + ": " + what + " of " + std::to_string(ids.size()) +
                   " tokens does not fit the compiled length " + std::to_string(max));
-    for (int32_t id : ids)
-      if (id < 0 || id >= fmt.shape.vocab)
-        throw Error(s.where + ": token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
-                    std::to_string(fmt.shape.vocab) + ")");
+    checkTokenIds(ids, fmt, s.where);
   };
   std::vector<HostTensor> args(entry.args.size());
   for (size_t a = 0; a < entry.args.size(); ++a) {
@@ -676,8 +688,7 @@ static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const 
     t.bytes.assign(spec.bytes(), 0);
     auto fill = [&](const std::vector<int32_t> &ids, int32_t pad, const char *what) {
       checkIds(ids, spec.numel(), what);
-      int32_t *dst = t.as<int32_t>();
-      for (int64_t i = 0; i < spec.numel(); ++i) dst[i] = i < (int64_t)ids.size() ? ids[i] : pad;
+      padInto(t, ids, spec.numel(), pad);
     };
     if (spec.name == "pixel_values") {
       if (!s.imagePath) throw Error(s.where + ": entry '" + entry.name + "' needs an image");
@@ -727,23 +738,14 @@ static std::vector<HostTensor> layoutArgs(const EntrySpec &entry, const Training
   if ((int64_t)s.inputIds.size() > maxLen || s.targets.size() != s.inputIds.size() || s.inputIds.empty())
     throw Error(s.where + ": sample of " + std::to_string(s.inputIds.size()) + " tokens does not fit the compiled length " +
                 std::to_string(maxLen));
+  for (const std::vector<int32_t> *ids : {&s.inputIds, &s.cellColourIds, &s.cellShapeIds})
+    checkTokenIds(*ids, fmt, s.where);
   std::vector<HostTensor> args(5);
-  for (size_t i = 0; i < 5; ++i) args[i].bytes.assign(entry.args[i].bytes(), 0);
-  auto fill = [&](HostTensor &t, const std::vector<int32_t> &v, int64_t n, int32_t pad, bool ids) {
-    int32_t *dst = t.as<int32_t>();
-    for (int64_t i = 0; i < n; ++i) {
-      const int32_t x = i < (int64_t)v.size() ? v[i] : pad;
-      if (ids && (x < 0 || x >= fmt.shape.vocab))
-        throw Error(s.where + ": token id " + std::to_string(x) + " is outside the model's vocabulary [0, " +
-                    std::to_string(fmt.shape.vocab) + ")");
-      dst[i] = x;
-    }
-  };
-  fill(args[0], s.inputIds, maxLen, fmt.shape.padToken, true);
-  fill(args[1], s.cellColourIds, q, fmt.shape.padToken, true);
-  fill(args[2], s.cellShapeIds, q, fmt.shape.padToken, true);
-  fill(args[3], s.targets, maxLen, -100, false);
-  *args[4].as<int32_t>() = (int32_t)s.inputIds.size();
+  padInto(args[0], s.inputIds, maxLen, fmt.shape.padToken);
+  padInto(args[1], s.cellColourIds, q, fmt.shape.padToken);
+  padInto(args[2], s.cellShapeIds, q, fmt.shape.padToken);
+  padInto(args[3], s.targets, maxLen, -100);
+  padInto(args[4], {(int32_t)s.inputIds.size()}, 1, 0);
   return args;
 }
 
@@ -768,10 +770,7 @@ std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &
   if ((int64_t)s.inputIds.size() > maxLen || s.targets.size() != s.inputIds.size() || s.inputIds.empty())
     throw Error(s.where + ": sample of " + std::to_string(s.inputIds.size()) + " tokens does not fit the compiled length " +
                 std::to_string(maxLen));
-  for (int32_t id : s.inputIds)
-    if (id < 0 || id >= fmt.shape.vocab)
-      throw Error(s.where + ": token id " + std::to_string(id) + " is outside the model's vocabulary [0, " +
-                  std::to_string(fmt.shape.vocab) + ")");
+  checkTokenIds(s.inputIds, fmt, s.where);
   std::vector<HostTensor> args(4);
   args[0].bytes.assign(entry.args[0].bytes(), 0);
   if (s.imagePath) {
@@ -786,16 +785,9 @@ std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &
                   " values; entry '" + entry.name + "' takes " + std::to_string(entry.args[0].numel()));
     std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
   }
-  args[1].bytes.resize(maxLen * 4);
-  args[2].bytes.resize(maxLen * 4);
-  int32_t *ids = args[1].as<int32_t>(), *tg = args[2].as<int32_t>();
-  for (int64_t i = 0; i < maxLen; ++i) {
-    bool real = i < (int64_t)s.inputIds.size();
-    ids[i] = real ? s.inputIds[i] : fmt.shape.padToken;
-    tg[i] = real ? s.targets[i] : -100;
-  }
-  args[3].bytes.resize(4);
-  *args[3].as<int32_t>() = (int32_t)s.inputIds.size();
+  padInto(args[1], s.inputIds, maxLen, fmt.shape.padToken);
+  padInto(args[2], s.targets, maxLen, -100);
+  padInto(args[3], {(int32_t)s.inputIds.size()}, 1, 0);
   return args;
 }
 

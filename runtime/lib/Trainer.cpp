@@ -145,15 +145,11 @@ std::string dataFingerprint(const std::vector<ConversationRecord> &records) {
     }
     // Patch labels only where there are some, so conversation data keeps the
     // fingerprint older checkpoints recorded.
-    if (!r.patchLabels.empty()) {
-      std::string labels;
-      for (int32_t l : r.patchLabels) labels += std::to_string(l) + ",";
-      mix(labels);
-    }
-    if (!r.patchCells.empty()) {
-      std::string cells;
-      for (int32_t c : r.patchCells) cells += std::to_string(c) + ",";
-      mix(cells);
+    for (const std::vector<int32_t> *perPatch : {&r.patchLabels, &r.patchCells}) {
+      if (perPatch->empty()) continue;
+      std::string text;
+      for (int32_t v : *perPatch) text += std::to_string(v) + ",";
+      mix(text);
     }
   }
   char buf[20];
