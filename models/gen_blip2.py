@@ -808,9 +808,19 @@ def generate(c):
         weight("head_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
         w(f"{ind}%logits = mm.linear %final, %head_w : ({xT}, {t(c['vocab'], TD)}) -> {t(1, T, c['vocab'])}")
 
-    def model_graph(prefill=False):
-        vision_graph()
-        qformer_graph()
+    def model_graph(prefill=False, layout=False):
+        """The OPT's logits over %input_ids with the queries at the <image> positions: the
+        Q-Former's over %pixel_values, or with LAYOUT the sum of the embeddings of
+        %cell_colour_ids and %cell_shape_ids (the OPT's layout pre-training)."""
+        if layout:
+            qi = t(1, Q, dtype="i32")
+            weight("cell_embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
+            w(f"{ind}%cell_colours = mm.embedding %cell_colour_ids, %cell_embed_w : ({qi}, {t(c['vocab'], TD)}) -> {t(1, Q, TD)}")
+            w(f"{ind}%cell_shapes = mm.embedding %cell_shape_ids, %cell_embed_w : ({qi}, {t(c['vocab'], TD)}) -> {t(1, Q, TD)}")
+            w(f"{ind}%query_embeds = mm.add %cell_colours, %cell_shapes : {t(1, Q, TD)}")
+        else:
+            vision_graph()
+            qformer_graph()
         llm_input()
         if prefill:
             w(f"{ind}%dec:3 = mm.apply_layer @opt_decoder_layer_prefill from 0 to {c['tlayers']} "
@@ -950,14 +960,7 @@ def generate(c):
               f'%cell_colour_ids: {qi} {{mm.name = "cell_colour_ids"}}, %cell_shape_ids: {qi} {{mm.name = "cell_shape_ids"}}, '
               f'%targets: {ids} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
             w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
-            weight("cell_embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
-            w(f"{ind}%cell_colours = mm.embedding %cell_colour_ids, %cell_embed_w : ({qi}, {t(c['vocab'], TD)}) -> {t(1, Q, TD)}")
-            w(f"{ind}%cell_shapes = mm.embedding %cell_shape_ids, %cell_embed_w : ({qi}, {t(c['vocab'], TD)}) -> {t(1, Q, TD)}")
-            w(f"{ind}%query_embeds = mm.add %cell_colours, %cell_shapes : {t(1, Q, TD)}")
-            llm_input()
-            w(f"{ind}%decoded = mm.apply_layer @opt_decoder_layer from 0 to {c['tlayers']} (%inputs, %length) : "
-              f"({x_t}, {x_len}) -> {x_t}")
-            llm_head("decoded", S)
+            model_graph(layout=True)
             w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} : ({t(1, S, c['vocab'])}, {ids}) -> {t()}")
             w(f"{ind}mm.return %loss : {t()}")
             w("  }")

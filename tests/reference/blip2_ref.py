@@ -116,9 +116,7 @@ def patch_logits(cfg, W, pixels):
 def patch_and_cell_logits(cfg, W, pixels):
     """The ViT pre-training's two heads (blip2-tiny): patch classes and the grid cell of each
     patch's object, over the patch tokens."""
-    x = image_embeds(cfg, W, pixels)[:, 1:]
-    return (R.linear(x, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias")),
-            R.linear(x, W.get("vision_pretrain_cell_head.weight"), W.get("vision_pretrain_cell_head.bias")))
+    return R.patch_and_cell_heads(W, image_embeds(cfg, W, pixels)[:, 1:])
 
 
 def _post_ln_block(W, prefix, x, out, eps):

@@ -395,12 +395,16 @@ def patch_logits(cfg, W, pixels):
                   W.get("vision_pretrain_head.bias"))
 
 
-def patch_and_cell_logits(cfg, W, pixels):
-    """The same features through both heads of a tower that also learns each
-    patch's object's grid cell: (class logits, cell logits)."""
-    x = selected_features(cfg, W, pixels)
+def patch_and_cell_heads(W, x):
+    """Patch features X through both pre-training heads of a tower that also learns
+    each patch's object's grid cell: (class logits, cell logits)."""
     return (linear(x, W.get("vision_pretrain_head.weight"), W.get("vision_pretrain_head.bias")),
             linear(x, W.get("vision_pretrain_cell_head.weight"), W.get("vision_pretrain_cell_head.bias")))
+
+
+def patch_and_cell_logits(cfg, W, pixels):
+    """llava-tiny's `patch_loss` with patch_cells: the selected features through both heads."""
+    return patch_and_cell_heads(W, selected_features(cfg, W, pixels))
 
 
 def image_features(cfg, W, pixels, dump=None):
