@@ -43,13 +43,15 @@ def child(model, stage, side):
     specs = {e["name"]: e for e in manifest["entries"]}
     st = next(s for s in manifest["stages"] if s["name"] == stage)
     spec = specs[st["train_entry"]]
-    S, P, ids, targets, pixels, labels = TS.sample_inputs(manifest, cfg, specs, rng)
+    S, P, ids, targets, pixels, (labels, cells) = TS.sample_inputs(manifest, cfg, specs, rng)
     patch = spec["args"][1]["name"] == "patch_labels"
+    if not (patch and len(spec["args"]) > 2 and spec["args"][2]["name"] == "patch_cells"):
+        cells = None  # a tower that learns only the patch classes
     if side == "mmc":
         entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
         entry = entries[st["train_entry"]]
         pointers = (ctypes.c_void_p * len(params))(*[params[p["name"]].ctypes.data for p in manifest["parameters"]])
-        args = [pixels, labels] if patch else [pixels, np.array([ids], np.int32), np.array([targets], np.int32),
+        args = [pixels, labels] + ([cells] if cells is not None else []) if patch else [pixels, np.array([ids], np.int32), np.array([targets], np.int32),
                                                np.array(S, np.int32)]
         A = (ctypes.c_void_p * len(args))(*[x.ctypes.data for x in args])
         base = peak_mib()
@@ -72,7 +74,7 @@ def child(model, stage, side):
         pix = torch.from_numpy(pixels)
         base = peak_mib()
         if patch:
-            ce = TS.patch_loss_sum(cfg, W, tensors, pix, labels)
+            ce = TS.patch_loss_sum(cfg, W, tensors, pix, labels, cells)
         else:
             ce, _ = TR.sample_loss_sum(cfg, W, {"input_ids": ids, "targets": targets, "images": ["x"]},
                                        lambda _p: pix)

@@ -81,7 +81,8 @@ def random_params(manifest, rng):
 def sample_inputs(manifest, cfg, specs, rng):
     """One sample filling the compiled length: BOS, the image, text, loss on the second half
     (BLIP-2: the query positions first, then BOS, as mmrun's blip2 template puts them);
-    an image; and random labels for a patch_labels stage. Returns (S, P, ids, targets, pixels, labels).
+    an image; and random labels and grid cells for a patch_labels stage. Returns (S, P, ids, targets,
+    pixels, (labels, cells)).
     A BLIP-2 manifest needs no reference module (the mmc-only child stays free of PyTorch)."""
     S = specs["forward" if "forward" in specs else "encode"]["args"][1]["shape"][1]
     if is_blip2(manifest):
@@ -103,7 +104,9 @@ def sample_inputs(manifest, cfg, specs, rng):
     targets = [-100] * (S // 2) + ids[S // 2 + 1:] + [-100]
     pixels = rng.standard_normal((3, size, size)).astype(np.float32)
     labels = rng.integers(0, 81, (1, patches)).astype(np.int32)
-    return S, P, ids, targets, pixels, labels
+    # and each patch's grid cell (0: background, 1..9), for a tower that also learns where
+    cells = rng.integers(0, 10, (1, patches)).astype(np.int32)
+    return S, P, ids, targets, pixels, (labels, cells)
 
 
 def newline_id(tokenizer_json):
@@ -143,21 +146,30 @@ def stage1_inputs(manifest, spec, nl, rng):
     return [pixels, ids, targets, length, u_text, u_image]
 
 
-def patch_loss_sum(cfg, W, tensors, pix, labels):
+def patch_loss_sum(cfg, W, tensors, pix, labels, cells=None):
     """The model file's patch_loss in PyTorch: CLIP features (all layers but the last, [CLS]
     dropped; BLIP-2: the ViT's post-layernormed output, [CLS] dropped), a linear classifier per
-    patch, summed cross-entropy."""
+    patch, summed cross-entropy; with CELLS, plus the cell head's (llava-tiny's tower learns
+    each patch's object's grid cell too)."""
     import torch
     import llava_ref as R
+    ce = torch.nn.functional.cross_entropy
     head = tensors["vision_pretrain_head.weight"]
-    if cfg.get("model_type") == "blip-2":  # post_layernorm over the last layer, [CLS] dropped
+    blip2 = cfg.get("model_type") == "blip-2"
+    if cells is not None:
+        import blip2_ref as B2
+        both = B2.patch_and_cell_logits if blip2 else R.patch_and_cell_logits
+        class_logits, cell_logits = (x[0] for x in both(cfg, W, pix[None]))
+        return (ce(class_logits, torch.from_numpy(labels).long().reshape(-1), reduction="sum")
+                + ce(cell_logits, torch.from_numpy(cells).long().reshape(-1), reduction="sum"))
+    if blip2:  # post_layernorm over the last layer, [CLS] dropped
         import blip2_ref as B2
         logits = B2.patch_logits(cfg, W, pix[None]).reshape(-1, head.shape[0])
     else:
         hidden = R.vision_tower(cfg, W, pix[None])
         feats = hidden[cfg["vision_feature_layer"]][:, 1:]
         logits = R.linear(feats, head, tensors["vision_pretrain_head.bias"]).reshape(-1, head.shape[0])
-    return torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels).long().reshape(-1), reduction="sum")
+    return ce(logits, torch.from_numpy(labels).long().reshape(-1), reduction="sum")
 
 
 def timed(fn, reps):
@@ -203,7 +215,7 @@ def main():
     entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}
     specs = {e["name"]: e for e in manifest["entries"]}
 
-    S, P, ids, targets, pixels, labels = sample_inputs(manifest, cfg, specs, rng)
+    S, P, ids, targets, pixels, (labels, cells) = sample_inputs(manifest, cfg, specs, rng)
     # Batched stages (BLIP-2's stage 1): one call's arguments, drawn after the one-sample inputs.
     batched = {}
     for stage in manifest["stages"]:
@@ -231,11 +243,12 @@ def main():
         name = stage["train_entry"]
         entry, spec = entries[name], specs[name]
         patch_stage = spec["args"][1]["name"] == "patch_labels"
+        with_cells = patch_stage and len(spec["args"]) > 2 and spec["args"][2]["name"] == "patch_cells"
         batch_args = batched.get(stage["name"])
         if batch_args is not None:  # one call over a batch of image-text pairs
             args = batch_args
-        elif patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels)
-            args = [pixels, labels]
+        elif patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels[, patch_cells])
+            args = [pixels, labels] + ([cells] if with_cells else [])
         elif "decoder_input_ids" in [x["name"] for x in spec["args"]]:
             # The encoder-decoder (blip2-t5-tiny): every encoder and decoder position real, the
             # loss on every decoder position; the T5's pre-training reads no image.
@@ -247,6 +260,14 @@ def main():
             by_name = {"pixel_values": pixels, "input_ids": np.array([ids], np.int32), "length": np.array(S, np.int32),
                        "decoder_input_ids": np.array([dec_sample[0]], np.int32),
                        "targets": np.array([dec_sample[1]], np.int32), "decoder_length": np.array(Sd, np.int32)}
+            args = [by_name[x["name"]] for x in spec["args"]]
+        elif "cell_colour_ids" in [x["name"] for x in spec["args"]]:
+            # BLIP-2's OPT pre-trained on the scene's layout (layout_lm_loss): at each query
+            # position a colour and a shape word's embeddings, no image.
+            layout = [rng.integers(5, 200, (1, P)).astype(np.int32) for _ in range(2)]
+            by_name = {"input_ids": np.array([ids], np.int32), "cell_colour_ids": layout[0],
+                       "cell_shape_ids": layout[1], "targets": np.array([targets], np.int32),
+                       "length": np.array(S, np.int32)}
             args = [by_name[x["name"]] for x in spec["args"]]
         else:
             args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
@@ -269,6 +290,9 @@ def main():
         wrt = [tensors[n] for n in stage["trainable_parameters"]]
         pix = torch.from_numpy(pixels)
         sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
+        if "cell_colour_ids" in [x["name"] for x in spec["args"]]:
+            sample = {"input_ids": ids, "targets": targets, "images": [],
+                      "cells": tuple([int(v) for v in x[0]] for x in layout)}
         if dec_sample is not None and "decoder_input_ids" in [x["name"] for x in spec["args"]]:
             sample = {"input_ids": ids, "decoder_input_ids": dec_sample[0], "targets": dec_sample[1],
                       "images": ["x"] if spec["args"][0]["name"] == "pixel_values" else []}
@@ -284,7 +308,7 @@ def main():
                 img = b_pix if embeds_given else B2.image_embeds(cfg, W, b_pix)
                 ce, _ = B2.stage1_loss(cfg, W, img, b_ids, b_tg, b_len, u_text, u_image)
             elif patch_stage:
-                ce = patch_loss_sum(cfg, W, tensors, pix, labels)
+                ce = patch_loss_sum(cfg, W, tensors, pix, labels, cells if with_cells else None)
             else:
                 ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
             torch.autograd.grad(ce, wrt, allow_unused=True)

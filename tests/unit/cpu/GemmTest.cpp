@@ -29,7 +29,9 @@ struct Shape {
 const Shape kShapes[] = {{1, 7, 5},    {3, 40, 33},  {4, 16, 8},   {6, 16, 1},  {7, 17, 300},
                          {13, 35, 64}, {150, 70, 9}, {300, 33, 600}, {65, 520, 40},
                          // past 2^18 elements of A and of B: both packed whatever their layout
-                         {200, 300, 1400}};
+                         {200, 300, 1400},
+                         // rows of A 4 KiB apart (K = 1024): A packed even when not transposed
+                         {260, 45, 1024}};
 
 template <typename T> void checkAll(Isa isa) {
   std::mt19937 rng(7);
