@@ -122,10 +122,11 @@ microkernel(int64_t kc, const T *__restrict a, int64_t ars, int64_t acs, const T
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NV; ++j) acc[i][j] = (V){};
   if (PackedA) {
-    // A packed as a[k * MR + i]: every broadcast at a constant offset from
-    // one pointer (in place, MR row pointers and their increments cost the
-    // loop a tenth of its speed; measured on Zen 4).
-    for (int64_t k = 0; k < kc; ++k, a += MR) {
+    // A's MR rows adjacent, a[k * acs + i] (packed: acs = MR; in place, a
+    // transposed A): every broadcast at a constant offset from one pointer
+    // (MR row pointers and their increments cost the loop a tenth of its
+    // speed; measured on Zen 4).
+    for (int64_t k = 0; k < kc; ++k, a += acs) {
       V bv[NV];
       for (int j = 0; j < NV; ++j) memcpy(&bv[j], b + j * W, sizeof(V));
       for (int i = 0; i < MR; ++i) {
@@ -200,12 +201,12 @@ template <typename T> struct Block {
       const T *a = !fullA ? g.aTail : g.aPacked ? g.aPacked + ir * MR * g.kc : g.a + m0 * g.rsa;  \
       const T *b = nr < NR ? g.bTail : g.bPacked ? g.bPacked + jr * NR * g.panelStride : g.b + n0;          \
       const int64_t brs = (nr < NR || g.bPacked) ? NR : g.rsb;                                     \
-      if (inPlaceA)                                                                                \
+      if (inPlaceA && g.rsa != 1)                                                                  \
         microkernel<T, W, MR, 2, false>(g.kc, a, g.rsa, g.csa, b, brs, g.c + m0 * g.ldc + n0, g.ldc, \
                                         g.accumulate, mr, nr);                                     \
       else                                                                                         \
-        microkernel<T, W, MR, 2, true>(g.kc, a, 1, MR, b, brs, g.c + m0 * g.ldc + n0, g.ldc,       \
-                                       g.accumulate, mr, nr);                                      \
+        microkernel<T, W, MR, 2, true>(g.kc, a, 1, inPlaceA ? g.csa : MR, b, brs,                  \
+                                       g.c + m0 * g.ldc + n0, g.ldc, g.accumulate, mr, nr);        \
     }                                                                                              \
   }
 #if defined(__x86_64__) || defined(__i386__)
@@ -229,11 +230,11 @@ void runTiles(Isa isa, const Block<T> &g, int64_t first, int64_t last) {
 /// 16 steps k: one 16 x 16 transpose in registers (unpack 32- and 64-bit,
 /// then 128-bit lane shuffles), the missing lanes zero and not stored.
 __attribute__((target("avx512f"))) inline void transpose16(const float *src, int64_t lane, float *dst,
-                                                          int64_t width, int n) {
+                                                          int64_t width, int n, int64_t ahead) {
   __m512 r[16], a[16], b[16];
   for (int i = 0; i < 16; ++i) {
     r[i] = i < n ? _mm512_loadu_ps(src + i * lane) : _mm512_setzero_ps();
-    if (i < n) __builtin_prefetch(src + i * lane + 128);
+    __builtin_prefetch(src + i * lane + ahead);
   }
   const __mmask16 m = (__mmask16)((1u << n) - 1);
   for (int i = 0; i < 16; i += 2) {
@@ -261,11 +262,12 @@ __attribute__((target("avx512f"))) inline void transpose16(const float *src, int
 }
 
 /// The same for 8 lanes and 8 steps in 256-bit registers.
-__attribute__((target("avx2"))) inline void transpose8(const float *src, int64_t lane, float *dst, int64_t width) {
+__attribute__((target("avx2"))) inline void transpose8(const float *src, int64_t lane, float *dst, int64_t width,
+                                                      int64_t ahead) {
   __m256 r[8], a[8], b[8];
   for (int i = 0; i < 8; ++i) {
     r[i] = _mm256_loadu_ps(src + i * lane);
-    __builtin_prefetch(src + i * lane + 128);
+    __builtin_prefetch(src + i * lane + ahead);
   }
   for (int i = 0; i < 8; i += 2) {
     a[i] = _mm256_unpacklo_ps(r[i], r[i + 1]);
@@ -303,33 +305,53 @@ void packPanel(const T *src, int64_t lane, int64_t step, int64_t kc, int64_t lan
   }
   // Contiguous along k (a transposed operand: a linear layer's weight as B,
   // the rows of A): blocks of 16 lanes (AVX-512, the last one partial) or 8
-  // (AVX2) transposed in registers, 16 steps at a time; the rest element by
-  // element, reading each lane in runs of 16 while the 16 destination rows
-  // stay in L1. Packing a 2048-wide weight so took 20% of a 176-row
-  // product's time element by element (perf, Zen 4), 15% transposed without
-  // the prefetch of the lanes' next lines.
-  for (int64_t k0 = 0; k0 < kc; k0 += 16) {
-    const int64_t kn = kc - k0 < 16 ? kc - k0 : 16;
-    int64_t j = 0;
+  // (AVX2) transposed in registers, block by block, each block's lanes read
+  // along k while the next block's lines are prefetched (a weight comes
+  // from memory once per training step, and element by element its packing
+  // took 16-20% of a 176-row product's time; perf, Zen 4); the rest element
+  // by element.
+  int64_t kv = 0, jv = 0; // steps and lanes the register transposes cover
 #if defined(__x86_64__) || defined(__i386__)
-    if (sizeof(T) == 4 && kn == 16 && isa != Isa::Generic) {
-      if (isa == Isa::Avx512)
-        for (; j < lanes; j += 16)
-          transpose16((const float *)src + j * lane + k0, lane, (float *)dst + k0 * width + j, width,
-                      lanes - j < 16 ? (int)(lanes - j) : 16);
-      for (; j + 8 <= lanes; j += 8) {
-        transpose8((const float *)src + j * lane + k0, lane, (float *)dst + k0 * width + j, width);
-        transpose8((const float *)src + j * lane + k0 + 8, lane, (float *)dst + (k0 + 8) * width + j, width);
-      }
+  if (sizeof(T) == 4 && isa != Isa::Generic && kc >= 16) {
+    const float *s = (const float *)src;
+    float *d = (float *)dst;
+    kv = kc / 16 * 16;
+    if (isa == Isa::Avx512) {
+      for (; jv < lanes; jv += 16)
+        for (int64_t k0 = 0; k0 < kv; k0 += 16)
+          transpose16(s + jv * lane + k0, lane, d + k0 * width + jv, width,
+                      lanes - jv < 16 ? (int)(lanes - jv) : 16, 16 * lane);
+      jv = lanes;
+    } else {
+      for (; jv + 8 <= lanes; jv += 8)
+        for (int64_t k0 = 0; k0 < kv; k0 += 8)
+          transpose8(s + jv * lane + k0, lane, d + k0 * width + jv, width, 8 * lane);
     }
+  }
 #endif
-    for (; j < lanes; ++j) {
-      const T *s = src + j * lane + k0;
-      T *d = dst + k0 * width + j;
-      for (int64_t k = 0; k < kn; ++k) d[k * width] = s[k];
+  for (int64_t j = 0; j < lanes; ++j) {
+    const T *s = src + j * lane;
+    for (int64_t k = j < jv ? kv : 0; k < kc; ++k) dst[k * width + j] = s[k];
+  }
+  for (int64_t k = 0; k < kc; ++k)
+    for (int64_t j = lanes; j < width; ++j) dst[k * width + j] = 0;
+}
+
+/// Columns [n0, n1) of kc rows (row k at src + k * rs, contiguous along n)
+/// into NR-wide panels: panel p at dst + p * panelStride, element (k, j) at
+/// k * NR + j; columns past n1 in the last panel zero. n0 is a multiple of NR.
+template <typename T>
+void packRows(const T *src, int64_t rs, int64_t kc, int64_t n0, int64_t n1, int64_t NR, T *dst,
+              int64_t panelStride) {
+  const int64_t full = n0 + (n1 - n0) / NR * NR;
+  for (int64_t k = 0; k < kc; ++k) {
+    const T *s = src + k * rs;
+    __builtin_prefetch(s + rs + n0);
+    for (int64_t n = n0; n < full; n += NR) memcpy(dst + (n / NR) * panelStride + k * NR, s + n, NR * sizeof(T));
+    if (full < n1) {
+      T *d = dst + (full / NR) * panelStride + k * NR;
+      for (int64_t j = 0; j < NR; ++j) d[j] = full + j < n1 ? s[full + j] : 0;
     }
-    for (int64_t j = lanes; j < width; ++j)
-      for (int64_t k = 0; k < kn; ++k) dst[(k0 + k) * width + j] = 0;
   }
 }
 
@@ -444,7 +466,13 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
           packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc,
                     nc - jr * NR < NR ? nc - jr * NR : NR, NR, bpack + (packB ? jr * NR * kcMax : 0), isa);
         };
-        if (own) {
+        if (own && packB && csb == 1) {
+          // B's rows contiguous along n: copy this thread's panels row by
+          // row, each row of B read as one run (panel by panel, every row
+          // would be a fresh miss for the NR columns of one panel).
+          const int64_t n0 = j0 * NR, n1 = j1 * NR < nc ? j1 * NR : nc;
+          packRows(b + pc * rsb + jc, rsb, kc, n0, n1, NR, bpack, NR * kcMax);
+        } else if (own) {
           for (int64_t jr = packB ? j0 : (tailB > j0 ? tailB : j0); jr < j1; ++jr) packB1(jr);
         } else {
 #pragma omp for schedule(static)
