@@ -363,6 +363,28 @@ void packRows(const T *src, int64_t rs, int64_t kc, int64_t n0, int64_t n1, int6
 template <typename T>
 void gemmSmall(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa, const T *b,
                int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate) {
+  if (csb == 1 && rsb != 1) {
+    // B's rows contiguous along n (attention's P . V over the cached values
+    // in decode): each C row a sum of B rows, vectorised along n, in blocks
+    // of NB columns; every element still summed in k order.
+    constexpr int64_t NB = 64;
+#pragma omp parallel for schedule(static) if (N * K >= 32768 && !inParallel())
+    for (int64_t n0 = 0; n0 < N; n0 += NB) {
+      const int64_t nb = N - n0 < NB ? N - n0 : NB;
+      for (int64_t m = 0; m < M; ++m) {
+        T acc[NB];
+        for (int64_t n = 0; n < nb; ++n) acc[n] = 0;
+        for (int64_t k = 0; k < K; ++k) {
+          const T av = a[m * rsa + k * csa], *br = b + k * rsb + n0;
+#pragma omp simd
+          for (int64_t n = 0; n < nb; ++n) acc[n] += av * br[n];
+        }
+        T *cr = c + m * ldc + n0;
+        for (int64_t n = 0; n < nb; ++n) cr[n] = accumulate ? cr[n] + acc[n] : acc[n];
+      }
+    }
+    return;
+  }
 #pragma omp parallel for schedule(static) if (N * K >= 32768 && !inParallel())
   for (int64_t n = 0; n < N; ++n)
     for (int64_t m = 0; m < M; ++m) {
