@@ -38,6 +38,11 @@ ap.add_argument("--beta2", type=float, default=0.999)
 ap.add_argument("--init-std", type=float, default=0, help="normal init of every matrix (0: PyTorch defaults)")
 ap.add_argument("--qfirst", action="store_true", help="the image after the first question, never before")
 ap.add_argument("--nopos", action="store_true", help="no patch position embedding")
+ap.add_argument("--words", action="store_true",
+                help="an image slot is the sum of the LLM's own embeddings of its object's colour, shape and "
+                     "size words (no learned table, no projector): image tokens that share the words' space")
+ap.add_argument("--poswords", action="store_true",
+                help="with --words: plus the embeddings of the object's grid-cell words (top/bottom, left/right, centre)")
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--seed", type=int, default=1)
 args = ap.parse_args()
@@ -45,7 +50,9 @@ torch.set_num_threads(args.threads)
 torch.manual_seed(args.seed); random.seed(args.seed)
 
 recs = json.load(open(args.data + "/instruct.json"))
-labels = {p["image"]: p["patch_labels"] for p in json.load(open(args.data + "/patches.json"))}
+patch_recs = json.load(open(args.data + "/patches.json"))
+labels = {p["image"]: p["patch_labels"] for p in patch_recs}
+cells = {p["image"]: p.get("patch_cells") for p in patch_recs}
 images = sorted(labels)
 NP = len(next(iter(labels.values())))
 held = set(images[-args.held:])
@@ -97,10 +104,29 @@ def encode(r):
 train, test = [], []
 for r in recs:
     if r["kind"] not in kinds and r["image"] not in held: continue
-    e = encode(r) + (labels[r["image"]],)
+    e = encode(r) + (labels[r["image"]], cells[r["image"]] or [0] * NP)
     (test if r["image"] in held else train).append(e)
 print(f"train {len(train)} records, held-out {len(test)}, vocab {len(vocab)}", flush=True)
 
+# mmdata's patch class: 1 + (colour * 5 + shape) * 2 + large (runtime/lib/Synth/Scene.cpp);
+# patch cell: 1 + row * 3 + column, 0 for background
+COLOURS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
+SHAPES = ["circle", "square", "triangle", "diamond", "cross"]
+for w in COLOURS + SHAPES + ["small", "large", "top", "bottom", "left", "right", "centre"]:
+    ids(w)
+word_of_class = torch.zeros(82, 3, dtype=torch.long)  # 0 (<pad>) for background
+for c in range(1, 81):
+    k = c - 1
+    word_of_class[c] = torch.tensor([vocab[COLOURS[k // 2 // 5]], vocab[SHAPES[k // 2 % 5]],
+                                     vocab["large" if k % 2 else "small"]])
+word_of_cell = torch.zeros(10, 2, dtype=torch.long)
+for cell in range(9):
+    r, c = divmod(cell, 3)
+    if cell == 4:
+        word_of_cell[cell + 1] = torch.tensor([vocab["centre"], 0])
+    else:
+        word_of_cell[cell + 1] = torch.tensor([vocab[["top", "", "bottom"][r]] if r != 1 else 0,
+                                               vocab[["left", "", "right"][c]] if c != 1 else 0])
 V, D, L, H = len(vocab) + 8, args.width, args.layers, args.heads
 class RMS(nn.Module):
     def __init__(s, d): super().__init__(); s.w = nn.Parameter(torch.ones(d))
@@ -127,18 +153,26 @@ class Model(nn.Module):
     def __init__(s):
         super().__init__()
         s.emb = nn.Embedding(V, D)
-        s.patch = nn.Embedding(82, 128); s.ppos = nn.Embedding(NP + 1, 128)
+        s.patch = nn.Embedding(82, 128); s.ppos = nn.Embedding(NP + 1, D if args.words else 128)
         s.proj = nn.Sequential(nn.Linear(128, D), nn.GELU(), nn.Linear(D, D))
         s.layers = nn.ModuleList(Layer() for _ in range(L))
         s.norm = RMS(D); s.head = nn.Linear(D, V, bias=False)
-    def forward(s, x, img, lab):
+    def forward(s, x, img, lab, cel):
         B, T = x.shape
         e = s.emb(x)
         # image slots: img[b,t] in 1..NP -> the label lab[b, img-1]
         idx = (img - 1).clamp(min=0)
         pl = torch.gather(lab, 1, idx)
-        f = s.patch(pl) + (0 if args.nopos else s.ppos(img))
-        e = torch.where((img > 0).unsqueeze(-1), s.proj(f), e)
+        if args.words:  # the LLM's own word embeddings (index 0, <pad>, masked out for background)
+            w = word_of_class[pl]
+            f = (s.emb(w) * (w > 0).unsqueeze(-1)).sum(-2)
+            if args.poswords:
+                pw = word_of_cell[torch.gather(cel, 1, idx)]
+                f = f + (s.emb(pw) * (pw > 0).unsqueeze(-1)).sum(-2)
+            f = f + (0 if args.nopos else s.ppos(img))
+        else:
+            f = s.proj(s.patch(pl) + (0 if args.nopos else s.ppos(img)))
+        e = torch.where((img > 0).unsqueeze(-1), f, e)
         pos = torch.arange(T).float()
         inv = 1.0 / (10000 ** (torch.arange(0, D // H, 2).float() / (D // H)))
         ang = pos[:, None] * inv[None]
@@ -151,10 +185,12 @@ def batchify(es):
     T = max(len(e[0]) for e in es)
     x = torch.zeros(len(es), T, dtype=torch.long); y = torch.full((len(es), T), -1, dtype=torch.long)
     img = torch.zeros(len(es), T, dtype=torch.long); lab = torch.zeros(len(es), NP, dtype=torch.long)
+    cel = torch.zeros(len(es), NP, dtype=torch.long)
     for i, e in enumerate(es):
         n = len(e[0])
         x[i, :n] = torch.tensor(e[0]); y[i, :n] = torch.tensor(e[1]); img[i, :n] = torch.tensor(e[3]); lab[i] = torch.tensor(e[4])
-    return x, y, img, lab
+        cel[i] = torch.tensor(e[5])
+    return x, y, img, lab, cel
 
 m = Model()
 print(f"params {sum(p.numel() for p in m.parameters())/1e6:.2f} M", flush=True)
@@ -172,8 +208,8 @@ def evaluate():
     with torch.no_grad():
         for i in range(0, len(test), 32):
             es = test[i:i + 32]
-            x, y, img, lab = batchify(es)
-            pred = m(x, img, lab).argmax(-1)
+            x, y, img, lab, cel = batchify(es)
+            pred = m(x, img, lab, cel).argmax(-1)
             for b, e in enumerate(es):
                 ans = collections.defaultdict(lambda: True)
                 for t, (tt, yt) in enumerate(zip(e[2], e[1])):
@@ -191,9 +227,9 @@ run = 0.0
 for s in range(args.steps):
     if not order: order = list(range(len(train))); random.shuffle(order)
     es = [train[order.pop()] for _ in range(min(args.batch, len(order)))]
-    x, y, img, lab = batchify(es)
+    x, y, img, lab, cel = batchify(es)
     for g in opt.param_groups: g["lr"] = lr_at(s)
-    loss = F.cross_entropy(m(x, img, lab).view(-1, V), y.view(-1), ignore_index=-1)
+    loss = F.cross_entropy(m(x, img, lab, cel).view(-1, V), y.view(-1), ignore_index=-1)
     opt.zero_grad(); loss.backward(); opt.step()
     run = 0.98 * run + 0.02 * loss.item() if s else loss.item()
     if (s + 1) % args.eval_every == 0 or s + 1 == args.steps:
