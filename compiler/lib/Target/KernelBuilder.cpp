@@ -1056,7 +1056,30 @@ Kernel reduceTo(ReduceToOp op) {
       body += "  at += (rr % " + num(in.getDimSize(d)) + ") * " + num(stride[d]) + "; rr /= " +
               num(in.getDimSize(d)) + ";\n";
   body += "  acc += x[at];\n}\ny[i] = (T)acc;\n";
-  return makeKernel(op, {"x"}, out.getNumElements(), body);
+  Kernel k = makeKernel(op, {"x"}, out.getNumElements(), body);
+  // The common case, a bias gradient: the leading dimensions summed away,
+  // the trailing ones kept. The CPU then walks the rows in order, each a
+  // contiguous run added into a block of double accumulators (the per-item
+  // body above divides twice per element to find it: 5% of a blip2-tiny
+  // stage-1 step); same order, same double sums, same result.
+  int64_t lead = 0;
+  while (lead < ri && reduced[lead]) ++lead;
+  bool prefix = true;
+  for (int64_t d = lead; d < ri; ++d) prefix &= !reduced[d];
+  if (!prefix || lead == 0) return k;
+  std::string host = subst(R"(#pragma omp parallel for schedule(static) if ($ROWS * $COLS >= 32768)
+for (int64_t c0 = 0; c0 < $COLS; c0 += 64) {
+  const int64_t cn = $COLS - c0 < 64 ? $COLS - c0 : 64;
+  double acc[64];
+  for (int64_t c = 0; c < cn; ++c) acc[c] = 0;
+  for (int64_t r = 0; r < $ROWS; ++r) {
+    const T *xr = x + r * $COLS + c0;
+    for (int64_t c = 0; c < cn; ++c) acc[c] += xr[c];
+  }
+  for (int64_t c = 0; c < cn; ++c) y[c0 + c] = (T)acc[c];
+}
+)", {{"ROWS", num(count)}, {"COLS", num(out.getNumElements())}});
+  return withHostBody(std::move(k), host);
 }
 
 /// embedding_grad: ids[T], dy[T,D] -> dtable[V,D] (a scatter-add, as a gather per row).
