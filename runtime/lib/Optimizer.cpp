@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cmath>
 
+#include <omp.h>
+
 namespace mm {
 
 AdamW::AdamW(std::vector<TensorSpec> params, AdamWOptions options)
@@ -36,6 +38,8 @@ void AdamW::step(const std::vector<float *> &params, const std::vector<const flo
     float *m = m_[i].data(), *v = v_[i].data();
     const size_t n = m_[i].size();
     const bool wd = decays(i) && o.weightDecay != 0.0;
+    // Elementwise: the same result on any number of threads.
+#pragma omp parallel for schedule(static) if (n >= (1u << 16) && !omp_in_parallel())
     for (size_t j = 0; j < n; ++j) {
       float pj = p[j];
       if (wd) pj = pj * decay;
