@@ -45,7 +45,7 @@ def child(model, stage, side):
     spec = specs[st["train_entry"]]
     S, P, ids, targets, pixels, (labels, cells) = TS.sample_inputs(manifest, cfg, specs, rng)
     patch = spec["args"][1]["name"] == "patch_labels"
-    if not (patch and len(spec["args"]) > 2 and spec["args"][2]["name"] == "patch_cells"):
+    if not TS.reads_patch_cells(spec):
         cells = None  # a tower that learns only the patch classes
     if side == "mmc":
         entries = {desc.entries[i].name.decode(): desc.entries[i] for i in range(desc.num_entries)}

@@ -109,6 +109,11 @@ def sample_inputs(manifest, cfg, specs, rng):
     return S, P, ids, targets, pixels, (labels, cells)
 
 
+def reads_patch_cells(spec):
+    """Whether a patch_labels entry also takes each patch's grid cell (a tower with a cell head)."""
+    return [x["name"] for x in spec["args"]][1:3] == ["patch_labels", "patch_cells"]
+
+
 def newline_id(tokenizer_json):
     """The id of "\\n" in the model's tokenizer (byte-level BPE: "\\u010a"), None when unknown."""
     try:
@@ -242,14 +247,15 @@ def main():
             continue
         name = stage["train_entry"]
         entry, spec = entries[name], specs[name]
-        patch_stage = spec["args"][1]["name"] == "patch_labels"
-        with_cells = patch_stage and len(spec["args"]) > 2 and spec["args"][2]["name"] == "patch_cells"
+        arg_names = [x["name"] for x in spec["args"]]
+        patch_stage = arg_names[1] == "patch_labels"
+        with_cells = reads_patch_cells(spec)
         batch_args = batched.get(stage["name"])
         if batch_args is not None:  # one call over a batch of image-text pairs
             args = batch_args
         elif patch_stage:  # the vision tower's pre-training: (pixel_values, patch_labels[, patch_cells])
             args = [pixels, labels] + ([cells] if with_cells else [])
-        elif "decoder_input_ids" in [x["name"] for x in spec["args"]]:
+        elif "decoder_input_ids" in arg_names:
             # The encoder-decoder (blip2-t5-tiny): every encoder and decoder position real, the
             # loss on every decoder position; the T5's pre-training reads no image.
             Sd = next(x["shape"][1] for x in spec["args"] if x["name"] == "decoder_input_ids")
@@ -261,7 +267,7 @@ def main():
                        "decoder_input_ids": np.array([dec_sample[0]], np.int32),
                        "targets": np.array([dec_sample[1]], np.int32), "decoder_length": np.array(Sd, np.int32)}
             args = [by_name[x["name"]] for x in spec["args"]]
-        elif "cell_colour_ids" in [x["name"] for x in spec["args"]]:
+        elif "cell_colour_ids" in arg_names:
             # BLIP-2's OPT pre-trained on the scene's layout (layout_lm_loss): at each query
             # position a colour and a shape word's embeddings, no image.
             layout = [rng.integers(5, 200, (1, P)).astype(np.int32) for _ in range(2)]
@@ -290,10 +296,10 @@ def main():
         wrt = [tensors[n] for n in stage["trainable_parameters"]]
         pix = torch.from_numpy(pixels)
         sample = {"input_ids": ids, "targets": targets, "images": ["x"]}
-        if "cell_colour_ids" in [x["name"] for x in spec["args"]]:
+        if "cell_colour_ids" in arg_names:
             sample = {"input_ids": ids, "targets": targets, "images": [],
                       "cells": tuple([int(v) for v in x[0]] for x in layout)}
-        if dec_sample is not None and "decoder_input_ids" in [x["name"] for x in spec["args"]]:
+        if dec_sample is not None and "decoder_input_ids" in arg_names:
             sample = {"input_ids": ids, "decoder_input_ids": dec_sample[0], "targets": dec_sample[1],
                       "images": ["x"] if spec["args"][0]["name"] == "pixel_values" else []}
 

@@ -9,6 +9,8 @@
 
 namespace mm {
 
+bool parallelElementwise(size_t n) { return n >= (1u << 16) && !omp_in_parallel(); }
+
 AdamW::AdamW(std::vector<TensorSpec> params, AdamWOptions options)
     : specs_(std::move(params)), options_(options) {
   for (const TensorSpec &s : specs_) {
@@ -39,7 +41,7 @@ void AdamW::step(const std::vector<float *> &params, const std::vector<const flo
     const size_t n = m_[i].size();
     const bool wd = decays(i) && o.weightDecay != 0.0;
     // Elementwise: the same result on any number of threads.
-#pragma omp parallel for schedule(static) if (n >= (1u << 16) && !omp_in_parallel())
+#pragma omp parallel for schedule(static) if (parallelElementwise(n))
     for (size_t j = 0; j < n; ++j) {
       float pj = p[j];
       if (wd) pj = pj * decay;

@@ -90,12 +90,8 @@ std::string num(double x) {
 }
 
 /// ACC[i] += ADD[i] over N floats (gradient sums).
-/// Elementwise passes over a step's gradients and weights: both cores for
-/// the large tensors, unless the caller already runs on a worker thread.
-bool parallelPass(size_t n) { return n >= (1u << 16) && !omp_in_parallel(); }
-
 void addInto(float *acc, const float *add, size_t n) {
-#pragma omp parallel for schedule(static) if (parallelPass(n))
+#pragma omp parallel for schedule(static) if (parallelElementwise(n))
   for (size_t e = 0; e < n; ++e) acc[e] += add[e];
 }
 
@@ -800,7 +796,7 @@ int runTraining(const TrainOptions &o) {
     for (auto &g : grads) {
       float *x = g.data();
       const size_t n = g.size();
-#pragma omp parallel for schedule(static) if (parallelPass(n))
+#pragma omp parallel for schedule(static) if (parallelElementwise(n))
       for (size_t e = 0; e < n; ++e) x[e] /= countF;
     }
     if (!o.dumpGrads.empty() && step == start) {

@@ -25,6 +25,11 @@
 
 namespace mm {
 
+/// Whether an elementwise pass over N floats of a step's gradients or
+/// weights runs on the OpenMP team: large tensors only, and never from
+/// inside a parallel region (a trainer's worker thread).
+bool parallelElementwise(size_t n);
+
 struct AdamWOptions {
   double beta1 = 0.9, beta2 = 0.999, eps = 1e-8, weightDecay = 0.0;
 };

@@ -505,7 +505,8 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
           // A's partial last panel, packed and zero-padded: aTail[k][i].
           if (mc % MR)
             packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, myTail, isa);
-          // A transposed A's full panels, each thread its own copy (no barrier).
+          // A's full panels when packed (transposed, or rows 4 KiB apart),
+          // each thread its own copy (no barrier).
           if (packA)
             for (int64_t ir = 0; ir < mc / MR; ++ir)
               packPanel(a + (ic + ir * MR) * rsa + pc * csa, rsa, csa, kc, MR, MR, myA + ir * MR * kc, isa);
