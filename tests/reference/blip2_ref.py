@@ -156,6 +156,23 @@ def query_embeds(cfg, W, pixels):
     return R.linear(x, W.get("language_projection.weight"), W.get("language_projection.bias"))
 
 
+# The smallest |x| / rms(x) over the OPT's ReLU inputs since the last reset.
+# An input within float32 rounding of zero (about 1e-6 of the rms) can fall
+# on the other side of the kink in mmc's float32 run, and then that unit's
+# whole gradient flows (or does not) where float64's does not (or does):
+# the trainer reports it with each step so that such a failure names its
+# cause instead of looking like a wrong kernel.
+RELU_KINK = [math.inf]
+
+
+def _relu(x):
+    with torch.no_grad():
+        rms = x.pow(2).mean().sqrt()
+        if rms > 0:
+            RELU_KINK[0] = min(RELU_KINK[0], float(x.abs().min() / rms))
+    return torch.relu(x)
+
+
 def opt(cfg, W, embeds):
     """embeds [S, D] (positions 0..S-1) -> logits [S, V]."""
     t = cfg["text"]
@@ -173,7 +190,7 @@ def opt(cfg, W, embeds):
                     causal=True)
         x = x + proj("self_attn.out_proj", a)
         h = R.layer_norm(x, W.get(lp + "final_layer_norm.weight"), W.get(lp + "final_layer_norm.bias"), eps)
-        x = x + proj("fc2", torch.relu(proj("fc1", h)))
+        x = x + proj("fc2", _relu(proj("fc1", h)))
     x = R.layer_norm(x, W.get(pre + "final_layer_norm.weight"), W.get(pre + "final_layer_norm.bias"), eps)
     return R.linear(x[0], W.get(pre + "embed_tokens.weight"))
 

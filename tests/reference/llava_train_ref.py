@@ -638,13 +638,17 @@ class Trainer:
 
     def step(self, batch):
         """One optimizer step.  Returns (record, {name: gradient before clipping})."""
+        B2.RELU_KINK[0] = math.inf
         loss, count = self.compute_grads(batch)
+        kink = B2.RELU_KINK[0]
         lr = float(self.opt.param_groups[0]["lr"])
         grads = self.grads()
         norm = self.clip()
         self.opt.step()
         self.sched.step()
         rec = dict(step=batch["step"], loss=loss, lr=lr, grad_norm=norm, targets=count)
+        if kink < math.inf:
+            rec["relu_kink"] = kink
         if self.last_info:
             rec["stage1"] = self.last_info
         return rec, grads
@@ -858,6 +862,11 @@ def scalar_rel(a, b):
     return 0.0 if d == 0 else d / max(abs(b), 1e-30)
 
 
+# ReLU inputs nearer zero than this fraction of their rms may change sign
+# between float64 and float32 (a K = 256 dot product's rounding).
+RELU_KINK_NOISE = 1e-6
+
+
 def compare_losses(records, other_path, rtol):
     other = read_loss_log(other_path)
     ok = True
@@ -889,6 +898,10 @@ def compare_losses(records, other_path, rtol):
             ok = False
             if not (rel <= rtol):
                 print(f"FAIL losses: step {r['step']}: loss rel {rel:.3e} > {rtol:g}")
+            if r.get("relu_kink", math.inf) < RELU_KINK_NOISE:
+                print(f"note: at step {r['step']} a ReLU input lies {r['relu_kink']:.1e} of its tensor's rms from "
+                      f"zero, within float32 rounding: mmc may take the other side of the kink there, which "
+                      f"changes that unit's gradient whole (a data or seed matter, not a kernel error)")
     if extra:
         print(f"note: {other_path} has {len(extra)} more step(s) than were run here (from {extra[0]}); not compared")
     if worst[1] is not None:

@@ -31,7 +31,9 @@ const Shape kShapes[] = {{1, 7, 5},    {3, 40, 33},  {4, 16, 8},   {6, 16, 1},  
                          // past 2^18 elements of A and of B: both packed whatever their layout
                          {200, 300, 1400},
                          // rows of A 4 KiB apart (K = 1024): A packed even when not transposed
-                         {260, 45, 1024}};
+                         {260, 45, 1024},
+                         // M >= 512 and several k blocks: C finished rows first
+                         {520, 60, 1100}};
 
 template <typename T> void checkAll(Isa isa) {
   std::mt19937 rng(7);
@@ -100,12 +102,42 @@ TEST_P(Gemm, ResultsDoNotDependOnTheThreadCount) {
   EXPECT_EQ(one, two);
 }
 
+// Finishing C rows first (M >= 512, several k blocks; packed B held whole or
+// in passes of a few k blocks) keeps every sum's order: the same bits as the
+// k-block-at-a-time order that products of fewer rows take (here the same
+// product as two calls of 260 rows), on one thread and on three.
+TEST_P(Gemm, RowsFirstOrderGivesTheSameBits) {
+  const int64_t M = 520, N = 60, K = 1100, half = M / 2;
+  std::mt19937 rng(11);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> a(M * K), b(K * N), halves(M * N);
+  for (float &x : a) x = u(rng);
+  for (float &x : b) x = u(rng);
+  for (int64_t r : {(int64_t)0, half})
+    mm_cpu::gemm<float>(half, N, K, a.data() + r * K, K, 1, b.data(), 1, K, halves.data() + r * N, N, false,
+                        GetParam());
+  const int saved = omp_get_max_threads();
+  const int64_t savedBytes = mm_cpu::detail::rowsFirstPackBytes;
+  // 5 k blocks of 256 x 64 floats (64 KiB each): all at once, or 2 + 2 + 1
+  for (int64_t bytes : {savedBytes, (int64_t)128 << 10})
+    for (int threads : {1, 3}) {
+      SCOPED_TRACE(testing::Message() << bytes << " bytes of packed B, " << threads << " threads");
+      mm_cpu::detail::rowsFirstPackBytes = bytes;
+      omp_set_num_threads(threads);
+      std::vector<float> whole(M * N);
+      mm_cpu::gemm<float>(M, N, K, a.data(), K, 1, b.data(), 1, K, whole.data(), N, false, GetParam());
+      EXPECT_EQ(whole, halves);
+    }
+  mm_cpu::detail::rowsFirstPackBytes = savedBytes;
+  omp_set_num_threads(saved);
+}
+
 // The epilogue sees every element of C exactly once, after its last update:
 // C(m,n) -> 2 C(m,n) + m - n must equal the plain product followed by that
 // loop, with one thread and with three (the shared-tile path: few panels),
 // for small products (M < 4), one panel per thread and several K blocks.
 TEST_P(Gemm, EpilogueSeesEveryFinishedElementOnce) {
-  const Shape shapes[] = {{2, 9, 5}, {150, 70, 300}, {40, 8, 20}, {13, 700, 64}};
+  const Shape shapes[] = {{2, 9, 5}, {150, 70, 300}, {40, 8, 20}, {13, 700, 64}, {520, 60, 1100}};
   std::mt19937 rng(5);
   std::uniform_real_distribution<float> u(-1, 1);
   const int saved = omp_get_max_threads();

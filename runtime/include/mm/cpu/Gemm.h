@@ -105,9 +105,14 @@ template <typename T> inline Blocking<T> blocking(Isa isa) {
   return {mr, 2 * lanes};
 }
 
-// Cache blocking: KC steps of k per block; MC rows of A per block (in L2);
-// NC bounds the packed B block.
-constexpr int64_t KC = 256, MC = 144, NC = 4096;
+// Cache blocking: KC steps of k per block (the microkernel's sums); MC rows
+// of A per block (in L2); NC bounds the packed B block. With many rows and
+// several k blocks, B's k blocks are instead packed up to rowsFirstPackBytes at a
+// time and C finished MC_ROWS rows at a time over all of them (below).
+constexpr int64_t KC = 256, MC = 144, NC = 4096, MC_ROWS = 24, ROWS_FIRST_M = 512;
+/// The most bytes of packed B the rows-first order holds (a variable so that
+/// tests can make it split small products).
+inline int64_t rowsFirstPackBytes = 8 << 20;
 
 /// One MR x NR tile over kc steps: C(0..mr, 0..nr) (+)= A . B with
 /// A(i,k) = a[i*ars + k*acs] (read as broadcasts) and B(k,j) = b[k*brs + j]
@@ -451,7 +456,23 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
   const bool bigA = M * K >= (1 << 18);
   const bool packB = csb != 1 || K * N >= (1 << 18),
              packA = bigA && (csa != 1 || (rsa * (int64_t)sizeof(T)) % 4096 == 0);
-  T *bpack = (T *)aligned_alloc(64, (size_t)(kcMax * (packB ? ncPad : NR) * sizeof(T) + 64) / 64 * 64);
+  // Rows first (M >= ROWS_FIRST_M and more than one k block): B's k blocks
+  // are packed KP rows at a time (all of K when the copy stays under
+  // rowsFirstPackBytes), and each block of MC_ROWS rows of C is finished over all of
+  // them while it sits in L2, so that C, which comes from memory, is read
+  // and written once per KP rows of k instead of once per KC; the B panels
+  // stream from L2 or L3 at the microkernel's full speed. Else one k block
+  // at a time over all of C, its packed B reused from L2 by every row block
+  // (with few rows that is what pays). Either way the sums keep their KC
+  // blocks, in order: the same results to the bit. 1024^3 on Zen 4, one
+  // thread: 96-98 -> 103-104 GFLOP/s; docs/BENCHMARKS.md.
+  const bool rowsFirst = M >= ROWS_FIRST_M && K > KC;
+  const int64_t mcStep = rowsFirst ? MC_ROWS : MC;
+  const int64_t bBlock = kcMax * (packB ? ncPad : NR);
+  const int64_t kBlocks = (K + KC - 1) / KC, fit = rowsFirstPackBytes / (bBlock * (int64_t)sizeof(T));
+  const int64_t kpBlocks = !rowsFirst || fit < 1 ? 1 : fit < kBlocks ? fit : kBlocks;
+  const int64_t KP = kpBlocks * KC;
+  T *bpack = (T *)aligned_alloc(64, (size_t)(kpBlocks * bBlock * sizeof(T) + 64) / 64 * 64);
   // Each thread packs A's partial last panel for itself: no barrier for it.
 #ifdef _OPENMP
   const int64_t maxThreads = inParallel() ? 1 : omp_get_max_threads();
@@ -460,7 +481,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
 #endif
   const int64_t tailSize = (kcMax * MR + 15) / 16 * 16;
   T *atail = (T *)aligned_alloc(64, (size_t)(tailSize * maxThreads * sizeof(T) + 64) / 64 * 64);
-  const int64_t mcMax = M < MC ? M : MC, aBlockSize = packA ? ((mcMax / MR) * MR * kcMax + 15) / 16 * 16 : 0;
+  const int64_t mcMax = M < mcStep ? M : mcStep, aBlockSize = packA ? ((mcMax / MR) * MR * kcMax + 15) / 16 * 16 : 0;
   T *ablock = packA ? (T *)aligned_alloc(64, (size_t)(aBlockSize * maxThreads * sizeof(T) + 64) / 64 * 64) : nullptr;
 #pragma omp parallel if (!inParallel())
   {
@@ -480,58 +501,67 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
       const bool own = panelsB >= 2 * nth;
       int64_t j0 = 0, j1 = panelsB;
       if (own) threadShare(panelsB, j0, j1);
-      for (int64_t pc = 0; pc < K; pc += KC) {
-        const int64_t kc = K - pc < KC ? K - pc : KC;
-        // Pack B(pc.., jc..) into panels bpack[jr][k][j], zero past N: all
-        // of them, or only the partial last one.
-        auto packB1 = [&](int64_t jr) {
-          packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc,
-                    nc - jr * NR < NR ? nc - jr * NR : NR, NR, bpack + (packB ? jr * NR * kcMax : 0), isa);
-        };
-        if (own && packB && csb == 1) {
-          // B's rows contiguous along n: copy this thread's panels row by
-          // row, each row of B read as one run (panel by panel, every row
-          // would be a fresh miss for the NR columns of one panel).
-          const int64_t n0 = j0 * NR, n1 = j1 * NR < nc ? j1 * NR : nc;
-          packRows(b + pc * rsb + jc, rsb, kc, n0, n1, NR, bpack, NR * kcMax);
-        } else if (own) {
-          for (int64_t jr = packB ? j0 : (tailB > j0 ? tailB : j0); jr < j1; ++jr) packB1(jr);
-        } else {
+      for (int64_t p0 = 0; p0 < K; p0 += KP) {
+        const int64_t p1 = K - p0 < KP ? K : p0 + KP;
+        // Pack B(pc.., jc..) of every k block in [p0, p1) into panels
+        // bpack[block][jr][k][j], zero past N: all of them, or only the
+        // partial last one.
+        for (int64_t pc = p0; pc < p1; pc += KC) {
+          const int64_t kc = K - pc < KC ? K - pc : KC;
+          T *dst = bpack + (pc - p0) / KC * bBlock;
+          auto packB1 = [&](int64_t jr) {
+            packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc,
+                      nc - jr * NR < NR ? nc - jr * NR : NR, NR, dst + (packB ? jr * NR * kcMax : 0), isa);
+          };
+          if (own && packB && csb == 1) {
+            // B's rows contiguous along n: copy this thread's panels row by
+            // row, each row of B read as one run (panel by panel, every row
+            // would be a fresh miss for the NR columns of one panel).
+            const int64_t n0 = j0 * NR, n1 = j1 * NR < nc ? j1 * NR : nc;
+            packRows(b + pc * rsb + jc, rsb, kc, n0, n1, NR, dst, NR * kcMax);
+          } else if (own) {
+            for (int64_t jr = packB ? j0 : (tailB > j0 ? tailB : j0); jr < j1; ++jr) packB1(jr);
+          } else {
 #pragma omp for schedule(static)
-          for (int64_t jr = packB ? 0 : tailB; jr < panelsB; ++jr) packB1(jr);
-        }
-        for (int64_t ic = 0; ic < M; ic += MC) {
-          const int64_t mc = M - ic < MC ? M - ic : MC, panelsA = (mc + MR - 1) / MR;
-          // A's partial last panel, packed and zero-padded: aTail[k][i].
-          if (mc % MR)
-            packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, myTail, isa);
-          // A's full panels when packed (transposed, or rows 4 KiB apart),
-          // each thread its own copy (no barrier).
-          if (packA)
-            for (int64_t ir = 0; ir < mc / MR; ++ir)
-              packPanel(a + (ic + ir * MR) * rsa + pc * csa, rsa, csa, kc, MR, MR, myA + ir * MR * kc, isa);
-          Block<T> g{kc,    mc,         nc,       ldc,   kcMax, accumulate || pc > 0,
-                     a + ic * rsa + pc * csa,   rsa,      csa,   myA,   myTail,
-                     b + pc * rsb + jc * csb,   rsb,
-                     packB ? bpack : nullptr,   packB ? bpack + tailB * NR * kcMax : bpack,
-                     c + ic * ldc + jc};
-          int64_t first = j0 * panelsA, last = j1 * panelsA;
-          if (!own) threadShare(panelsA * panelsB, first, last);
-          runTiles<T>(isa, g, first, last);
-          if (!own) {
-#pragma omp barrier
+            for (int64_t jr = packB ? 0 : tailB; jr < panelsB; ++jr) packB1(jr);
           }
-          if (pc + kc >= K) {
-            // The block is final: the epilogue over this thread's columns
-            // (its own panels) or rows (shared tiles, after the barrier).
-            if (own) {
-              const int64_t n0 = jc + j0 * NR, n1 = jc + (j1 * NR < nc ? j1 * NR : nc);
-              if (n0 < n1)
-                for (int64_t m = ic; m < ic + mc; ++m) ep(m, n0, n1);
-            } else {
-              int64_t r0, r1;
-              threadShare(mc, r0, r1);
-              for (int64_t m = ic + r0; m < ic + r1; ++m) ep(m, jc, jc + nc);
+        }
+        for (int64_t ic = 0; ic < M; ic += mcStep) {
+          const int64_t mc = M - ic < mcStep ? M - ic : mcStep, panelsA = (mc + MR - 1) / MR;
+          for (int64_t pc = p0; pc < p1; pc += KC) {
+            const int64_t kc = K - pc < KC ? K - pc : KC;
+            const T *bk = bpack + (pc - p0) / KC * bBlock;
+            // A's partial last panel, packed and zero-padded: aTail[k][i].
+            if (mc % MR)
+              packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, myTail, isa);
+            // A's full panels when packed (transposed, or rows 4 KiB apart),
+            // each thread its own copy (no barrier).
+            if (packA)
+              for (int64_t ir = 0; ir < mc / MR; ++ir)
+                packPanel(a + (ic + ir * MR) * rsa + pc * csa, rsa, csa, kc, MR, MR, myA + ir * MR * kc, isa);
+            Block<T> g{kc,    mc,         nc,       ldc,   kcMax, accumulate || pc > 0,
+                       a + ic * rsa + pc * csa,   rsa,      csa,   myA,   myTail,
+                       b + pc * rsb + jc * csb,   rsb,
+                       packB ? bk : nullptr,      packB ? bk + tailB * NR * kcMax : bk,
+                       c + ic * ldc + jc};
+            int64_t first = j0 * panelsA, last = j1 * panelsA;
+            if (!own) threadShare(panelsA * panelsB, first, last);
+            runTiles<T>(isa, g, first, last);
+            if (!own) {
+#pragma omp barrier
+            }
+            if (pc + kc >= K) {
+              // The block is final: the epilogue over this thread's columns
+              // (its own panels) or rows (shared tiles, after the barrier).
+              if (own) {
+                const int64_t n0 = jc + j0 * NR, n1 = jc + (j1 * NR < nc ? j1 * NR : nc);
+                if (n0 < n1)
+                  for (int64_t m = ic; m < ic + mc; ++m) ep(m, n0, n1);
+              } else {
+                int64_t r0, r1;
+                threadShare(mc, r0, r1);
+                for (int64_t m = ic + r0; m < ic + r1; ++m) ep(m, jc, jc + nc);
+              }
             }
           }
         }
