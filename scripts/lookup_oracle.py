@@ -43,6 +43,9 @@ ap.add_argument("--words", action="store_true",
                      "size words (no learned table, no projector): image tokens that share the words' space")
 ap.add_argument("--poswords", action="store_true",
                 help="with --words: plus the embeddings of the object's grid-cell words (top/bottom, left/right, centre)")
+ap.add_argument("--forms", action="store_true",
+                help="score colour, shape and position questions apart by what names the object (its place, "
+                     "size and shape, colour, shape, or colour and shape)")
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--seed", type=int, default=1)
 args = ap.parse_args()
@@ -76,6 +79,17 @@ def qtype(q):
     if q.startswith("Is the"): return "relative_position"
     return "other"
 
+def qform(q):
+    """Which words pick the object out: 'pos' (its place), 'size' (size and shape), 'colour', 'shape',
+    'both' (colour and shape); for --forms' breakdown."""
+    q = q.replace("<image>", "").strip()
+    if " object at " in q or " object on " in q or " object in " in q: return "pos"
+    if re.search(r" (small|large) ", q): return "size"
+    m = re.match(r"(What colour is|What shape is|Where is) the (\w+)( (\w+))?\?", q)
+    if not m: return "other"
+    if m.group(4) == "object": return "colour"
+    return "both" if m.group(4) else "shape"
+
 def encode(r):
     toks, tgt, types = [], [], []  # tgt: -1 no loss; types: per-token answer type (for eval)
     conv = [dict(c) for c in r["conversations"]]
@@ -88,6 +102,7 @@ def encode(r):
         av = ids(a) + [vocab["</s>"]]
         t = qtype(q) if r["kind"] == "conversation" else r["kind"]
         if t == "position" and a == "There is none.": t = "none"
+        if args.forms and t in ("colour", "shape", "position"): t = t + "/" + qform(q)
         toks += av; tgt += av; types += [(t, i)] * len(av)
     # <image> becomes NP slots; img holds 1 + the cell index there, 0 elsewhere
     x, y, ty, img = [], [], [], []
