@@ -472,6 +472,12 @@ LogicalResult AttentionStatsOp::verify() { return verifyAttentionBackward(*this)
 LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionBackward(*this); }
 LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionBackward(*this); }
 LogicalResult AttentionGradValueOp::verify() { return verifyAttentionBackward(*this); }
+LogicalResult FusedAttentionGradOp::verify() {
+  if (getGradQuery().getType() != getQuery().getType() || getGradKey().getType() != getKey().getType() ||
+      getGradValue().getType() != getValue().getType())
+    return emitOpError("results must have the query's, the key's and the value's types");
+  return verifyAttentionBackward(*this);
+}
 LogicalResult AttentionGradPositionBiasOp::verify() {
   if (!getPositionBias())
     return emitOpError("needs the position_bias table");

@@ -95,6 +95,8 @@ int64_t opFlops(Operation *op) {
       .Case([](AttentionGradQueryOp o) { return attentionFlops(o, 6); })
       .Case([](AttentionGradKeyOp o) { return attentionFlops(o, 6); })
       .Case([](AttentionGradValueOp o) { return attentionFlops(o, 4); })
+      // scores, dY V^T, dQ, dK and dV: each score computed once for the three
+      .Case([](FusedAttentionGradOp o) { return attentionFlops(o, 10); })
       .Case([](AttentionGradPositionBiasOp o) { return attentionFlops(o, 4); })
       .Case<LayerNormOp, RMSNormOp, LayerNormGradInputOp, RMSNormGradInputOp>(
           [](Operation *o) { return 5 * numel(o->getResult(0)); })

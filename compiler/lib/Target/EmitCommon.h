@@ -30,7 +30,10 @@ inline std::string callArgs(const KernelCall &call) {
   std::string s;
   for (const Buffer &b : call.operands)
     s += bufferExpr(b, false) + ", ";
-  return s + bufferExpr(call.result, true);
+  s += bufferExpr(call.result, true);
+  for (const Buffer &b : call.moreResults)
+    s += ", " + bufferExpr(b, true);
+  return s;
 }
 
 inline std::string indent(const std::string &body, const std::string &pad) {

@@ -1392,10 +1392,9 @@ const char *kScoreGrad = R"(  if (!($MASK)) continue;
 /// the query row: dq = scale * sum_k p (dy.v - Drow) k; dk = scale * sum_q
 /// p (dy.v - Drow) q; dv = sum_q p dy.
 enum class AttnGrad { Query, Key, Value };
-template <typename OpT>
-Kernel attentionGrad(OpT op, AttnGrad which) {
-  auto q = typeOf(op.getQuery());
-  int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
+/// The per-item body of one attention gradient (one query row for dq, one
+/// key row for dk and dv), writing `y`.
+template <typename OpT> std::string attentionGradBody(OpT op, AttnGrad which) {
   std::string body;
   if (which == AttnGrad::Query) {
     body = R"($BUCKETSconst int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
@@ -1438,8 +1437,15 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
     body = subst(body, {{"UPDATE", update}});
   }
   body = subst(body, {{"SCOREGRAD", kScoreGrad}, {"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
+  return subst(body, attentionVars(op, op.getQuery(), op.getKey()));
+}
+
+template <typename OpT>
+Kernel attentionGrad(OpT op, AttnGrad which) {
+  auto q = typeOf(op.getQuery());
+  int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
+  std::string body = attentionGradBody(op, which);
   const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
-  body = subst(body, vars);
   SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
   if (op.getLength()) names.push_back("length");
   if (op.getPositionBias()) names.push_back("pb");
@@ -1450,6 +1456,89 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
                                            : AttnHost::GradValue;
   return withHostBody(makeKernel(op, names, domain, body),
                       attentionHostBody(host, vars, op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
+}
+
+/// fused_attention_grad: q[B,S,H*Dh], k/v[B,Skv,Hkv*Dh], dy/out[B,S,H*Dh],
+/// lse[B,H,S] -> dq[B,S,H*Dh], dk/dv[B,Skv,Hkv*Dh]. Per item (CUDA): the three
+/// gradients' own bodies, dq rows first, then dk rows, then dv rows. On the
+/// CPU one pass per KV head: for each strip of 64 query rows of each head
+/// sharing it, P (from the scores and lse) and dS = P o (dY V^T - Drow) once,
+/// then dQ = scale dS K for the strip, dK += scale dS^T Q and dV += P^T dY.
+Kernel fusedAttentionGrad(FusedAttentionGradOp op) {
+  auto q = typeOf(op.getQuery()), k = typeOf(op.getKey());
+  const int64_t nq = q.getDimSize(0) * op.getNumHeads() * q.getDimSize(1);
+  const int64_t nkv = q.getDimSize(0) * op.getNumKvHeads() * k.getDimSize(1);
+  auto part = [&](AttnGrad which, const char *out, int64_t first) {
+    return "{\n  const int64_t mm_item = i - " + num(first) + ";\n  {\n    const int64_t i = mm_item;\n    T *const y = " +
+           std::string(out) + ";\n" + attentionGradBody(op, which) + "  }\n}\n";
+  };
+  std::string body = "if (i < " + num(nq) + ") " + part(AttnGrad::Query, "dq", 0) + "else if (i < " +
+                     num(nq + nkv) + ") " + part(AttnGrad::Key, "dk", nq) + "else " +
+                     part(AttnGrad::Value, "dv", nq + nkv);
+  std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
+  vars["MASK"] = maskCondition(op.getMask(), (bool)op.getLength());
+  vars["CAUSAL"] = (op.getMask() == MaskKind::Causal || op.getMask() == MaskKind::ImagePrefixCausal) ? "true" : "false";
+  vars["B"] = num(q.getDimSize(0));
+  std::string host = subst(R"($BUCKETSconst int64_t QB = 64, nqb = ($S + QB - 1) / QB;
+#pragma omp parallel for schedule(static)
+for (int64_t item = 0; item < $B * $HKV; ++item) {
+  const int64_t kvh = item % $HKV, b = item / $HKV;
+  const int64_t len = $LEN < $SKV ? $LEN : $SKV;
+  const int64_t kvOff = b * $SKV * $KW + kvh * $DH;
+  const T *kh = k + kvOff, *vh = v + kvOff;
+  T *dkh = dk + kvOff, *dvh = dv + kvOff;
+  for (int64_t j = 0; j < $SKV; ++j) {
+    memset(dkh + j * $KW, 0, $DH * sizeof(T));
+    memset(dvh + j * $KW, 0, $DH * sizeof(T));
+  }
+  T *p = (T *)malloc(sizeof(T) * (QB * $SKV + 1)), *ds = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
+  for (int64_t g = 0; g < $GROUP; ++g) {
+    const int64_t h = kvh * $GROUP + g;
+    for (int64_t qb = 0; qb < nqb; ++qb) {
+      const int64_t q0 = qb * QB, nq = $S - q0 < QB ? $S - q0 : QB;
+  )" + std::string(kAttnKeyRange) + R"(      const int64_t rowOff = (b * $S + q0) * $QW + h * $DH;
+      if (nk <= 0) {
+        for (int64_t r = 0; r < nq; ++r) memset(dq + rowOff + r * $QW, 0, $DH * sizeof(T));
+        continue;
+      }
+      // scores (into p) and dP = dY V^T (into ds), then P and dS in place
+      mm_cpu::gemm<T>(nq, nk, $DH, q + rowOff, $QW, 1, kh, 1, $KW, p, nk, false);
+      mm_cpu::gemm<T>(nq, nk, $DH, dy + rowOff, $QW, 1, vh, 1, $KW, ds, nk, false);
+      for (int64_t r = 0; r < nq; ++r) {
+        const int64_t qi = q0 + r;
+        const T *dyr = dy + rowOff + r * $QW, *outr = out + rowOff + r * $QW;
+        const T lrow = lse[(b * $H + h) * $S + qi];
+        T drow = 0;
+        for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
+        T *pr = p + r * nk, *dsr = ds + r * nk;
+        for (int64_t kj = 0; kj < nk; ++kj) {
+          const T pv = ($MASK) ? exp(pr[kj] * $SCALE$BIAS - lrow) : (T)0;
+          pr[kj] = pv;
+          dsr[kj] = pv * (dsr[kj] - drow) * $SCALE;
+        }
+      }
+      mm_cpu::gemm<T>(nq, $DH, nk, ds, nk, 1, kh, $KW, 1, dq + rowOff, $QW, false);
+      mm_cpu::gemm<T>(nk, $DH, nq, ds, 1, nk, q + rowOff, $QW, 1, dkh, $KW, true);
+      mm_cpu::gemm<T>(nk, $DH, nq, p, 1, nk, dy + rowOff, $QW, 1, dvh, $KW, true);
+    }
+  }
+  free(ds);
+  free(p);
+}
+)", vars);
+  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
+  if (op.getLength()) names.push_back("length");
+  if (op.getPositionBias()) names.push_back("pb");
+  Kernel kernel = makeKernel(op, names, nq + 2 * nkv, body);
+  kernel.args.back().name = "dq";
+  kernel.args.push_back({argType(op.getGradKey(), true), "dk"});
+  kernel.args.push_back({argType(op.getGradValue(), true), "dv"});
+  const std::string legend = " -> y" + shapeLegend(op.getGradQuery());
+  kernel.comment = kernel.comment.substr(0, kernel.comment.size() - legend.size()) + " -> dq" +
+                   shapeLegend(op.getGradQuery()) + " dk" + shapeLegend(op.getGradKey()) + " dv" +
+                   shapeLegend(op.getGradValue());
+  kernel.key = kernel.comment + "\n" + kernel.elementType + "\n" + kernel.body;
+  return withHostBody(std::move(kernel), host);
 }
 
 /// attention_grad_position_bias: q[B,S,H*Dh], k/v[B,S,Hkv*Dh], dy/out[B,S,H*Dh],
@@ -1560,6 +1649,7 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](AttentionGradQueryOp o) { return attentionGrad(o, AttnGrad::Query); })
       .Case([](AttentionGradKeyOp o) { return attentionGrad(o, AttnGrad::Key); })
       .Case([](AttentionGradValueOp o) { return attentionGrad(o, AttnGrad::Value); })
+      .Case([](FusedAttentionGradOp o) { return fusedAttentionGrad(o); })
       .Case([](AttentionGradPositionBiasOp o) { return attentionGradPositionBias(o); })
       .Case([](CacheUpdateOp o) { return cacheUpdate(o); })
       .Case([](CacheReadOp o) { return cacheRead(o); })

@@ -63,9 +63,23 @@ FailureOr<Program> buildProgram(ModelOp model) {
         kernel->name = "k" + std::to_string(program.kernels.size()) + "_" + kernel->name;
         program.kernels.push_back(std::move(*kernel));
       }
-      KernelCall call{it->second, {}, {}};
+      KernelCall call{it->second, {}, {}, {}};
       if (auto update = dyn_cast<CacheUpdateOp>(op)) {
         call.result = where.lookup(update.getCache()); // in place
+      } else if (op.getNumResults() > 1) {
+        auto offsets = op.getAttrOfType<DenseI64ArrayAttr>(kOffsetsAttr);
+        auto slots = op.getAttrOfType<DenseI64ArrayAttr>(kResultsAttr);
+        if (!offsets || !slots || offsets.size() != (int64_t)op.getNumResults() || slots.size() != offsets.size())
+          return op.emitOpError("has no arena offsets; run mm-plan-memory first"), failure();
+        for (auto [i, result] : llvm::enumerate(op.getResults())) {
+          Buffer buffer = slots[i] >= 0 ? Buffer{Buffer::Result, slots[i], elementCType(result.getType())}
+                                        : Buffer{Buffer::Arena, offsets[i], elementCType(result.getType())};
+          if (i == 0)
+            call.result = buffer;
+          else
+            call.moreResults.push_back(buffer);
+          where[result] = buffer;
+        }
       } else if (auto result = op.getAttrOfType<IntegerAttr>(kResultAttr)) {
         call.result = {Buffer::Result, result.getInt(), elementCType(op.getResult(0).getType())};
       } else {
@@ -76,7 +90,8 @@ FailureOr<Program> buildProgram(ModelOp model) {
       }
       for (Value v : op.getOperands())
         call.operands.push_back(where.lookup(v));
-      where[op.getResult(0)] = call.result;
+      if (op.getNumResults() == 1)
+        where[op.getResult(0)] = call.result;
       ep.calls.push_back(std::move(call));
     }
     program.entries.push_back(std::move(ep));

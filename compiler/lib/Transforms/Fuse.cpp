@@ -1,12 +1,14 @@
 //===- Fuse.cpp - matmul epilogues, gradient accumulation, elementwise chains -===//
 //
-// Three rewrites on each flat entry body, in this order:
+// Four rewrites on each flat entry body, in this order:
 //
 //   1. epilogues: linear -> activation -> add(residual) becomes one
 //      mm.fused_linear (as much of the chain as has single uses);
 //   2. accumulation: linear_grad_input / layer_norm_grad_input /
 //      rms_norm_grad_input -> add becomes the gradient op with an `addend`;
-//   3. elementwise trees: what is left of single-use chains of elementwise
+//   3. attention backward: attention_grad_query, _key and _value over the
+//      same operands become one mm.fused_attention_grad;
+//   4. elementwise trees: what is left of single-use chains of elementwise
 //      ops becomes one mm.fused_elementwise per tree.
 //
 // Only a value with exactly one use is folded into its consumer; anything
@@ -48,6 +50,7 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
       Block &block = entry.getBody().front();
       fuseEpilogues(block);
       fuseAccumulations(block);
+      fuseAttentionGrads(block);
       fuseElementwise(block);
     }
   }
@@ -140,7 +143,47 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
     fuseAccumulation<RMSNormGradInputOp>(block);
   }
 
-  // 3. trees of elementwise ops with single-use inner values.
+  // 3. the three attention gradients of one attention, computed in one pass.
+  template <typename A, typename B> static bool sameAttention(A a, B b) {
+    return llvm::equal(a->getOperands(), b->getOperands()) && a.getNumHeads() == b.getNumHeads() &&
+           a.getNumKvHeads() == b.getNumKvHeads() && a.getMask() == b.getMask() && a.getScale() == b.getScale() &&
+           a.getLayoutAttr() == b.getLayoutAttr() && a.getBiasMaxDistance() == b.getBiasMaxDistance();
+  }
+  void fuseAttentionGrads(Block &block) {
+    for (AttentionGradQueryOp dq : llvm::make_early_inc_range(block.getOps<AttentionGradQueryOp>())) {
+      AttentionGradKeyOp dk;
+      AttentionGradValueOp dv;
+      for (Operation *user : dq.getQuery().getUsers()) {
+        if (auto k = dyn_cast<AttentionGradKeyOp>(user); k && !dk && sameAttention(dq, k)) dk = k;
+        if (auto v = dyn_cast<AttentionGradValueOp>(user); v && !dv && sameAttention(dq, v)) dv = v;
+      }
+      if (!dk || !dv) {
+        remark(dq, Twine("not fused with the key and value gradients: no attention_grad_") +
+                       (dk ? "value" : "key") + " over the same operands and attributes");
+        continue;
+      }
+      // At the first of the three: every operand is defined before each of
+      // them, and every use of their results comes after it.
+      Operation *first = dq;
+      for (Operation *op : {dk.getOperation(), dv.getOperation()})
+        if (op->isBeforeInBlock(first)) first = op;
+      OpBuilder b(first);
+      auto fused = b.create<FusedAttentionGradOp>(
+          dq.getLoc(), TypeRange{dq.getType(), dk.getType(), dv.getType()}, dq.getQuery(), dq.getKey(),
+          dq.getValue(), dq.getGrad(), dq.getOut(), dq.getLse(), dq.getLength(), dq.getPositionBias(),
+          dq.getNumHeadsAttr(), dq.getNumKvHeadsAttr(), dq.getMaskAttr(), dq.getScaleAttr(), dq.getLayoutAttr(),
+          dq.getBiasMaxDistanceAttr());
+      remark(fused, "fused attention backward: the query, key and value gradients in one pass");
+      dq.getResult().replaceAllUsesWith(fused.getGradQuery());
+      dk.getResult().replaceAllUsesWith(fused.getGradKey());
+      dv.getResult().replaceAllUsesWith(fused.getGradValue());
+      dq.erase();
+      dk.erase();
+      dv.erase();
+    }
+  }
+
+  // 4. trees of elementwise ops with single-use inner values.
   void fuseElementwise(Block &block) {
     // Roots last to first, so a producer joins the tree of its (later) consumer.
     SmallVector<Operation *> ops;

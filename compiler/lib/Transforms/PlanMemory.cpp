@@ -107,19 +107,31 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
       int64_t at = index[&op];
       // A cache update writes into its cache operand's storage.
       if (!isa<WeightOp, ReturnOp, CacheUpdateOp>(&op)) {
-        if (op.getNumResults() != 1)
-          return op.emitOpError("mm-plan-memory supports single-result ops only");
-        Value result = op.getResult(0);
-        if (auto it = returned.find(result); it != returned.end()) {
-          op.setAttr(kResultAttr, b.getI64IntegerAttr(it->second));
-        } else {
+        if (op.getNumResults() == 0)
+          return op.emitOpError("mm-plan-memory expects every op to have a result");
+        SmallVector<int64_t> offsets, slots;
+        for (Value result : op.getResults()) {
+          if (auto it = returned.find(result); it != returned.end()) {
+            offsets.push_back(-1);
+            slots.push_back(it->second);
+            continue;
+          }
           int64_t bytes = (bytesOf(result) + alignment - 1) / alignment * alignment;
           int64_t offset = arena.allocate(bytes);
-          op.setAttr(kOffsetAttr, b.getI64IntegerAttr(offset));
+          offsets.push_back(offset);
+          slots.push_back(-1);
           // A result nobody reads dies at once; otherwise at its last use.
           int64_t dies = lastUse.count(result) ? lastUse[result] : at;
           dying.insert({dies, {offset, bytes}});
           peak = std::max(peak, live += bytes);
+        }
+        if (op.getNumResults() > 1) {
+          op.setAttr(kOffsetsAttr, b.getDenseI64ArrayAttr(offsets));
+          op.setAttr(kResultsAttr, b.getDenseI64ArrayAttr(slots));
+        } else if (slots[0] >= 0) {
+          op.setAttr(kResultAttr, b.getI64IntegerAttr(slots[0]));
+        } else {
+          op.setAttr(kOffsetAttr, b.getI64IntegerAttr(offsets[0]));
         }
       }
       // Free what dies here, after this op's result has been placed: an

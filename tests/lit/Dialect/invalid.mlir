@@ -524,6 +524,16 @@ mm.model @attention_stats_length {
 
 // -----
 
+mm.model @fused_attention_grad_types {
+  mm.entry @f(%x: tensor<1x4x8xf32>, %s: tensor<1x1x4xf32>) -> tensor<1x4x8xf32> {
+    // expected-error @+1 {{results must have the query's, the key's and the value's types}}
+    %dq, %dk, %dv = mm.fused_attention_grad %x, %x, %x, %x, %x, %s {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x1x4xf32>) -> (tensor<1x4x8xf32>, tensor<1x4x4xf32>, tensor<1x4x8xf32>)
+    mm.return %dq : tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
 mm.model @attention_grad_length {
   mm.entry @f(%x: tensor<2x4x8xf32>, %s: tensor<2x1x4xf32>, %len: tensor<1xi32>) -> tensor<2x4x8xf32> {
     // expected-error @+1 {{length must be a scalar or one per batch row [2], got 1}}

@@ -124,6 +124,19 @@ mm.model @position_bias {
 
 // -----
 
+// COM: The one-pass attention backward mm-fuse writes: three results, the
+// COM: query's, key's and value's types (grouped-query: two heads per KV head).
+// CHECK-LABEL: mm.model @fused_attention_grad
+// CHECK: %{{.*}}, %{{.*}}, %{{.*}} = mm.fused_attention_grad %{{.*}} {{{.*}}mask = #mm.mask<causal>{{.*}}} : ({{.*}}) -> (tensor<1x8x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>)
+mm.model @fused_attention_grad {
+  mm.entry @f(%q: tensor<1x8x16xf32>, %kv: tensor<1x8x8xf32>, %lse: tensor<1x2x8xf32>, %len: tensor<i32>) -> tensor<1x8x8xf32> {
+    %dq, %dk, %dv = mm.fused_attention_grad %q, %kv, %kv, %q, %q, %lse, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 0.35 : f64} : (tensor<1x8x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>, tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<1x2x8xf32>, tensor<i32>) -> (tensor<1x8x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>)
+    mm.return %dv : tensor<1x8x8xf32>
+  }
+}
+
+// -----
+
 // COM: Every mask kind with the layout it needs.
 // CHECK-LABEL: mm.model @masks
 // CHECK: #mm.seq_layout<query = 2, text = 2>, mask = #mm.mask<itm_bidirectional>

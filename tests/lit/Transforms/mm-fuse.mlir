@@ -140,3 +140,62 @@ mm.model @shared_value {
     mm.return %y : tensor<8xf32>
   }
 }
+
+// -----
+
+// COM: The three attention gradients over the same operands become one pass:
+// COM: each probability and each dy . v is computed once for dq, dk and dv.
+// CHECK-LABEL: mm.model @attention_backward
+// CHECK: %[[DQ:.*]], %[[DK:.*]], %[[DV:.*]] = mm.fused_attention_grad %arg0, %arg1, %arg2, %arg3, %arg4, %arg5, %arg6 {mask = #mm.mask<causal>
+// CHECK-NOT: mm.attention_grad_
+// CHECK: mm.return %[[DQ]], %[[DK]], %[[DV]]
+mm.model @attention_backward {
+  mm.entry @f(%q: tensor<1x8x64xf32>, %k: tensor<1x8x64xf32>, %v: tensor<1x8x64xf32>, %dy: tensor<1x8x64xf32>,
+              %o: tensor<1x8x64xf32>, %lse: tensor<1x4x8xf32>, %len: tensor<i32>)
+      -> (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>) {
+    // expected-remark @+1 {{fused attention backward: the query, key and value gradients in one pass}}
+    %dq = mm.attention_grad_query %q, %k, %v, %dy, %o, %lse, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    %dk = mm.attention_grad_key %q, %k, %v, %dy, %o, %lse, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    %dv = mm.attention_grad_value %q, %k, %v, %dy, %o, %lse, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    mm.return %dq, %dk, %dv : tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>
+  }
+}
+
+// -----
+
+// COM: Refusal: the key gradient reads another attention's scale, so the
+// COM: query gradient has no partner over the same attention and stays.
+// CHECK-LABEL: mm.model @attention_backward_mismatch
+// CHECK: mm.attention_grad_query
+// CHECK: mm.attention_grad_key
+// CHECK: mm.attention_grad_value
+// CHECK-NOT: mm.fused_attention_grad
+mm.model @attention_backward_mismatch {
+  mm.entry @f(%q: tensor<1x8x64xf32>, %k: tensor<1x8x64xf32>, %v: tensor<1x8x64xf32>, %dy: tensor<1x8x64xf32>,
+              %o: tensor<1x8x64xf32>, %lse: tensor<1x4x8xf32>)
+      -> (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>) {
+    // expected-remark @+1 {{not fused with the key and value gradients: no attention_grad_key over the same operands and attributes}}
+    %dq = mm.attention_grad_query %q, %k, %v, %dy, %o, %lse {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<bidirectional>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>) -> tensor<1x8x64xf32>
+    %dk = mm.attention_grad_key %q, %k, %v, %dy, %o, %lse {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<bidirectional>, scale = 0.25 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>) -> tensor<1x8x64xf32>
+    %dv = mm.attention_grad_value %q, %k, %v, %dy, %o, %lse {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<bidirectional>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>) -> tensor<1x8x64xf32>
+    mm.return %dq, %dk, %dv : tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>
+  }
+}

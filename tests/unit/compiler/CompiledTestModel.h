@@ -22,23 +22,25 @@
 
 namespace mmtest {
 
-/// The library of tests/unit/compiler/NAME.mlir for TARGET; compiles it if
-/// this build has not yet. Fails the calling test (and returns "") if mmc fails.
-inline std::string compiledTestModel(const std::string &name, const std::string &target) {
+/// The library of tests/unit/compiler/NAME.mlir for TARGET (with mmc's
+/// FLAGS, e.g. "--no-fuse"); compiles it if this build has not yet. Fails the
+/// calling test (and returns "") if mmc fails.
+inline std::string compiledTestModel(const std::string &name, const std::string &target,
+                                     const std::string &flags = "") {
   const std::string source = std::string(MM_SOURCE_DIR) + "/tests/unit/compiler/" + name + ".mlir";
   std::ifstream in(source, std::ios::binary);
   std::stringstream text;
   text << in.rdbuf();
   struct stat mmc {};
   stat(MMC_PATH, &mmc);
-  std::string key = text.str() + "\n" + target + "\n" + std::to_string(mmc.st_size) + "\n" +
+  std::string key = text.str() + "\n" + target + " " + flags + "\n" + std::to_string(mmc.st_size) + "\n" +
                     std::to_string(mmc.st_mtim.tv_sec) + "." + std::to_string(mmc.st_mtim.tv_nsec);
   const std::string dir = std::string(MM_TEST_BUILD_DIR) + "/compiled-test-models";
   const std::string so = dir + "/" + name + "-" + target + "-" + std::to_string(std::hash<std::string>{}(key)) + ".so";
   struct stat st {};
   if (stat(so.c_str(), &st) == 0) return so;
   const std::string cmd = "mkdir -p '" + dir + "' && " + std::string(MMC_PATH) + " compile '" + source +
-                          "' --target " + target + " -o '" + so + "'";
+                          "' --target " + target + " " + flags + " -o '" + so + "'";
   if (std::system(cmd.c_str()) != 0) {
     ADD_FAILURE() << "failed: " << cmd;
     return "";

@@ -4,7 +4,10 @@
 // VJP rule. mmc compiles it; mm-autodiff builds each stage's training step.
 // For every element of every trainable parameter, the step's gradient must
 // match the central finite difference (f(p+h) - f(p-h)) / 2h of the stage's
-// loss entry, in float64, with h = 1e-5.
+// loss entry, in float64, with h = 1e-5. The attention stages run twice:
+// through mm-fuse's one-pass backward (mm.fused_attention_grad, what mmc
+// compiles by default) and through the three separate gradient kernels of
+// `mmc compile --no-fuse`.
 //
 //===----------------------------------------------------------------------===//
 #include "CompiledTestModel.h"
@@ -41,10 +44,23 @@ protected:
     }
     model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
   }
-  static void TearDownTestSuite() { model_.reset(); }
-  static std::unique_ptr<mm::CompiledModel> model_;
+  static void TearDownTestSuite() {
+    model_.reset();
+    unfused_.reset();
+  }
+  /// The same stages compiled with --no-fuse (loaded on first use).
+  static mm::CompiledModel *unfused() {
+    if (!unfused_) {
+      const char *target = getenv("MM_TEST_TARGET");
+      std::string so = mmtest::compiledTestModel("gradients", target && *target ? target : "cpu", "--no-fuse");
+      if (so.empty()) return nullptr;
+      unfused_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
+    }
+    return unfused_.get();
+  }
+  static std::unique_ptr<mm::CompiledModel> model_, unfused_;
 };
-std::unique_ptr<mm::CompiledModel> Gradients::model_;
+std::unique_ptr<mm::CompiledModel> Gradients::model_, Gradients::unfused_;
 
 /// Arguments of a loss entry: random reals; ids, targets and lengths by name.
 std::vector<HostTensor> makeArgs(const mm::EntrySpec &entry, std::mt19937 &rng) {
@@ -87,10 +103,9 @@ std::vector<HostTensor> makeArgs(const mm::EntrySpec &entry, std::mt19937 &rng) 
   return args;
 }
 
-TEST_P(Gradients, MatchFiniteDifferences) {
-  const std::string stage = GetParam();
+void checkStage(mm::CompiledModel &model, const std::string &stage) {
   const nlohmann::json *stageInfo = nullptr;
-  for (const auto &s : model_->manifest().at("stages"))
+  for (const auto &s : model.manifest().at("stages"))
     if (s.at("name") == stage) stageInfo = &s;
   ASSERT_NE(stageInfo, nullptr);
   ASSERT_TRUE(stageInfo->contains("train_entry")) << "mm-autodiff built no training step";
@@ -98,7 +113,7 @@ TEST_P(Gradients, MatchFiniteDifferences) {
   // Parameters: random values for the stage's, zeros elsewhere.
   std::mt19937 rng(1234);
   std::normal_distribution<double> normal(0.0, 0.7);
-  const auto &specs = model_->params();
+  const auto &specs = model.params();
   std::vector<std::vector<double>> values(specs.size());
   std::map<std::string, size_t> index;
   for (size_t i = 0; i < specs.size(); ++i) {
@@ -112,11 +127,11 @@ TEST_P(Gradients, MatchFiniteDifferences) {
     for (auto &v : values) p.push_back(v.data());
     return p;
   };
-  const mm::EntrySpec &lossEntry = model_->entry(stageInfo->at("loss_entry").get<std::string>());
+  const mm::EntrySpec &lossEntry = model.entry(stageInfo->at("loss_entry").get<std::string>());
   std::vector<HostTensor> args = makeArgs(lossEntry, rng);
-  auto loss = [&] { return model_->run(lossEntry.name, pointers(), args)[0].as<double>()[0]; };
+  auto loss = [&] { return model.run(lossEntry.name, pointers(), args)[0].as<double>()[0]; };
 
-  std::vector<HostTensor> step = model_->run(stageInfo->at("train_entry").get<std::string>(), pointers(), args);
+  std::vector<HostTensor> step = model.run(stageInfo->at("train_entry").get<std::string>(), pointers(), args);
   const auto &trainable = stageInfo->at("trainable_parameters");
   ASSERT_EQ(step.size(), trainable.size() + 1);
   EXPECT_DOUBLE_EQ(step[0].as<double>()[0], loss()) << "the step's loss differs from the loss entry's";
@@ -140,6 +155,19 @@ TEST_P(Gradients, MatchFiniteDifferences) {
           << name << "[" << e << "]: autodiff " << grad[e] << ", finite difference " << fd;
     }
   }
+}
+
+TEST_P(Gradients, MatchFiniteDifferences) { checkStage(*model_, GetParam()); }
+
+TEST_P(Gradients, MatchFiniteDifferencesUnfused) {
+  const std::string stage = GetParam();
+  if (stage.find("attention") == std::string::npos)
+    GTEST_SKIP() << "mm-fuse changes only the attention backward of these stages";
+  if (const char *prebuilt = getenv("MM_TEST_PREBUILT_GRADIENTS_SO"); prebuilt && *prebuilt)
+    GTEST_SKIP() << "a prebuilt library only (no compiler on this machine)";
+  mm::CompiledModel *model = unfused();
+  ASSERT_NE(model, nullptr);
+  checkStage(*model, stage);
 }
 
 INSTANTIATE_TEST_SUITE_P(

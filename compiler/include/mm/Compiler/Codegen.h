@@ -26,6 +26,7 @@ struct KernelCall {
   size_t kernel; // index into Program::kernels
   std::vector<Buffer> operands;
   Buffer result;
+  std::vector<Buffer> moreResults; // results 1.. of an op with several
 };
 
 struct ResultCopy {

@@ -18,6 +18,10 @@ inline constexpr const char *kOffsetAttr = "mm.offset";
 inline constexpr const char *kWorkspaceAttr = "mm.workspace_bytes";
 /// On an op whose result the entry returns: which result buffer it writes.
 inline constexpr const char *kResultAttr = "mm.result";
+/// On an op with several results, per result: its arena offset (-1 where the
+/// entry returns it) and which result buffer it writes (-1 where it does not).
+inline constexpr const char *kOffsetsAttr = "mm.offsets";
+inline constexpr const char *kResultsAttr = "mm.results";
 /// The most bytes of intermediate values (the entry's results excluded) live at once.
 inline constexpr const char *kActivationAttr = "mm.activation_bytes";
 

@@ -39,7 +39,7 @@ def Autodiff : Pass<"mm-autodiff", "::mm::ModelOp"> {
 }
 
 def Fuse : Pass<"mm-fuse", "::mm::ModelOp"> {
-  let summary = "Fuse matmul epilogues, gradient accumulations and elementwise chains";
+  let summary = "Fuse matmul epilogues, gradient accumulations, attention gradients and elementwise chains";
   let description = [{
     Rewrites each flat `mm.entry` so that fewer kernels pass over memory:
 
@@ -50,6 +50,10 @@ def Fuse : Pass<"mm-fuse", "::mm::ModelOp"> {
       `mm.rms_norm_grad_input` whose only use is an `mm.add` (the backward's
       gradient accumulation on the residual stream) takes the add's other
       operand as its `addend`;
+    - an `mm.attention_grad_query`, `mm.attention_grad_key` and
+      `mm.attention_grad_value` over the same operands and attributes become
+      one `mm.fused_attention_grad` (each probability computed once for the
+      three gradients);
     - every remaining tree of elementwise ops (`mm.gelu`, `mm.quick_gelu`,
       `mm.silu`, `mm.relu`, `mm.add`, `mm.mul`, `mm.activation_grad`) whose
       inner values have exactly one use becomes one `mm.fused_elementwise`.

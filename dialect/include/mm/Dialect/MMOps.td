@@ -1114,6 +1114,36 @@ class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure, 
 def MM_AttentionGradQueryOp : MM_AttentionGradOp<"attention_grad_query", "queries">;
 def MM_AttentionGradKeyOp : MM_AttentionGradOp<"attention_grad_key", "keys">;
 def MM_AttentionGradValueOp : MM_AttentionGradOp<"attention_grad_value", "values">;
+def MM_FusedAttentionGradOp : MM_Op<"fused_attention_grad", [Pure, AttrSizedOperandSegments]> {
+  let summary = "the query, key and value gradients of mm.attention in one pass";
+  let description = [{
+    `mm-fuse` puts it in place of an `mm.attention_grad_query`,
+    `mm.attention_grad_key` and `mm.attention_grad_value` that read the same
+    operands under the same attributes: each probability and each `dy . v`
+    is computed once for all three gradients instead of once per gradient.
+    Operands and attributes as those ops; results `dq` (the query's type),
+    `dk` and `dv` (the key's and value's).
+
+    Example:
+    ```mlir
+    %dq, %dk, %dv = mm.fused_attention_grad %q, %k, %v, %dy, %o, %lse, %len {num_heads = 4 : i64,
+        num_kv_heads = 4 : i64, mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>,
+           tensor<1x8x64xf32>, tensor<1x4x8xf32>, tensor<i32>)
+        -> (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>)
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
+                       MM_F32Tensor:$grad, MM_F32Tensor:$out, MM_F32Tensor:$lse,
+                       Optional<MM_I32Tensor>:$length, Optional<MM_F32Tensor>:$position_bias,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout, OptionalAttr<I64Attr>:$bias_max_distance);
+  let results = (outs MM_F32Tensor:$grad_query, MM_F32Tensor:$grad_key, MM_F32Tensor:$grad_value);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value `,` $grad `,` $out `,` $lse (`,` $length^)? (`bias` $position_bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
 def MM_AttentionGradPositionBiasOp : MM_AttentionGradOp<"attention_grad_position_bias", "relative position bias table"> {
   let description = [{
     The gradient of `mm.attention`'s `position_bias` table `[num_buckets, H]`:
