@@ -528,6 +528,14 @@ const char *kAttnKeyRange =
     "const int64_t nk = $CAUSAL ? (q0 + nq < len ? q0 + nq : len) : len;\n";
 
 
+/// Query row r of a strip: its index qi, log-sum-exp lrow and Drow = dy . out.
+const char *kAttnRowTerms = R"(    const int64_t qi = q0 + r;
+    const T *dyr = dy + rowOff + r * $QW, *outr = out + rowOff + r * $QW;
+    const T lrow = lse[(b * $H + h) * $S + qi];
+    T drow = 0;
+    for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
+)";
+
 enum class AttnHost { Forward, Stats, GradQuery, GradKey, GradValue };
 
 std::string attentionHostBody(AttnHost which, std::map<std::string, std::string> vars,
@@ -579,12 +587,7 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
   T *dp = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
   if (nk > 0) mm_cpu::gemm<T>(nq, nk, $DH, dy + rowOff, $QW, 1, vh, 1, $KW, dp, nk, false);
   for (int64_t r = 0; r < nq; ++r) {
-    const int64_t qi = q0 + r;
-    const T *dyr = dy + rowOff + r * $QW, *outr = out + rowOff + r * $QW;
-    const T lrow = lse[(b * $H + h) * $S + qi];
-    T drow = 0;
-    for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
-    T *row = strip + r * nk, *dpr = dp + r * nk;
+)" + std::string(kAttnRowTerms) + R"(    T *row = strip + r * nk, *dpr = dp + r * nk;
     for (int64_t kj = 0; kj < nk; ++kj)
       row[kj] = ($MASK) ? exp(row[kj] * $SCALE$BIAS - lrow) * (dpr[kj] - drow) * $SCALE : (T)0;
   }
@@ -1505,12 +1508,7 @@ for (int64_t item = 0; item < $B * $HKV; ++item) {
       mm_cpu::gemm<T>(nq, nk, $DH, q + rowOff, $QW, 1, kh, 1, $KW, p, nk, false);
       mm_cpu::gemm<T>(nq, nk, $DH, dy + rowOff, $QW, 1, vh, 1, $KW, ds, nk, false);
       for (int64_t r = 0; r < nq; ++r) {
-        const int64_t qi = q0 + r;
-        const T *dyr = dy + rowOff + r * $QW, *outr = out + rowOff + r * $QW;
-        const T lrow = lse[(b * $H + h) * $S + qi];
-        T drow = 0;
-        for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
-        T *pr = p + r * nk, *dsr = ds + r * nk;
+)" + std::string(kAttnRowTerms) + R"(        T *pr = p + r * nk, *dsr = ds + r * nk;
         for (int64_t kj = 0; kj < nk; ++kj) {
           const T pv = ($MASK) ? exp(pr[kj] * $SCALE$BIAS - lrow) : (T)0;
           pr[kj] = pv;
