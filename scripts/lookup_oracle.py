@@ -46,6 +46,7 @@ ap.add_argument("--poswords", action="store_true",
 ap.add_argument("--forms", action="store_true",
                 help="score colour, shape and position questions apart by what names the object (its place, "
                      "size and shape, colour, shape, or colour and shape)")
+ap.add_argument("--bos", action="store_true", help="a <s> token first, as the real LLM's prompt has (an attention sink)")
 ap.add_argument("--threads", type=int, default=2)
 ap.add_argument("--seed", type=int, default=1)
 args = ap.parse_args()
@@ -61,7 +62,7 @@ NP = len(next(iter(labels.values())))
 held = set(images[-args.held:])
 kinds = set(args.kinds.split(","))
 tok_re = re.compile(r"<image>|[A-Za-z]+|[0-9]+|[^\sA-Za-z0-9]")
-vocab = {"<pad>": 0, "</s>": 1, "<image>": 2, "USER": 3, "ASSISTANT": 4, ":": 5}
+vocab = {"<pad>": 0, "</s>": 1, "<image>": 2, "USER": 3, "ASSISTANT": 4, ":": 5, "<s>": 6}
 def ids(text):
     out = []
     for w in tok_re.findall(text):
@@ -92,6 +93,8 @@ def qform(q):
 
 def encode(r):
     toks, tgt, types = [], [], []  # tgt: -1 no loss; types: per-token answer type (for eval)
+    if args.bos:
+        toks, tgt, types = [vocab["<s>"]], [-1], [None]
     conv = [dict(c) for c in r["conversations"]]
     if args.qfirst:
         conv[0]["value"] = conv[0]["value"].replace("<image>", "").strip() + "\n<image>"
