@@ -62,7 +62,9 @@ NP = len(next(iter(labels.values())))
 held = set(images[-args.held:])
 kinds = set(args.kinds.split(","))
 tok_re = re.compile(r"<image>|[A-Za-z]+|[0-9]+|[^\sA-Za-z0-9]")
-vocab = {"<pad>": 0, "</s>": 1, "<image>": 2, "USER": 3, "ASSISTANT": 4, ":": 5, "<s>": 6}
+vocab = {"<pad>": 0, "</s>": 1, "<image>": 2, "USER": 3, "ASSISTANT": 4, ":": 5}
+if args.bos:  # only then: the other words keep the ids (and initial embeddings) of runs without it
+    vocab["<s>"] = len(vocab)
 def ids(text):
     out = []
     for w in tok_re.findall(text):

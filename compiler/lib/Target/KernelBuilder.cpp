@@ -67,15 +67,21 @@ std::string shapeLegend(Value v) {
   return s + "]";
 }
 
-Kernel makeKernel(Operation *op, ArrayRef<std::string> names, int64_t domain, std::string body) {
+/// The kernel of OP: its operands named NAMES, its results RESULTS (one
+/// result: `y`), a loop of DOMAIN items over BODY.
+Kernel makeKernel(Operation *op, ArrayRef<std::string> names, int64_t domain, std::string body,
+                  ArrayRef<std::string> results = {"y"}) {
   Kernel k;
   std::string legend = op->getName().getStringRef().str() + ":";
   for (auto [v, name] : llvm::zip(op->getOperands(), names)) {
     k.args.push_back({argType(v, false), name});
     legend += " " + name + shapeLegend(v);
   }
-  k.args.push_back({argType(op->getResult(0), true), "y"});
-  legend += " -> y" + shapeLegend(op->getResult(0));
+  legend += " ->";
+  for (auto [v, name] : llvm::zip_equal(op->getResults(), results)) {
+    k.args.push_back({argType(v, true), name});
+    legend += " " + name + shapeLegend(v);
+  }
   k.comment = legend;
   k.domain = domain;
   // Bodies are written over `T`, the op's floating-point element type.
@@ -536,7 +542,7 @@ const char *kAttnRowTerms = R"(    const int64_t qi = q0 + r;
     for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
 )";
 
-enum class AttnHost { Forward, Stats, GradQuery, GradKey, GradValue };
+enum class AttnHost { Forward, Stats, GradQuery, GradKey, GradValue, Fused };
 
 std::string attentionHostBody(AttnHost which, std::map<std::string, std::string> vars,
                               MaskKind mask, bool hasLength, int64_t batch) {
@@ -544,7 +550,54 @@ std::string attentionHostBody(AttnHost which, std::map<std::string, std::string>
   vars["CAUSAL"] = (mask == MaskKind::Causal || mask == MaskKind::ImagePrefixCausal) ? "true" : "false";
   vars["B"] = num(batch);
   std::string s;
-  if (which == AttnHost::Forward || which == AttnHost::Stats || which == AttnHost::GradQuery) {
+  if (which == AttnHost::Fused) {
+    // One pass per KV head: for each strip of 64 query rows of each head
+    // sharing it, P (from the scores and lse) and dS = P o (dY V^T - Drow)
+    // once, then dQ = scale dS K for the strip, dK += scale dS^T Q and
+    // dV += P^T dY.
+    s = R"($BUCKETSconst int64_t QB = 64, nqb = ($S + QB - 1) / QB;
+#pragma omp parallel for schedule(static)
+for (int64_t item = 0; item < $B * $HKV; ++item) {
+  const int64_t kvh = item % $HKV, b = item / $HKV;
+  const int64_t len = $LEN < $SKV ? $LEN : $SKV;
+  const int64_t kvOff = b * $SKV * $KW + kvh * $DH;
+  const T *kh = k + kvOff, *vh = v + kvOff;
+  T *dkh = dk + kvOff, *dvh = dv + kvOff;
+  for (int64_t j = 0; j < $SKV; ++j) {
+    memset(dkh + j * $KW, 0, $DH * sizeof(T));
+    memset(dvh + j * $KW, 0, $DH * sizeof(T));
+  }
+  T *p = (T *)malloc(sizeof(T) * (QB * $SKV + 1)), *ds = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
+  for (int64_t g = 0; g < $GROUP; ++g) {
+    const int64_t h = kvh * $GROUP + g;
+    for (int64_t qb = 0; qb < nqb; ++qb) {
+      const int64_t q0 = qb * QB, nq = $S - q0 < QB ? $S - q0 : QB;
+  )" + std::string(kAttnKeyRange) + R"(      const int64_t rowOff = (b * $S + q0) * $QW + h * $DH;
+      if (nk <= 0) {
+        for (int64_t r = 0; r < nq; ++r) memset(dq + rowOff + r * $QW, 0, $DH * sizeof(T));
+        continue;
+      }
+      // scores (into p) and dP = dY V^T (into ds), then P and dS in place
+      mm_cpu::gemm<T>(nq, nk, $DH, q + rowOff, $QW, 1, kh, 1, $KW, p, nk, false);
+      mm_cpu::gemm<T>(nq, nk, $DH, dy + rowOff, $QW, 1, vh, 1, $KW, ds, nk, false);
+      for (int64_t r = 0; r < nq; ++r) {
+)" + std::string(kAttnRowTerms) + R"(        T *pr = p + r * nk, *dsr = ds + r * nk;
+        for (int64_t kj = 0; kj < nk; ++kj) {
+          const T pv = ($MASK) ? exp(pr[kj] * $SCALE$BIAS - lrow) : (T)0;
+          pr[kj] = pv;
+          dsr[kj] = pv * (dsr[kj] - drow) * $SCALE;
+        }
+      }
+      mm_cpu::gemm<T>(nq, $DH, nk, ds, nk, 1, kh, $KW, 1, dq + rowOff, $QW, false);
+      mm_cpu::gemm<T>(nk, $DH, nq, ds, 1, nk, q + rowOff, $QW, 1, dkh, $KW, true);
+      mm_cpu::gemm<T>(nk, $DH, nq, p, 1, nk, dy + rowOff, $QW, 1, dvh, $KW, true);
+    }
+  }
+  free(ds);
+  free(p);
+}
+)";
+  } else if (which == AttnHost::Forward || which == AttnHost::Stats || which == AttnHost::GradQuery) {
     s = R"($BUCKETSconst int64_t QB = 64, nqb = ($S + QB - 1) / QB;
 #pragma omp parallel for schedule(static)
 for (int64_t item = 0; item < $B * $H * nqb; ++item) {
@@ -1395,9 +1448,18 @@ const char *kScoreGrad = R"(  if (!($MASK)) continue;
 /// the query row: dq = scale * sum_k p (dy.v - Drow) k; dk = scale * sum_q
 /// p (dy.v - Drow) q; dv = sum_q p dy.
 enum class AttnGrad { Query, Key, Value };
+/// The operand names of the attention gradient kernels.
+template <typename OpT> SmallVector<std::string> attentionGradNames(OpT op) {
+  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
+  if (op.getLength()) names.push_back("length");
+  if (op.getPositionBias()) names.push_back("pb");
+  return names;
+}
+
 /// The per-item body of one attention gradient (one query row for dq, one
-/// key row for dk and dv), writing `y`.
-template <typename OpT> std::string attentionGradBody(OpT op, AttnGrad which) {
+/// key row for dk and dv), writing `y`; VARS as attentionVars gives them.
+template <typename OpT>
+std::string attentionGradBody(OpT op, AttnGrad which, const std::map<std::string, std::string> &vars) {
   std::string body;
   if (which == AttnGrad::Query) {
     body = R"($BUCKETSconst int64_t qi = i % $S, h = (i / $S) % $H, b = i / ($S * $H);
@@ -1440,103 +1502,43 @@ for (int64_t d = 0; d < $DH; ++d) y[kv + d] = acc[d];
     body = subst(body, {{"UPDATE", update}});
   }
   body = subst(body, {{"SCOREGRAD", kScoreGrad}, {"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
-  return subst(body, attentionVars(op, op.getQuery(), op.getKey()));
+  return subst(body, vars);
 }
 
 template <typename OpT>
 Kernel attentionGrad(OpT op, AttnGrad which) {
   auto q = typeOf(op.getQuery());
   int64_t s = q.getDimSize(1), skv = typeOf(op.getKey()).getDimSize(1);
-  std::string body = attentionGradBody(op, which);
   const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
-  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
-  if (op.getLength()) names.push_back("length");
-  if (op.getPositionBias()) names.push_back("pb");
+  std::string body = attentionGradBody(op, which, vars);
   int64_t domain = which == AttnGrad::Query ? q.getDimSize(0) * op.getNumHeads() * s
                                             : q.getDimSize(0) * op.getNumKvHeads() * skv;
   AttnHost host = which == AttnGrad::Query ? AttnHost::GradQuery
                   : which == AttnGrad::Key ? AttnHost::GradKey
                                            : AttnHost::GradValue;
-  return withHostBody(makeKernel(op, names, domain, body),
+  return withHostBody(makeKernel(op, attentionGradNames(op), domain, body),
                       attentionHostBody(host, vars, op.getMask(), (bool)op.getLength(), q.getDimSize(0)));
 }
 
 /// fused_attention_grad: q[B,S,H*Dh], k/v[B,Skv,Hkv*Dh], dy/out[B,S,H*Dh],
 /// lse[B,H,S] -> dq[B,S,H*Dh], dk/dv[B,Skv,Hkv*Dh]. Per item (CUDA): the three
 /// gradients' own bodies, dq rows first, then dk rows, then dv rows. On the
-/// CPU one pass per KV head: for each strip of 64 query rows of each head
-/// sharing it, P (from the scores and lse) and dS = P o (dY V^T - Drow) once,
-/// then dQ = scale dS K for the strip, dK += scale dS^T Q and dV += P^T dY.
+/// CPU: attentionHostBody's one pass per KV head (AttnHost::Fused).
 Kernel fusedAttentionGrad(FusedAttentionGradOp op) {
   auto q = typeOf(op.getQuery()), k = typeOf(op.getKey());
   const int64_t nq = q.getDimSize(0) * op.getNumHeads() * q.getDimSize(1);
   const int64_t nkv = q.getDimSize(0) * op.getNumKvHeads() * k.getDimSize(1);
+  const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
   auto part = [&](AttnGrad which, const char *out, int64_t first) {
     return "{\n  const int64_t mm_item = i - " + num(first) + ";\n  {\n    const int64_t i = mm_item;\n    T *const y = " +
-           std::string(out) + ";\n" + attentionGradBody(op, which) + "  }\n}\n";
+           std::string(out) + ";\n" + attentionGradBody(op, which, vars) + "  }\n}\n";
   };
   std::string body = "if (i < " + num(nq) + ") " + part(AttnGrad::Query, "dq", 0) + "else if (i < " +
                      num(nq + nkv) + ") " + part(AttnGrad::Key, "dk", nq) + "else " +
                      part(AttnGrad::Value, "dv", nq + nkv);
-  std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
-  vars["MASK"] = maskCondition(op.getMask(), (bool)op.getLength());
-  vars["CAUSAL"] = (op.getMask() == MaskKind::Causal || op.getMask() == MaskKind::ImagePrefixCausal) ? "true" : "false";
-  vars["B"] = num(q.getDimSize(0));
-  std::string host = subst(R"($BUCKETSconst int64_t QB = 64, nqb = ($S + QB - 1) / QB;
-#pragma omp parallel for schedule(static)
-for (int64_t item = 0; item < $B * $HKV; ++item) {
-  const int64_t kvh = item % $HKV, b = item / $HKV;
-  const int64_t len = $LEN < $SKV ? $LEN : $SKV;
-  const int64_t kvOff = b * $SKV * $KW + kvh * $DH;
-  const T *kh = k + kvOff, *vh = v + kvOff;
-  T *dkh = dk + kvOff, *dvh = dv + kvOff;
-  for (int64_t j = 0; j < $SKV; ++j) {
-    memset(dkh + j * $KW, 0, $DH * sizeof(T));
-    memset(dvh + j * $KW, 0, $DH * sizeof(T));
-  }
-  T *p = (T *)malloc(sizeof(T) * (QB * $SKV + 1)), *ds = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
-  for (int64_t g = 0; g < $GROUP; ++g) {
-    const int64_t h = kvh * $GROUP + g;
-    for (int64_t qb = 0; qb < nqb; ++qb) {
-      const int64_t q0 = qb * QB, nq = $S - q0 < QB ? $S - q0 : QB;
-  )" + std::string(kAttnKeyRange) + R"(      const int64_t rowOff = (b * $S + q0) * $QW + h * $DH;
-      if (nk <= 0) {
-        for (int64_t r = 0; r < nq; ++r) memset(dq + rowOff + r * $QW, 0, $DH * sizeof(T));
-        continue;
-      }
-      // scores (into p) and dP = dY V^T (into ds), then P and dS in place
-      mm_cpu::gemm<T>(nq, nk, $DH, q + rowOff, $QW, 1, kh, 1, $KW, p, nk, false);
-      mm_cpu::gemm<T>(nq, nk, $DH, dy + rowOff, $QW, 1, vh, 1, $KW, ds, nk, false);
-      for (int64_t r = 0; r < nq; ++r) {
-)" + std::string(kAttnRowTerms) + R"(        T *pr = p + r * nk, *dsr = ds + r * nk;
-        for (int64_t kj = 0; kj < nk; ++kj) {
-          const T pv = ($MASK) ? exp(pr[kj] * $SCALE$BIAS - lrow) : (T)0;
-          pr[kj] = pv;
-          dsr[kj] = pv * (dsr[kj] - drow) * $SCALE;
-        }
-      }
-      mm_cpu::gemm<T>(nq, $DH, nk, ds, nk, 1, kh, $KW, 1, dq + rowOff, $QW, false);
-      mm_cpu::gemm<T>(nk, $DH, nq, ds, 1, nk, q + rowOff, $QW, 1, dkh, $KW, true);
-      mm_cpu::gemm<T>(nk, $DH, nq, p, 1, nk, dy + rowOff, $QW, 1, dvh, $KW, true);
-    }
-  }
-  free(ds);
-  free(p);
-}
-)", vars);
-  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
-  if (op.getLength()) names.push_back("length");
-  if (op.getPositionBias()) names.push_back("pb");
-  Kernel kernel = makeKernel(op, names, nq + 2 * nkv, body);
-  kernel.args.back().name = "dq";
-  kernel.args.push_back({argType(op.getGradKey(), true), "dk"});
-  kernel.args.push_back({argType(op.getGradValue(), true), "dv"});
-  const std::string legend = " -> y" + shapeLegend(op.getGradQuery());
-  kernel.comment = kernel.comment.substr(0, kernel.comment.size() - legend.size()) + " -> dq" +
-                   shapeLegend(op.getGradQuery()) + " dk" + shapeLegend(op.getGradKey()) + " dv" +
-                   shapeLegend(op.getGradValue());
-  kernel.key = kernel.comment + "\n" + kernel.elementType + "\n" + kernel.body;
-  return withHostBody(std::move(kernel), host);
+  return withHostBody(makeKernel(op, attentionGradNames(op), nq + 2 * nkv, body, {"dq", "dk", "dv"}),
+                      attentionHostBody(AttnHost::Fused, vars, op.getMask(), (bool)op.getLength(),
+                                        q.getDimSize(0)));
 }
 
 /// attention_grad_position_bias: q[B,S,H*Dh], k/v[B,S,Hkv*Dh], dy/out[B,S,H*Dh],
@@ -1566,10 +1568,7 @@ $SCOREGRAD      y[mm_bucket[kj - qi + $SM1] * $H + h] += ds;
   vars["BATCH"] = num(q.getDimSize(0));
   vars["SM1"] = num(q.getDimSize(1) - 1);
   body = subst(body, vars);
-  SmallVector<std::string> names{"q", "k", "v", "dy", "out", "lse"};
-  if (op.getLength()) names.push_back("length");
-  names.push_back("pb");
-  return makeKernel(op, names, op.getNumHeads(), body);
+  return makeKernel(op, attentionGradNames(op), op.getNumHeads(), body);
 }
 
 /// cache_update: writes new[B,T,W] at positions position.. of layer `layer`

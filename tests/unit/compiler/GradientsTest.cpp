@@ -28,39 +28,50 @@ namespace {
 
 using mm::HostTensor;
 
+/// The gradients library, compiled with mmc's FLAGS for MM_TEST_TARGET
+/// (MM_TEST_TARGET=cuda checks the CUDA backend).
+std::unique_ptr<mm::CompiledModel> loadGradients(const std::string &flags) {
+  const char *target = getenv("MM_TEST_TARGET");
+  std::string so = mmtest::compiledTestModel("gradients", target && *target ? target : "cpu", flags);
+  return so.empty() ? nullptr : std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
+}
+
+/// On a GPU machine without the compiler, MM_TEST_PREBUILT_GRADIENTS_SO
+/// names a library built elsewhere (tests/gpu/prepare.sh).
+const char *prebuiltGradients() {
+  const char *prebuilt = getenv("MM_TEST_PREBUILT_GRADIENTS_SO");
+  return prebuilt && *prebuilt ? prebuilt : nullptr;
+}
+
 class Gradients : public ::testing::TestWithParam<std::string> {
 protected:
   static void SetUpTestSuite() {
-    // MM_TEST_TARGET=cuda checks the CUDA backend; on a GPU machine without
-    // the compiler, MM_TEST_PREBUILT_GRADIENTS_SO names a library built
-    // elsewhere (tests/gpu/prepare.sh).
-    const char *target = getenv("MM_TEST_TARGET");
-    std::string so;
-    if (const char *prebuilt = getenv("MM_TEST_PREBUILT_GRADIENTS_SO"); prebuilt && *prebuilt) {
-      so = prebuilt;
-    } else {
-      so = mmtest::compiledTestModel("gradients", target && *target ? target : "cpu");
-      ASSERT_FALSE(so.empty());
-    }
-    model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
+    if (const char *prebuilt = prebuiltGradients())
+      model_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(prebuilt));
+    else
+      model_ = loadGradients("");
+    ASSERT_NE(model_, nullptr);
   }
-  static void TearDownTestSuite() {
-    model_.reset();
-    unfused_.reset();
-  }
-  /// The same stages compiled with --no-fuse (loaded on first use).
-  static mm::CompiledModel *unfused() {
-    if (!unfused_) {
-      const char *target = getenv("MM_TEST_TARGET");
-      std::string so = mmtest::compiledTestModel("gradients", target && *target ? target : "cpu", "--no-fuse");
-      if (so.empty()) return nullptr;
-      unfused_ = std::make_unique<mm::CompiledModel>(mm::CompiledModel::load(so));
-    }
-    return unfused_.get();
-  }
-  static std::unique_ptr<mm::CompiledModel> model_, unfused_;
+  static void TearDownTestSuite() { model_.reset(); }
+  static std::unique_ptr<mm::CompiledModel> model_;
 };
-std::unique_ptr<mm::CompiledModel> Gradients::model_, Gradients::unfused_;
+std::unique_ptr<mm::CompiledModel> Gradients::model_;
+
+/// The attention stages compiled with --no-fuse: the three separate
+/// gradient kernels instead of mm.fused_attention_grad.
+class GradientsUnfused : public ::testing::TestWithParam<std::string> {
+protected:
+  static void SetUpTestSuite() {
+    if (!prebuiltGradients()) model_ = loadGradients("--no-fuse");
+  }
+  void SetUp() override {
+    if (prebuiltGradients()) GTEST_SKIP() << "a prebuilt library only (no compiler on this machine)";
+    ASSERT_NE(model_, nullptr);
+  }
+  static void TearDownTestSuite() { model_.reset(); }
+  static std::unique_ptr<mm::CompiledModel> model_;
+};
+std::unique_ptr<mm::CompiledModel> GradientsUnfused::model_;
 
 /// Arguments of a loss entry: random reals; ids, targets and lengths by name.
 std::vector<HostTensor> makeArgs(const mm::EntrySpec &entry, std::mt19937 &rng) {
@@ -158,30 +169,28 @@ void checkStage(mm::CompiledModel &model, const std::string &stage) {
 }
 
 TEST_P(Gradients, MatchFiniteDifferences) { checkStage(*model_, GetParam()); }
+TEST_P(GradientsUnfused, MatchFiniteDifferences) { checkStage(*model_, GetParam()); }
 
-TEST_P(Gradients, MatchFiniteDifferencesUnfused) {
-  const std::string stage = GetParam();
-  if (stage.find("attention") == std::string::npos)
-    GTEST_SKIP() << "mm-fuse changes only the attention backward of these stages";
-  if (const char *prebuilt = getenv("MM_TEST_PREBUILT_GRADIENTS_SO"); prebuilt && *prebuilt)
-    GTEST_SKIP() << "a prebuilt library only (no compiler on this machine)";
-  mm::CompiledModel *model = unfused();
-  ASSERT_NE(model, nullptr);
-  checkStage(*model, stage);
+const std::vector<std::string> kStages = {
+    "linear", "embedding", "patch_embed", "patch_embed_input", "conv2d", "conv2d_unpadded", "layer_norm", "rms_norm",
+    "gelu", "gelu_tanh", "quick_gelu", "silu", "relu", "add", "mul", "reuse", "rope", "attention_bidirectional",
+    "attention_causal", "attention_padding", "attention_image_prefix_causal", "attention_itm_bidirectional",
+    "attention_itg_multimodal_causal", "attention_itc_unimodal", "attention_long_causal",
+    "attention_long_itg_multimodal_causal", "cross_attention", "concat", "slice", "broadcast",
+    "merge_image_features", "cross_entropy", "cross_entropy_mean", "attention_rows_itc_unimodal",
+    "attention_rows_itg_multimodal_causal", "attention_long_rows_itg_multimodal_causal", "div", "transpose",
+    "reduce_max", "l2_normalize", "attention_bias_bidirectional", "attention_bias_causal",
+    "attention_long_bias_padding", "attention_long_bias_causal", "attention_bias_no_length"};
+
+/// The stages whose backward mm-fuse changes (it fuses only attention gradients).
+std::vector<std::string> attentionStages() {
+  std::vector<std::string> out;
+  for (const std::string &s : kStages)
+    if (s.find("attention") != std::string::npos) out.push_back(s);
+  return out;
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    EveryVJPRule, Gradients,
-    ::testing::Values("linear", "embedding", "patch_embed", "patch_embed_input", "conv2d", "conv2d_unpadded", "layer_norm", "rms_norm", "gelu", "gelu_tanh", "quick_gelu", "silu",
-                      "relu", "add", "mul", "reuse", "rope", "attention_bidirectional", "attention_causal",
-                      "attention_padding", "attention_image_prefix_causal", "attention_itm_bidirectional",
-                      "attention_itg_multimodal_causal", "attention_itc_unimodal", "attention_long_causal",
-                      "attention_long_itg_multimodal_causal", "cross_attention", "concat",
-                      "slice", "broadcast", "merge_image_features", "cross_entropy", "cross_entropy_mean",
-                      "attention_rows_itc_unimodal", "attention_rows_itg_multimodal_causal",
-                      "attention_long_rows_itg_multimodal_causal", "div", "transpose", "reduce_max",
-                      "l2_normalize", "attention_bias_bidirectional", "attention_bias_causal",
-                      "attention_long_bias_padding", "attention_long_bias_causal",
-                      "attention_bias_no_length"));
+INSTANTIATE_TEST_SUITE_P(EveryVJPRule, Gradients, ::testing::ValuesIn(kStages));
+INSTANTIATE_TEST_SUITE_P(EveryAttentionStage, GradientsUnfused, ::testing::ValuesIn(attentionStages()));
 
 } // namespace

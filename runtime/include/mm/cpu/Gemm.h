@@ -107,8 +107,9 @@ template <typename T> inline Blocking<T> blocking(Isa isa) {
 
 // Cache blocking: KC steps of k per block (the microkernel's sums); MC rows
 // of A per block (in L2); NC bounds the packed B block. With many rows and
-// several k blocks, B's k blocks are instead packed up to rowsFirstPackBytes at a
-// time and C finished MC_ROWS rows at a time over all of them (below).
+// several k blocks, B's k blocks are instead packed up to
+// rowsFirstPackBytes at a time and C finished MC_ROWS rows at a time over
+// all of them (below).
 constexpr int64_t KC = 256, MC = 144, NC = 4096, MC_ROWS = 24, ROWS_FIRST_M = 512;
 /// The most bytes of packed B the rows-first order holds (a variable so that
 /// tests can make it split small products).
@@ -458,14 +459,14 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
              packA = bigA && (csa != 1 || (rsa * (int64_t)sizeof(T)) % 4096 == 0);
   // Rows first (M >= ROWS_FIRST_M and more than one k block): B's k blocks
   // are packed KP rows at a time (all of K when the copy stays under
-  // rowsFirstPackBytes), and each block of MC_ROWS rows of C is finished over all of
-  // them while it sits in L2, so that C, which comes from memory, is read
-  // and written once per KP rows of k instead of once per KC; the B panels
-  // stream from L2 or L3 at the microkernel's full speed. Else one k block
-  // at a time over all of C, its packed B reused from L2 by every row block
-  // (with few rows that is what pays). Either way the sums keep their KC
-  // blocks, in order: the same results to the bit. 1024^3 on Zen 4, one
-  // thread: 96-98 -> 103-104 GFLOP/s; docs/BENCHMARKS.md.
+  // rowsFirstPackBytes), and each block of MC_ROWS rows of C is finished
+  // over all of them while it sits in L2, so that C, which comes from
+  // memory, is read and written once per KP rows of k instead of once per
+  // KC; the B panels stream from L2 or L3 at the microkernel's full speed.
+  // Else one k block at a time over all of C, its packed B reused from L2
+  // by every row block (with few rows that is what pays). Either way the
+  // sums keep their KC blocks, in order: the same results to the bit.
+  // 1024^3 on Zen 4, one thread: 98-101 -> 105-106 GFLOP/s (BENCHMARKS.md).
   const bool rowsFirst = M >= ROWS_FIRST_M && K > KC;
   const int64_t mcStep = rowsFirst ? MC_ROWS : MC;
   const int64_t bBlock = kcMax * (packB ? ncPad : NR);
