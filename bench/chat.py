@@ -212,6 +212,9 @@ def main():
     print(f"{'decode tokens/s':22s} {n / m['decode']:10.1f} {n / t_dec:10.1f} {t_dec / m['decode']:18.2f}")
     per_round = sorted(t[1] / r["decode"] for r, t in zip(mmc_rounds, torch_rounds))
     print(f"decode speed-up per round: {', '.join(f'{x:.2f}' for x in per_round)}")
+    mmc_tps = ", ".join(f"{n / r['decode']:.0f}" for r in mmc_rounds)
+    torch_tps = ", ".join(f"{n / t[1]:.0f}" for t in torch_rounds)
+    print(f"decode tokens/s per round, mmc: {mmc_tps}; PyTorch: {torch_tps}")
     same = sum(1 for x, y in zip(m["tokens"], t_out) if x == y)
     print(f"greedy tokens that agree: {same} of {len(t_out)}")
 

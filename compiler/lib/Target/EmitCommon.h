@@ -10,10 +10,16 @@ namespace mm::detail {
 /// `(const float *)params[3]`, `(float *)(arena + 128)`, ...
 inline std::string bufferExpr(const Buffer &b, bool output) {
   std::string type = std::string(output ? "" : "const ") + b.ctype + " *";
+  if (b.byteOffset != 0 && b.kind != Buffer::Arena) {
+    Buffer base = b;
+    base.byteOffset = 0;
+    base.ctype = "char";
+    return "(" + type + ")(" + bufferExpr(base, true) + " + " + std::to_string(b.byteOffset) + ")";
+  }
   switch (b.kind) {
   case Buffer::Param: return "(" + type + ")params[" + std::to_string(b.index) + "]";
   case Buffer::Arg: return "(" + type + ")args[" + std::to_string(b.index) + "]";
-  case Buffer::Arena: return "(" + type + ")(arena + " + std::to_string(b.index) + ")";
+  case Buffer::Arena: return "(" + type + ")(arena + " + std::to_string(b.index + b.byteOffset) + ")";
   case Buffer::Result: return "(" + type + ")results[" + std::to_string(b.index) + "]";
   }
   return "nullptr";

@@ -84,6 +84,8 @@ Kernel makeKernel(Operation *op, ArrayRef<std::string> names, int64_t domain, st
   }
   k.comment = legend;
   k.domain = domain;
+  for (Value v : op->getOperands()) k.elements += typeOf(v).getNumElements();
+  for (Value v : op->getResults()) k.elements += typeOf(v).getNumElements();
   // Bodies are written over `T`, the op's floating-point element type.
   Type element = typeOf(op->getResult(0)).getElementType();
   for (Value v : op->getOperands())
@@ -403,7 +405,7 @@ y[base + j + $HALF] = x2 * c + x1 * sn;
   SmallVector<std::string> names{"x"};
   if (op.getOffset()) names.push_back("offset");
   // The CPU computes each position's angles once for all batches and heads.
-  std::string host = subst(R"(#pragma omp parallel for schedule(static)
+  std::string host = subst(R"(#pragma omp parallel for schedule(static) if ($S * $H * $DH >= 32768)
 for (int64_t s = 0; s < $S; ++s) {
   T c[$HALF], sn[$HALF];
   for (int64_t j = 0; j < $HALF; ++j) {
@@ -1583,7 +1585,9 @@ if (at >= 0 && at < $SMAX) y[(($LAYER * $B + b) * $SMAX + at) * $W + w] = update
      {"POS", op.getPosition() ? "(int64_t)position[0]" : "0"}});
   SmallVector<std::string> names{"cache", "update"};
   if (op.getPosition()) names.push_back("position");
-  return makeKernel(op, names, u.getNumElements(), body);
+  Kernel k = makeKernel(op, names, u.getNumElements(), body);
+  k.elements = 2 * u.getNumElements(); // the rest of the cache is not touched
+  return k;
 }
 
 Kernel cacheRead(CacheReadOp op) {

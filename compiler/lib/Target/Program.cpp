@@ -55,6 +55,14 @@ FailureOr<Program> buildProgram(ModelOp model) {
         }
         continue;
       }
+      if (auto read = dyn_cast<CacheReadOp>(op); read && op.hasAttr(kViewAttr)) {
+        // A view of the layer's slice of the cache's storage: no kernel.
+        Buffer slice = where.lookup(read.getCache());
+        auto t = cast<RankedTensorType>(read.getType());
+        slice.byteOffset += read.getLayer() * t.getNumElements() * t.getElementTypeBitWidth() / 8;
+        where[read.getResult()] = slice;
+        continue;
+      }
       FailureOr<Kernel> kernel = buildKernel(&op);
       if (failed(kernel))
         return failure();

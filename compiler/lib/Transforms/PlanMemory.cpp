@@ -61,6 +61,29 @@ private:
   int64_t top_ = 0;
 };
 
+/// The cache argument (or first value) a chain of cache updates starts from.
+Value cacheRoot(Value cache) {
+  while (auto update = cache.getDefiningOp<CacheUpdateOp>())
+    cache = update.getCache();
+  return cache;
+}
+
+/// Whether READ's result can be its cache's own storage: the entry does not
+/// return it, and no update of the same layer of the same cache runs between
+/// the read and its last use (which would change what it reads).
+bool readsInPlace(CacheReadOp read, const DenseMap<Operation *, int64_t> &index,
+                  const DenseMap<Value, int64_t> &lastUse, const DenseMap<Value, int64_t> &returned) {
+  if (returned.count(read.getResult()))
+    return false;
+  const int64_t to = lastUse.lookup(read.getResult());
+  Value root = cacheRoot(read.getCache());
+  for (Operation *op = read->getNextNode(); op && index.lookup(op) <= to; op = op->getNextNode())
+    if (auto update = dyn_cast<CacheUpdateOp>(op))
+      if (update.getLayer() == read.getLayer() && cacheRoot(update.getCache()) == root)
+        return false;
+  return true;
+}
+
 int64_t bytesOf(Value v) {
   auto t = cast<RankedTensorType>(v.getType());
   return t.getNumElements() * (t.getElementType().getIntOrFloatBitWidth() / 8);
@@ -105,8 +128,14 @@ struct PlanMemoryPass : public mm::impl::PlanMemoryBase<PlanMemoryPass> {
     Builder b(entry.getContext());
     for (Operation &op : block) {
       int64_t at = index[&op];
-      // A cache update writes into its cache operand's storage.
-      if (!isa<WeightOp, ReturnOp, CacheUpdateOp>(&op)) {
+      // A cache update writes into its cache operand's storage; a cache read
+      // is a view of it where nothing overwrites that layer meanwhile.
+      bool view = false;
+      if (auto read = dyn_cast<CacheReadOp>(&op); read && readsInPlace(read, index, lastUse, returned)) {
+        op.setAttr(kViewAttr, b.getUnitAttr());
+        view = true;
+      }
+      if (!view && !isa<WeightOp, ReturnOp, CacheUpdateOp>(&op)) {
         if (op.getNumResults() == 0)
           return op.emitOpError("mm-plan-memory expects every op to have a result");
         SmallVector<int64_t> offsets, slots;

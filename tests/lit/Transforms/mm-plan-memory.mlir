@@ -76,3 +76,41 @@ mm.model @returned_twice {
     mm.return %y, %y, %x : tensor<4xf32>, tensor<4xf32>, tensor<4xf32>
   }
 }
+
+// -----
+
+// COM: A decode step's cache read is a view of its layer's slice of the cache
+// COM: (mm.view, no arena space, no copy): nothing writes that layer while
+// COM: the result is read. The update itself writes into the cache (no offset).
+// CHECK-LABEL: mm.model @cache_read_view
+// CHECK: mm.activation_bytes = 0 : i64, mm.workspace_bytes = 0
+// CHECK: mm.cache_update
+// CHECK-NOT: mm.offset
+// CHECK-SAME: -> tensor<2x1x8x4xf32>
+// CHECK: mm.cache_read %{{.*}} {layer = 1 : i64, mm.view}
+// CHECK: mm.add {{.*}} {mm.result = 0 : i64}
+mm.model @cache_read_view {
+  mm.entry @f(%c: tensor<2x1x8x4xf32>, %new: tensor<1x1x4xf32>, %pos: tensor<i32>, %x: tensor<1x8x4xf32>) -> tensor<1x8x4xf32> {
+    %c2 = mm.cache_update %c, %new, %pos {layer = 1 : i64} : (tensor<2x1x8x4xf32>, tensor<1x1x4xf32>, tensor<i32>) -> tensor<2x1x8x4xf32>
+    %k = mm.cache_read %c2 {layer = 1 : i64} : (tensor<2x1x8x4xf32>) -> tensor<1x8x4xf32>
+    %y = mm.add %k, %x : tensor<1x8x4xf32>
+    mm.return %y : tensor<1x8x4xf32>
+  }
+}
+
+// -----
+
+// COM: A read that is still used after a later update of the same layer gets
+// COM: its own copy: as a view it would see the new keys.
+// CHECK-LABEL: mm.model @cache_read_copied
+// CHECK: mm.cache_read %{{.*}} {layer = 0 : i64, mm.offset = 0 : i64}
+// CHECK: mm.cache_read %{{.*}} {layer = 1 : i64, mm.view}
+mm.model @cache_read_copied {
+  mm.entry @f(%c: tensor<2x1x8x4xf32>, %new: tensor<1x1x4xf32>, %pos: tensor<i32>) -> (tensor<1x8x4xf32>, tensor<2x1x8x4xf32>) {
+    %k0 = mm.cache_read %c {layer = 0 : i64} : (tensor<2x1x8x4xf32>) -> tensor<1x8x4xf32>
+    %k1 = mm.cache_read %c {layer = 1 : i64} : (tensor<2x1x8x4xf32>) -> tensor<1x8x4xf32>
+    %c2 = mm.cache_update %c, %new, %pos {layer = 0 : i64} : (tensor<2x1x8x4xf32>, tensor<1x1x4xf32>, tensor<i32>) -> tensor<2x1x8x4xf32>
+    %y = mm.add %k0, %k1 : tensor<1x8x4xf32>
+    mm.return %y, %c2 : tensor<1x8x4xf32>, tensor<2x1x8x4xf32>
+  }
+}

@@ -27,6 +27,9 @@ struct Shape {
   int64_t m, n, k;
 };
 const Shape kShapes[] = {{1, 7, 5},    {3, 40, 33},  {4, 16, 8},   {6, 16, 1},  {7, 17, 300},
+                         // fewer than 4 rows (decode): dot products, four columns at a time,
+                         // partial column groups and k tails; the last split over the threads
+                         {2, 37, 77},  {1, 700, 256},
                          {13, 35, 64}, {150, 70, 9}, {300, 33, 600}, {65, 520, 40},
                          // past 2^18 elements of A and of B: both packed whatever their layout
                          {200, 300, 1400},

@@ -20,6 +20,7 @@ struct Buffer {
   enum Kind { Param, Arg, Arena, Result } kind;
   int64_t index; // parameter index, argument index, arena byte offset, or result index
   std::string ctype; // element type in C: float, double, int32_t
+  int64_t byteOffset = 0; // a view into a parameter, argument or result buffer
 };
 
 struct KernelCall {

@@ -28,6 +28,9 @@ struct Kernel {
   std::string key;               // op, shapes and attributes: equal keys share code
   std::vector<KernelArg> args;   // operands in order, then the result `y`
   int64_t domain = 0;            // number of work items; the body sees `i`
+  int64_t elements = 0;          // elements the items read and write in all: the
+                                 // CPU splits the loop over its cores only when
+                                 // that outweighs starting the threads
   std::string body;              // statements for work item `i` (int64_t), over `T`
   std::string hostBody;          // CPU only, if set: the whole function body instead
                                  // of the loop over `body` (GEMM calls, reductions)

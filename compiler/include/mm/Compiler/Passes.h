@@ -22,6 +22,9 @@ inline constexpr const char *kResultAttr = "mm.result";
 /// entry returns it) and which result buffer it writes (-1 where it does not).
 inline constexpr const char *kOffsetsAttr = "mm.offsets";
 inline constexpr const char *kResultsAttr = "mm.results";
+/// On a cache read whose result is its cache's own storage (no copy, no
+/// arena space): nothing writes that layer of the cache while it is read.
+inline constexpr const char *kViewAttr = "mm.view";
 /// The most bytes of intermediate values (the entry's results excluded) live at once.
 inline constexpr const char *kActivationAttr = "mm.activation_bytes";
 

@@ -361,14 +361,92 @@ void packRows(const T *src, int64_t rs, int64_t kc, int64_t n0, int64_t n1, int6
   }
 }
 
+/// Dot products for few-row products whose A rows and B columns both run
+/// along k (decode's x . W^T): C(m, n) for rows m < M and columns [n0, n1),
+/// four columns of B at a time, each with its own vector accumulator, so
+/// four independent FMA chains are in flight and each B column is read once
+/// for all M rows. Every element is summed by one thread in a fixed order
+/// (lane-wise partial sums over k, the lanes added pairwise, then the k tail).
+#define MM_GEMM_DOTS(NAME, TARGET, W_BYTES)                                                         \
+  /* The lanes of a vector added pairwise, halving it in registers. */                            \
+  template <typename T, int N> struct NAME##Lanes {                                                \
+    typedef T V __attribute__((vector_size(N * sizeof(T))));                                       \
+  };                                                                                               \
+  template <typename T>                                                                            \
+  TARGET __attribute__((always_inline)) inline T NAME##Sum(typename NAME##Lanes<T, 2>::V v) {     \
+    return v[0] + v[1];                                                                            \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  TARGET __attribute__((always_inline)) inline T NAME##Sum(typename NAME##Lanes<T, 4>::V v) {     \
+    return NAME##Sum<T>(__builtin_shufflevector(v, v, 0, 1) + __builtin_shufflevector(v, v, 2, 3)); \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  TARGET __attribute__((always_inline)) inline T NAME##Sum(typename NAME##Lanes<T, 8>::V v) {     \
+    return NAME##Sum<T>(__builtin_shufflevector(v, v, 0, 1, 2, 3) +                               \
+                        __builtin_shufflevector(v, v, 4, 5, 6, 7));                                \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  TARGET __attribute__((always_inline)) inline T NAME##Sum(typename NAME##Lanes<T, 16>::V v) {    \
+    return NAME##Sum<T>(__builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7) +                    \
+                        __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15));              \
+  }                                                                                                \
+  template <typename T>                                                                            \
+  TARGET __attribute__((noinline)) void NAME(int64_t M, int64_t n0, int64_t n1, int64_t K,        \
+                                             const T *__restrict a, int64_t rsa,                   \
+                                             const T *__restrict b, int64_t csb, T *c,             \
+                                             int64_t ldc, bool accumulate) {                       \
+    constexpr int W = W_BYTES / sizeof(T);                                                         \
+    typedef typename NAME##Lanes<T, W>::V V;                                                       \
+    typedef T VU __attribute__((vector_size(W * sizeof(T)), aligned(sizeof(T))));                 \
+    const int64_t kv = K / W * W;                                                                  \
+    for (int64_t n = n0; n < n1; n += 4) {                                                         \
+      const int64_t nn = n1 - n < 4 ? n1 - n : 4;                                                  \
+      const T *bc[4];                                                                              \
+      for (int j = 0; j < 4; ++j) bc[j] = b + (n + (j < nn ? j : 0)) * csb;                        \
+      for (int64_t m = 0; m < M; ++m) {                                                            \
+        const T *ar = a + m * rsa;                                                                 \
+        V acc[4] = {};                                                                             \
+        for (int64_t k = 0; k < kv; k += W) {                                                      \
+          if (W * sizeof(T) == 64 && m == 0) /* the next four columns, a line each */             \
+            for (int j = 0; j < 4; ++j) __builtin_prefetch(bc[0] + (4 + j) * csb + k);             \
+          const V x = *(const VU *)(ar + k);                                                       \
+          for (int j = 0; j < 4; ++j) acc[j] += x * *(const VU *)(bc[j] + k);                      \
+        }                                                                                          \
+        for (int j = 0; j < nn; ++j) {                                                             \
+          T sum = NAME##Sum<T>(acc[j]);                                                            \
+          for (int64_t k = kv; k < K; ++k) sum += ar[k] * bc[j][k];                                \
+          T &out = c[m * ldc + n + j];                                                             \
+          out = accumulate ? out + sum : sum;                                                      \
+        }                                                                                          \
+      }                                                                                            \
+    }                                                                                              \
+  }
+#if defined(__x86_64__) || defined(__i386__)
+MM_GEMM_DOTS(dotsAvx512, __attribute__((target("avx512f"))), 64)
+MM_GEMM_DOTS(dotsAvx2, __attribute__((target("avx2,fma"))), 32)
+#endif
+MM_GEMM_DOTS(dotsGeneric, , 16)
+#undef MM_GEMM_DOTS
+
+template <typename T>
+void runDots(Isa isa, int64_t M, int64_t n0, int64_t n1, int64_t K, const T *a, int64_t rsa, const T *b,
+             int64_t csb, T *c, int64_t ldc, bool accumulate) {
+#if defined(__x86_64__) || defined(__i386__)
+  if (isa == Isa::Avx512) return dotsAvx512<T>(M, n0, n1, K, a, rsa, b, csb, c, ldc, accumulate);
+  if (isa == Isa::Avx2) return dotsAvx2<T>(M, n0, n1, K, a, rsa, b, csb, c, ldc, accumulate);
+#endif
+  dotsGeneric<T>(M, n0, n1, K, a, rsa, b, csb, c, ldc, accumulate);
+}
+
 } // namespace detail
 
 /// Small products (few rows, as in single-token decode) skip the packing,
-/// which would copy all of B to use it once: one output element per dot
-/// product, split over the columns.
+/// which would copy all of B to use it once; the columns are split over the
+/// threads. B's columns along k (x . W^T): four dot products in flight
+/// (detail::runDots). B's rows along n (P . V): C rows as sums of B rows.
 template <typename T>
 void gemmSmall(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa, const T *b,
-               int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate) {
+               int64_t rsb, int64_t csb, T *c, int64_t ldc, bool accumulate, Isa isa = cpuIsa()) {
   if (csb == 1 && rsb != 1) {
     // B's rows contiguous along n (attention's P . V over the cached values
     // in decode): each C row a sum of B rows, vectorised along n, in blocks
@@ -391,17 +469,20 @@ void gemmSmall(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t
     }
     return;
   }
+  if (csa == 1 && rsb == 1) {
+    // Both along k: blocks of columns, each block's dots four at a time.
+    constexpr int64_t NB = 16;
+#pragma omp parallel for schedule(static) if (N * K >= 32768 && !inParallel())
+    for (int64_t n0 = 0; n0 < N; n0 += NB)
+      detail::runDots(isa, M, n0, N - n0 < NB ? N : n0 + NB, K, a, rsa, b, csb, c, ldc, accumulate);
+    return;
+  }
 #pragma omp parallel for schedule(static) if (N * K >= 32768 && !inParallel())
   for (int64_t n = 0; n < N; ++n)
     for (int64_t m = 0; m < M; ++m) {
       const T *ar = a + m * rsa, *bc = b + n * csb;
       T acc = 0;
-      if (csa == 1 && rsb == 1) {
-#pragma omp simd reduction(+ : acc)
-        for (int64_t k = 0; k < K; ++k) acc += ar[k] * bc[k];
-      } else {
-        for (int64_t k = 0; k < K; ++k) acc += ar[k * csa] * bc[k * rsb];
-      }
+      for (int64_t k = 0; k < K; ++k) acc += ar[k * csa] * bc[k * rsb];
       c[m * ldc + n] = accumulate ? c[m * ldc + n] + acc : acc;
     }
 }
@@ -435,7 +516,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
       if (!accumulate)
         for (int64_t m = 0; m < M; ++m) memset(c + m * ldc, 0, N * sizeof(T));
     } else {
-      gemmSmall(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate);
+      gemmSmall(M, N, K, a, rsa, csa, b, rsb, csb, c, ldc, accumulate, isa);
     }
     for (int64_t m = 0; m < M; ++m) ep(m, 0, N);
     return;
