@@ -54,6 +54,11 @@ void buildCompilePipeline(OpPassManager &pm, bool fuse, bool remat) {
   // fused ops' results.
   if (fuse)
     modelPm.addPass(createFuse());
+  // Products and losses of training steps stop at the sequence's length;
+  // it reads the final ops (fused or not). Part of the optimised path:
+  // --no-fuse computes every row.
+  if (fuse)
+    modelPm.addPass(createBoundRows());
   // Planning last: it reads the final op order of each entry.
   modelPm.addPass(createPlanMemory());
 }

@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "mm/Compiler/Kernels.h"
+#include "mm/Compiler/Passes.h"
 #include "mm/Dialect/MMDialect.h"
 
 #include "llvm/ADT/StringExtras.h"
@@ -104,6 +105,20 @@ Kernel withHostBody(Kernel k, std::string hostBody) {
   return k;
 }
 
+/// Whether mm-bound-rows stopped OP at the sequence's length: its kernel then
+/// takes `rows` (the length, an entry argument) after the operands.
+bool rowsBounded(Operation *op) { return op->hasAttr(kRowsAttr); }
+Kernel withRowsArg(Kernel k, Operation *op) {
+  k.args.insert(k.args.begin() + op->getNumOperands(), {"const int32_t *", "rows"});
+  k.key += "\nrows";
+  return k;
+}
+/// The rows a bounded product computes: the length clamped to [0, M], as `mb`.
+std::string boundedRows(int64_t m) {
+  return "const int64_t mb = rows[0] < 0 ? 0 : (rows[0] > " + std::to_string(m) + " ? " + std::to_string(m) +
+         " : (int64_t)rows[0]);\n";
+}
+
 /// The CPU computes products with the packed GEMM (runtime/include/mm/cpu/Gemm.h):
 /// C[M,N] (+)= A(m,k) . B(k,n) with A(m,k) = a[m*rsa + k*csa], B(k,n) = b[k*rsb + n*csb].
 std::string gemmCall(int64_t m, int64_t n, int64_t k, StringRef a, int64_t rsa, int64_t csa,
@@ -152,9 +167,12 @@ for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
   SmallVector<std::string> names{"x", "w"};
   if (bias) names.push_back("b");
   if (residual) names.push_back("r");
+  const bool bounded = rowsBounded(op);
   std::string host;
   if (!bias && !residual && !act) {
-    host = gemmCall(m, n, k, "x", k, 1, "w", 1, k, false);
+    host = bounded ? subst("mm_cpu::gemm<T>(mb, $N, $K, x, $K, 1, w, 1, $K, y, $N, false);\n",
+                           {{"N", num(n)}, {"K", num(k)}})
+                   : gemmCall(m, n, k, "x", k, 1, "w", 1, k, false);
   } else {
     std::string epilogue = linearEpilogue((bool)bias, act, residual ? "rr[n]" : "", "yr[n]");
     std::string indented;
@@ -167,10 +185,14 @@ for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
 $EPILOGUE  }
 };
 mm_cpu::gemm<T>($M, $N, $K, x, $K, 1, w, 1, $K, y, $N, false, mm_cpu::epilogueRef(epilogue));
-)", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
+)", {{"M", bounded ? "mb" : num(m)}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
      {"RESIDUAL", residual ? "\n  const T *rr = r + m * " + num(n) + ";" : ""}});
   }
-  return withHostBody(makeKernel(op, names, m * n, body), host);
+  if (!bounded) return withHostBody(makeKernel(op, names, m * n, body), host);
+  // Rows past the length: zeros (finite, and read by nothing that counts).
+  host = boundedRows(m) + host + subst("if (mb < $M) memset(y + mb * $N, 0, sizeof(T) * ($M - mb) * $N);\n",
+                                       {{"M", num(m)}, {"N", num(n)}});
+  return withHostBody(withRowsArg(makeKernel(op, names, m * n, body), op), host);
 }
 
 Kernel linear(LinearOp op) {
@@ -834,9 +856,11 @@ y[i] = out;
 Kernel crossEntropy(CrossEntropyOp op) {
   auto l = typeOf(op.getLogits());
   int64_t v = l.getShape().back(), r = l.getNumElements() / v;
-  // One row's term of the loss (`term`), or `continue` for an uncounted row.
+  // One row's term of the loss (`term`), or `continue` for an uncounted row
+  // (an ignored target; with mm.rows, also a row past the length).
+  const bool bounded = rowsBounded(op);
   const std::string rowTerm = R"(  const int32_t t = targets[r];
-  if (t == $IGNORE || t < 0 || t >= $V) continue;
+  if ($SKIP) continue;
   const T *row = logits + r * $V;
   T m = row[0];
   for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
@@ -844,8 +868,9 @@ Kernel crossEntropy(CrossEntropyOp op) {
   for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
   const T term = m + log(sum) - row[t];
 )";
-  const std::map<std::string, std::string> vars{
+  std::map<std::string, std::string> vars{
       {"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}};
+  vars["SKIP"] = subst(std::string(bounded ? "r >= rows[0] || " : "") + "t == $IGNORE || t < 0 || t >= $V", vars);
   // With `mean`: divided by the counted rows (0 when none is counted).
   const std::string finish = op.getMean() ? "y[0] = counted > 0 ? total / (T)counted : (T)0;\n" : "y[0] = total;\n";
   std::string body = subst("T total = 0;\nint64_t counted = 0;\nfor (int64_t r = 0; r < $R; ++r) {\n" + rowTerm +
@@ -864,22 +889,24 @@ int64_t counted = 0;
 for (int64_t r = 0; r < $R; ++r) {
   total += terms[r];
   const int32_t t = targets[r];
-  counted += !(t == $IGNORE || t < 0 || t >= $V);
+  counted += !($SKIP);
 }
 (void)counted;
 )" + finish + "free(terms);\n",
                            vars);
-  return withHostBody(makeKernel(op, {"logits", "targets"}, 1, body), host);
+  Kernel k = withHostBody(makeKernel(op, {"logits", "targets"}, 1, body), host);
+  return bounded ? withRowsArg(k, op) : k;
 }
 
 /// cross_entropy_grad: one row per work item; softmax recomputed, never stored.
 Kernel crossEntropyGrad(CrossEntropyGradOp op) {
   auto l = typeOf(op.getLogits());
   int64_t v = l.getShape().back();
+  const bool bounded = rowsBounded(op);
   std::string body = subst(R"(const int32_t t = targets[i];
 const T *row = logits + i * $V;
 T *out = y + i * $V;
-if (t == $IGNORE || t < 0 || t >= $V) {
+if ($ROWSKIPt == $IGNORE || t < 0 || t >= $V) {
   for (int64_t j = 0; j < $V; ++j) out[j] = 0;
 } else {
   T m = row[0];
@@ -893,13 +920,16 @@ if (t == $IGNORE || t < 0 || t >= $V) {
   out[t] -= gr;
 }
 )", {{"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())},
-     {"COUNT", op.getMean() ? "int64_t counted = 0;\n  for (int64_t r = 0; r < $R; ++r) counted += !(targets[r] == $IGNORE || "
-                              "targets[r] < 0 || targets[r] >= $V);"
+     {"ROWSKIP", bounded ? "i >= rows[0] || " : ""},
+     {"COUNT", op.getMean() ? std::string("int64_t counted = 0;\n  for (int64_t r = 0; r < $R; ++r) counted += !(") +
+                                  (bounded ? "r >= rows[0] || " : "") +
+                                  "targets[r] == $IGNORE || targets[r] < 0 || targets[r] >= $V);"
                             : ""},
      {"DIVISOR", op.getMean() ? "(T)counted" : "(T)1"}});
   body = subst(body, {{"R", num(l.getNumElements() / v)}, {"V", num(v)},
                       {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}});
-  return makeKernel(op, {"logits", "targets", "g"}, l.getNumElements() / v, body);
+  Kernel k = makeKernel(op, {"logits", "targets", "g"}, l.getNumElements() / v, body);
+  return bounded ? withRowsArg(k, op) : k;
 }
 
 Kernel reduceSum(ReduceSumOp op) {
@@ -1072,7 +1102,14 @@ y[i] = acc;
 mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false, mm_cpu::epilogueRef(epilogue));
 )", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}})
                             : gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false);
-  return withHostBody(makeKernel(op, names, m * k, body), host);
+  if (!rowsBounded(op)) return withHostBody(makeKernel(op, names, m * k, body), host);
+  // The first `length` rows; the gradient's rows past it are zero.
+  std::string rowsFirst = host;
+  rowsFirst.replace(rowsFirst.find("mm_cpu::gemm<T>(" + num(m) + ","), ("mm_cpu::gemm<T>(" + num(m) + ",").size(),
+                    "mm_cpu::gemm<T>(mb,");
+  host = boundedRows(m) + rowsFirst + subst("if (mb < $M) memset(y + mb * $K, 0, sizeof(T) * ($M - mb) * $K);\n",
+                                            {{"M", num(m)}, {"K", num(k)}});
+  return withHostBody(withRowsArg(makeKernel(op, names, m * k, body), op), host);
 }
 
 /// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows in
@@ -1086,7 +1123,12 @@ for (int64_t m = 0; m < $M; ++m) acc += dy[m * $N + n] * x[m * $K + k];
 y[i] = acc;
 )", {{"N", num(n)}, {"K", num(k)}, {"M", num(m)}});
   // dW[N,K] = dy[M,N]^T . x[M,K]: A(n,m) = dy[m*N + n].
-  return withHostBody(makeKernel(op, {"dy", "x"}, n * k, body), gemmCall(n, k, m, "dy", 1, n, "x", k, 1, false));
+  if (!rowsBounded(op))
+    return withHostBody(makeKernel(op, {"dy", "x"}, n * k, body), gemmCall(n, k, m, "dy", 1, n, "x", k, 1, false));
+  // Summed over the first `length` rows: the others add dy = 0 times x.
+  std::string host = boundedRows(m) + subst("mm_cpu::gemm<T>($N, $K, mb, dy, 1, $N, x, $K, 1, y, $K, false);\n",
+                                            {{"N", num(n)}, {"K", num(k)}});
+  return withHostBody(withRowsArg(makeKernel(op, {"dy", "x"}, n * k, body), op), host);
 }
 
 /// reduce_to: x[I...] -> y[O...], summing the broadcast dimensions.

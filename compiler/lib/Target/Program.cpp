@@ -98,6 +98,9 @@ FailureOr<Program> buildProgram(ModelOp model) {
       }
       for (Value v : op.getOperands())
         call.operands.push_back(where.lookup(v));
+      // mm-bound-rows: the entry argument that holds the sequence's length.
+      if (auto rows = op.getAttrOfType<IntegerAttr>(kRowsAttr))
+        call.operands.push_back({Buffer::Arg, rows.getInt(), "int32_t"});
       if (op.getNumResults() == 1)
         where[op.getResult(0)] = call.result;
       ep.calls.push_back(std::move(call));

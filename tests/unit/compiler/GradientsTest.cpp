@@ -177,7 +177,7 @@ const std::vector<std::string> kStages = {
     "attention_causal", "attention_padding", "attention_image_prefix_causal", "attention_itm_bidirectional",
     "attention_itg_multimodal_causal", "attention_itc_unimodal", "attention_long_causal",
     "attention_long_itg_multimodal_causal", "cross_attention", "concat", "slice", "broadcast",
-    "merge_image_features", "cross_entropy", "cross_entropy_mean", "attention_rows_itc_unimodal",
+    "merge_image_features", "cross_entropy", "cross_entropy_mean", "bounded_rows", "attention_rows_itc_unimodal",
     "attention_rows_itg_multimodal_causal", "attention_long_rows_itg_multimodal_causal", "div", "transpose",
     "reduce_max", "l2_normalize", "attention_bias_bidirectional", "attention_bias_causal",
     "attention_long_bias_padding", "attention_long_bias_causal", "attention_bias_no_length"};

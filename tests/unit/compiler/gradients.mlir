@@ -502,6 +502,26 @@ mm.model @gradients {
     mm.return %l : tensor<f64>
   }
 
+  // A causal LM loss over 6 positions, 4 of them real (len): mm-bound-rows
+  // stops the products and the loss at the length (targets past it ignored,
+  // one of them not -100), in the loss entry and in its training step alike.
+  mm.group @g_bounded_rows
+  mm.param @"bounded_rows.x" : tensor<1x6x8xf64> group @g_bounded_rows init #mm.init<normal, 0.7>
+  mm.param @"bounded_rows.wq" : tensor<8x8xf64> group @g_bounded_rows init #mm.init<normal, 0.7>
+  mm.param @"bounded_rows.wo" : tensor<7x8xf64> group @g_bounded_rows init #mm.init<normal, 0.7>
+  mm.stage @bounded_rows trainable [@g_bounded_rows] loss @bounded_rows_loss data "none"
+  mm.entry @bounded_rows_loss(%len: tensor<i32> {mm.name = "len"}, %targets: tensor<1x6xi32> {mm.name = "targets"}) -> tensor<f64> {
+    %x = mm.weight @"bounded_rows.x" : tensor<1x6x8xf64>
+    %wq = mm.weight @"bounded_rows.wq" : tensor<8x8xf64>
+    %q = mm.linear %x, %wq : (tensor<1x6x8xf64>, tensor<8x8xf64>) -> tensor<1x6x8xf64>
+    %a = mm.attention %q, %x, %x, %len {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 0.5 : f64} : (tensor<1x6x8xf64>, tensor<1x6x8xf64>, tensor<1x6x8xf64>, tensor<i32>) -> tensor<1x6x8xf64>
+    %h = mm.silu %a : tensor<1x6x8xf64>
+    %wo = mm.weight @"bounded_rows.wo" : tensor<7x8xf64>
+    %l = mm.linear %h, %wo : (tensor<1x6x8xf64>, tensor<7x8xf64>) -> tensor<1x6x7xf64>
+    %loss = mm.cross_entropy %l, %targets {ignore_index = -100 : i64, mean} : (tensor<1x6x7xf64>, tensor<1x6xi32>) -> tensor<f64>
+    mm.return %loss : tensor<f64>
+  }
+
   mm.group @g_cross_entropy_mean
   mm.param @"cross_entropy_mean.logits" : tensor<2x4x7xf64> group @g_cross_entropy_mean init #mm.init<normal, 0.7>
   mm.stage @cross_entropy_mean trainable [@g_cross_entropy_mean] loss @cross_entropy_mean_loss data "none"

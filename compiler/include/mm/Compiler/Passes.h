@@ -25,6 +25,10 @@ inline constexpr const char *kResultsAttr = "mm.results";
 /// On a cache read whose result is its cache's own storage (no copy, no
 /// arena space): nothing writes that layer of the cache while it is read.
 inline constexpr const char *kViewAttr = "mm.view";
+/// On a product or loss over a padded sequence (mm-bound-rows): the index of the
+/// entry argument holding the sequence's real length; rows at and past it are
+/// padding the kernel skips.
+inline constexpr const char *kRowsAttr = "mm.rows";
 /// The most bytes of intermediate values (the entry's results excluded) live at once.
 inline constexpr const char *kActivationAttr = "mm.activation_bytes";
 
