@@ -16,6 +16,11 @@
 //   - `mm.cross_entropy` and its gradient count rows past the length as
 //     ignored (mmrun's targets there are ignored already).
 //
+// A forward entry (logits, a prefill's KV cache) qualifies too: what it
+// returns or caches for rows past the length is zeros, which no caller reads
+// (mmrun reads the logits of real positions; decode overwrites a cache row
+// before attention reads it).
+//
 // Code generation reads `mm.rows` (the index of the entry argument holding
 // the length) on those ops. The pass is conservative: an entry qualifies
 // only when every op that reads the sequence (the [1, S, X] values joined to
@@ -54,13 +59,14 @@ std::optional<AttentionView> attentionView(Operation *op) {
 }
 
 /// Ops whose row r of every sequence result depends only on row r of their
-/// sequence operands (or, for the reductions, that sum rows of a gradient).
+/// sequence operands (or, for the reductions, that sum rows of a gradient;
+/// a cache update writes row r at position r).
 bool keepsRowsApart(Operation *op) {
   return isa<EmbeddingOp, LinearOp, FusedLinearOp, LayerNormOp, RMSNormOp, GeluOp, QuickGeluOp, GeluTanhOp,
              SiluOp, ReluOp, AddOp, MulOp, RoPEOp, MergeImageFeaturesOp, CrossEntropyOp, CrossEntropyGradOp,
              LinearGradInputOp, LinearGradWeightOp, EmbeddingGradOp, LayerNormGradInputOp, LayerNormGradWeightOp,
              RMSNormGradInputOp, RMSNormGradWeightOp, ActivationGradOp, GatherImageFeaturesOp,
-             FusedElementwiseOp, ReduceToOp>(op);
+             FusedElementwiseOp, ReduceToOp, CacheUpdateOp>(op);
 }
 
 struct BoundRowsPass : public mm::impl::BoundRowsBase<BoundRowsPass> {
@@ -132,11 +138,7 @@ struct BoundRowsPass : public mm::impl::BoundRowsBase<BoundRowsPass> {
     SmallVector<Operation *> bounded;
     for (Operation &op : block) {
       if (llvm::none_of(op.getOperands(), [&](Value v) { return sequence.contains(v); })) continue;
-      // A gradient's rows past the length are zero, bounded or not; a
-      // forward value's would change.
-      if (isa<ReturnOp>(op) &&
-          llvm::any_of(op.getOperands(), [&](Value v) { return sequence.contains(v) && !gradient.contains(v); }))
-        return refuse(&op, "the entry returns a sequence tensor");
+      // A returned sequence (logits; a gradient) holds zeros past the length.
       if (isa<ReturnOp>(op)) continue;
       if (std::optional<AttentionView> a = attentionView(&op)) {
         if (a->length != length) return refuse(&op, "attention over the sequence is not bounded by its length");

@@ -86,10 +86,11 @@ mm.model @pooled {
 
 // -----
 
-// COM: A forward entry returns the logits of every position: nothing is bounded.
+// COM: A forward entry returning the sequence (logits) is bounded too: its
+// COM: rows past the length are zeros that no caller reads.
 // CHECK-LABEL: mm.model @returns_logits
-// CHECK-NOT: mm.rows
-// REMARK: remark: rows not bounded: the entry returns a sequence tensor
+// CHECK: mm.linear {{.*}} {mm.rows = 1 : i64}
+// REMARK: remark: rows bounded by argument #1
 mm.model @returns_logits {
   mm.group @g
   mm.param @"wq" : tensor<16x16xf32> group @g init #mm.init<normal, 0.02>

@@ -92,25 +92,26 @@ def Remat : Pass<"mm-remat", "::mm::ModelOp"> {
 }
 
 def BoundRows : Pass<"mm-bound-rows", "::mm::ModelOp"> {
-  let summary = "Stop a loss's products at the sequence's real length";
+  let summary = "Stop the products over a padded sequence at its real length";
   let description = [{
-    In an `mm.entry` (a loss or its training step) whose attention over
-    the sequence (`[1, S, X]` tensors) is bounded by one scalar `length`
-    argument, the rows at and past that length are padding: no op of the
-    sequence mixes rows, attention reads no key past the length, so those
-    rows never reach the loss, and their gradients are zero. The pass marks
-    `mm.linear`, `mm.fused_linear`, `mm.linear_grad_input`,
-    `mm.linear_grad_weight`, `mm.cross_entropy` and `mm.cross_entropy_grad`
-    over the sequence with `mm.rows` (the length argument's index): their
-    kernels compute the first `length` rows (products write zeros after
-    them), sum the weight gradient over those rows only, and count rows past
-    the length as ignored by the loss. An entry qualifies only when every op
-    that reads a sequence tensor keeps rows apart (row-wise ops, attention
+    In an `mm.entry` whose attention over the sequence (`[1, S, X]` tensors)
+    is bounded by one scalar `length` argument, the rows at and past that
+    length are padding: no op of the sequence mixes rows and attention reads
+    no key past the length, so those rows never reach a real row or the
+    loss, and their gradients are zero. The pass marks `mm.linear`,
+    `mm.fused_linear`, `mm.linear_grad_input`, `mm.linear_grad_weight`,
+    `mm.cross_entropy` and `mm.cross_entropy_grad` over the sequence with
+    `mm.rows` (the length argument's index): their kernels compute the first
+    `length` rows (products write zeros after them), sum the weight gradient
+    over those rows only, and count rows past the length as ignored by the
+    loss. A returned sequence (logits) or a prefill's cache rows then hold
+    zeros past the length. An entry qualifies only when every op that reads
+    the sequence (the `[1, S, X]` values joined to that attention through
+    row-wise ops) keeps rows apart: row-wise ops, cache updates, attention
     bounded by that length over S queries and keys without a position bias,
-    sums over the rows of gradients) and it returns no sequence tensor;
-    otherwise it is left as it is. With `report`, each marked op and each
-    refusal is a remark. Runs after `mm-fuse`, before `mm-plan-memory`;
-    `mmc compile --no-fuse` leaves it out.
+    sums over the rows of gradients; otherwise it is left as it is. With
+    `report`, each marked op and each refusal is a remark. Runs after
+    `mm-fuse`, before `mm-plan-memory`; `mmc compile --no-fuse` leaves it out.
   }];
   let options = [
     Option<"report", "report", "bool", "false", "Emit a remark for each bounded op and each refusal">
