@@ -69,6 +69,18 @@ bool keepsRowsApart(Operation *op) {
              FusedElementwiseOp, ReduceToOp, CacheUpdateOp>(op);
 }
 
+/// The operands and results of a row-wise op whose rows are the same
+/// positions: all of them, except the image features LLaVA's merge places at
+/// the image tokens (their rows are image patches, not positions), and what
+/// the gather of those positions' gradients returns.
+SmallVector<Value> rowAligned(Operation *op) {
+  if (auto merge = dyn_cast<MergeImageFeaturesOp>(op)) return {merge.getEmbeds(), merge.getResult()};
+  if (auto gather = dyn_cast<GatherImageFeaturesOp>(op)) return {gather.getInput()};
+  SmallVector<Value> values(op->getOperands());
+  llvm::append_range(values, op->getResults());
+  return values;
+}
+
 struct BoundRowsPass : public mm::impl::BoundRowsBase<BoundRowsPass> {
   using BoundRowsBase::BoundRowsBase;
 
@@ -119,8 +131,7 @@ struct BoundRowsPass : public mm::impl::BoundRowsBase<BoundRowsPass> {
       grew = false;
       for (Operation &op : block) {
         if (!joins(&op)) continue;
-        SmallVector<Value> values(op.getOperands());
-        llvm::append_range(values, op.getResults());
+        SmallVector<Value> values = rowAligned(&op);
         std::optional<AttentionView> a = attentionView(&op);
         if (!a && llvm::none_of(values, [&](Value v) { return sequence.contains(v); })) continue;
         for (Value v : values)

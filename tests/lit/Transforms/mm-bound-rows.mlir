@@ -86,6 +86,43 @@ mm.model @pooled {
 
 // -----
 
+// COM: LLaVA's merge: the image features' rows are patches, not positions,
+// COM: even when they number as many as the positions (8 here). The
+// COM: projector and its weight gradient (from the gather of the image
+// COM: positions' gradients) compute every patch; the LM after the merge
+// COM: stops at the length.
+// CHECK-LABEL: mm.model @merge_same_length
+// CHECK-LABEL: mm.entry @train_s
+// CHECK: mm.linear %arg1, %{{[0-9]+}} : (tensor<1x8x16xf32>
+// CHECK: mm.merge_image_features
+// CHECK: mm.linear {{.*}} {mm.rows = 3 : i64}
+// CHECK: mm.gather_image_features
+// CHECK: mm.linear_grad_weight %{{[0-9]+}}, %arg1 : (tensor<1x8x16xf32>
+mm.model @merge_same_length {
+  mm.group @g
+  mm.param @"e" : tensor<32x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"wp" : tensor<16x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"wq" : tensor<16x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.param @"wo" : tensor<32x16xf32> group @g init #mm.init<normal, 0.02>
+  mm.stage @s trainable [@g] loss @loss data "caption"
+  mm.entry @loss(%ids: tensor<1x8xi32>, %img: tensor<1x8x16xf32>, %t: tensor<1x8xi32>, %len: tensor<i32>) -> tensor<f32> {
+    %wp = mm.weight @"wp" : tensor<16x16xf32>
+    %f = mm.linear %img, %wp : (tensor<1x8x16xf32>, tensor<16x16xf32>) -> tensor<1x8x16xf32>
+    %e = mm.weight @"e" : tensor<32x16xf32>
+    %x = mm.embedding %ids, %e : (tensor<1x8xi32>, tensor<32x16xf32>) -> tensor<1x8x16xf32>
+    %m = mm.merge_image_features %x, %ids, %f {image_token_index = 4 : i64} : (tensor<1x8x16xf32>, tensor<1x8xi32>, tensor<1x8x16xf32>) -> tensor<1x8x16xf32>
+    %wq = mm.weight @"wq" : tensor<16x16xf32>
+    %q = mm.linear %m, %wq : (tensor<1x8x16xf32>, tensor<16x16xf32>) -> tensor<1x8x16xf32>
+    %a = mm.attention %q, %m, %m, %len {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 0.25 : f64} : (tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<1x8x16xf32>, tensor<i32>) -> tensor<1x8x16xf32>
+    %wo = mm.weight @"wo" : tensor<32x16xf32>
+    %l = mm.linear %a, %wo : (tensor<1x8x16xf32>, tensor<32x16xf32>) -> tensor<1x8x32xf32>
+    %loss = mm.cross_entropy %l, %t : (tensor<1x8x32xf32>, tensor<1x8xi32>) -> tensor<f32>
+    mm.return %loss : tensor<f32>
+  }
+}
+
+// -----
+
 // COM: A forward entry returning the sequence (logits) is bounded too: its
 // COM: rows past the length are zeros that no caller reads.
 // CHECK-LABEL: mm.model @returns_logits
