@@ -472,6 +472,17 @@ LogicalResult AttentionStatsOp::verify() { return verifyAttentionBackward(*this)
 LogicalResult AttentionGradQueryOp::verify() { return verifyAttentionBackward(*this); }
 LogicalResult AttentionGradKeyOp::verify() { return verifyAttentionBackward(*this); }
 LogicalResult AttentionGradValueOp::verify() { return verifyAttentionBackward(*this); }
+LogicalResult FusedAttentionOp::verify() {
+  auto q = tensorOf(getQuery());
+  if (getResult().getType() != getQuery().getType())
+    return emitOpError("result type must equal the query type");
+  auto lse = tensorOf(getLse());
+  if (q.getRank() != 3 || lse.getRank() != 3 || lse.getDimSize(0) != q.getDimSize(0) ||
+      lse.getDimSize(1) != getNumHeads() || lse.getDimSize(2) != q.getDimSize(1))
+    return emitOpError("statistics ") << shapeStr(lse.getShape()) << " should be [" << q.getDimSize(0) << ", "
+           << getNumHeads() << ", " << q.getDimSize(1) << "]";
+  return verifyAttentionBackward(*this);
+}
 LogicalResult FusedAttentionGradOp::verify() {
   if (getGradQuery().getType() != getQuery().getType() || getGradKey().getType() != getKey().getType() ||
       getGradValue().getType() != getValue().getType())

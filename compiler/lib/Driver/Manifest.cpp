@@ -92,6 +92,7 @@ int64_t opFlops(Operation *op) {
       .Case([](PatchEmbedGradWeightOp o) { return 2 * numel(o.getPixels()) * cast<RankedTensorType>(o.getResult().getType()).getDimSize(0); })
       .Case([](AttentionOp o) { return attentionFlops(o, 4); })
       .Case([](AttentionStatsOp o) { return attentionFlops(o, 2); })
+      .Case([](FusedAttentionOp o) { return attentionFlops(o, 4); })
       .Case([](AttentionGradQueryOp o) { return attentionFlops(o, 6); })
       .Case([](AttentionGradKeyOp o) { return attentionFlops(o, 6); })
       .Case([](AttentionGradValueOp o) { return attentionFlops(o, 4); })

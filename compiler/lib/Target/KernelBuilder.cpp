@@ -566,7 +566,7 @@ const char *kAttnRowTerms = R"(    const int64_t qi = q0 + r;
     for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
 )";
 
-enum class AttnHost { Forward, Stats, GradQuery, GradKey, GradValue, Fused };
+enum class AttnHost { Forward, ForwardStats, Stats, GradQuery, GradKey, GradValue, Fused };
 
 std::string attentionHostBody(AttnHost which, std::map<std::string, std::string> vars,
                               MaskKind mask, bool hasLength, int64_t batch) {
@@ -621,7 +621,8 @@ for (int64_t item = 0; item < $B * $HKV; ++item) {
   free(p);
 }
 )";
-  } else if (which == AttnHost::Forward || which == AttnHost::Stats || which == AttnHost::GradQuery) {
+  } else if (which == AttnHost::Forward || which == AttnHost::ForwardStats || which == AttnHost::Stats ||
+             which == AttnHost::GradQuery) {
     s = R"($BUCKETSconst int64_t QB = 64, nqb = ($S + QB - 1) / QB;
 #pragma omp parallel for schedule(static)
 for (int64_t item = 0; item < $B * $H * nqb; ++item) {
@@ -633,7 +634,7 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
   T *strip = (T *)malloc(sizeof(T) * (QB * $SKV + 1));
   if (nk > 0) mm_cpu::gemm<T>(nq, nk, $DH, q + rowOff, $QW, 1, kh, 1, $KW, strip, nk, false);
 )";
-    if (which == AttnHost::Forward || which == AttnHost::Stats) {
+    if (which != AttnHost::GradQuery) {
       s += R"(  for (int64_t r = 0; r < nq; ++r) {
     const int64_t qi = q0 + r;
     T *row = strip + r * nk, m = -INFINITY, l = 0;
@@ -646,10 +647,13 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
       l += p;
     }
 )";
+      // The statistics: the result of attention_stats, the second of fused_attention.
       if (which == AttnHost::Stats)
         s += "    y[(b * $H + h) * $S + qi] = l > 0 ? m + log(l) : (T)0;\n  }\n";
       else
-        s += R"(    const T inv = l > 0 ? 1 / l : (T)0;
+        s += std::string(which == AttnHost::ForwardStats ? "    lse[(b * $H + h) * $S + qi] = l > 0 ? m + log(l) : (T)0;\n"
+                                                         : "") +
+             R"(    const T inv = l > 0 ? 1 / l : (T)0;
     for (int64_t kj = 0; kj < nk; ++kj) row[kj] *= inv;
   }
   const T *vh = v + b * $SKV * $KW + kvh * $DH;
@@ -733,7 +737,9 @@ $DPFREE  free(strip);
   return subst(s, vars);
 }
 
-Kernel attention(AttentionOp op) {
+/// mm.attention, and mm.fused_attention (which also writes the row's
+/// log-sum-exp, as mm.attention_stats does, from the same softmax).
+template <typename OpT> Kernel attentionForward(OpT op, bool withStats) {
   auto q = typeOf(op.getQuery());
   int64_t s = q.getDimSize(1), h = op.getNumHeads();
   std::string body = subst(R"(// One query row of one head; online softmax, scores never stored.
@@ -763,16 +769,21 @@ for (int64_t kj = 0; kj < $SKV; ++kj) {
 T *yr = y + (b * $S + qi) * $QW + h * $DH;
 const T inv = l > 0 ? 1 / l : 0;
 for (int64_t d = 0; d < $DH; ++d) yr[d] = acc[d] * inv;
-)", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())}});
+$STATS)", {{"MASK", maskCondition(op.getMask(), (bool)op.getLength())},
+             {"STATS", withStats ? "lse[i] = l > 0 ? m + log(l) : (T)0;\n" : ""}});
   const std::map<std::string, std::string> vars = attentionVars(op, op.getQuery(), op.getKey());
   body = subst(body, vars);
   SmallVector<std::string> names{"q", "k", "v"};
   if (op.getLength()) names.push_back("length");
   if (op.getPositionBias()) names.push_back("pb");
-  return withHostBody(makeKernel(op, names, q.getDimSize(0) * h * s, body),
-                      attentionHostBody(AttnHost::Forward, vars, op.getMask(), (bool)op.getLength(),
-                                        q.getDimSize(0)));
+  SmallVector<std::string> results{"y"};
+  if (withStats) results.push_back("lse");
+  return withHostBody(makeKernel(op, names, q.getDimSize(0) * h * s, body, results),
+                      attentionHostBody(withStats ? AttnHost::ForwardStats : AttnHost::Forward, vars, op.getMask(),
+                                        (bool)op.getLength(), q.getDimSize(0)));
 }
+Kernel attention(AttentionOp op) { return attentionForward(op, false); }
+Kernel fusedAttention(FusedAttentionOp op) { return attentionForward(op, true); }
 
 /// Splits a shape at `axis` into outer * n * inner.
 void splitAt(RankedTensorType t, int64_t axis, int64_t &outer, int64_t &inner) {
@@ -1689,6 +1700,7 @@ FailureOr<Kernel> buildKernel(Operation *op) {
       .Case([](PadOp o) { return pad(o); })
       .Case([](GatherImageFeaturesOp o) { return gatherImageFeatures(o); })
       .Case([](AttentionStatsOp o) { return attentionStats(o); })
+      .Case([](FusedAttentionOp o) { return fusedAttention(o); })
       .Case([](AttentionGradQueryOp o) { return attentionGrad(o, AttnGrad::Query); })
       .Case([](AttentionGradKeyOp o) { return attentionGrad(o, AttnGrad::Key); })
       .Case([](AttentionGradValueOp o) { return attentionGrad(o, AttnGrad::Value); })

@@ -52,7 +52,7 @@ std::optional<AttentionView> attentionView(Operation *op) {
   std::optional<AttentionView> v;
   llvm::TypeSwitch<Operation *>(op)
       .Case<AttentionOp, AttentionStatsOp, AttentionGradQueryOp, AttentionGradKeyOp, AttentionGradValueOp,
-            FusedAttentionGradOp>([&](auto a) {
+            FusedAttentionOp, FusedAttentionGradOp>([&](auto a) {
         v = AttentionView{a.getQuery(), a.getKey(), a.getLength(), a.getPositionBias()};
       });
   return v;

@@ -51,6 +51,7 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
       fuseEpilogues(block);
       fuseAccumulations(block);
       fuseAttentionGrads(block);
+      fuseAttentionStats(block);
       fuseElementwise(block);
     }
   }
@@ -180,6 +181,42 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
       dq.erase();
       dk.erase();
       dv.erase();
+    }
+  }
+
+  // 3b. attention + the statistics its backward reads.
+  static bool sameScores(AttentionOp a, AttentionStatsOp s) {
+    return a.getQuery() == s.getQuery() && a.getKey() == s.getKey() && a.getLength() == s.getLength() &&
+           a.getPositionBias() == s.getPositionBias() && a.getNumHeads() == s.getNumHeads() &&
+           a.getNumKvHeads() == s.getNumKvHeads() && a.getMask() == s.getMask() && a.getScale() == s.getScale() &&
+           a.getLayoutAttr() == s.getLayoutAttr() && a.getBiasMaxDistance() == s.getBiasMaxDistance();
+  }
+  void fuseAttentionStats(Block &block) {
+    for (AttentionStatsOp stats : llvm::make_early_inc_range(block.getOps<AttentionStatsOp>())) {
+      AttentionOp attention;
+      for (Operation *user : stats.getQuery().getUsers())
+        if (auto a = dyn_cast<AttentionOp>(user); a && sameScores(a, stats) && a->isBeforeInBlock(stats)) {
+          attention = a;
+          break;
+        }
+      if (!attention) {
+        remark(stats, "not fused with its attention: no earlier mm.attention over the same query, key and "
+                      "attributes");
+        continue;
+      }
+      // At the attention: its operands are defined there, and the statistics'
+      // users come after the statistics, so after it too.
+      OpBuilder b(attention);
+      auto fused = b.create<FusedAttentionOp>(
+          attention.getLoc(), TypeRange{attention.getType(), stats.getType()}, attention.getQuery(),
+          attention.getKey(), attention.getValue(), attention.getLength(), attention.getPositionBias(),
+          attention.getNumHeadsAttr(), attention.getNumKvHeadsAttr(), attention.getMaskAttr(),
+          attention.getScaleAttr(), attention.getLayoutAttr(), attention.getBiasMaxDistanceAttr());
+      remark(fused, "fused attention forward: its statistics from the same softmax");
+      attention.getResult().replaceAllUsesWith(fused.getResult());
+      stats.getResult().replaceAllUsesWith(fused.getLse());
+      stats.erase();
+      attention.erase();
     }
   }
 

@@ -524,6 +524,26 @@ mm.model @attention_stats_length {
 
 // -----
 
+mm.model @fused_attention_result_type {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x1x4xf32> {
+    // expected-error @+1 {{result type must equal the query type}}
+    %y, %s = mm.fused_attention %x, %x, %x {num_heads = 1 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> (tensor<1x4x4xf32>, tensor<1x1x4xf32>)
+    mm.return %s : tensor<1x1x4xf32>
+  }
+}
+
+// -----
+
+mm.model @fused_attention_stats_shape {
+  mm.entry @f(%x: tensor<1x4x8xf32>) -> tensor<1x4x4xf32> {
+    // expected-error @+1 {{statistics 1x4x4 should be [1, 2, 4]}}
+    %y, %s = mm.fused_attention %x, %x, %x {num_heads = 2 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<causal>, scale = 1.0 : f64} : (tensor<1x4x8xf32>, tensor<1x4x8xf32>, tensor<1x4x8xf32>) -> (tensor<1x4x8xf32>, tensor<1x4x4xf32>)
+    mm.return %s : tensor<1x4x4xf32>
+  }
+}
+
+// -----
+
 mm.model @fused_attention_grad_types {
   mm.entry @f(%x: tensor<1x4x8xf32>, %s: tensor<1x1x4xf32>) -> tensor<1x4x8xf32> {
     // expected-error @+1 {{results must have the query's, the key's and the value's types}}

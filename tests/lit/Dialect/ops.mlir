@@ -137,6 +137,19 @@ mm.model @fused_attention_grad {
 
 // -----
 
+// COM: The one-pass attention forward mm-fuse writes for a training step: the
+// COM: output (the query's type) and the per-row statistics [B, H, S].
+// CHECK-LABEL: mm.model @fused_attention
+// CHECK: %{{.*}}, %{{.*}} = mm.fused_attention %{{.*}} {{{.*}}mask = #mm.mask<causal>{{.*}}} : ({{.*}}) -> (tensor<1x8x16xf32>, tensor<1x2x8xf32>)
+mm.model @fused_attention {
+  mm.entry @f(%q: tensor<1x8x16xf32>, %kv: tensor<1x8x8xf32>, %len: tensor<i32>) -> tensor<1x2x8xf32> {
+    %y, %lse = mm.fused_attention %q, %kv, %kv, %len {num_heads = 2 : i64, num_kv_heads = 1 : i64, mask = #mm.mask<causal>, scale = 0.35 : f64} : (tensor<1x8x16xf32>, tensor<1x8x8xf32>, tensor<1x8x8xf32>, tensor<i32>) -> (tensor<1x8x16xf32>, tensor<1x2x8xf32>)
+    mm.return %lse : tensor<1x2x8xf32>
+  }
+}
+
+// -----
+
 // COM: Every mask kind with the layout it needs.
 // CHECK-LABEL: mm.model @masks
 // CHECK: #mm.seq_layout<query = 2, text = 2>, mask = #mm.mask<itm_bidirectional>

@@ -199,3 +199,44 @@ mm.model @attention_backward_mismatch {
     mm.return %dq, %dk, %dv : tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>
   }
 }
+
+// -----
+
+// COM: A training step's attention and the statistics its backward reads
+// COM: (the same query, key, length and attributes) become one pass: the
+// COM: log-sum-exp of each row comes out of the forward's softmax.
+// CHECK-LABEL: mm.model @attention_forward_stats
+// CHECK: %[[Y:.*]], %[[LSE:.*]] = mm.fused_attention %arg0, %arg1, %arg2, %arg3 {mask = #mm.mask<causal>
+// CHECK-NOT: mm.attention_stats
+// CHECK: mm.return %[[Y]], %[[LSE]]
+mm.model @attention_forward_stats {
+  mm.entry @f(%q: tensor<1x8x64xf32>, %k: tensor<1x8x64xf32>, %v: tensor<1x8x64xf32>, %len: tensor<i32>)
+      -> (tensor<1x8x64xf32>, tensor<1x4x8xf32>) {
+    // expected-remark @+1 {{fused attention forward: its statistics from the same softmax}}
+    %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<causal>,
+        scale = 0.125 : f64} : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>) -> tensor<1x8x64xf32>
+    %lse = mm.attention_stats %q, %k, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<causal>,
+        scale = 0.125 : f64} : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>) -> tensor<1x4x8xf32>
+    mm.return %y, %lse : tensor<1x8x64xf32>, tensor<1x4x8xf32>
+  }
+}
+
+// -----
+
+// COM: Refusal: statistics under another mask (bidirectional where the
+// COM: attention is causal) are not the attention's own, and stay a pass.
+// CHECK-LABEL: mm.model @attention_stats_mismatch
+// CHECK: mm.attention %arg0
+// CHECK: mm.attention_stats
+// CHECK-NOT: mm.fused_attention
+mm.model @attention_stats_mismatch {
+  mm.entry @f(%q: tensor<1x8x64xf32>, %k: tensor<1x8x64xf32>, %v: tensor<1x8x64xf32>)
+      -> (tensor<1x8x64xf32>, tensor<1x4x8xf32>) {
+    %y = mm.attention %q, %k, %v {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<causal>,
+        scale = 0.125 : f64} : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>) -> tensor<1x8x64xf32>
+    // expected-remark @+1 {{not fused with its attention: no earlier mm.attention over the same query, key and attributes}}
+    %lse = mm.attention_stats %q, %k {num_heads = 4 : i64, num_kv_heads = 4 : i64, mask = #mm.mask<bidirectional>,
+        scale = 0.125 : f64} : (tensor<1x8x64xf32>, tensor<1x8x64xf32>) -> tensor<1x4x8xf32>
+    mm.return %y, %lse : tensor<1x8x64xf32>, tensor<1x4x8xf32>
+  }
+}

@@ -54,6 +54,10 @@ def Fuse : Pass<"mm-fuse", "::mm::ModelOp"> {
       `mm.attention_grad_value` over the same operands and attributes become
       one `mm.fused_attention_grad` (each probability computed once for the
       three gradients);
+    - an `mm.attention` and the `mm.attention_stats` a training step's
+      backward reads for it (the same query, key, length and attributes)
+      become one `mm.fused_attention` with two results (the per-row
+      log-sum-exp from the forward's own softmax);
     - every remaining tree of elementwise ops (`mm.gelu`, `mm.quick_gelu`,
       `mm.silu`, `mm.relu`, `mm.add`, `mm.mul`, `mm.activation_grad`) whose
       inner values have exactly one use becomes one `mm.fused_elementwise`.

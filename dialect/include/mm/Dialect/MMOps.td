@@ -1114,6 +1114,35 @@ class MM_AttentionGradOp<string mnemonic, string what> : MM_Op<mnemonic, [Pure, 
 def MM_AttentionGradQueryOp : MM_AttentionGradOp<"attention_grad_query", "queries">;
 def MM_AttentionGradKeyOp : MM_AttentionGradOp<"attention_grad_key", "keys">;
 def MM_AttentionGradValueOp : MM_AttentionGradOp<"attention_grad_value", "values">;
+def MM_FusedAttentionOp : MM_Op<"fused_attention", [Pure, AttrSizedOperandSegments]> {
+  let summary = "mm.attention and its mm.attention_stats in one pass";
+  let description = [{
+    `mm-fuse` puts it in place of an `mm.attention` and the
+    `mm.attention_stats` that a training step's backward reads for it (the
+    same query, key, length and attributes): the per-row log-sum-exp comes
+    out of the forward's softmax instead of a second pass over the scores.
+    Operands and attributes as `mm.attention`; results the attention's
+    output (the query's type) and the statistics `[B, H, S]`.
+
+    Example:
+    ```mlir
+    %y, %lse = mm.fused_attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 4 : i64,
+        mask = #mm.mask<causal>, scale = 0.125 : f64}
+        : (tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<1x8x64xf32>, tensor<i32>)
+        -> (tensor<1x8x64xf32>, tensor<1x4x8xf32>)
+    ```
+  }];
+  let arguments = (ins MM_F32Tensor:$query, MM_F32Tensor:$key, MM_F32Tensor:$value,
+                       Optional<MM_I32Tensor>:$length, Optional<MM_F32Tensor>:$position_bias,
+                       I64Attr:$num_heads, I64Attr:$num_kv_heads, MM_MaskAttr:$mask, F64Attr:$scale,
+                       OptionalAttr<MM_SeqLayoutAttr>:$layout, OptionalAttr<I64Attr>:$bias_max_distance);
+  let results = (outs MM_F32Tensor:$result, MM_F32Tensor:$lse);
+  let assemblyFormat = [{
+    $query `,` $key `,` $value (`,` $length^)? (`bias` $position_bias^)? attr-dict `:` functional-type(operands, results)
+  }];
+  let hasVerifier = 1;
+}
+
 def MM_FusedAttentionGradOp : MM_Op<"fused_attention_grad", [Pure, AttrSizedOperandSegments]> {
   let summary = "the query, key and value gradients of mm.attention in one pass";
   let description = [{
