@@ -14,6 +14,11 @@
  * Returns 0 on success. On a CUDA library all pointers are device pointers,
  * allocated and copied through `device`; on a CPU library `device` is NULL.
  *
+ * A sequence argument padded to the compiled length comes with its real
+ * length (an argument such as `length`): positions at and past it are
+ * padding. A loss ignores them, and a returned sequence (logits) may hold
+ * zeros there (mm-bound-rows, docs/ARCHITECTURE.md).
+ *
  * The ABI version changes whenever this header changes incompatibly.
  *===----------------------------------------------------------------------===*/
 #ifndef MM_ABI_H
