@@ -121,11 +121,16 @@ std::string boundedRows(int64_t m) {
 
 /// The CPU computes products with the packed GEMM (runtime/include/mm/cpu/Gemm.h):
 /// C[M,N] (+)= A(m,k) . B(k,n) with A(m,k) = a[m*rsa + k*csa], B(k,n) = b[k*rsb + n*csb].
+/// M and K are expressions (a bounded product's `mb`), or numbers below.
+std::string gemmCall(const std::string &m, int64_t n, const std::string &k, StringRef a, int64_t rsa, int64_t csa,
+                     StringRef b, int64_t rsb, int64_t csb, bool accumulate) {
+  return "mm_cpu::gemm<T>(" + m + ", " + num(n) + ", " + k + ", " + a.str() + ", " + num(rsa) + ", " + num(csa) +
+         ", " + b.str() + ", " + num(rsb) + ", " + num(csb) + ", y, " + num(n) + ", " +
+         (accumulate ? "true" : "false") + ");\n";
+}
 std::string gemmCall(int64_t m, int64_t n, int64_t k, StringRef a, int64_t rsa, int64_t csa,
                      StringRef b, int64_t rsb, int64_t csb, bool accumulate) {
-  return "mm_cpu::gemm<T>(" + num(m) + ", " + num(n) + ", " + num(k) + ", " + a.str() + ", " +
-         num(rsa) + ", " + num(csa) + ", " + b.str() + ", " + num(rsb) + ", " + num(csb) + ", y, " +
-         num(n) + ", " + (accumulate ? "true" : "false") + ");\n";
+  return gemmCall(num(m), n, num(k), a, rsa, csa, b, rsb, csb, accumulate);
 }
 
 /// f(v) of an activation, an expression over `v`.
@@ -168,11 +173,10 @@ for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
   if (bias) names.push_back("b");
   if (residual) names.push_back("r");
   const bool bounded = rowsBounded(op);
+  const std::string rows = bounded ? "mb" : num(m);
   std::string host;
   if (!bias && !residual && !act) {
-    host = bounded ? subst("mm_cpu::gemm<T>(mb, $N, $K, x, $K, 1, w, 1, $K, y, $N, false);\n",
-                           {{"N", num(n)}, {"K", num(k)}})
-                   : gemmCall(m, n, k, "x", k, 1, "w", 1, k, false);
+    host = gemmCall(rows, n, num(k), "x", k, 1, "w", 1, k, false);
   } else {
     std::string epilogue = linearEpilogue((bool)bias, act, residual ? "rr[n]" : "", "yr[n]");
     std::string indented;
@@ -185,7 +189,7 @@ for (int64_t k = 0; k < $K; ++k) acc += xr[k] * wr[k];
 $EPILOGUE  }
 };
 mm_cpu::gemm<T>($M, $N, $K, x, $K, 1, w, 1, $K, y, $N, false, mm_cpu::epilogueRef(epilogue));
-)", {{"M", bounded ? "mb" : num(m)}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
+)", {{"M", rows}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
      {"RESIDUAL", residual ? "\n  const T *rr = r + m * " + num(n) + ";" : ""}});
   }
   if (!bounded) return withHostBody(makeKernel(op, names, m * n, body), host);
@@ -1104,22 +1108,21 @@ y[i] = acc;
   int64_t m = typeOf(op.getResult()).getNumElements() / k;
   SmallVector<std::string> names{"dy", "w"};
   if (addend) names.push_back("addend");
-  // dx[M,K] = dy[M,N] . w[N,K] (+ the addend, added to each finished block).
+  // dx[M,K] = dy[M,N] . w[N,K] (+ the addend, added to each finished block);
+  // bounded, the first `length` rows (the gradient's rows past it are zero).
+  const bool bounded = rowsBounded(op);
+  const std::string rows = bounded ? "mb" : num(m);
   std::string host = addend ? subst(R"(auto epilogue = [&](int64_t m, int64_t k0, int64_t k1) {
   T *yr = y + m * $K;
   const T *ar = addend + m * $K;
   for (int64_t k = k0; k < k1; ++k) yr[k] += ar[k];
 };
 mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false, mm_cpu::epilogueRef(epilogue));
-)", {{"M", num(m)}, {"N", num(n)}, {"K", num(k)}})
-                            : gemmCall(m, k, n, "dy", n, 1, "w", k, 1, false);
-  if (!rowsBounded(op)) return withHostBody(makeKernel(op, names, m * k, body), host);
-  // The first `length` rows; the gradient's rows past it are zero.
-  std::string rowsFirst = host;
-  rowsFirst.replace(rowsFirst.find("mm_cpu::gemm<T>(" + num(m) + ","), ("mm_cpu::gemm<T>(" + num(m) + ",").size(),
-                    "mm_cpu::gemm<T>(mb,");
-  host = boundedRows(m) + rowsFirst + subst("if (mb < $M) memset(y + mb * $K, 0, sizeof(T) * ($M - mb) * $K);\n",
-                                            {{"M", num(m)}, {"K", num(k)}});
+)", {{"M", rows}, {"N", num(n)}, {"K", num(k)}})
+                            : gemmCall(rows, k, num(n), "dy", n, 1, "w", k, 1, false);
+  if (!bounded) return withHostBody(makeKernel(op, names, m * k, body), host);
+  host = boundedRows(m) + host + subst("if (mb < $M) memset(y + mb * $K, 0, sizeof(T) * ($M - mb) * $K);\n",
+                                       {{"M", num(m)}, {"K", num(k)}});
   return withHostBody(withRowsArg(makeKernel(op, names, m * k, body), op), host);
 }
 
@@ -1137,8 +1140,7 @@ y[i] = acc;
   if (!rowsBounded(op))
     return withHostBody(makeKernel(op, {"dy", "x"}, n * k, body), gemmCall(n, k, m, "dy", 1, n, "x", k, 1, false));
   // Summed over the first `length` rows: the others add dy = 0 times x.
-  std::string host = boundedRows(m) + subst("mm_cpu::gemm<T>($N, $K, mb, dy, 1, $N, x, $K, 1, y, $K, false);\n",
-                                            {{"N", num(n)}, {"K", num(k)}});
+  std::string host = boundedRows(m) + gemmCall(num(n), k, "mb", "dy", 1, n, "x", k, 1, false);
   return withHostBody(withRowsArg(makeKernel(op, {"dy", "x"}, n * k, body), op), host);
 }
 
