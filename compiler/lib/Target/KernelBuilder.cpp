@@ -118,6 +118,15 @@ std::string boundedRows(int64_t m) {
   return "const int64_t mb = rows[0] < 0 ? 0 : (rows[0] > " + std::to_string(m) + " ? " + std::to_string(m) +
          " : (int64_t)rows[0]);\n";
 }
+/// A bounded product's kernel: HOST computes rows [0, mb) of the M x WIDTH
+/// result y; the rows past them are zeros (finite, and read by nothing that
+/// counts).
+Kernel boundedProduct(Kernel k, Operation *op, const std::string &host, int64_t m, int64_t width) {
+  return withHostBody(withRowsArg(std::move(k), op),
+                      boundedRows(m) + host + "if (mb < " + std::to_string(m) + ") memset(y + mb * " +
+                          std::to_string(width) + ", 0, sizeof(T) * (" + std::to_string(m) + " - mb) * " +
+                          std::to_string(width) + ");\n");
+}
 
 /// The CPU computes products with the packed GEMM (runtime/include/mm/cpu/Gemm.h):
 /// C[M,N] (+)= A(m,k) . B(k,n) with A(m,k) = a[m*rsa + k*csa], B(k,n) = b[k*rsb + n*csb].
@@ -192,11 +201,8 @@ mm_cpu::gemm<T>($M, $N, $K, x, $K, 1, w, 1, $K, y, $N, false, mm_cpu::epilogueRe
 )", {{"M", rows}, {"N", num(n)}, {"K", num(k)}, {"EPILOGUE", indented},
      {"RESIDUAL", residual ? "\n  const T *rr = r + m * " + num(n) + ";" : ""}});
   }
-  if (!bounded) return withHostBody(makeKernel(op, names, m * n, body), host);
-  // Rows past the length: zeros (finite, and read by nothing that counts).
-  host = boundedRows(m) + host + subst("if (mb < $M) memset(y + mb * $N, 0, sizeof(T) * ($M - mb) * $N);\n",
-                                       {{"M", num(m)}, {"N", num(n)}});
-  return withHostBody(withRowsArg(makeKernel(op, names, m * n, body), op), host);
+  Kernel kernel = makeKernel(op, names, m * n, body);
+  return bounded ? boundedProduct(std::move(kernel), op, host, m, n) : withHostBody(std::move(kernel), host);
 }
 
 Kernel linear(LinearOp op) {
@@ -868,6 +874,13 @@ y[i] = out;
 //===----------------------------------------------------------------------===//
 
 /// cross_entropy: logits[R,V], targets[R] -> y[] = sum of counted rows' -log softmax.
+/// Whether the loss skips row ROW with target TARGET: an ignored or
+/// out-of-range target, or (bounded by mm.rows) a row past the length.
+std::string skippedRow(const std::string &row, const std::string &target, bool bounded) {
+  return (bounded ? row + " >= rows[0] || " : std::string()) + target + " == $IGNORE || " + target + " < 0 || " +
+         target + " >= $V";
+}
+
 Kernel crossEntropy(CrossEntropyOp op) {
   auto l = typeOf(op.getLogits());
   int64_t v = l.getShape().back(), r = l.getNumElements() / v;
@@ -885,7 +898,7 @@ Kernel crossEntropy(CrossEntropyOp op) {
 )";
   std::map<std::string, std::string> vars{
       {"R", num(r)}, {"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())}};
-  vars["SKIP"] = subst(std::string(bounded ? "r >= rows[0] || " : "") + "t == $IGNORE || t < 0 || t >= $V", vars);
+  vars["SKIP"] = subst(skippedRow("r", "t", bounded), vars);
   // With `mean`: divided by the counted rows (0 when none is counted).
   const std::string finish = op.getMean() ? "y[0] = counted > 0 ? total / (T)counted : (T)0;\n" : "y[0] = total;\n";
   std::string body = subst("T total = 0;\nint64_t counted = 0;\nfor (int64_t r = 0; r < $R; ++r) {\n" + rowTerm +
@@ -921,7 +934,7 @@ Kernel crossEntropyGrad(CrossEntropyGradOp op) {
   std::string body = subst(R"(const int32_t t = targets[i];
 const T *row = logits + i * $V;
 T *out = y + i * $V;
-if ($ROWSKIPt == $IGNORE || t < 0 || t >= $V) {
+if ($SKIP) {
   for (int64_t j = 0; j < $V; ++j) out[j] = 0;
 } else {
   T m = row[0];
@@ -935,10 +948,9 @@ if ($ROWSKIPt == $IGNORE || t < 0 || t >= $V) {
   out[t] -= gr;
 }
 )", {{"V", num(v)}, {"IGNORE", num(op.getIgnoreIndexAttr().getInt())},
-     {"ROWSKIP", bounded ? "i >= rows[0] || " : ""},
-     {"COUNT", op.getMean() ? std::string("int64_t counted = 0;\n  for (int64_t r = 0; r < $R; ++r) counted += !(") +
-                                  (bounded ? "r >= rows[0] || " : "") +
-                                  "targets[r] == $IGNORE || targets[r] < 0 || targets[r] >= $V);"
+     {"SKIP", skippedRow("i", "t", bounded)},
+     {"COUNT", op.getMean() ? "int64_t counted = 0;\n  for (int64_t r = 0; r < $R; ++r) counted += !(" +
+                                  skippedRow("r", "targets[r]", bounded) + ");"
                             : ""},
      {"DIVISOR", op.getMean() ? "(T)counted" : "(T)1"}});
   body = subst(body, {{"R", num(l.getNumElements() / v)}, {"V", num(v)},
@@ -1120,10 +1132,8 @@ y[i] = acc;
 mm_cpu::gemm<T>($M, $K, $N, dy, $N, 1, w, $K, 1, y, $K, false, mm_cpu::epilogueRef(epilogue));
 )", {{"M", rows}, {"N", num(n)}, {"K", num(k)}})
                             : gemmCall(rows, k, num(n), "dy", n, 1, "w", k, 1, false);
-  if (!bounded) return withHostBody(makeKernel(op, names, m * k, body), host);
-  host = boundedRows(m) + host + subst("if (mb < $M) memset(y + mb * $K, 0, sizeof(T) * ($M - mb) * $K);\n",
-                                       {{"M", num(m)}, {"K", num(k)}});
-  return withHostBody(withRowsArg(makeKernel(op, names, m * k, body), op), host);
+  Kernel kernel = makeKernel(op, names, m * k, body);
+  return bounded ? boundedProduct(std::move(kernel), op, host, m, k) : withHostBody(std::move(kernel), host);
 }
 
 /// linear_grad_weight: dy[M,N], x[M,K] -> dW[N,K], summed over the M rows in

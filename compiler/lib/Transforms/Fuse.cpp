@@ -145,10 +145,14 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
   }
 
   // 3. the three attention gradients of one attention, computed in one pass.
+  /// The attributes every attention op shares: heads, mask, scale, layout, bias.
+  template <typename A, typename B> static bool sameAttributes(A a, B b) {
+    return a.getNumHeads() == b.getNumHeads() && a.getNumKvHeads() == b.getNumKvHeads() &&
+           a.getMask() == b.getMask() && a.getScale() == b.getScale() && a.getLayoutAttr() == b.getLayoutAttr() &&
+           a.getBiasMaxDistance() == b.getBiasMaxDistance();
+  }
   template <typename A, typename B> static bool sameAttention(A a, B b) {
-    return llvm::equal(a->getOperands(), b->getOperands()) && a.getNumHeads() == b.getNumHeads() &&
-           a.getNumKvHeads() == b.getNumKvHeads() && a.getMask() == b.getMask() && a.getScale() == b.getScale() &&
-           a.getLayoutAttr() == b.getLayoutAttr() && a.getBiasMaxDistance() == b.getBiasMaxDistance();
+    return llvm::equal(a->getOperands(), b->getOperands()) && sameAttributes(a, b);
   }
   void fuseAttentionGrads(Block &block) {
     for (AttentionGradQueryOp dq : llvm::make_early_inc_range(block.getOps<AttentionGradQueryOp>())) {
@@ -187,9 +191,7 @@ struct FusePass : public mm::impl::FuseBase<FusePass> {
   // 3b. attention + the statistics its backward reads.
   static bool sameScores(AttentionOp a, AttentionStatsOp s) {
     return a.getQuery() == s.getQuery() && a.getKey() == s.getKey() && a.getLength() == s.getLength() &&
-           a.getPositionBias() == s.getPositionBias() && a.getNumHeads() == s.getNumHeads() &&
-           a.getNumKvHeads() == s.getNumKvHeads() && a.getMask() == s.getMask() && a.getScale() == s.getScale() &&
-           a.getLayoutAttr() == s.getLayoutAttr() && a.getBiasMaxDistance() == s.getBiasMaxDistance();
+           a.getPositionBias() == s.getPositionBias() && sameAttributes(a, s);
   }
   void fuseAttentionStats(Block &block) {
     for (AttentionStatsOp stats : llvm::make_early_inc_range(block.getOps<AttentionStatsOp>())) {
