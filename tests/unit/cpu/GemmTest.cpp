@@ -3,7 +3,8 @@
 // runtime/include/mm/cpu/Gemm.h is what the generated linear and attention
 // kernels call. Every instruction-set path this processor runs is checked,
 // in float and double, over shapes that cross every cache block (KC=256,
-// MC=144) and end in partial register tiles, for all four transpositions,
+// MC=144, a last row block of up to 192) and end in partial register tiles
+// (each of the narrower tail kernels), for all four transpositions,
 // with and without accumulation; results must not depend on the thread
 // count; and an epilogue sees every finished element once.
 //
@@ -35,6 +36,8 @@ const Shape kShapes[] = {{1, 7, 5},    {3, 40, 33},  {4, 16, 8},   {6, 16, 1},  
                          {200, 300, 1400},
                          // rows of A 4 KiB apart (K = 1024): A packed even when not transposed
                          {260, 45, 1024},
+                         // the last row block a third longer than MC (144 + 186 rows), A packed
+                         {330, 40, 1024},
                          // M >= 512 and several k blocks: C finished rows first
                          {520, 60, 1100}};
 

@@ -127,6 +127,11 @@ microkernel(int64_t kc, const T *__restrict a, int64_t ars, int64_t acs, const T
   V acc[MR][NV];
   for (int i = 0; i < MR; ++i)
     for (int j = 0; j < NV; ++j) acc[i][j] = (V){};
+  // C's lines are requested now and written after the k loop: a weight
+  // gradient's C (rows a whole row of the weight apart) would otherwise wait
+  // on a miss per row at the end of every tile.
+  for (int64_t i = 0; i < mr; ++i)
+    for (int j = 0; j < NV; ++j) __builtin_prefetch(c + i * ldc + j * W, 1);
   if (PackedA) {
     // A's MR rows adjacent, a[k * acs + i] (packed: acs = MR; in place, a
     // transposed A): every broadcast at a constant offset from one pointer
@@ -207,12 +212,17 @@ template <typename T> struct Block {
       const T *a = !fullA ? g.aTail : g.aPacked ? g.aPacked + ir * MR * g.kc : g.a + m0 * g.rsa;  \
       const T *b = nr < NR ? g.bTail : g.bPacked ? g.bPacked + jr * NR * g.panelStride : g.b + n0;          \
       const int64_t brs = (nr < NR || g.bPacked) ? NR : g.rsb;                                     \
-      if (inPlaceA && g.rsa != 1)                                                                  \
-        microkernel<T, W, MR, 2, false>(g.kc, a, g.rsa, g.csa, b, brs, g.c + m0 * g.ldc + n0, g.ldc, \
-                                        g.accumulate, mr, nr);                                     \
+      T *c = g.c + m0 * g.ldc + n0;                                                                \
+      /* A's partial last panel (packed, MR wide) by the narrowest kernel that covers its rows:    \
+         a 150-row product would otherwise spend 13 full tiles on 12.5 panels of work. */          \
+      if (!fullA && mr <= MR / 3)                                                                  \
+        microkernel<T, W, MR / 3, 2, true>(g.kc, a, 1, MR, b, brs, c, g.ldc, g.accumulate, mr, nr); \
+      else if (!fullA && mr <= 2 * MR / 3)                                                         \
+        microkernel<T, W, 2 * MR / 3, 2, true>(g.kc, a, 1, MR, b, brs, c, g.ldc, g.accumulate, mr, nr); \
+      else if (inPlaceA && g.rsa != 1)                                                             \
+        microkernel<T, W, MR, 2, false>(g.kc, a, g.rsa, g.csa, b, brs, c, g.ldc, g.accumulate, mr, nr); \
       else                                                                                         \
-        microkernel<T, W, MR, 2, true>(g.kc, a, 1, inPlaceA ? g.csa : MR, b, brs,                  \
-                                       g.c + m0 * g.ldc + n0, g.ldc, g.accumulate, mr, nr);        \
+        microkernel<T, W, MR, 2, true>(g.kc, a, 1, inPlaceA ? g.csa : MR, b, brs, c, g.ldc, g.accumulate, mr, nr); \
     }                                                                                              \
   }
 #if defined(__x86_64__) || defined(__i386__)
@@ -563,7 +573,11 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
 #endif
   const int64_t tailSize = (kcMax * MR + 15) / 16 * 16;
   T *atail = (T *)aligned_alloc(64, (size_t)(tailSize * maxThreads * sizeof(T) + 64) / 64 * 64);
-  const int64_t mcMax = M < mcStep ? M : mcStep, aBlockSize = packA ? ((mcMax / MR) * MR * kcMax + 15) / 16 * 16 : 0;
+  // The last row block takes up to a third more rows than mcStep rather than
+  // leaving a few rows to a block of their own, which would stream every B
+  // panel again for them (176 rows: one block, not 144 + 32).
+  const int64_t mcLast = mcStep + mcStep / 3;
+  const int64_t mcMax = M < mcLast ? M : mcLast, aBlockSize = packA ? ((mcMax / MR) * MR * kcMax + 15) / 16 * 16 : 0;
   T *ablock = packA ? (T *)aligned_alloc(64, (size_t)(aBlockSize * maxThreads * sizeof(T) + 64) / 64 * 64) : nullptr;
 #pragma omp parallel if (!inParallel())
   {
@@ -608,8 +622,9 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
             for (int64_t jr = packB ? 0 : tailB; jr < panelsB; ++jr) packB1(jr);
           }
         }
-        for (int64_t ic = 0; ic < M; ic += mcStep) {
-          const int64_t mc = M - ic < mcStep ? M - ic : mcStep, panelsA = (mc + MR - 1) / MR;
+        for (int64_t ic = 0, mc = 0; ic < M; ic += mc) {
+          mc = M - ic <= mcLast ? M - ic : mcStep;
+          const int64_t panelsA = (mc + MR - 1) / MR;
           for (int64_t pc = p0; pc < p1; pc += KC) {
             const int64_t kc = K - pc < KC ? K - pc : KC;
             const T *bk = bpack + (pc - p0) / KC * bBlock;
