@@ -255,6 +255,8 @@ def generate(c):
         L = Lq + TT
         owner = "qformer_cross_layer" if cross else "qformer_layer"
         count = n_cross if cross else c["qlayers"] - n_cross
+        if count == 0:  # a one-layer Q-Former has no layer without cross-attention
+            return
         xj, xin, ln_t = t(n, L, QD), t(n, V, VD), t(n, dtype="i32")
         img_arg = f"%image: {xin}, " if with_queries else ""
         w(f"  mm.layer @{name}(%x: {xj}, {img_arg}%len: {ln_t}) -> {xj}")
