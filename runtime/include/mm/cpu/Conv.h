@@ -19,8 +19,20 @@
 #include "mm/cpu/Gemm.h"
 
 #include <stdint.h>
+#include <string.h>
 
 namespace mm_cpu {
+
+/// The outputs [ox0, ox1) of a row of WO whose tap v (stride S, padding P)
+/// reads inside an input row of W: ox * S - P + v in [0, W).
+inline void tapRange(int64_t W, int64_t WO, int64_t S, int64_t P, int64_t v, int64_t &ox0, int64_t &ox1) {
+  const int64_t first = P - v; // ox * S must reach it
+  ox0 = first <= 0 ? 0 : (first + S - 1) / S;
+  const int64_t last = W - 1 + P - v; // ox * S must not pass it
+  ox1 = last < 0 ? 0 : last / S + 1;
+  if (ox1 > WO) ox1 = WO;
+  if (ox0 > ox1) ox0 = ox1;
+}
 
 template <typename T>
 void im2col(const T *x, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW, int64_t S, int64_t P,
@@ -28,13 +40,24 @@ void im2col(const T *x, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t KW,
 #pragma omp parallel for schedule(static) if (C * KH * KW * HO * WO >= 65536 && !inParallel())
   for (int64_t k = 0; k < C * KH * KW; ++k) {
     const int64_t c = k / (KH * KW), u = (k / KW) % KH, v = k % KW;
+    // The outputs whose tap lands inside the row: ox in [ox0, ox1).
+    int64_t ox0, ox1;
+    tapRange(W, WO, S, P, v, ox0, ox1);
     T *row = col + k * HO * WO;
     for (int64_t oy = 0; oy < HO; ++oy) {
       const int64_t iy = oy * S - P + u;
-      for (int64_t ox = 0; ox < WO; ++ox) {
-        const int64_t ix = ox * S - P + v;
-        row[oy * WO + ox] = (iy >= 0 && iy < H && ix >= 0 && ix < W) ? x[(c * H + iy) * W + ix] : (T)0;
+      T *out = row + oy * WO;
+      if (iy < 0 || iy >= H || ox0 >= ox1) {
+        for (int64_t ox = 0; ox < WO; ++ox) out[ox] = 0;
+        continue;
       }
+      const T *in = x + (c * H + iy) * W + (ox0 * S - P + v);
+      for (int64_t ox = 0; ox < ox0; ++ox) out[ox] = 0;
+      if (S == 1)
+        memcpy(out + ox0, in, (size_t)(ox1 - ox0) * sizeof(T));
+      else
+        for (int64_t ox = ox0; ox < ox1; ++ox) out[ox] = in[(ox - ox0) * S];
+      for (int64_t ox = ox1; ox < WO; ++ox) out[ox] = 0;
     }
   }
 }
@@ -51,13 +74,14 @@ void col2im(const T *col, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t K
     for (int64_t u = 0; u < KH; ++u)
       for (int64_t v = 0; v < KW; ++v) {
         const T *row = col + ((c * KH + u) * KW + v) * HO * WO;
+        int64_t ox0, ox1;
+        tapRange(W, WO, S, P, v, ox0, ox1);
         for (int64_t oy = 0; oy < HO; ++oy) {
           const int64_t iy = oy * S - P + u;
           if (iy < 0 || iy >= H) continue;
-          for (int64_t ox = 0; ox < WO; ++ox) {
-            const int64_t ix = ox * S - P + v;
-            if (ix >= 0 && ix < W) plane[iy * W + ix] += row[oy * WO + ox];
-          }
+          T *dst = plane + iy * W + (ox0 * S - P + v);
+          const T *src = row + oy * WO;
+          for (int64_t ox = ox0; ox < ox1; ++ox) dst[(ox - ox0) * S] += src[ox];
         }
       }
   }
