@@ -71,11 +71,13 @@ def cross_attention_maps(cfg, W, img):
                        proj("attention.attention.value", x), H)
         x = B2._post_ln_block(W, lp + "attention.output", x, a, eps)
         if i % q["cross_attention_frequency"] == 0:
+            # blip2_ref's _attend, with the probabilities kept: [1, H, Q, N+1].
             qh = B2._heads(proj("crossattention.attention.query", x), H)
             kh = B2._heads(proj("crossattention.attention.key", img), H)
-            maps[i] = torch.softmax(qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5, -1)[0].mean(0)
-            c = B2._attend(proj("crossattention.attention.query", x), proj("crossattention.attention.key", img),
-                           proj("crossattention.attention.value", img), H)
+            vh = B2._heads(proj("crossattention.attention.value", img), H)
+            p = torch.softmax(qh @ kh.transpose(-1, -2) / qh.shape[-1] ** 0.5, -1)
+            maps[i] = p[0].mean(0)
+            c = (p @ vh).transpose(1, 2).reshape(x.shape)
             x = B2._post_ln_block(W, lp + "crossattention.output", x, c, eps)
         x = B2._post_ln_block(W, lp + "output_query", x, act(proj("intermediate_query.dense", x)), eps)
     return maps

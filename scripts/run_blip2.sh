@@ -26,7 +26,7 @@ declare -A STAGE_BATCH=([stage1]=16)
 MODEL=${MM_MODEL:-blip2-tiny}
 # blip2-tiny's OPT learns to read the scene's layout (its pre-training context) in about 2,000
 # steps, stage 2 still gains from 1,500 to 3,000, and stage 1's text->image recall@1 rises
-# from 85-91% to 93-96% (ITM re-ranking from 57-73% to 97-98%) between 1,500 and 3,000 steps
+# from 85-91% to 93-96% (ITM re-ranking from 57-73% to 96-99%) between 1,500 and 3,000 steps
 # (docs/BENCHMARKS.md); the T5 variant's copy-task pre-training got worse with more steps
 # there, so it keeps 500 and 1,500.
 if [ "$MODEL" = blip2-t5-tiny ]; then

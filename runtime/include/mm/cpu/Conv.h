@@ -76,6 +76,7 @@ void col2im(const T *col, int64_t C, int64_t H, int64_t W, int64_t KH, int64_t K
         const T *row = col + ((c * KH + u) * KW + v) * HO * WO;
         int64_t ox0, ox1;
         tapRange(W, WO, S, P, v, ox0, ox1);
+        if (ox0 >= ox1) continue; // the tap never lands inside a row
         for (int64_t oy = 0; oy < HO; ++oy) {
           const int64_t iy = oy * S - P + u;
           if (iy < 0 || iy >= H) continue;
