@@ -305,6 +305,19 @@ void mergeImageFeatures(const float* embeds, const int32_t* ids, const float* fe
   }
 }
 
+void gatherImageFeatures(const float* x, const int32_t* ids, float* y, int64_t B, int64_t S, int64_t D,
+                         int64_t Nimg, int32_t imageToken) {
+  std::fill(y, y + B * Nimg * D, 0.0f);
+  for (int64_t b = 0; b < B; ++b) {
+    int64_t j = 0;
+    for (int64_t s = 0; s < S; ++s) {
+      if (ids[b * S + s] != imageToken) continue;
+      if (j < Nimg) std::copy(x + (b * S + s) * D, x + (b * S + s + 1) * D, y + (b * Nimg + j) * D);
+      ++j;
+    }
+  }
+}
+
 namespace {
 /// concat for either element type: per outer index, a's rows then b's.
 template <typename T>

@@ -118,6 +118,13 @@ void attention(const float* q, const float* k, const float* v, float* y, int64_t
 void mergeImageFeatures(const float* embeds, const int32_t* ids, const float* feats, float* y,
                         int64_t B, int64_t S, int64_t D, int64_t Nimg, int32_t imageToken);
 
+// The adjoint of mergeImageFeatures' feature rows (its VJP for feats).
+//   x[B,S,D], ids[B,S] -> y[B,Nimg,D]
+//   y[b,j] = x[b,s] for the j-th position s (in order) of row b whose id equals
+//   imageToken; rows j past that row's image tokens are zero.
+void gatherImageFeatures(const float* x, const int32_t* ids, float* y, int64_t B, int64_t S, int64_t D,
+                         int64_t Nimg, int32_t imageToken);
+
 // Concatenate along one axis.
 //   a[outer,na,inner], b[outer,nb,inner] -> y[outer,na+nb,inner]
 void concat(const float* a, const float* b, float* y, int64_t outer, int64_t na, int64_t nb,

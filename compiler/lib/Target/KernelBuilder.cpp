@@ -853,6 +853,9 @@ Kernel broadcast(BroadcastOp op) {
 
 Kernel mergeImageFeatures(MergeImageFeaturesOp op) {
   auto e = typeOf(op.getEmbeds()), f = typeOf(op.getFeatures());
+  std::map<std::string, std::string> vars{{"B", num(e.getDimSize(0))}, {"D", num(e.getDimSize(2))},
+                                          {"S", num(e.getDimSize(1))}, {"N", num(f.getDimSize(1))},
+                                          {"TOKEN", num(op.getImageTokenIndex())}};
   std::string body = subst(R"(const int64_t d = i % $D, s = (i / $D) % $S, b = i / ($D * $S);
 const int32_t *row = ids + b * $S;
 T out = embeds[i];
@@ -862,9 +865,21 @@ if (row[s] == $TOKEN) {
   if (j < $N) out = feats[(b * $N + j) * $D + d];
 }
 y[i] = out;
-)", {{"D", num(e.getDimSize(2))}, {"S", num(e.getDimSize(1))}, {"N", num(f.getDimSize(1))},
-     {"TOKEN", num(op.getImageTokenIndex())}});
-  return makeKernel(op, {"embeds", "ids", "feats"}, e.getNumElements(), body);
+)", vars);
+  // The CPU walks each row once, counting image tokens as it goes, and copies
+  // whole D-rows (the work item above counts them again for every element).
+  std::string host = subst(R"(for (int64_t b = 0; b < $B; ++b) {
+  const int32_t *row = ids + b * $S;
+  int64_t j = 0;
+  for (int64_t s = 0; s < $S; ++s) {
+    const T *src = embeds + (b * $S + s) * $D;
+    if (row[s] == $TOKEN && j < $N) src = feats + (b * $N + j++) * $D;
+    T *dst = y + (b * $S + s) * $D;
+    if (dst != src) memcpy(dst, src, $D * sizeof(T));
+  }
+}
+)", vars);
+  return withHostBody(makeKernel(op, {"embeds", "ids", "feats"}, e.getNumElements(), body), host);
 }
 
 
@@ -1456,6 +1471,9 @@ y[i] = (s >= 0 && s < $NX) ? x[(o * $NX + s) * $INNER + in] : (T)0;
 
 Kernel gatherImageFeatures(GatherImageFeaturesOp op) {
   auto in = typeOf(op.getInput()), out = typeOf(op.getResult());
+  std::map<std::string, std::string> vars{{"B", num(in.getDimSize(0))}, {"D", num(in.getDimSize(2))},
+                                          {"S", num(in.getDimSize(1))}, {"N", num(out.getDimSize(1))},
+                                          {"TOKEN", num(op.getImageTokenIndex())}};
   std::string body = subst(R"(const int64_t d = i % $D, j = (i / $D) % $N, b = i / ($D * $N);
 const int32_t *row = ids + b * $S;
 T v = 0;
@@ -1466,9 +1484,18 @@ for (int64_t s = 0; s < $S; ++s)
     ++seen;
   }
 y[i] = v;
-)", {{"D", num(in.getDimSize(2))}, {"S", num(in.getDimSize(1))}, {"N", num(out.getDimSize(1))},
-     {"TOKEN", num(op.getImageTokenIndex())}});
-  return makeKernel(op, {"x", "ids"}, out.getNumElements(), body);
+)", vars);
+  // The CPU walks each row once: the j-th image token's row of x to y's row
+  // j, rows past the row's image tokens zero.
+  std::string host = subst(R"(for (int64_t b = 0; b < $B; ++b) {
+  const int32_t *row = ids + b * $S;
+  int64_t j = 0;
+  for (int64_t s = 0; s < $S && j < $N; ++s)
+    if (row[s] == $TOKEN) memcpy(y + (b * $N + j++) * $D, x + (b * $S + s) * $D, $D * sizeof(T));
+  if (j < $N) memset(y + (b * $N + j) * $D, 0, ($N - j) * $D * sizeof(T));
+}
+)", vars);
+  return withHostBody(makeKernel(op, {"x", "ids"}, out.getNumElements(), body), host);
 }
 
 /// attention_stats: q[B,S,H*Dh], k[B,Skv,Hkv*Dh] -> lse[B,H,S].

@@ -311,6 +311,15 @@ TEST_F(Kernels, MergeImageFeatures) {
   check("merge_image_features", {e, ids, feats}, y);
 }
 
+TEST_F(Kernels, GatherImageFeatures) {
+  // COM: row 0 has two image tokens (its third feature row is zero), row 1
+  // COM: four (the fourth is not gathered).
+  HostTensor x = randomF32(56, 52), ids = ints({1, 9, 2, 3, 9, 4, 5, 9, 5, 9, 9, 6, 9, 7});
+  std::vector<float> y(24);
+  mm::ref::gatherImageFeatures(f(x), ids.as<int32_t>(), y.data(), 2, 7, 4, 3, 9);
+  check("gather_image_features", {x, ids}, y);
+}
+
 TEST_F(Kernels, AttentionUnderEveryMask) {
   HostTensor q = randomF32(2 * 6 * 32, 24), k = randomF32(2 * 6 * 16, 25), v = randomF32(2 * 6 * 16, 26);
   HostTensor len = ints({5});

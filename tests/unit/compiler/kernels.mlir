@@ -89,6 +89,10 @@ mm.model @kernels {
     %y = mm.merge_image_features %e, %ids, %f {image_token_index = 9 : i64} : (tensor<2x7x4xf32>, tensor<2x7xi32>, tensor<2x3x4xf32>) -> tensor<2x7x4xf32>
     mm.return %y : tensor<2x7x4xf32>
   }
+  mm.entry @gather_image_features(%x: tensor<2x7x4xf32>, %ids: tensor<2x7xi32>) -> tensor<2x3x4xf32> {
+    %y = mm.gather_image_features %x, %ids {image_token_index = 9 : i64} : (tensor<2x7x4xf32>, tensor<2x7xi32>) -> tensor<2x3x4xf32>
+    mm.return %y : tensor<2x3x4xf32>
+  }
   // Attention: B=2, S=6, 4 query heads over 2 K/V heads (grouped), Dh=8, run-time length 5 of 6.
   mm.entry @attn_bidirectional(%q: tensor<2x6x32xf32>, %k: tensor<2x6x16xf32>, %v: tensor<2x6x16xf32>, %len: tensor<i32>) -> tensor<2x6x32xf32> {
     %y = mm.attention %q, %k, %v, %len {num_heads = 4 : i64, num_kv_heads = 2 : i64, mask = #mm.mask<bidirectional>, scale = 0.35355339 : f64} : (tensor<2x6x32xf32>, tensor<2x6x16xf32>, tensor<2x6x16xf32>, tensor<i32>) -> tensor<2x6x32xf32>
