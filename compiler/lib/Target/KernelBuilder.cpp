@@ -395,10 +395,10 @@ Kernel layerNorm(LayerNormOp op) {
   int64_t d = x.getShape().back();
   std::string body = subst(R"(const T *xr = x + i * $D;
 T *yr = y + i * $D;
-T mean = 0, var = 0;
-for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+T mean, var;
+MM_ROW_SUM(T, mean, $D, xr[d]);
 mean /= $D;
-for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
+MM_ROW_SUM(T, var, $D, (xr[d] - mean) * (xr[d] - mean));
 var /= $D;
 const T inv = 1 / sqrt(var + $EPS);
 for (int64_t d = 0; d < $D; ++d) yr[d] = (xr[d] - mean) * inv * g[d] + b[d];
@@ -411,8 +411,8 @@ Kernel rmsNorm(RMSNormOp op) {
   int64_t d = x.getShape().back();
   std::string body = subst(R"(const T *xr = x + i * $D;
 T *yr = y + i * $D;
-T ss = 0;
-for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+T ss;
+MM_ROW_SUM(T, ss, $D, xr[d] * xr[d]);
 const T inv = 1 / sqrt(ss / $D + $EPS);
 for (int64_t d = 0; d < $D; ++d) yr[d] = g[d] * (xr[d] * inv);
 )", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
@@ -1054,8 +1054,8 @@ Kernel l2Normalize(L2NormalizeOp op) {
   auto x = typeOf(op.getInput());
   int64_t d = x.getShape().back();
   std::string body = subst(R"(const T *xr = x + i * $D;
-T ss = 0;
-for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+T ss;
+MM_ROW_SUM(T, ss, $D, xr[d] * xr[d]);
 const T norm = sqrt(ss), n = norm > $EPS ? norm : $EPS;
 for (int64_t d = 0; d < $D; ++d) y[i * $D + d] = xr[d] / n;
 )", {{"D", num(d)}, {"EPS", flt(op.getEps().convertToDouble())}});
@@ -1068,12 +1068,12 @@ Kernel l2NormalizeGrad(L2NormalizeGradOp op) {
   auto x = typeOf(op.getInput());
   int64_t d = x.getShape().back();
   std::string body = subst(R"(const T *xr = x + i * $D, *dyr = dy + i * $D;
-T ss = 0;
-for (int64_t d = 0; d < $D; ++d) ss += xr[d] * xr[d];
+T ss;
+MM_ROW_SUM(T, ss, $D, xr[d] * xr[d]);
 const T norm = sqrt(ss);
 if (norm > $EPS) {
-  T dot = 0;
-  for (int64_t d = 0; d < $D; ++d) dot += dyr[d] * xr[d];
+  T dot;
+  MM_ROW_SUM(T, dot, $D, dyr[d] * xr[d]);
   dot /= norm;
   for (int64_t d = 0; d < $D; ++d) y[i * $D + d] = (dyr[d] - xr[d] / norm * dot) / norm;
 } else {
@@ -1278,17 +1278,14 @@ Kernel layerNormGradInput(LayerNormGradInputOp op) {
   int64_t d = typeOf(op.getInput()).getShape().back();
   std::string body = subst(R"(const T *xr = x + i * $D, *dyr = dy + i * $D;
 T *out = y + i * $D;
-T mean = 0, var = 0;
-for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+T mean, var;
+MM_ROW_SUM(T, mean, $D, xr[d]);
 mean /= $D;
-for (int64_t d = 0; d < $D; ++d) { const T t = xr[d] - mean; var += t * t; }
+MM_ROW_SUM(T, var, $D, (xr[d] - mean) * (xr[d] - mean));
 const T rstd = 1 / sqrt(var / $D + $EPS);
-T mg = 0, mgx = 0;
-for (int64_t d = 0; d < $D; ++d) {
-  const T g = dyr[d] * w[d];
-  mg += g;
-  mgx += g * (xr[d] - mean) * rstd;
-}
+T mg, mgx;
+MM_ROW_SUM(T, mg, $D, dyr[d] * w[d]);
+MM_ROW_SUM(T, mgx, $D, dyr[d] * w[d] * (xr[d] - mean) * rstd);
 mg /= $D;
 mgx /= $D;
 for (int64_t d = 0; d < $D; ++d) out[d] = rstd * (dyr[d] * w[d] - mg - (xr[d] - mean) * rstd * mgx)$ADDEND;
@@ -1342,10 +1339,10 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(double mean = 0, var = 0;
-for (int64_t d = 0; d < $D; ++d) mean += xr[d];
+  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(double mean, var;
+MM_ROW_SUM(double, mean, $D, (double)xr[d]);
 mean /= $D;
-for (int64_t d = 0; d < $D; ++d) { const double t = xr[d] - mean; var += t * t; }
+MM_ROW_SUM(double, var, $D, (xr[d] - mean) * (xr[d] - mean));
 const double inv = 1 / sqrt(var / $D + $EPS);
 )", "(xr[d] - mean) * inv");
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
@@ -1355,8 +1352,9 @@ Kernel rmsNormGradInput(RMSNormGradInputOp op) {
   int64_t d = typeOf(op.getInput()).getShape().back();
   std::string body = subst(R"(const T *xr = x + i * $D, *dyr = dy + i * $D;
 T *out = y + i * $D;
-T ss = 0, mgx = 0;
-for (int64_t d = 0; d < $D; ++d) { ss += xr[d] * xr[d]; mgx += dyr[d] * w[d] * xr[d]; }
+T ss, mgx;
+MM_ROW_SUM(T, ss, $D, xr[d] * xr[d]);
+MM_ROW_SUM(T, mgx, $D, dyr[d] * w[d] * xr[d]);
 const T r = 1 / sqrt(ss / $D + $EPS);
 mgx /= $D;
 for (int64_t d = 0; d < $D; ++d) out[d] = r * dyr[d] * w[d] - xr[d] * r * r * r * mgx$ADDEND;
@@ -1379,8 +1377,8 @@ for (int64_t r = 0; r < $R; ++r) {
 }
 y[i] = acc;
 )", {{"D", num(d)}, {"R", num(rows)}, {"EPS", flt(op.getEps().convertToDouble())}});
-  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(double ss = 0;
-for (int64_t d = 0; d < $D; ++d) ss += (double)xr[d] * xr[d];
+  std::string host = normGradWeightHost(d, rows, op.getEps().convertToDouble(), R"(double ss;
+MM_ROW_SUM(double, ss, $D, (double)xr[d] * xr[d]);
 const double inv = 1 / sqrt(ss / $D + $EPS);
 )", "xr[d] * inv");
   return withHostBody(makeKernel(op, {"dy", "x"}, d, body), host);
@@ -1830,6 +1828,21 @@ static inline float mm_gelu_grad(float v) {
   return (v >= 0 ? 1 - lower : lower) + v * ((0.39894228040143268f * n.e1) * n.e1);
 }
 #endif
+
+// ACC = the sum over d in [0, N) of the expression (which reads d), in 16
+// interleaved partial sums added in a fixed order at the end: the loop
+// vectorises (a plain sum is one chain of dependent adds), and its result does
+// not depend on the vector width the compiler picks.
+#define MM_ROW_SUM(T, acc, n, ...) do { \
+  T mm_p_[16] = {}; \
+  const int64_t mm_n_ = (n), mm_f_ = mm_n_ / 16 * 16; \
+  for (int64_t mm_d0_ = 0; mm_d0_ < mm_f_; mm_d0_ += 16) \
+    for (int64_t d = mm_d0_; d < mm_d0_ + 16; ++d) mm_p_[d - mm_d0_] += (__VA_ARGS__); \
+  for (int64_t d = mm_f_; d < mm_n_; ++d) mm_p_[d - mm_f_] += (__VA_ARGS__); \
+  for (int mm_w_ = 8; mm_w_ > 0; mm_w_ /= 2) \
+    for (int mm_l_ = 0; mm_l_ < mm_w_; ++mm_l_) mm_p_[mm_l_] += mm_p_[mm_l_ + mm_w_]; \
+  acc = mm_p_[0]; \
+} while (0)
 )";
 }
 
