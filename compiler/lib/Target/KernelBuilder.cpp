@@ -651,11 +651,12 @@ for (int64_t item = 0; item < $B * $H * nqb; ++item) {
     for (int64_t kj = 0; kj < nk; ++kj)
       row[kj] = ($MASK) ? row[kj] * $SCALE$BIAS : -INFINITY;
     for (int64_t kj = 0; kj < nk; ++kj) m = row[kj] > m ? row[kj] : m;
-    for (int64_t kj = 0; kj < nk; ++kj) {
-      const T p = m == -INFINITY ? (T)0 : exp(row[kj] - m);
-      row[kj] = p;
-      l += p;
-    }
+    // The exponentials first (a loop of vector exp), then their sum.
+    if (m == -INFINITY)
+      memset(row, 0, nk * sizeof(T));
+    else
+      for (int64_t kj = 0; kj < nk; ++kj) row[kj] = exp(row[kj] - m);
+    MM_ROW_SUM(T, l, nk, row[d]);
 )";
       // The statistics: the result of attention_stats, the second of fused_attention.
       if (which == AttnHost::Stats)
@@ -907,8 +908,8 @@ Kernel crossEntropy(CrossEntropyOp op) {
   const T *row = logits + r * $V;
   T m = row[0];
   for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
-  T sum = 0;
-  for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
+  T sum;
+  MM_ROW_SUM(T, sum, $V, exp(row[d] - m));
   const T term = m + log(sum) - row[t];
 )";
   std::map<std::string, std::string> vars{
@@ -954,8 +955,8 @@ if ($SKIP) {
 } else {
   T m = row[0];
   for (int64_t j = 1; j < $V; ++j) m = row[j] > m ? row[j] : m;
-  T sum = 0;
-  for (int64_t j = 0; j < $V; ++j) sum += exp(row[j] - m);
+  T sum;
+  MM_ROW_SUM(T, sum, $V, exp(row[d] - m));
   $COUNT
   const T gr = g[0] / $DIVISOR;
   const T scale = gr / sum;
