@@ -29,6 +29,15 @@ for model in llava-tiny llava-small blip2-tiny; do
   OMP_WAIT_POLICY=passive /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
   echo "== training step, $model, PyTorch as it runs by default"
   /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
+  if [ "$model" = llava-small ]; then
+    # mmrun trains llava-small one sample at a time over both cores, eight to a step, each
+    # weight packed once per step (abi.h, mm_weight_cache_v1): that step, per sample.
+    echo "== training step, $model, mmc alone: the 8 samples of one mmrun step sharing their packed weights"
+    for stage in pretrain_llm stage1 stage2; do
+      echo "$stage: $(/usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps 3 --threads "$THREADS" \
+        --mmc-only "$stage" --step-samples 8)"
+    done
+  fi
   if [ "$model" = llava-tiny ]; then
     echo "== peak memory of a training step, $model"
     /usr/bin/python3 bench/step_memory.py "$OUT/$model.so"

@@ -64,6 +64,7 @@ CompiledModel CompiledModel::load(const std::string &path) {
   if (!get)
     throw Error(path + ": not an mmc model library (it exports no " MM_MODEL_SYMBOL ")");
   m.desc_ = get();
+  m.weightCache_ = reinterpret_cast<mm_weight_cache_fn>(dlsym(handle, MM_WEIGHT_CACHE_SYMBOL)); // optional
   if (!m.desc_)
     throw Error(path + ": the model library returned no description");
   if (m.desc_->abi_version != MM_ABI_VERSION)
@@ -119,7 +120,7 @@ CompiledModel CompiledModel::load(const std::string &path) {
 }
 
 CompiledModel::CompiledModel(CompiledModel &&o) noexcept
-    : handle_(o.handle_), desc_(o.desc_), path_(std::move(o.path_)), target_(std::move(o.target_)),
+    : handle_(o.handle_), desc_(o.desc_), weightCache_(o.weightCache_), path_(std::move(o.path_)), target_(std::move(o.target_)),
       name_(std::move(o.name_)), tokenizerJson_(std::move(o.tokenizerJson_)),
       manifest_(std::move(o.manifest_)), params_(std::move(o.params_)), entries_(std::move(o.entries_)),
       workspaces_(std::move(o.workspaces_)) {
@@ -155,6 +156,14 @@ std::vector<HostTensor> CompiledModel::run(const std::string &name, const std::v
 }
 
 bool CompiledModel::onHost() const { return !desc_->device; }
+
+void CompiledModel::declareWeightsUnchanged(const std::vector<const void *> &params) const {
+  if (weightCache_ && !params.empty()) weightCache_(params.data(), (int64_t)params.size());
+}
+
+void CompiledModel::releaseWeightCache() const {
+  if (weightCache_) weightCache_(nullptr, 0);
+}
 
 void CompiledModel::runInto(const std::string &name, const std::vector<const void *> &params,
                             const std::vector<HostTensor> &args, std::vector<HostTensor> &results,

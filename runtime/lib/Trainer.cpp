@@ -17,6 +17,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -661,6 +662,20 @@ int runTraining(const TrainOptions &o) {
   double firstLoss = NAN, lastLoss = NAN;
   Progress progress(o.quiet, o.printEvery, start, total);
 
+  // The samples of a step share their weights: a CPU library packs each
+  // weight its products read once per step instead of once per sample
+  // (abi.h, MM_WEIGHT_CACHE_SYMBOL; the same bits). MM_WEIGHT_CACHE=0 turns
+  // it off.
+  const char *cacheEnv = std::getenv("MM_WEIGHT_CACHE");
+  const bool cacheWeights = model.onHost() && perStep > 1 && !(cacheEnv && std::string(cacheEnv) == "0");
+  struct ReleaseCache {
+    const CompiledModel &model;
+    bool on;
+    ~ReleaseCache() {
+      if (on) model.releaseWeightCache();
+    }
+  } releaseCache{model, cacheWeights};
+
   for (int64_t step = start; step < end; ++step) {
     const auto stepBegin = Clock::now();
     double lossSum = 0;
@@ -747,6 +762,7 @@ int runTraining(const TrainOptions &o) {
         me.error = std::current_exception();
       }
     };
+    if (cacheWeights) model.declareWeightsUnchanged(paramVoid); // the optimizer changed them
     if (batched) {
       runBatched();
       divisor = set.gradAccum; // the entry's loss is a mean per micro-batch

@@ -88,11 +88,19 @@ public:
                std::vector<uint8_t> *workspace = nullptr) const;
   /// True when entries run on the host (their kernels are the CPU build).
   bool onHost() const;
+  /// Declares `params` (the pointers entries are called with) unchanged until
+  /// the next call: a CPU library then packs each weight its products read
+  /// once and reuses the copy (abi.h, MM_WEIGHT_CACHE_SYMBOL). Call again
+  /// after changing any parameter. Nothing where the library has no cache.
+  void declareWeightsUnchanged(const std::vector<const void *> &params) const;
+  /// Frees the packed copies and stops caching.
+  void releaseWeightCache() const;
 
 private:
   CompiledModel() = default;
   void *handle_ = nullptr;
   const mm_model_desc *desc_ = nullptr;
+  mm_weight_cache_fn weightCache_ = nullptr;
   std::string path_, target_, name_, tokenizerJson_;
   nlohmann::json manifest_;
   std::vector<ParamSpec> params_;

@@ -67,6 +67,16 @@ typedef struct mm_model_desc {
 
 typedef const mm_model_desc *(*mm_model_fn)(void);
 
+/* Optional, CPU libraries: mm_weight_cache_v1(params, count) declares the
+ * COUNT parameter buffers PARAMS unchanged until its next call; a product
+ * that reads one of them as its right-hand operand (a linear layer's weight)
+ * then packs it once and reuses the packed copy (the samples of a training
+ * step share their weights; the results are the same bits).
+ * mm_weight_cache_v1(NULL, 0) frees the copies and stops caching. A library
+ * nobody calls it on caches nothing. */
+#define MM_WEIGHT_CACHE_SYMBOL "mm_weight_cache_v1"
+typedef void (*mm_weight_cache_fn)(const void *const *params, int64_t count);
+
 #ifdef __cplusplus
 }
 #endif

@@ -138,6 +138,63 @@ TEST_P(Gemm, RowsFirstOrderGivesTheSameBits) {
   omp_set_num_threads(saved);
 }
 
+// A B declared unchanged (weightCacheBegin) is packed once and read from the
+// copy: the same bits as packing it per call, for a linear layer's forward
+// (B = W^T, transposed) and input gradient (B = W, rows along n), across
+// several k blocks and a partial last panel, on one thread and on three, and
+// in the rows-first order. After B changes in place (an optimizer step) and
+// Begin is called again, the product follows the new B; a B that is not
+// declared is not cached; End frees the copies.
+TEST_P(Gemm, CachedWeightsGiveTheSameBitsAndFollowChanges) {
+  // W[N, K]: k blocks of 256 (three and two), N % 16 and N % 32 != 0, K * N past
+  // 2^18 (B with rows along n is packed only from there)
+  const int64_t K = 600, N = 500;
+  std::mt19937 rng(13);
+  std::uniform_real_distribution<float> u(-1, 1);
+  std::vector<float> w(N * K), other(N * K);
+  for (float &x : w) x = u(rng);
+  for (float &x : other) x = u(rng);
+  struct Layout {
+    const char *name;
+    int64_t k, n, rsb, csb; // C[M, n] = A[M, k] . B[k, n], B read from w
+  };
+  const Layout layouts[] = {{"forward x . W^T", K, N, 1, K}, {"input gradient dy . W", N, K, K, 1}};
+  const void *both[] = {other.data(), w.data()}, *onlyOther[] = {other.data()};
+  const int saved = omp_get_max_threads();
+  for (const Layout &l : layouts)
+    for (int64_t M : {(int64_t)150, (int64_t)530}) // 530 rows: the rows-first order
+      for (int threads : {1, 3}) {
+        SCOPED_TRACE(testing::Message() << l.name << ", " << M << " rows, " << threads << " threads");
+        omp_set_num_threads(threads);
+        std::vector<float> a(M * l.k);
+        for (float &x : a) x = u(rng);
+        auto product = [&] {
+          std::vector<float> c(M * l.n);
+          mm_cpu::gemm<float>(M, l.n, l.k, a.data(), l.k, 1, w.data(), l.rsb, l.csb, c.data(), l.n, false,
+                              GetParam());
+          return c;
+        };
+        const std::vector<float> plain = product();
+        mm_cpu::weightCacheBegin(both, 2);
+        EXPECT_EQ(product(), plain); // packs the copy
+        EXPECT_GT(mm_cpu::weightCache().bytes, 0);
+        EXPECT_EQ(product(), plain); // reads it
+        for (float &x : w) x *= 0.5f;
+        mm_cpu::weightCacheBegin(both, 2); // w changed: its copy is stale
+        const std::vector<float> halved = product();
+        mm_cpu::weightCacheEnd();
+        EXPECT_EQ(mm_cpu::weightCache().bytes, 0);
+        EXPECT_EQ(halved, product());
+        EXPECT_NE(halved, plain);
+        for (float &x : w) x *= 2.0f;
+        mm_cpu::weightCacheBegin(onlyOther, 1);
+        EXPECT_EQ(product(), plain);
+        EXPECT_EQ(mm_cpu::weightCache().bytes, 0); // w not declared: nothing packed
+        mm_cpu::weightCacheEnd();
+      }
+  omp_set_num_threads(saved);
+}
+
 // The epilogue sees every element of C exactly once, after its last update:
 // C(m,n) -> 2 C(m,n) + m - n must equal the plain product followed by that
 // loop, with one thread and with three (the shared-tile path: few panels),

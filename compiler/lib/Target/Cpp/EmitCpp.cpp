@@ -55,6 +55,10 @@ std::string emitCpp(const Program &p, const EmbeddedData &data) {
     s += "  return 0;\n}\n\n";
   }
   s += modelTables(p, data, "cpu", "0");
+  // abi.h: MM_WEIGHT_CACHE_SYMBOL (Gemm.h's weight cache).
+  s += "\nextern \"C\" __attribute__((visibility(\"default\"))) void mm_weight_cache_v1(const void *const *params, "
+       "int64_t count) {\n"
+       "  if (count > 0) mm_cpu::weightCacheBegin(params, count);\n  else mm_cpu::weightCacheEnd();\n}\n";
   return s;
 }
 

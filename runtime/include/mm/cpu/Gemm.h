@@ -24,6 +24,12 @@
 // Determinism: every C element is summed in k order by one thread, whatever
 // the thread count, so results do not depend on OMP_NUM_THREADS.
 //
+// Packed weights: while a caller declares its parameters unchanged
+// (weightCacheBegin .. weightCacheEnd, exported by the generated library as
+// mm_weight_cache_v1), a B that is one of them is packed once and reused by
+// every later product that reads it the same way (the samples of a training
+// step share their weights; the same bits, the packing only moves).
+//
 //===----------------------------------------------------------------------===//
 #ifndef MM_CPU_GEMM_H
 #define MM_CPU_GEMM_H
@@ -31,6 +37,12 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include <algorithm>
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <vector>
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #endif
@@ -302,6 +314,58 @@ __attribute__((target("avx2"))) inline void transpose8(const float *src, int64_t
 }
 #endif
 
+} // namespace detail
+
+/// Packed copies of the parameters a caller declared unchanged. Between
+/// weightCacheBegin(params) and the next Begin or End, a product whose B is
+/// one of those parameters (its first element) takes B's panels from here:
+/// packed by the first product that reads it with those strides and shape,
+/// reused by the rest. Begin marks every copy stale (kept, repacked on next
+/// use: a training step's weights change between steps, their shapes do
+/// not); End frees them and stops caching. Thread-safe: concurrent entry
+/// calls (mmrun's samples on parallel threads) share the copies.
+struct WeightCache {
+  struct Packed {
+    const void *b;
+    int64_t rsb, csb, k, n, elemBytes;
+    Isa isa;
+    uint64_t generation = 0; // the Begin it was packed under
+    void *data = nullptr;
+    ~Packed() { free(data); }
+  };
+  std::mutex mu;
+  std::atomic<bool> active{false}; // read without the lock by every product
+  uint64_t generation = 1;
+  std::vector<const void *> params; // sorted
+  std::vector<std::unique_ptr<Packed>> packed;
+  int64_t bytes = 0;
+  /// The most bytes of packed copies kept (each weight once per way it is
+  /// read: a linear layer's forward and input gradient, twice its size).
+  static constexpr int64_t kMaxBytes = int64_t(2) << 30;
+};
+inline WeightCache &weightCache() {
+  static WeightCache cache;
+  return cache;
+}
+inline void weightCacheBegin(const void *const *params, int64_t count) {
+  WeightCache &c = weightCache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.params.assign(params, params + count);
+  std::sort(c.params.begin(), c.params.end());
+  c.active = true;
+  ++c.generation;
+}
+inline void weightCacheEnd() {
+  WeightCache &c = weightCache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.active = false;
+  c.params.clear();
+  c.packed.clear();
+  c.bytes = 0;
+}
+
+namespace detail {
+
 /// Packs `lanes` (<= width) vectors of `kc` elements into one panel:
 /// dst[k * width + j] = src[j * lane + k * step], zero for j >= lanes. The
 /// loop order follows whichever stride is contiguous, so both a plain and a
@@ -369,6 +433,45 @@ void packRows(const T *src, int64_t rs, int64_t kc, int64_t n0, int64_t n1, int6
       for (int64_t j = 0; j < NR; ++j) d[j] = full + j < n1 ? s[full + j] : 0;
     }
   }
+}
+
+/// All of B's panels from the weight cache (null when B is not a cached
+/// parameter): the layout the driver packs, bBlock = kcMax * ncPad elements
+/// per k block, panel jr at jr * NR * kcMax within it; packed here when stale.
+template <typename T>
+const T *cachedPanels(const T *b, int64_t rsb, int64_t csb, int64_t K, int64_t N, int64_t KC, int64_t kcMax,
+                      int64_t ncPad, int64_t NR, Isa isa) {
+  WeightCache &c = weightCache();
+  if (!c.active.load(std::memory_order_relaxed)) return nullptr;
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (!c.active || !std::binary_search(c.params.begin(), c.params.end(), (const void *)b)) return nullptr;
+  const int64_t kBlocks = (K + KC - 1) / KC, panels = ncPad / NR, bBlock = kcMax * ncPad;
+  WeightCache::Packed *p = nullptr;
+  for (auto &e : c.packed)
+    if (e->b == b && e->rsb == rsb && e->csb == csb && e->k == K && e->n == N &&
+        e->elemBytes == (int64_t)sizeof(T) && e->isa == isa)
+      p = e.get();
+  if (!p) {
+    const int64_t bytes = (kBlocks * bBlock * (int64_t)sizeof(T) + 63) / 64 * 64;
+    if (c.bytes + bytes > WeightCache::kMaxBytes) return nullptr;
+    auto e = std::make_unique<WeightCache::Packed>();
+    e->b = b, e->rsb = rsb, e->csb = csb, e->k = K, e->n = N, e->elemBytes = (int64_t)sizeof(T), e->isa = isa;
+    if (!(e->data = aligned_alloc(64, (size_t)bytes))) return nullptr;
+    c.bytes += bytes;
+    p = e.get();
+    c.packed.push_back(std::move(e));
+  }
+  if (p->generation != c.generation) {
+    T *dst = (T *)p->data;
+#pragma omp parallel for schedule(static) if (!inParallel())
+    for (int64_t i = 0; i < kBlocks * panels; ++i) {
+      const int64_t kb = i / panels, jr = i % panels, pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
+      packPanel(b + pc * rsb + jr * NR * csb, csb, rsb, kc, N - jr * NR < NR ? N - jr * NR : NR, NR,
+                dst + kb * bBlock + jr * NR * kcMax, isa);
+    }
+    p->generation = c.generation;
+  }
+  return (const T *)p->data;
 }
 
 /// Dot products for few-row products whose A rows and B columns both run
@@ -564,7 +667,10 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
   const int64_t kBlocks = (K + KC - 1) / KC, fit = rowsFirstPackBytes / (bBlock * (int64_t)sizeof(T));
   const int64_t kpBlocks = !rowsFirst || fit < 1 ? 1 : fit < kBlocks ? fit : kBlocks;
   const int64_t KP = kpBlocks * KC;
-  T *bpack = (T *)aligned_alloc(64, (size_t)(kpBlocks * bBlock * sizeof(T) + 64) / 64 * 64);
+  // A parameter the caller declared unchanged: all of its panels, packed once
+  // (one column block: N <= NC).
+  const T *bCached = packB && N <= NC ? cachedPanels(b, rsb, csb, K, N, KC, kcMax, ncPad, NR, isa) : nullptr;
+  T *bpack = bCached ? nullptr : (T *)aligned_alloc(64, (size_t)(kpBlocks * bBlock * sizeof(T) + 64) / 64 * 64);
   // Each thread packs A's partial last panel for itself: no barrier for it.
 #ifdef _OPENMP
   const int64_t maxThreads = inParallel() ? 1 : omp_get_max_threads();
@@ -602,7 +708,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
         // Pack B(pc.., jc..) of every k block in [p0, p1) into panels
         // bpack[block][jr][k][j], zero past N: all of them, or only the
         // partial last one.
-        for (int64_t pc = p0; pc < p1; pc += KC) {
+        for (int64_t pc = p0; pc < p1 && !bCached; pc += KC) {
           const int64_t kc = K - pc < KC ? K - pc : KC;
           T *dst = bpack + (pc - p0) / KC * bBlock;
           auto packB1 = [&](int64_t jr) {
@@ -627,7 +733,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
           const int64_t panelsA = (mc + MR - 1) / MR;
           for (int64_t pc = p0; pc < p1; pc += KC) {
             const int64_t kc = K - pc < KC ? K - pc : KC;
-            const T *bk = bpack + (pc - p0) / KC * bBlock;
+            const T *bk = bCached ? bCached + pc / KC * bBlock : bpack + (pc - p0) / KC * bBlock;
             // A's partial last panel, packed and zero-padded: aTail[k][i].
             if (mc % MR)
               packPanel(a + (ic + (panelsA - 1) * MR) * rsa + pc * csa, rsa, csa, kc, mc % MR, MR, myTail, isa);
