@@ -4,7 +4,9 @@
 # stage of llava-tiny, llava-small and blip2-tiny against PyTorch (OpenBLAS,
 # same thread count; blip2-tiny's stage 1 is one call over its batch of 16
 # image-text pairs, reported per call and per pair) in both of PyTorch's
-# configurations, a step's peak memory, and chat
+# configurations, mmc's step as mmrun --train runs it (eight samples sharing
+# their packed weights, several at a time where mmrun does that), a step's
+# peak memory, and chat
 # against a PyTorch generate loop. Each ratio is measured within
 # one process, both sides alternating, so machine noise hits both.
 #   bash bench/run.sh [THREADS]        (default: all cores)
@@ -29,15 +31,16 @@ for model in llava-tiny llava-small blip2-tiny; do
   OMP_WAIT_POLICY=passive /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
   echo "== training step, $model, PyTorch as it runs by default"
   /usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps $reps --threads "$THREADS"
-  if [ "$model" = llava-small ]; then
-    # mmrun trains llava-small one sample at a time over both cores, eight to a step, each
-    # weight packed once per step (abi.h, mm_weight_cache_v1): that step, per sample.
-    echo "== training step, $model, mmc alone: the 8 samples of one mmrun step sharing their packed weights"
-    for stage in pretrain_llm stage1 stage2; do
-      echo "$stage: $(/usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps 3 --threads "$THREADS" \
-        --mmc-only "$stage" --step-samples 8)"
-    done
-  fi
+  # A step as mmrun --train runs it: eight samples sharing their packed weights (abi.h,
+  # mm_weight_cache_v1), several at a time on one thread each where the stage's gradients are
+  # small (--sample-threads), else one at a time over all cores; per sample.
+  echo "== training step, $model, mmc alone: the 8 samples of one mmrun step (weights packed once a step)"
+  stages="pretrain_llm pretrain_vision stage1 stage2"
+  [ "$model" = blip2-tiny ] && stages="pretrain_llm pretrain_vision stage2" # its stage 1 is one call per batch
+  for stage in $stages; do
+    echo "$stage: $(/usr/bin/python3 bench/train_step.py "$OUT/$model.so" --reps 3 --threads "$THREADS" \
+      --mmc-only "$stage" --step-samples 8 --sample-threads 0)"
+  done
   if [ "$model" = llava-tiny ]; then
     echo "== peak memory of a training step, $model"
     /usr/bin/python3 bench/step_memory.py "$OUT/$model.so"

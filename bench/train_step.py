@@ -33,6 +33,7 @@ import os
 import statistics
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -196,6 +197,11 @@ def main():
     ap.add_argument("--step-samples", type=int, default=1, metavar="N",
                     help="with --mmc-only: time N calls that share their packed weights, as the N samples of "
                          "one mmrun step do (abi.h, mm_weight_cache_v1); print ms per sample and GFLOP/s")
+    ap.add_argument("--sample-threads", type=int, default=1, metavar="W",
+                    help="with --step-samples: the step's samples on W threads at once, every kernel inside on "
+                         "its one thread, as mmrun --train runs the tiny models (--sample-threads); 0: as "
+                         "mmrun chooses by default (--threads where the extra gradient copies take at most "
+                         "256 MiB, else 1)")
     a = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(a.threads))
 
@@ -288,18 +294,45 @@ def main():
         if a.mmc_only and a.step_samples > 1:
             # mmrun declares the weights unchanged before each step's samples (the optimizer has
             # just changed them): the first sample packs each weight, the rest reuse the copies.
+            # With W sample threads each takes a contiguous share of the samples, with its own
+            # results and workspace, its kernels on its one thread (ctypes releases the GIL).
             cache = lib.mm_weight_cache_v1
             cache.argtypes = [ctypes.c_void_p, ctypes.c_int64]
+            set_threads = lib.omp_set_num_threads  # the OpenMP runtime the library links
+            set_threads.argtypes = [ctypes.c_int]
+            W = a.sample_threads
+            if W == 0:  # runtime/lib/Trainer.cpp's default
+                sizes = {p["name"]: int(np.prod(p["shape"])) for p in manifest["parameters"]}
+                train_bytes = 4 * sum(sizes[n] for n in stage["trainable_parameters"])
+                W = a.threads if 2 * train_bytes * (a.threads - 1) <= 256 << 20 else 1
+            W = max(1, min(W, a.step_samples))
+            own = [(Rs, workspace)]
+            for _ in range(W - 1):
+                res = [np.zeros(r["shape"], np.float32) for r in spec["results"]]
+                own.append(((ctypes.c_void_p * len(res))(*[x.ctypes.data for x in res]),
+                            np.zeros(entry.workspace // 4 + 16, np.float32), res))
+
+            def share(w):
+                if W > 1:
+                    set_threads(1)
+                for _ in range(a.step_samples * w // W, a.step_samples * (w + 1) // W):
+                    fn(pointers, A, own[w][0], own[w][1].ctypes.data)
 
             def step():
                 cache(pointers, len(params))
-                for _ in range(a.step_samples):
-                    fn(pointers, A, Rs, workspace.ctypes.data)
+                if W == 1:
+                    share(0)
+                    return
+                workers = [threading.Thread(target=share, args=(w,)) for w in range(W)]
+                for t in workers:
+                    t.start()
+                for t in workers:
+                    t.join()
 
             ms = timed(step, a.reps) * 1e3 / a.step_samples
             cache(None, 0)
             print(f"{ms:.1f} ms per sample, {stage['flops_per_sample'] / ms / 1e6:.1f} GFLOP/s "
-                  f"({a.step_samples} samples per step)")
+                  f"({a.step_samples} samples per step" + (f", {W} at a time" if W > 1 else "") + ")")
             return
         if a.mmc_only:
             print(timed(lambda: fn(pointers, A, Rs, workspace.ctypes.data), a.reps) * 1e3)
