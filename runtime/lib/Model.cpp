@@ -2,6 +2,7 @@
 #include "mm/Model.h"
 #include "mm/Error.h"
 
+#include <cstdlib>
 #include <dlfcn.h>
 #include <sys/stat.h>
 
@@ -163,6 +164,21 @@ void CompiledModel::declareWeightsUnchanged(const std::vector<const void *> &par
 
 void CompiledModel::releaseWeightCache() const {
   if (weightCache_) weightCache_(nullptr, 0);
+}
+
+WeightCacheScope::WeightCacheScope(const CompiledModel &model, std::vector<const void *> params, bool enabled)
+    : model_(model), params_(std::move(params)) {
+  const char *env = std::getenv("MM_WEIGHT_CACHE");
+  active_ = enabled && model_.onHost() && !(env && std::string(env) == "0");
+  declareAgain();
+}
+
+WeightCacheScope::~WeightCacheScope() {
+  if (active_) model_.releaseWeightCache();
+}
+
+void WeightCacheScope::declareAgain() const {
+  if (active_) model_.declareWeightsUnchanged(params_);
 }
 
 void CompiledModel::runInto(const std::string &name, const std::vector<const void *> &params,

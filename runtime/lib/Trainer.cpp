@@ -17,7 +17,6 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
-#include <cstdlib>
 #include <exception>
 #include <filesystem>
 #include <fstream>
@@ -664,17 +663,8 @@ int runTraining(const TrainOptions &o) {
 
   // The samples of a step share their weights: a CPU library packs each
   // weight its products read once per step instead of once per sample
-  // (abi.h, MM_WEIGHT_CACHE_SYMBOL; the same bits). MM_WEIGHT_CACHE=0 turns
-  // it off.
-  const char *cacheEnv = std::getenv("MM_WEIGHT_CACHE");
-  const bool cacheWeights = model.onHost() && perStep > 1 && !(cacheEnv && std::string(cacheEnv) == "0");
-  struct ReleaseCache {
-    const CompiledModel &model;
-    bool on;
-    ~ReleaseCache() {
-      if (on) model.releaseWeightCache();
-    }
-  } releaseCache{model, cacheWeights};
+  // (abi.h, MM_WEIGHT_CACHE_SYMBOL; the same bits).
+  const WeightCacheScope weightCache(model, paramVoid, perStep > 1);
 
   for (int64_t step = start; step < end; ++step) {
     const auto stepBegin = Clock::now();
@@ -762,7 +752,7 @@ int runTraining(const TrainOptions &o) {
         me.error = std::current_exception();
       }
     };
-    if (cacheWeights) model.declareWeightsUnchanged(paramVoid); // the optimizer changed them
+    weightCache.declareAgain(); // the optimizer changed them
     if (batched) {
       runBatched();
       divisor = set.gradAccum; // the entry's loss is a mean per micro-batch

@@ -363,8 +363,12 @@ Kernel conv2dGradBias(Conv2dGradBiasOp op) {
   auto dy = typeOf(op.getGrad());
   int64_t o = dy.getDimSize(1), np = dy.getDimSize(2) * dy.getDimSize(3);
   std::string body = subst(R"(T acc = 0;
-for (int64_t b = 0; b < $B; ++b)
-  for (int64_t p = 0; p < $NP; ++p) acc += dy[(b * $O + i) * $NP + p];
+for (int64_t b = 0; b < $B; ++b) {
+  const T *row = dy + (b * $O + i) * $NP;
+  T s;
+  MM_ROW_SUM(T, s, $NP, row[d]);
+  acc += s;
+}
 y[i] = acc;
 )", {{"B", num(dy.getDimSize(0))}, {"O", num(o)}, {"NP", num(np)}});
   return makeKernel(op, {"dy"}, o, body);

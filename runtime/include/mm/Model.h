@@ -108,6 +108,25 @@ private:
   mutable std::map<std::string, std::vector<uint8_t>> workspaces_; // host workspaces, kept per entry
 };
 
+/// While it lives, `params` are declared unchanged to `model`
+/// (declareWeightsUnchanged: each weight packed once, not once per call);
+/// declareAgain() after changing any of them; the copies are freed at its end.
+/// Inactive when `enabled` is false, on a CUDA model, or with
+/// MM_WEIGHT_CACHE=0 in the environment.
+class WeightCacheScope {
+public:
+  WeightCacheScope(const CompiledModel &model, std::vector<const void *> params, bool enabled = true);
+  ~WeightCacheScope();
+  WeightCacheScope(const WeightCacheScope &) = delete;
+  WeightCacheScope &operator=(const WeightCacheScope &) = delete;
+  void declareAgain() const;
+
+private:
+  const CompiledModel &model_;
+  std::vector<const void *> params_;
+  bool active_;
+};
+
 } // namespace mm
 
 #endif // MM_MODEL_H
