@@ -409,7 +409,6 @@ int runChat(const ChatOptions &o) {
   if (!o.weights.empty()) params.loadSafetensors(o.weights);
   else params.initFromSeed(o.initSeed);
   if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; chat needs one");
-  const WeightCacheScope frozen(model, params.voidPointers()); // each weight packed once, not once per prefill
   Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
   ChatSession chat(model, params, tokenizer, chatTemplateByName(o.templateName, model), o.sampling);
   if (!o.image.empty()) {
@@ -534,7 +533,6 @@ int runEval(const EvalOptions &o) {
   if (!o.weights.empty()) params.loadSafetensors(o.weights);
   else params.initFromSeed(0);
   if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; evaluation needs one");
-  const WeightCacheScope frozen(model, params.voidPointers()); // each weight packed once for every record
   Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
   // Records: LLaVA conversation JSON (checked as training data is), plus
   // "type" and "answer" (default: the last gpt turn).

@@ -131,11 +131,6 @@ std::vector<const float *> ParameterStore::pointers() const {
   return p;
 }
 
-std::vector<const void *> ParameterStore::voidPointers() const {
-  const std::vector<const float *> p = pointers();
-  return {p.begin(), p.end()};
-}
-
 int64_t ParameterStore::indexOf(const std::string &name) const {
   for (size_t i = 0; i < specs_.size(); ++i)
     if (specs_[i].name == name) return static_cast<int64_t>(i);

@@ -296,7 +296,6 @@ int runRetrieval(const RetrievalOptions &o) {
   if (!o.weights.empty()) params.loadSafetensors(o.weights);
   else params.initFromSeed(0);
   if (model.tokenizerJson().empty()) throw Error(o.model + " carries no tokenizer; retrieval needs one");
-  const WeightCacheScope frozen(model, params.voidPointers()); // each weight packed once for every image and text
   Tokenizer tokenizer = Tokenizer::fromJson(model.tokenizerJson(), o.model + " (embedded tokenizer.json)");
   Retriever r(model, params, tokenizer);
   return o.evaluate ? evaluate(o, r) : rank(o, r);

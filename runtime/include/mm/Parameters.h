@@ -40,8 +40,6 @@ public:
   float *data(size_t i) { return values_[i].data(); }
   const float *data(size_t i) const { return values_[i].data(); }
   std::vector<const float *> pointers() const;
-  /// The same pointers as an entry call takes them.
-  std::vector<const void *> voidPointers() const;
   /// Index of parameter `name`, or -1.
   int64_t indexOf(const std::string &name) const;
 
