@@ -576,8 +576,8 @@ const char *kAttnKeyRange =
 const char *kAttnRowTerms = R"(    const int64_t qi = q0 + r;
     const T *dyr = dy + rowOff + r * $QW, *outr = out + rowOff + r * $QW;
     const T lrow = lse[(b * $H + h) * $S + qi];
-    T drow = 0;
-    for (int64_t d = 0; d < $DH; ++d) drow += dyr[d] * outr[d];
+    T drow;
+    MM_ROW_SUM(T, drow, $DH, dyr[d] * outr[d]);
 )";
 
 enum class AttnHost { Forward, ForwardStats, Stats, GradQuery, GradKey, GradValue, Fused };
@@ -736,8 +736,8 @@ $DPFREE  free(strip);
       part["DPGEMM"] = R"(    mm_cpu::gemm<T>(nkk, nq, $DH, v + kvOff, $KW, 1, dy + rowOff, 1, $QW, dpt, nq, false);
     for (int64_t j = 0; j < nq; ++j) {
       const T *dyr = dy + rowOff + j * $QW, *outr = out + rowOff + j * $QW;
-      T acc = 0;
-      for (int64_t d = 0; d < $DH; ++d) acc += dyr[d] * outr[d];
+      T acc;
+      MM_ROW_SUM(T, acc, $DH, dyr[d] * outr[d]);
       drow[j] = acc;
     }
 )";
