@@ -121,8 +121,8 @@ CompiledModel CompiledModel::load(const std::string &path) {
 }
 
 CompiledModel::CompiledModel(CompiledModel &&o) noexcept
-    : handle_(o.handle_), desc_(o.desc_), weightCache_(o.weightCache_), path_(std::move(o.path_)), target_(std::move(o.target_)),
-      name_(std::move(o.name_)), tokenizerJson_(std::move(o.tokenizerJson_)),
+    : handle_(o.handle_), desc_(o.desc_), weightCache_(o.weightCache_), path_(std::move(o.path_)),
+      target_(std::move(o.target_)), name_(std::move(o.name_)), tokenizerJson_(std::move(o.tokenizerJson_)),
       manifest_(std::move(o.manifest_)), params_(std::move(o.params_)), entries_(std::move(o.entries_)),
       workspaces_(std::move(o.workspaces_)) {
   o.handle_ = nullptr;
