@@ -435,6 +435,15 @@ void packRows(const T *src, int64_t rs, int64_t kc, int64_t n0, int64_t n1, int6
   }
 }
 
+/// B's NR-column panel jr of the k block [pc, pc + kc) within the column
+/// block [jc, jc + nc): packed into dst (dst[k * NR + j]), zero past nc. The
+/// driver and the weight cache pack through it, so their layouts agree.
+template <typename T>
+inline void packBPanel(const T *b, int64_t rsb, int64_t csb, int64_t pc, int64_t kc, int64_t jc, int64_t nc,
+                       int64_t jr, int64_t NR, T *dst, Isa isa) {
+  packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc, nc - jr * NR < NR ? nc - jr * NR : NR, NR, dst, isa);
+}
+
 /// All of B's panels from the weight cache (null when B is not a cached
 /// parameter): the layout the driver packs, bBlock = kcMax * ncPad elements
 /// per k block, panel jr at jr * NR * kcMax within it; packed here when stale.
@@ -466,8 +475,7 @@ const T *cachedPanels(const T *b, int64_t rsb, int64_t csb, int64_t K, int64_t N
 #pragma omp parallel for schedule(static) if (!inParallel())
     for (int64_t i = 0; i < kBlocks * panels; ++i) {
       const int64_t kb = i / panels, jr = i % panels, pc = kb * KC, kc = K - pc < KC ? K - pc : KC;
-      packPanel(b + pc * rsb + jr * NR * csb, csb, rsb, kc, N - jr * NR < NR ? N - jr * NR : NR, NR,
-                dst + kb * bBlock + jr * NR * kcMax, isa);
+      packBPanel(b, rsb, csb, pc, kc, 0, N, jr, NR, dst + kb * bBlock + jr * NR * kcMax, isa);
     }
     p->generation = c.generation;
   }
@@ -712,8 +720,7 @@ void gemm(int64_t M, int64_t N, int64_t K, const T *a, int64_t rsa, int64_t csa,
           const int64_t kc = K - pc < KC ? K - pc : KC;
           T *dst = bpack + (pc - p0) / KC * bBlock;
           auto packB1 = [&](int64_t jr) {
-            packPanel(b + pc * rsb + (jc + jr * NR) * csb, csb, rsb, kc,
-                      nc - jr * NR < NR ? nc - jr * NR : NR, NR, dst + (packB ? jr * NR * kcMax : 0), isa);
+            packBPanel(b, rsb, csb, pc, kc, jc, nc, jr, NR, dst + (packB ? jr * NR * kcMax : 0), isa);
           };
           if (own && packB && csb == 1) {
             // B's rows contiguous along n: copy this thread's panels row by
