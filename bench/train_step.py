@@ -8,7 +8,10 @@ with ctypes: one sample at the compiled sequence length, image included) and
 the PyTorch reference (tests/reference/llava_train_ref.py: the same math,
 same sample, gradients only for the stage's trainable parameters, OpenBLAS)
 are timed on the same machine with the same thread count. Reports ms per
-sample, the FLOPs mmc counts for the step, and the ratio.
+sample, the FLOPs mmc counts for the step, and the ratio. A stage that
+freezes the vision tower takes the tower's output (image_embeds), which
+mmrun computes once per image and caches: both sides get it as input, and
+neither runs the tower in the step.
 
 LLaVA and BLIP-2 (the manifest's model_type "blip-2": tests/reference/
 blip2_ref.py's math) alike. BLIP-2's stage 1 (ITC + ITM + ITG over the
@@ -57,8 +60,8 @@ FN = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_v
 
 
 STAGE1_ARGS = ["input_ids", "targets", "length", "negative_text_uniform", "negative_image_uniform"]
-# The first argument: the images' pixels, or the frozen ViT's output for them (image_embeds,
-# which mmrun computes once per image and caches; the PyTorch step then skips the ViT too).
+# The first argument: the images' pixels, or the frozen tower's output for them (image_embeds,
+# which mmrun computes once per image and caches; the PyTorch step then skips the tower too).
 STAGE1_IMAGE_ARGS = ("pixel_values", "image_embeds")
 
 
@@ -237,6 +240,12 @@ def main():
         names = [x["name"] for x in spec["args"]] if spec is not None else []
         if names[:1] and names[0] in STAGE1_IMAGE_ARGS and names[1:] == STAGE1_ARGS:
             batched[stage["name"]] = stage1_inputs(manifest, spec, newline_id(desc.tokenizer), rng)
+    # One-sample stages that freeze the vision tower take its output (image_embeds), which mmrun
+    # computes once per image and caches: both sides get these values in its place (the PyTorch
+    # step then skips the tower too).
+    vit = None
+    if "vision_embeds" in specs:
+        vit = rng.standard_normal(specs["vision_embeds"]["results"][0]["shape"]).astype(np.float32)
 
     if not a.mmc_only:
         extra = ""
@@ -272,7 +281,8 @@ def main():
                 dec_targets = [int(x) for x in rng.integers(5, 200, Sd)]
                 dec_sample = ([int(manifest["config"]["text_config"]["decoder_start_token_id"])] + dec_targets[:-1],
                               dec_targets)
-            by_name = {"pixel_values": pixels, "input_ids": np.array([ids], np.int32), "length": np.array(S, np.int32),
+            by_name = {"pixel_values": pixels, "image_embeds": vit,
+                       "input_ids": np.array([ids], np.int32), "length": np.array(S, np.int32),
                        "decoder_input_ids": np.array([dec_sample[0]], np.int32),
                        "targets": np.array([dec_sample[1]], np.int32), "decoder_length": np.array(Sd, np.int32)}
             args = [by_name[x["name"]] for x in spec["args"]]
@@ -285,7 +295,8 @@ def main():
                        "length": np.array(S, np.int32)}
             args = [by_name[x["name"]] for x in spec["args"]]
         else:
-            args = [pixels, np.array([ids], np.int32), np.array([targets], np.int32), np.array(S, np.int32)]
+            args = [vit if arg_names[0] == "image_embeds" else pixels, np.array([ids], np.int32),
+                    np.array([targets], np.int32), np.array(S, np.int32)]
         results = [np.zeros(r["shape"], np.float32) for r in spec["results"]]
         workspace = np.zeros(entry.workspace // 4 + 16, np.float32)
         A = (ctypes.c_void_p * len(args))(*[x.ctypes.data for x in args])
@@ -353,7 +364,8 @@ def main():
                       "cells": tuple([int(v) for v in x[0]] for x in layout)}
         if dec_sample is not None and "decoder_input_ids" in arg_names:
             sample = {"input_ids": ids, "decoder_input_ids": dec_sample[0], "targets": dec_sample[1],
-                      "images": ["x"] if spec["args"][0]["name"] == "pixel_values" else []}
+                      "images": ["x"] if spec["args"][0]["name"] in STAGE1_IMAGE_ARGS else []}
+        vision_of = (lambda _p: torch.from_numpy(vit[0])) if arg_names[0] == "image_embeds" else None
 
         if batch_args is not None:
             embeds_given = spec["args"][0]["name"] == "image_embeds"
@@ -368,7 +380,7 @@ def main():
             elif patch_stage:
                 ce = patch_loss_sum(cfg, W, tensors, pix, labels, cells if with_cells else None)
             else:
-                ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix)
+                ce, _ = TR.sample_loss_sum(cfg, W, sample, lambda _p: pix, vision_of)
             torch.autograd.grad(ce, wrt, allow_unused=True)
 
         mmc_s = torch_s = float("inf")

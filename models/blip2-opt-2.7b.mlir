@@ -944,10 +944,10 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.return %logits : tensor<1x128x50272xf32>
   }
 
-  // The language-modelling loss: cross-entropy summed over the positions whose target is
-  // not -100 (the caption's tokens; never the queries or the prompt).
-  mm.entry @lm_loss(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x128xi32> {mm.name = "input_ids"}, %targets: tensor<1x128xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
-      -> (tensor<f32> {mm.name = "loss"}) {
+  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). No stage that
+  // reads it trains the ViT, so mmrun computes it once per image and caches it across
+  // steps and samples.
+  mm.entry @vision_embeds(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}) -> (tensor<1x257x1408xf32> {mm.name = "image_embeds"}) {
     // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
     %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
     %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
@@ -962,6 +962,14 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
     %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
     %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
+    mm.return %image_embeds : tensor<1x257x1408xf32>
+  }
+
+  // The language-modelling loss from the ViT's output (vision_embeds): cross-entropy summed
+  // over the positions whose target is not -100 (the caption's tokens; never the queries or
+  // the prompt).
+  mm.entry @lm_loss(%image_embeds: tensor<1x257x1408xf32> {mm.name = "image_embeds"}, %input_ids: tensor<1x128xi32> {mm.name = "input_ids"}, %targets: tensor<1x128xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
+      -> (tensor<f32> {mm.name = "loss"}) {
     // Q-Former over the learnable queries, cross-attending to the image features.
     %queries = mm.weight @"query_tokens" : tensor<1x32x768xf32>
     %q0_g = mm.weight @"qformer.layernorm.weight" : tensor<768xf32>
@@ -1000,25 +1008,6 @@ mm.model @blip2_opt_2_7b attributes {config = {model_type = "blip-2", architectu
     mm.return %loss : tensor<f32>
   }
 
-  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never
-  // trains the ViT, so mmrun computes this once per image and caches it across steps.
-  mm.entry @vision_embeds(%pixel_values: tensor<1x3x224x224xf32> {mm.name = "pixel_values"}) -> (tensor<1x257x1408xf32> {mm.name = "image_embeds"}) {
-    // ViT: patches (+ bias), [CLS], positions, layers, post-LN.
-    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<1408x3x14x14xf32>
-    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<1408xf32>
-    %patches0 = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x224x224xf32>, tensor<1408x3x14x14xf32>) -> tensor<1x256x1408xf32>
-    %patch_bias = mm.broadcast %patch_b : (tensor<1408xf32>) -> tensor<1x256x1408xf32>
-    %patches = mm.add %patches0, %patch_bias : tensor<1x256x1408xf32>
-    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x1408xf32>
-    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x1408xf32>, tensor<1x256x1408xf32>) -> tensor<1x257x1408xf32>
-    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x257x1408xf32>
-    %embeds = mm.add %tokens, %pos : tensor<1x257x1408xf32>
-    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 39 (%embeds) : (tensor<1x257x1408xf32>) -> tensor<1x257x1408xf32>
-    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<1408xf32>
-    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<1408xf32>
-    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x257x1408xf32>, tensor<1408xf32>, tensor<1408xf32>) -> tensor<1x257x1408xf32>
-    mm.return %image_embeds : tensor<1x257x1408xf32>
-  }
   // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]
   // caption "\n", padded; targets: the next token of each text position (-100 past the text);
   // length: the real positions of [queries; text] (queries + text length); the uniform

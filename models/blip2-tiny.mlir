@@ -983,10 +983,10 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.return %logits : tensor<1x64x800xf32>
   }
 
-  // The language-modelling loss: cross-entropy summed over the positions whose target is
-  // not -100 (the caption's tokens; never the queries or the prompt).
-  mm.entry @lm_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x64xi32> {mm.name = "input_ids"}, %targets: tensor<1x64xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
-      -> (tensor<f32> {mm.name = "loss"}) {
+  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). No stage that
+  // reads it trains the ViT, so mmrun computes it once per image and caches it across
+  // steps and samples.
+  mm.entry @vision_embeds(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}) -> (tensor<1x65x128xf32> {mm.name = "image_embeds"}) {
     // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
     %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
     %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
@@ -1025,6 +1025,14 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<128xf32>
     %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
     %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
+    mm.return %image_embeds : tensor<1x65x128xf32>
+  }
+
+  // The language-modelling loss from the ViT's output (vision_embeds): cross-entropy summed
+  // over the positions whose target is not -100 (the caption's tokens; never the queries or
+  // the prompt).
+  mm.entry @lm_loss(%image_embeds: tensor<1x65x128xf32> {mm.name = "image_embeds"}, %input_ids: tensor<1x64xi32> {mm.name = "input_ids"}, %targets: tensor<1x64xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
+      -> (tensor<f32> {mm.name = "loss"}) {
     // Q-Former over the learnable queries, cross-attending to the image features.
     %queries = mm.weight @"query_tokens" : tensor<1x9x128xf32>
     %q0_g = mm.weight @"qformer.layernorm.weight" : tensor<128xf32>
@@ -1132,49 +1140,6 @@ mm.model @blip2_tiny attributes {config = {model_type = "blip-2", architectures 
     mm.return %loss : tensor<f32>
   }
 
-  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never
-  // trains the ViT, so mmrun computes this once per image and caches it across steps.
-  mm.entry @vision_embeds(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}) -> (tensor<1x65x128xf32> {mm.name = "image_embeds"}) {
-    // ViT: convolutional stem, patches (+ bias), [CLS], positions, layers, post-LN.
-    %stem0_w = mm.weight @"vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
-    %stem0_b = mm.weight @"vision_model.embeddings.stem.0.bias" : tensor<32xf32>
-    %stem0 = mm.conv2d %pixel_values, %stem0_w, %stem0_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x3x64x64xf32>, tensor<32x3x3x3xf32>, tensor<32xf32>) -> tensor<1x32x64x64xf32>
-    %stem0_act = mm.gelu %stem0 : tensor<1x32x64x64xf32>
-    %stem1_w = mm.weight @"vision_model.embeddings.stem.1.weight" : tensor<64x32x3x3xf32>
-    %stem1_b = mm.weight @"vision_model.embeddings.stem.1.bias" : tensor<64xf32>
-    %stem1 = mm.conv2d %stem0_act, %stem1_w, %stem1_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x32x64x64xf32>, tensor<64x32x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
-    %stem1_act = mm.gelu %stem1 : tensor<1x64x32x32xf32>
-    %stem2_w = mm.weight @"vision_model.embeddings.stem.2.weight" : tensor<64x64x3x3xf32>
-    %stem2_b = mm.weight @"vision_model.embeddings.stem.2.bias" : tensor<64xf32>
-    %stem2 = mm.conv2d %stem1_act, %stem2_w, %stem2_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<64x64x3x3xf32>, tensor<64xf32>) -> tensor<1x64x32x32xf32>
-    %stem2_act = mm.gelu %stem2 : tensor<1x64x32x32xf32>
-    %stem3_w = mm.weight @"vision_model.embeddings.stem.3.weight" : tensor<128x64x3x3xf32>
-    %stem3_b = mm.weight @"vision_model.embeddings.stem.3.bias" : tensor<128xf32>
-    %stem3 = mm.conv2d %stem2_act, %stem3_w, %stem3_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x64x32x32xf32>, tensor<128x64x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
-    %stem3_act = mm.gelu %stem3 : tensor<1x128x16x16xf32>
-    %stem4_w = mm.weight @"vision_model.embeddings.stem.4.weight" : tensor<128x128x3x3xf32>
-    %stem4_b = mm.weight @"vision_model.embeddings.stem.4.bias" : tensor<128xf32>
-    %stem4 = mm.conv2d %stem3_act, %stem4_w, %stem4_b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x16x16xf32>
-    %stem4_act = mm.gelu %stem4 : tensor<1x128x16x16xf32>
-    %stem5_w = mm.weight @"vision_model.embeddings.stem.5.weight" : tensor<128x128x3x3xf32>
-    %stem5_b = mm.weight @"vision_model.embeddings.stem.5.bias" : tensor<128xf32>
-    %stem5 = mm.conv2d %stem4_act, %stem5_w, %stem5_b {stride = 2 : i64, padding = 1 : i64} : (tensor<1x128x16x16xf32>, tensor<128x128x3x3xf32>, tensor<128xf32>) -> tensor<1x128x8x8xf32>
-    %stem5_act = mm.gelu %stem5 : tensor<1x128x8x8xf32>
-    %patch_w = mm.weight @"vision_model.embeddings.patch_embedding.weight" : tensor<128x128x1x1xf32>
-    %patch_b = mm.weight @"vision_model.embeddings.patch_embedding.bias" : tensor<128xf32>
-    %patches0 = mm.patch_embed %stem5_act, %patch_w : (tensor<1x128x8x8xf32>, tensor<128x128x1x1xf32>) -> tensor<1x64x128xf32>
-    %patch_bias = mm.broadcast %patch_b : (tensor<128xf32>) -> tensor<1x64x128xf32>
-    %patches = mm.add %patches0, %patch_bias : tensor<1x64x128xf32>
-    %cls = mm.weight @"vision_model.embeddings.class_embedding" : tensor<1x1x128xf32>
-    %tokens = mm.concat %cls, %patches {axis = 1 : i64} : (tensor<1x1x128xf32>, tensor<1x64x128xf32>) -> tensor<1x65x128xf32>
-    %pos = mm.weight @"vision_model.embeddings.position_embedding" : tensor<1x65x128xf32>
-    %embeds = mm.add %tokens, %pos : tensor<1x65x128xf32>
-    %hidden = mm.apply_layer @vision_encoder_layer from 0 to 4 (%embeds) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
-    %image_embeds_g = mm.weight @"vision_model.post_layernorm.weight" : tensor<128xf32>
-    %image_embeds_b = mm.weight @"vision_model.post_layernorm.bias" : tensor<128xf32>
-    %image_embeds = mm.layer_norm %hidden, %image_embeds_g, %image_embeds_b {eps = 1.000000e-06 : f64} : (tensor<1x65x128xf32>, tensor<128xf32>, tensor<128xf32>) -> tensor<1x65x128xf32>
-    mm.return %image_embeds : tensor<1x65x128xf32>
-  }
   // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]
   // caption "\n", padded; targets: the next token of each text position (-100 past the text);
   // length: the real positions of [queries; text] (queries + text length); the uniform

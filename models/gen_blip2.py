@@ -563,13 +563,13 @@ def generate(c):
             w(f"{ind}mm.return %loss : {t()}")
             w("  }")
 
-        w("  // Stage 2's loss (prefix language modelling): the projected queries stand at the <image>")
-        w("  // positions of the encoder's input, [queries][prefix]</s> (length real positions); the")
-        w("  // decoder reads [start][suffix] and predicts [suffix]</s>: cross-entropy summed over the")
-        w("  // targets that are not -100.")
-        w(f"  mm.entry @lm_loss({img_arg}{enc_args}, {dec_args})")
+        vision_embeds_entry()
+        w("  // Stage 2's loss (prefix language modelling) from the ViT's output (vision_embeds): the")
+        w("  // projected queries stand at the <image> positions of the encoder's input,")
+        w("  // [queries][prefix]</s> (length real positions); the decoder reads [start][suffix] and")
+        w("  // predicts [suffix]</s>: cross-entropy summed over the targets that are not -100.")
+        w(f'  mm.entry @lm_loss(%image_embeds: {t(1, V, VD)} {{mm.name = "image_embeds"}}, {enc_args}, {dec_args})')
         w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
-        vision_graph()
         qformer_graph()
         t5_encoder(embed_encoder_input(True))
         t5_decoder_logits("enc_out")
@@ -810,10 +810,21 @@ def generate(c):
         weight("head_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
         w(f"{ind}%logits = mm.linear %final, %head_w : ({xT}, {t(c['vocab'], TD)}) -> {t(1, T, c['vocab'])}")
 
-    def model_graph(prefill=False, layout=False):
+    def vision_embeds_entry():
+        w("  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). No stage that")
+        w("  // reads it trains the ViT, so mmrun computes it once per image and caches it across")
+        w("  // steps and samples.")
+        w(f'  mm.entry @vision_embeds(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, V, VD)} {{mm.name = "image_embeds"}}) {{')
+        vision_graph()
+        w(f"{ind}mm.return %image_embeds : {t(1, V, VD)}")
+        w("  }")
+        w("")
+
+    def model_graph(prefill=False, layout=False, cached=False):
         """The OPT's logits over %input_ids with the queries at the <image> positions: the
-        Q-Former's over %pixel_values, or with LAYOUT the sum of the embeddings of
-        %cell_colour_ids and %cell_shape_ids (the OPT's layout pre-training)."""
+        Q-Former's over %pixel_values (with CACHED over the ViT's output, %image_embeds), or
+        with LAYOUT the sum of the embeddings of %cell_colour_ids and %cell_shape_ids (the
+        OPT's layout pre-training)."""
         if layout:
             qi = t(1, Q, dtype="i32")
             weight("cell_embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
@@ -821,7 +832,8 @@ def generate(c):
             w(f"{ind}%cell_shapes = mm.embedding %cell_shape_ids, %cell_embed_w : ({qi}, {t(c['vocab'], TD)}) -> {t(1, Q, TD)}")
             w(f"{ind}%query_embeds = mm.add %cell_colours, %cell_shapes : {t(1, Q, TD)}")
         else:
-            vision_graph()
+            if not cached:
+                vision_graph()
             qformer_graph()
         llm_input()
         if prefill:
@@ -837,12 +849,6 @@ def generate(c):
         B, TT, E = s1["batch"], s1["text"], s1["embed"]
         L, qv = Q + TT, s1["vocab"]
         idsB, lenB = t(B, TT, dtype="i32"), t(B, dtype="i32")
-        w("  // The frozen ViT's output for one image (post-LayerNorm, [CLS] first). Stage 1 never")
-        w("  // trains the ViT, so mmrun computes this once per image and caches it across steps.")
-        w(f'  mm.entry @vision_embeds(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, V, VD)} {{mm.name = "image_embeds"}}) {{')
-        vision_graph()
-        w(f"{ind}mm.return %image_embeds : {t(1, V, VD)}")
-        w("  }")
         w("  // Stage 1's loss over a batch. image_embeds: vision_embeds of each image; input_ids: [CLS]")
         w("  // caption \"\\n\", padded; targets: the next token of each text position (-100 past the text);")
         w("  // length: the real positions of [queries; text] (queries + text length); the uniform")
@@ -943,11 +949,14 @@ def generate(c):
         w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
         w("  }")
         w("")
-        w("  // The language-modelling loss: cross-entropy summed over the positions whose target is")
-        w("  // not -100 (the caption's tokens; never the queries or the prompt).")
-        w(f'  mm.entry @lm_loss({args}, %targets: {ids} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
+        vision_embeds_entry()
+        w("  // The language-modelling loss from the ViT's output (vision_embeds): cross-entropy summed")
+        w("  // over the positions whose target is not -100 (the caption's tokens; never the queries or")
+        w("  // the prompt).")
+        w(f'  mm.entry @lm_loss(%image_embeds: {t(1, V, VD)} {{mm.name = "image_embeds"}}, %input_ids: {ids} {{mm.name = "input_ids"}}, '
+          f'%targets: {ids} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
         w(f'      -> ({t()} {{mm.name = "loss"}}) {{')
-        model_graph()
+        model_graph(cached=True)
         w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} : ({t(1, S, c['vocab'])}, {ids}) -> {t()}")
         w(f"{ind}mm.return %loss : {t()}")
         w("  }")

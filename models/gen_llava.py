@@ -363,16 +363,20 @@ def generate(c):
         w(f"    // vision_feature_select_strategy = default: drop [CLS].")
         w(f"{ind}%features = mm.slice %hidden {{axis = 1 : i64, start = 1 : i64}} : ({x_v}) -> {t(1, P, VD)}")
 
-    def model_graph(prefill=False):
-        vision_graph()
+    def model_graph(prefill=False, features=None):
+        """The logits over %input_ids; the image from %pixel_values through the tower, or with
+        FEATURES from that argument (the tower's output, computed by vision_embeds)."""
+        if features is None:
+            vision_graph()
+            features = "features"
         w(f"    // Projector.")
-        lin("proj1", "features", [1, P], "multi_modal_projector.linear_1", TD, VD)
+        lin("proj1", features, [1, P], "multi_modal_projector.linear_1", TD, VD)
         w(f"{ind}%proj_act = mm.gelu %proj1 : {t(1, P, TD)}")
-        lin("image_embeds", "proj_act", [1, P], "multi_modal_projector.linear_2", TD, TD)
+        lin("image_features", "proj_act", [1, P], "multi_modal_projector.linear_2", TD, TD)
         w(f"    // LLM: text embeddings with the image features at the <image> positions.")
         weight("embed_w", f"{lm}.embed_tokens.weight", [c["vocab"], TD])
         w(f"{ind}%text = mm.embedding %input_ids, %embed_w : ({t(1, S, dtype='i32')}, {t(c['vocab'], TD)}) -> {x_t}")
-        w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %image_embeds {{image_token_index = {c['image_token']} : i64}} "
+        w(f"{ind}%merged = mm.merge_image_features %text, %input_ids, %image_features {{image_token_index = {c['image_token']} : i64}} "
           f": ({x_t}, {t(1, S, dtype='i32')}, {t(1, P, TD)}) -> {x_t}")
         if prefill:
             w(f"{ind}%dec:3 = mm.apply_layer @llama_decoder_layer_prefill from 0 to {c['tlayers']} "
@@ -391,13 +395,22 @@ def generate(c):
     w(f"{ind}mm.return %logits : {t(1, S, c['vocab'])}")
     w("  }")
     w("")
-    w("  // The loss of the training stages: the same graph, then cross-entropy summed over")
-    w("  // the positions whose target is not -100 (targets[t] is the label of position t).")
-    w(f'  mm.entry @lm_loss(%pixel_values: {pix} {{mm.name = "pixel_values"}}, '
+    w("  // The vision tower's output for one image (the features the projector reads). No")
+    w("  // stage that reads it trains the tower, so mmrun computes it once per image and caches it")
+    w("  // across steps and samples.")
+    w(f'  mm.entry @vision_embeds(%pixel_values: {pix} {{mm.name = "pixel_values"}}) -> ({t(1, P, VD)} {{mm.name = "image_embeds"}}) {{')
+    vision_graph()
+    w(f"{ind}mm.return %features : {t(1, P, VD)}")
+    w("  }")
+    w("")
+    w("  // The loss of the training stages: the same graph from the tower's output (vision_embeds),")
+    w("  // then cross-entropy summed over the positions whose target is not -100 (targets[t] is the")
+    w("  // label of position t).")
+    w(f'  mm.entry @lm_loss(%image_embeds: {t(1, P, VD)} {{mm.name = "image_embeds"}}, '
       f'%input_ids: {t(1, S, dtype="i32")} {{mm.name = "input_ids"}}, '
       f'%targets: {t(1, S, dtype="i32")} {{mm.name = "targets"}}, %length: {x_len} {{mm.name = "length"}})')
     w(f'      -> ({t(dtype="f32")} {{mm.name = "loss"}}) {{')
-    model_graph()
+    model_graph(features="image_embeds")
     w(f"{ind}%loss = mm.cross_entropy %logits, %targets {{ignore_index = -100 : i64}} "
       f": ({t(1, S, c['vocab'])}, {t(1, S, dtype='i32')}) -> {t(dtype='f32')}")
     w(f"{ind}mm.return %loss : {t(dtype='f32')}")

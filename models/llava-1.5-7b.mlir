@@ -207,13 +207,13 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<4096xf32>
     %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x576x1024xf32>, tensor<4096x1024xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
     %proj_act = mm.gelu %proj1 : tensor<1x576x4096xf32>
-    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
-    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
-    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
+    %image_features_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
+    %image_features_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
+    %image_features = mm.linear %proj_act, %image_features_w, %image_features_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
     // LLM: text embeddings with the image features at the <image> positions.
     %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<32064x4096xf32>
     %text = mm.embedding %input_ids, %embed_w : (tensor<1x1024xi32>, tensor<32064x4096xf32>) -> tensor<1x1024x4096xf32>
-    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_features {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
     %decoded = mm.apply_layer @llama_decoder_layer from 0 to 32 (%merged, %length) : (tensor<1x1024x4096xf32>, tensor<i32>) -> tensor<1x1024x4096xf32>
     %final_g = mm.weight @"language_model.model.norm.weight" : tensor<4096xf32>
     %final = mm.rms_norm %decoded, %final_g {eps = 1.000000e-05 : f64} : (tensor<1x1024x4096xf32>, tensor<4096xf32>) -> tensor<1x1024x4096xf32>
@@ -222,10 +222,10 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     mm.return %logits : tensor<1x1024x32064xf32>
   }
 
-  // The loss of the training stages: the same graph, then cross-entropy summed over
-  // the positions whose target is not -100 (targets[t] is the label of position t).
-  mm.entry @lm_loss(%pixel_values: tensor<1x3x336x336xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x1024xi32> {mm.name = "input_ids"}, %targets: tensor<1x1024xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
-      -> (tensor<f32> {mm.name = "loss"}) {
+  // The vision tower's output for one image (the features the projector reads). No
+  // stage that reads it trains the tower, so mmrun computes it once per image and caches it
+  // across steps and samples.
+  mm.entry @vision_embeds(%pixel_values: tensor<1x3x336x336xf32> {mm.name = "pixel_values"}) -> (tensor<1x576x1024xf32> {mm.name = "image_embeds"}) {
     // Vision tower: patches, [CLS], positions, pre-norm, all layers but the last.
     %patch_w = mm.weight @"vision_tower.vision_model.embeddings.patch_embedding.weight" : tensor<1024x3x14x14xf32>
     %patches = mm.patch_embed %pixel_values, %patch_w : (tensor<1x3x336x336xf32>, tensor<1024x3x14x14xf32>) -> tensor<1x576x1024xf32>
@@ -241,18 +241,26 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     %hidden = mm.apply_layer @clip_encoder_layer from 0 to 23 (%pre) : (tensor<1x577x1024xf32>) -> tensor<1x577x1024xf32>
     // vision_feature_select_strategy = default: drop [CLS].
     %features = mm.slice %hidden {axis = 1 : i64, start = 1 : i64} : (tensor<1x577x1024xf32>) -> tensor<1x576x1024xf32>
+    mm.return %features : tensor<1x576x1024xf32>
+  }
+
+  // The loss of the training stages: the same graph from the tower's output (vision_embeds),
+  // then cross-entropy summed over the positions whose target is not -100 (targets[t] is the
+  // label of position t).
+  mm.entry @lm_loss(%image_embeds: tensor<1x576x1024xf32> {mm.name = "image_embeds"}, %input_ids: tensor<1x1024xi32> {mm.name = "input_ids"}, %targets: tensor<1x1024xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
+      -> (tensor<f32> {mm.name = "loss"}) {
     // Projector.
     %proj1_w = mm.weight @"multi_modal_projector.linear_1.weight" : tensor<4096x1024xf32>
     %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<4096xf32>
-    %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x576x1024xf32>, tensor<4096x1024xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
+    %proj1 = mm.linear %image_embeds, %proj1_w, %proj1_b : (tensor<1x576x1024xf32>, tensor<4096x1024xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
     %proj_act = mm.gelu %proj1 : tensor<1x576x4096xf32>
-    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
-    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
-    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
+    %image_features_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
+    %image_features_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
+    %image_features = mm.linear %proj_act, %image_features_w, %image_features_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
     // LLM: text embeddings with the image features at the <image> positions.
     %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<32064x4096xf32>
     %text = mm.embedding %input_ids, %embed_w : (tensor<1x1024xi32>, tensor<32064x4096xf32>) -> tensor<1x1024x4096xf32>
-    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_features {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
     %decoded = mm.apply_layer @llama_decoder_layer from 0 to 32 (%merged, %length) : (tensor<1x1024x4096xf32>, tensor<i32>) -> tensor<1x1024x4096xf32>
     %final_g = mm.weight @"language_model.model.norm.weight" : tensor<4096xf32>
     %final = mm.rms_norm %decoded, %final_g {eps = 1.000000e-05 : f64} : (tensor<1x1024x4096xf32>, tensor<4096xf32>) -> tensor<1x1024x4096xf32>
@@ -286,13 +294,13 @@ mm.model @llava_1_5_7b attributes {config = {model_type = "llava", architectures
     %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<4096xf32>
     %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x576x1024xf32>, tensor<4096x1024xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
     %proj_act = mm.gelu %proj1 : tensor<1x576x4096xf32>
-    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
-    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
-    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
+    %image_features_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<4096x4096xf32>
+    %image_features_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<4096xf32>
+    %image_features = mm.linear %proj_act, %image_features_w, %image_features_b : (tensor<1x576x4096xf32>, tensor<4096x4096xf32>, tensor<4096xf32>) -> tensor<1x576x4096xf32>
     // LLM: text embeddings with the image features at the <image> positions.
     %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<32064x4096xf32>
     %text = mm.embedding %input_ids, %embed_w : (tensor<1x1024xi32>, tensor<32064x4096xf32>) -> tensor<1x1024x4096xf32>
-    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_features {image_token_index = 32000 : i64} : (tensor<1x1024x4096xf32>, tensor<1x1024xi32>, tensor<1x576x4096xf32>) -> tensor<1x1024x4096xf32>
     %dec:3 = mm.apply_layer @llama_decoder_layer_prefill from 0 to 32 (%merged, %k_cache, %v_cache, %length) : (tensor<1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<i32>) -> (tensor<1x1024x4096xf32>, tensor<32x1x1024x4096xf32>, tensor<32x1x1024x4096xf32>)
     %final_g = mm.weight @"language_model.model.norm.weight" : tensor<4096xf32>
     %final = mm.rms_norm %dec#0, %final_g {eps = 1.000000e-05 : f64} : (tensor<1x1024x4096xf32>, tensor<4096xf32>) -> tensor<1x1024x4096xf32>

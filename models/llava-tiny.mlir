@@ -255,13 +255,13 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
     %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<256xf32>
     %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x64x128xf32>, tensor<256x128xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
     %proj_act = mm.gelu %proj1 : tensor<1x64x256xf32>
-    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
-    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
-    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
+    %image_features_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
+    %image_features_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
+    %image_features = mm.linear %proj_act, %image_features_w, %image_features_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
     // LLM: text embeddings with the image features at the <image> positions.
     %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<800x256xf32>
     %text = mm.embedding %input_ids, %embed_w : (tensor<1x176xi32>, tensor<800x256xf32>) -> tensor<1x176x256xf32>
-    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 4 : i64} : (tensor<1x176x256xf32>, tensor<1x176xi32>, tensor<1x64x256xf32>) -> tensor<1x176x256xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_features {image_token_index = 4 : i64} : (tensor<1x176x256xf32>, tensor<1x176xi32>, tensor<1x64x256xf32>) -> tensor<1x176x256xf32>
     %decoded = mm.apply_layer @llama_decoder_layer from 0 to 4 (%merged, %length) : (tensor<1x176x256xf32>, tensor<i32>) -> tensor<1x176x256xf32>
     %final_g = mm.weight @"language_model.model.norm.weight" : tensor<256xf32>
     %final = mm.rms_norm %decoded, %final_g {eps = 1.000000e-06 : f64} : (tensor<1x176x256xf32>, tensor<256xf32>) -> tensor<1x176x256xf32>
@@ -270,10 +270,10 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
     mm.return %logits : tensor<1x176x800xf32>
   }
 
-  // The loss of the training stages: the same graph, then cross-entropy summed over
-  // the positions whose target is not -100 (targets[t] is the label of position t).
-  mm.entry @lm_loss(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}, %input_ids: tensor<1x176xi32> {mm.name = "input_ids"}, %targets: tensor<1x176xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
-      -> (tensor<f32> {mm.name = "loss"}) {
+  // The vision tower's output for one image (the features the projector reads). No
+  // stage that reads it trains the tower, so mmrun computes it once per image and caches it
+  // across steps and samples.
+  mm.entry @vision_embeds(%pixel_values: tensor<1x3x64x64xf32> {mm.name = "pixel_values"}) -> (tensor<1x64x128xf32> {mm.name = "image_embeds"}) {
     // Vision tower: convolutional stem, patches, [CLS], positions, pre-norm, all layers but the last.
     %stem0_w = mm.weight @"vision_tower.vision_model.embeddings.stem.0.weight" : tensor<32x3x3x3xf32>
     %stem0_b = mm.weight @"vision_tower.vision_model.embeddings.stem.0.bias" : tensor<32xf32>
@@ -313,18 +313,26 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
     %hidden = mm.apply_layer @clip_encoder_layer from 0 to 3 (%pre) : (tensor<1x65x128xf32>) -> tensor<1x65x128xf32>
     // vision_feature_select_strategy = default: drop [CLS].
     %features = mm.slice %hidden {axis = 1 : i64, start = 1 : i64} : (tensor<1x65x128xf32>) -> tensor<1x64x128xf32>
+    mm.return %features : tensor<1x64x128xf32>
+  }
+
+  // The loss of the training stages: the same graph from the tower's output (vision_embeds),
+  // then cross-entropy summed over the positions whose target is not -100 (targets[t] is the
+  // label of position t).
+  mm.entry @lm_loss(%image_embeds: tensor<1x64x128xf32> {mm.name = "image_embeds"}, %input_ids: tensor<1x176xi32> {mm.name = "input_ids"}, %targets: tensor<1x176xi32> {mm.name = "targets"}, %length: tensor<i32> {mm.name = "length"})
+      -> (tensor<f32> {mm.name = "loss"}) {
     // Projector.
     %proj1_w = mm.weight @"multi_modal_projector.linear_1.weight" : tensor<256x128xf32>
     %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<256xf32>
-    %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x64x128xf32>, tensor<256x128xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
+    %proj1 = mm.linear %image_embeds, %proj1_w, %proj1_b : (tensor<1x64x128xf32>, tensor<256x128xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
     %proj_act = mm.gelu %proj1 : tensor<1x64x256xf32>
-    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
-    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
-    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
+    %image_features_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
+    %image_features_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
+    %image_features = mm.linear %proj_act, %image_features_w, %image_features_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
     // LLM: text embeddings with the image features at the <image> positions.
     %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<800x256xf32>
     %text = mm.embedding %input_ids, %embed_w : (tensor<1x176xi32>, tensor<800x256xf32>) -> tensor<1x176x256xf32>
-    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 4 : i64} : (tensor<1x176x256xf32>, tensor<1x176xi32>, tensor<1x64x256xf32>) -> tensor<1x176x256xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_features {image_token_index = 4 : i64} : (tensor<1x176x256xf32>, tensor<1x176xi32>, tensor<1x64x256xf32>) -> tensor<1x176x256xf32>
     %decoded = mm.apply_layer @llama_decoder_layer from 0 to 4 (%merged, %length) : (tensor<1x176x256xf32>, tensor<i32>) -> tensor<1x176x256xf32>
     %final_g = mm.weight @"language_model.model.norm.weight" : tensor<256xf32>
     %final = mm.rms_norm %decoded, %final_g {eps = 1.000000e-06 : f64} : (tensor<1x176x256xf32>, tensor<256xf32>) -> tensor<1x176x256xf32>
@@ -439,13 +447,13 @@ mm.model @llava_tiny attributes {config = {model_type = "llava", architectures =
     %proj1_b = mm.weight @"multi_modal_projector.linear_1.bias" : tensor<256xf32>
     %proj1 = mm.linear %features, %proj1_w, %proj1_b : (tensor<1x64x128xf32>, tensor<256x128xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
     %proj_act = mm.gelu %proj1 : tensor<1x64x256xf32>
-    %image_embeds_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
-    %image_embeds_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
-    %image_embeds = mm.linear %proj_act, %image_embeds_w, %image_embeds_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
+    %image_features_w = mm.weight @"multi_modal_projector.linear_2.weight" : tensor<256x256xf32>
+    %image_features_b = mm.weight @"multi_modal_projector.linear_2.bias" : tensor<256xf32>
+    %image_features = mm.linear %proj_act, %image_features_w, %image_features_b : (tensor<1x64x256xf32>, tensor<256x256xf32>, tensor<256xf32>) -> tensor<1x64x256xf32>
     // LLM: text embeddings with the image features at the <image> positions.
     %embed_w = mm.weight @"language_model.model.embed_tokens.weight" : tensor<800x256xf32>
     %text = mm.embedding %input_ids, %embed_w : (tensor<1x176xi32>, tensor<800x256xf32>) -> tensor<1x176x256xf32>
-    %merged = mm.merge_image_features %text, %input_ids, %image_embeds {image_token_index = 4 : i64} : (tensor<1x176x256xf32>, tensor<1x176xi32>, tensor<1x64x256xf32>) -> tensor<1x176x256xf32>
+    %merged = mm.merge_image_features %text, %input_ids, %image_features {image_token_index = 4 : i64} : (tensor<1x176x256xf32>, tensor<1x176xi32>, tensor<1x64x256xf32>) -> tensor<1x176x256xf32>
     %dec:3 = mm.apply_layer @llama_decoder_layer_prefill from 0 to 4 (%merged, %k_cache, %v_cache, %length) : (tensor<1x176x256xf32>, tensor<4x1x176x256xf32>, tensor<4x1x176x256xf32>, tensor<i32>) -> (tensor<1x176x256xf32>, tensor<4x1x176x256xf32>, tensor<4x1x176x256xf32>)
     %final_g = mm.weight @"language_model.model.norm.weight" : tensor<256xf32>
     %final = mm.rms_norm %dec#0, %final_g {eps = 1.000000e-06 : f64} : (tensor<1x176x256xf32>, tensor<256xf32>) -> tensor<1x176x256xf32>

@@ -668,10 +668,33 @@ static void padInto(HostTensor &t, const std::vector<int32_t> &v, int64_t n, int
   for (int64_t i = 0; i < n; ++i) dst[i] = i < (int64_t)v.size() ? v[i] : pad;
 }
 
+/// SPEC's values for SAMPLE's image into T: the preprocessed pixels
+/// (pixel_values) or IMAGE's values (image_embeds: the frozen tower's output).
+/// Throws mm::Error naming the record for a missing or undecodable image, or
+/// values of the wrong count.
+static void imageInto(HostTensor &t, const TensorSpec &spec, const EntrySpec &entry, const TrainingSample &s,
+                      const SampleFormat &fmt, const ImageInput &image) {
+  const bool embeds = spec.name == "image_embeds";
+  if (embeds && !image)
+    throw Error("entry '" + entry.name + "' takes image_embeds: its arguments need the vision tower's output");
+  if (!s.imagePath) throw Error(s.where + ": entry '" + entry.name + "' needs an image");
+  std::vector<float> values;
+  try {
+    values = embeds ? image(*s.imagePath) : llavaPixelValues(fmt.shape, *s.imagePath);
+  } catch (const Error &e) {
+    throw Error(s.where + ": image: " + e.what());
+  }
+  if ((int64_t)values.size() != spec.numel())
+    throw Error(s.where + ": the image gives " + std::to_string(values.size()) + " values (" +
+                (embeds ? "vision_embeds" : "preprocessed") + "); entry '" + entry.name + "' takes " +
+                std::to_string(spec.numel()) + " in '" + spec.name + "'");
+  std::memcpy(t.bytes.data(), values.data(), values.size() * 4);
+}
+
 /// An encoder-decoder entry's arguments, by name: [pixel_values,] input_ids,
 /// length, decoder_input_ids, targets, decoder_length.
 static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const TrainingSample &s,
-                                                  const SampleFormat &fmt) {
+                                                  const SampleFormat &fmt, const ImageInput &image) {
   if (s.decoderInputIds.empty())
     throw Error(s.where + ": entry '" + entry.name + "' is an encoder-decoder's; its stage needs the data kind "
                 "'image_caption_split' or 'caption_split'");
@@ -690,18 +713,8 @@ static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const 
       checkIds(ids, spec.numel(), what);
       padInto(t, ids, spec.numel(), pad);
     };
-    if (spec.name == "pixel_values") {
-      if (!s.imagePath) throw Error(s.where + ": entry '" + entry.name + "' needs an image");
-      std::vector<float> pixels;
-      try {
-        pixels = llavaPixelValues(fmt.shape, *s.imagePath);
-      } catch (const Error &e) {
-        throw Error(s.where + ": image: " + e.what());
-      }
-      if ((int64_t)pixels.size() != spec.numel())
-        throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
-                    entry.name + "' takes " + std::to_string(spec.numel()));
-      std::memcpy(t.bytes.data(), pixels.data(), pixels.size() * 4);
+    if (spec.name == "pixel_values" || spec.name == "image_embeds") {
+      imageInto(t, spec, entry, s, fmt, image);
     } else if (spec.name == "input_ids") {
       fill(s.inputIds, fmt.shape.padToken, "encoder input");
     } else if (spec.name == "decoder_input_ids") {
@@ -714,7 +727,7 @@ static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const 
       *t.as<int32_t>() = (int32_t)s.decoderInputIds.size();
     } else {
       throw Error("entry '" + entry.name + "' takes '" + spec.name + "'; an encoder-decoder training entry takes "
-                  "[pixel_values,] input_ids, length, decoder_input_ids, targets and decoder_length");
+                  "[pixel_values or image_embeds,] input_ids, length, decoder_input_ids, targets and decoder_length");
     }
   }
   return args;
@@ -749,12 +762,13 @@ static std::vector<HostTensor> layoutArgs(const EntrySpec &entry, const Training
   return args;
 }
 
-std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
+std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt,
+                                  const ImageInput &image) {
   if ((entry.args.size() == 2 || (entry.args.size() == 3 && entry.args[2].name == "patch_cells")) &&
       entry.args[1].name == "patch_labels")
     return patchLabelArgs(entry, s, fmt);
   for (const TensorSpec &a : entry.args) {
-    if (a.name == "decoder_input_ids") return encoderDecoderArgs(entry, s, fmt);
+    if (a.name == "decoder_input_ids") return encoderDecoderArgs(entry, s, fmt, image);
     if (a.name == "cell_colour_ids") return layoutArgs(entry, s, fmt);
   }
   if (!s.cellColourIds.empty())
@@ -765,7 +779,7 @@ std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &
   const int64_t maxLen = fmt.shape.maxSequence;
   if (entry.args.size() != 4 || entry.args[1].numel() != maxLen || entry.args[2].numel() != maxLen ||
       entry.args[3].numel() != 1)
-    throw Error("entry '" + entry.name + "' does not take (pixel_values, input_ids[1," + std::to_string(maxLen) +
+    throw Error("entry '" + entry.name + "' does not take (pixel_values or image_embeds, input_ids[1," + std::to_string(maxLen) +
                 "], targets[1," + std::to_string(maxLen) + "], length)");
   if ((int64_t)s.inputIds.size() > maxLen || s.targets.size() != s.inputIds.size() || s.inputIds.empty())
     throw Error(s.where + ": sample of " + std::to_string(s.inputIds.size()) + " tokens does not fit the compiled length " +
@@ -773,18 +787,7 @@ std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &
   checkTokenIds(s.inputIds, fmt, s.where);
   std::vector<HostTensor> args(4);
   args[0].bytes.assign(entry.args[0].bytes(), 0);
-  if (s.imagePath) {
-    std::vector<float> pixels;
-    try {
-      pixels = llavaPixelValues(fmt.shape, *s.imagePath);
-    } catch (const Error &e) {
-      throw Error(s.where + ": image: " + e.what());
-    }
-    if ((int64_t)pixels.size() != entry.args[0].numel())
-      throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) +
-                  " values; entry '" + entry.name + "' takes " + std::to_string(entry.args[0].numel()));
-    std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
-  }
+  if (s.imagePath) imageInto(args[0], entry.args[0], entry, s, fmt, image);
   padInto(args[1], s.inputIds, maxLen, fmt.shape.padToken);
   padInto(args[2], s.targets, maxLen, -100);
   padInto(args[3], {(int32_t)s.inputIds.size()}, 1, 0);

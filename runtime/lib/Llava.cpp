@@ -49,12 +49,13 @@ std::vector<float> llavaPixelValues(const LlavaShape &s, const std::string &imag
 }
 
 std::vector<float> visionEmbeds(const CompiledModel &model, const std::vector<const void *> &params,
-                                const LlavaShape &shape, const std::string &imagePath) {
+                                const LlavaShape &shape, const std::string &imagePath,
+                                std::vector<uint8_t> *workspace) {
   const std::vector<float> pixels = llavaPixelValues(shape, imagePath);
-  HostTensor in;
-  in.bytes.resize(pixels.size() * sizeof(float));
-  std::memcpy(in.bytes.data(), pixels.data(), in.bytes.size());
-  const std::vector<HostTensor> out = model.run("vision_embeds", params, {in});
+  std::vector<HostTensor> in(1), out;
+  in[0].bytes.resize(pixels.size() * sizeof(float));
+  std::memcpy(in[0].bytes.data(), pixels.data(), in[0].bytes.size());
+  model.runInto("vision_embeds", params, in, out, workspace);
   const float *v = out[0].as<float>();
   return std::vector<float>(v, v + out[0].bytes.size() / sizeof(float));
 }

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <exception>
 #include <filesystem>
@@ -23,6 +24,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <sstream>
 #include <omp.h>
 #include <sys/resource.h>
@@ -360,13 +362,14 @@ private:
   bool dirty_ = false;
 };
 
-/// For a batched entry that takes the frozen ViT's output (image_embeds)
+/// For an entry that takes the frozen vision tower's output (image_embeds)
 /// instead of pixels: that output per image, from the model's vision_embeds
-/// entry, computed once and kept for later steps (the ViT is frozen, so it
-/// never changes during the run) up to kVisionCacheBytes. Empty when the
-/// entry takes pixel values. Throws if the model has no vision_embeds entry
-/// or the stage trains a parameter that entry reads (its output would go
-/// stale).
+/// entry, computed once and kept for later steps and samples (the tower is
+/// frozen, so it never changes during the run) up to kVisionCacheBytes. Safe
+/// to call from the step's sample threads at once. Empty when the entry takes
+/// pixel values. Throws if the model has no vision_embeds entry or the stage
+/// trains a parameter that entry reads (its output would go stale).
+/// MM_VISION_CACHE=0 in the environment keeps nothing.
 ImageInput frozenVisionCache(const CompiledModel &model, const std::string &stage, const EntrySpec &entry,
                              const std::vector<size_t> &trained, const std::vector<const void *> &params,
                              const SampleFormat &format) {
@@ -378,21 +381,30 @@ ImageInput frozenVisionCache(const CompiledModel &model, const std::string &stag
   for (int64_t i : vit->reads)
     if (std::find(trained.begin(), trained.end(), (size_t)i) != trained.end())
       throw Error(model.path() + ": stage '" + stage + "' trains '" + model.params()[i].name +
-                  "', which vision_embeds reads: the ViT's output cannot be computed once per image");
+                  "', which vision_embeds reads: the vision tower's output cannot be computed once per image");
   constexpr size_t kVisionCacheBytes = size_t(2) << 30;
   struct Cache {
+    std::mutex mu;
     std::map<std::string, std::vector<float>> byPath;
     size_t bytes = 0;
   };
   auto cache = std::make_shared<Cache>();
-  return [&model, params, format, cache](const std::string &path) {
-    if (auto it = cache->byPath.find(path); it != cache->byPath.end()) return it->second;
-    std::vector<float> embeds = visionEmbeds(model, params, format.shape, path);
-    const size_t bytes = embeds.size() * sizeof(float);
-    if (cache->bytes + bytes <= kVisionCacheBytes) {
-      cache->bytes += bytes;
-      cache->byPath.emplace(path, embeds);
+  // MM_VISION_CACHE=0: recompute the output for every sample (the same values; for checking the cache).
+  const char *env = std::getenv("MM_VISION_CACHE");
+  const size_t limit = env && std::string(env) == "0" ? 0 : kVisionCacheBytes;
+  return [&model, params, format, cache, limit](const std::string &path) {
+    {
+      std::lock_guard<std::mutex> lock(cache->mu);
+      if (auto it = cache->byPath.find(path); it != cache->byPath.end()) return it->second;
     }
+    // Outside the lock, so that the other sample threads go on (two may
+    // compute one image at once: the same values). Concurrent entry calls
+    // need a workspace each: this thread's own.
+    thread_local std::vector<uint8_t> workspace;
+    std::vector<float> embeds = visionEmbeds(model, params, format.shape, path, &workspace);
+    const size_t bytes = embeds.size() * sizeof(float);
+    std::lock_guard<std::mutex> lock(cache->mu);
+    if (cache->bytes + bytes <= limit && cache->byPath.emplace(path, embeds).second) cache->bytes += bytes;
     return embeds;
   };
 }
@@ -605,8 +617,7 @@ int runTraining(const TrainOptions &o) {
   for (const TensorSpec &s : trainSpecs) grads.emplace_back(s.numel(), 0.0f);
   std::vector<const float *> gradPtrs;
   for (const auto &g : grads) gradPtrs.push_back(g.data());
-  const ImageInput vitOutput = batched ? frozenVisionCache(model, stage.name, entry, trainIdx, paramVoid, format)
-                                       : ImageInput{};
+  const ImageInput vitOutput = frozenVisionCache(model, stage.name, entry, trainIdx, paramVoid, format);
 
   // The samples of a step run at once on a CPU model, one per thread, every
   // kernel inside on that one thread: the tiny models' kernels are too short
@@ -742,7 +753,7 @@ int runTraining(const TrainOptions &o) {
       me.error = nullptr;
       try {
         for (int64_t k = perStep * w / workers, end = perStep * (w + 1) / workers; k < end; ++k) {
-          model.runInto(entry.name, paramVoid, trainArgs(entry, samples[k], format), me.results, &me.workspace);
+          model.runInto(entry.name, paramVoid, trainArgs(entry, samples[k], format, vitOutput), me.results, &me.workspace);
           const float loss = me.results[0].as<float>()[0];
           if (!std::isfinite(loss) && me.firstBad.empty()) me.firstBad = samples[k].where;
           me.lossSum += loss;

@@ -150,9 +150,10 @@ def qformer(cfg, W, img):
     return x
 
 
-def query_embeds(cfg, W, pixels):
-    """pixels [B,3,H,W] -> the projected queries [B, Q, D_llm]."""
-    x = qformer(cfg, W, image_embeds(cfg, W, pixels))
+def query_embeds(cfg, W, pixels, embeds=None):
+    """pixels [B,3,H,W] -> the projected queries [B, Q, D_llm]; with EMBEDS (image_embeds'
+    output: what the vision_embeds entry returns) the ViT is not run."""
+    x = qformer(cfg, W, image_embeds(cfg, W, pixels) if embeds is None else embeds)
     return R.linear(x, W.get("language_projection.weight"), W.get("language_projection.bias"))
 
 
@@ -195,12 +196,13 @@ def opt(cfg, W, embeds):
     return R.linear(x[0], W.get(pre + "embed_tokens.weight"))
 
 
-def sample_logits(cfg, W, ids, pixels=None):
-    """ids [S] (long; the <image> tokens stand for the queries), pixels [1,3,H,W] or None -> logits [S, V]."""
+def sample_logits(cfg, W, ids, pixels=None, vit=None):
+    """ids [S] (long; the <image> tokens stand for the queries), pixels [1,3,H,W] or None (or
+    VIT, the ViT's output [1, Nv, Dv], in their place) -> logits [S, V]."""
     embeds = W.get("language_model.model.decoder.embed_tokens.weight")[ids]
     # A text-context sample (blip2_prefix) has no <image> token: nothing to merge.
-    if pixels is not None and bool((ids == cfg["image_token_index"]).any()):
-        feats = query_embeds(cfg, W, pixels)[0]
+    if (pixels is not None or vit is not None) and bool((ids == cfg["image_token_index"]).any()):
+        feats = query_embeds(cfg, W, pixels, vit)[0]
         embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return opt(cfg, W, embeds)
 
@@ -300,12 +302,13 @@ def t5(cfg, W, enc_embeds, dec_ids):
     return R.linear(y, W.get("language_model.lm_head.weight"))
 
 
-def seq2seq_logits(cfg, W, ids, dec_ids, pixels=None):
+def seq2seq_logits(cfg, W, ids, dec_ids, pixels=None, vit=None):
     """The encoder-decoder's logits [Sd, V]: ids [Se] (the <image> tokens stand
-    for the queries; none in the T5's text pre-training), dec_ids [Sd]."""
+    for the queries; none in the T5's text pre-training), dec_ids [Sd]; VIT: the
+    ViT's output in place of pixels."""
     embeds = W.get("language_model.shared.weight")[ids]
-    if pixels is not None and bool((ids == cfg["image_token_index"]).any()):
-        feats = query_embeds(cfg, W, pixels)[0]
+    if (pixels is not None or vit is not None) and bool((ids == cfg["image_token_index"]).any()):
+        feats = query_embeds(cfg, W, pixels, vit)[0]
         embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return t5(cfg, W, embeds, dec_ids)
 

@@ -407,9 +407,10 @@ def patch_and_cell_logits(cfg, W, pixels):
     return patch_and_cell_heads(W, selected_features(cfg, W, pixels))
 
 
-def image_features(cfg, W, pixels, dump=None):
-    """pixels [B,3,H,W] -> projected image features [B, Nimg, text_hidden]."""
-    feats = selected_features(cfg, W, pixels, dump)
+def image_features(cfg, W, pixels, dump=None, selected=None):
+    """pixels [B,3,H,W] -> projected image features [B, Nimg, text_hidden]; with SELECTED
+    (selected_features' output: what the vision_embeds entry returns) the tower is not run."""
+    feats = selected_features(cfg, W, pixels, dump) if selected is None else selected
     Dt = cfg["text"]["hidden_size"]
     Dv = feats.shape[-1]
     act = act_fn(cfg["projector_hidden_act"])

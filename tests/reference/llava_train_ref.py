@@ -425,34 +425,44 @@ def is_blip2(cfg):
     return cfg.get("model_type") == "blip-2"
 
 
-def sample_logits(cfg, W, sample, pixels_of):
-    """One sample's logits [S, V] with autograd (llava_ref's or blip2_ref's math)."""
+def sample_logits(cfg, W, sample, pixels_of, vision_of=None):
+    """One sample's logits [S, V] with autograd (llava_ref's or blip2_ref's math).
+    VISION_OF (path -> the frozen vision tower's output for one image, as the
+    vision_embeds entry returns it), when given, stands in for the tower."""
     if is_blip2(cfg):
         ids = torch.tensor(sample["input_ids"], dtype=torch.long)
         if len(sample["images"]) > 1:
             raise InputError("a BLIP-2 sample holds at most one image")
-        pixels = pixels_of(sample["images"][0])[None] if sample["images"] else None
+        pixels = vit = None
+        if sample["images"] and vision_of is not None:
+            vit = vision_of(sample["images"][0])[None]
+        elif sample["images"]:
+            pixels = pixels_of(sample["images"][0])[None]
         if sample.get("decoder_input_ids") is not None:  # the encoder-decoder variant
             dec = torch.tensor(sample["decoder_input_ids"], dtype=torch.long)
-            return B2.seq2seq_logits(cfg, W, ids, dec, pixels)
+            return B2.seq2seq_logits(cfg, W, ids, dec, pixels, vit)
         if sample.get("cells") is not None:  # the scene's layout where the queries stand; no image
             colours, shapes = (torch.tensor(c, dtype=torch.long) for c in sample["cells"])
             return B2.layout_logits(cfg, W, ids, colours, shapes)
-        return B2.sample_logits(cfg, W, ids, pixels)
+        return B2.sample_logits(cfg, W, ids, pixels, vit)
     t = cfg["text"]
     V, D = t["vocab_size"], t["hidden_size"]
     ids = torch.tensor(sample["input_ids"], dtype=torch.long)
     table = W.get("language_model.model.embed_tokens.weight", (V, D))
     embeds = table[ids]
-    if sample["images"]:
+    if sample["images"] and vision_of is not None:
+        feats = R.image_features(cfg, W, None, selected=torch.stack([vision_of(p) for p in sample["images"]]))
+        embeds = R.merge_image_features(embeds, ids, feats.reshape(-1, D), cfg["image_token_index"])
+    elif sample["images"]:
         pixels = torch.stack([pixels_of(p) for p in sample["images"]])
         feats = R.image_features(cfg, W, pixels).reshape(-1, D)
         embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return R.language_model(cfg, W, embeds)
 
 
-def sample_loss_sum(cfg, W, sample, pixels_of):
-    """(sum of cross-entropy over targets != -100, number of such targets)."""
+def sample_loss_sum(cfg, W, sample, pixels_of, vision_of=None):
+    """(sum of cross-entropy over targets != -100, number of such targets); VISION_OF as in
+    sample_logits."""
     tg = torch.tensor(sample["targets"], dtype=torch.long)
     n = int((tg != IGNORE_INDEX).sum())
     if n == 0:  # contributes nothing to the loss nor to any gradient
@@ -467,7 +477,7 @@ def sample_loss_sum(cfg, W, sample, pixels_of):
         patch_logits = B2.patch_logits if is_blip2(cfg) else R.patch_logits
         logits = patch_logits(cfg, W, pixels_of(sample["images"][0])[None])[0]
     else:
-        logits = sample_logits(cfg, W, sample, pixels_of)
+        logits = sample_logits(cfg, W, sample, pixels_of, vision_of)
     return F.cross_entropy(logits, tg, ignore_index=IGNORE_INDEX, reduction="sum"), n
 
 

@@ -195,25 +195,26 @@ TrainingSample buildSample(const ConversationRecord &record, ChatTemplate t, con
 /// keeps its split across epochs and runs.
 size_t captionSplit(const std::string &id, size_t words);
 
+/// The values of one image for an entry's first argument, from its path: its
+/// preprocessed pixels (pixel_values) or the frozen vision tower's output for
+/// it (image_embeds, which mmrun computes once per image and caches).
+using ImageInput = std::function<std::vector<float>(const std::string &imagePath)>;
+
 /// A train entry's arguments for SAMPLE: pixel_values (the CLIP-preprocessed
-/// image, zeros without one), input_ids and targets padded to the compiled
-/// length (pad id / -100), and the real length. An encoder-decoder entry
-/// (one taking decoder_input_ids) takes its arguments by name from
-/// [pixel_values,] input_ids, length, decoder_input_ids, targets and
-/// decoder_length. A layout entry (one taking cell_colour_ids) takes
-/// input_ids, cell_colour_ids, cell_shape_ids, targets and length, and no
-/// image. Throws mm::Error naming the
-/// record and the image file if the image is missing or undecodable.
-std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format);
+/// image) or image_embeds (IMAGE's values for it; zeros without an image),
+/// input_ids and targets padded to the compiled length (pad id / -100), and
+/// the real length. An encoder-decoder entry (one taking decoder_input_ids)
+/// takes its arguments by name from [pixel_values or image_embeds,]
+/// input_ids, length, decoder_input_ids, targets and decoder_length. A layout
+/// entry (one taking cell_colour_ids) takes input_ids, cell_colour_ids,
+/// cell_shape_ids, targets and length, and no image. Throws mm::Error naming
+/// the record and the image file if the image is missing or undecodable.
+std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &sample, const SampleFormat &format,
+                                  const ImageInput &image = {});
 
 /// The Q-Former's text for TEXT: [CLS] text "\n", not yet truncated to
 /// FORMAT.textLength (training samples and retrieval both cut it there).
 std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &format);
-
-/// The values of one image for a stage-1 entry's first argument, from its
-/// path: its preprocessed pixels (pixel_values) or the frozen ViT's output
-/// for it (image_embeds, which mmrun caches across steps).
-using ImageInput = std::function<std::vector<float>(const std::string &imagePath)>;
 
 /// A batched stage-1 entry's arguments for SAMPLES (exactly the entry's
 /// batch): pixel_values or image_embeds (IMAGE's values for each sample's

@@ -37,11 +37,14 @@ std::vector<int32_t> expandImageTokens(const std::vector<int32_t> &ids, int32_t 
 /// naming IMAGEPATH if it is missing or cannot be decoded.
 std::vector<float> llavaPixelValues(const LlavaShape &shape, const std::string &imagePath);
 
-/// The frozen ViT's output for an image file: the model's `vision_embeds`
-/// entry over llavaPixelValues (BLIP-2's stage 1 and retrieval compute it once
-/// per image and keep it). PARAMS: one pointer per parameter.
+/// The frozen vision tower's output for an image file: the model's
+/// `vision_embeds` entry over llavaPixelValues (training stages that freeze
+/// the tower, and BLIP-2's retrieval, compute it once per image and keep it).
+/// PARAMS: one pointer per parameter. WORKSPACE: the entry's host workspace
+/// (concurrent calls need one each; null: the model's own).
 std::vector<float> visionEmbeds(const CompiledModel &model, const std::vector<const void *> &params,
-                                const LlavaShape &shape, const std::string &imagePath);
+                                const LlavaShape &shape, const std::string &imagePath,
+                                std::vector<uint8_t> *workspace = nullptr);
 
 /// The forward entry's arguments: pixel values (zeros without an image),
 /// expanded ids padded to the compiled length, and the real length. Throws

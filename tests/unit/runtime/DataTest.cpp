@@ -307,6 +307,46 @@ TEST(Data, TrainArgsPadAndCarryTheImage) {
   EXPECT_NE(err.find("nope.png"), std::string::npos) << err;
 }
 
+TEST(Data, TrainArgsTakeTheTowersOutputFromTheCache) {
+  // COM: an entry whose first argument is image_embeds gets the values the
+  // COM: caller's ImageInput gives for the sample's image (mmrun: the frozen
+  // COM: tower's output, cached), not pixels.
+  TempDir dir("data_embeds");
+  writePng(dir / "p.png", 20, 18);
+  mm::ConversationRecord r = parseOne(R"({"id": "p", "image": "p.png", "conversations": [
+      {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "ok"}]})");
+  mm::SampleFormat f = format(16);
+  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), f, dir.path());
+  mm::EntrySpec e;
+  e.name = "train_stage2";
+  e.args = {{"image_embeds", {1, 4, 3}, mm::ElemType::F32},
+            {"input_ids", {1, 16}, mm::ElemType::I32},
+            {"targets", {1, 16}, mm::ElemType::I32},
+            {"length", {}, mm::ElemType::I32}};
+  std::vector<std::string> asked;
+  mm::ImageInput tower = [&](const std::string &path) {
+    asked.push_back(path);
+    std::vector<float> v(12);
+    for (int i = 0; i < 12; ++i) v[i] = 0.5f * (float)i;
+    return v;
+  };
+  std::vector<mm::HostTensor> a = mm::trainArgs(e, s, f, tower);
+  ASSERT_EQ(asked.size(), 1u);
+  EXPECT_EQ(std::filesystem::path(asked[0]), dir / "p.png");
+  ASSERT_EQ(a[0].bytes.size(), 48u);
+  for (int i = 0; i < 12; ++i) EXPECT_EQ(a[0].as<float>()[i], 0.5f * (float)i) << i;
+  EXPECT_EQ(*a[3].as<int32_t>(), 8);
+
+  // Without the tower's output, or with values of the wrong count: one clear error.
+  std::string err = errorOf([&] { mm::trainArgs(e, s, f); });
+  EXPECT_NE(err.find("entry 'train_stage2' takes image_embeds"), std::string::npos) << err;
+  mm::ImageInput short_ = [](const std::string &) { return std::vector<float>(5); };
+  err = errorOf([&] { mm::trainArgs(e, s, f, short_); });
+  EXPECT_NE(err.find("data.json: record 0 (id 'p')"), std::string::npos) << err;
+  EXPECT_NE(err.find("the image gives 5 values (vision_embeds); entry 'train_stage2' takes 12"), std::string::npos)
+      << err;
+}
+
 TEST(Data, PatchLabelRecords) {
   // COM: vision pre-training data: an image and one label per patch, no text.
   std::vector<mm::ConversationRecord> recs = mm::parseConversations(
