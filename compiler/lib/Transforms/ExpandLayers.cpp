@@ -39,7 +39,11 @@ struct ExpandLayersPass : public mm::impl::ExpandLayersBase<ExpandLayersPass> {
           if (isa<ParamOp>(op))
             continue;
           if (auto yield = dyn_cast<YieldOp>(op)) {
-            // Results replace the chained arguments; context stays.
+            // Results replace the chained arguments; context stays. A layer
+            // may yield more values than it takes (one instance only: the
+            // verifier refuses to chain it).
+            if (current.size() < yield.getNumOperands())
+              current.resize(yield.getNumOperands());
             for (auto [j, v] : llvm::enumerate(yield.getOperands()))
               current[j] = map.lookup(v);
             continue;

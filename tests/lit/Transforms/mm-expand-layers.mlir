@@ -134,3 +134,33 @@ mm.model @interleaved {
     mm.return %y : tensor<8xf32>
   }
 }
+
+// -----
+
+// COM: A layer that yields more values than it takes (a cross-attention's keys
+// COM: and values of one image input), applied one instance at a time: the
+// COM: extra results are the application's own (this once crashed the pass).
+// CHECK-LABEL: mm.model @more_results
+// CHECK: mm.entry @forward(%[[X:.*]]: tensor<8xf32>)
+// CHECK: %[[K:.*]] = mm.weight @layers.1.k
+// CHECK: %[[A:.*]] = mm.add %[[X]], %[[K]]
+// CHECK: %[[V:.*]] = mm.weight @layers.1.v
+// CHECK: %[[B:.*]] = mm.mul %[[X]], %[[V]]
+// CHECK: mm.add %[[A]], %[[B]]
+mm.model @more_results {
+  mm.group @g
+  mm.layer @kv(%x: tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>) attributes {count = 2 : i64, prefix = "layers"} {
+    mm.param @"k" : tensor<8xf32> group @g init #mm.init<ones>
+    mm.param @"v" : tensor<8xf32> group @g init #mm.init<ones>
+    %k = mm.weight @"k" : tensor<8xf32>
+    %a = mm.add %x, %k : tensor<8xf32>
+    %v = mm.weight @"v" : tensor<8xf32>
+    %b = mm.mul %x, %v : tensor<8xf32>
+    mm.yield %a, %b : tensor<8xf32>, tensor<8xf32>
+  }
+  mm.entry @forward(%x: tensor<8xf32>) -> tensor<8xf32> {
+    %kv:2 = mm.apply_layer @kv from 1 to 2 (%x) : (tensor<8xf32>) -> (tensor<8xf32>, tensor<8xf32>)
+    %y = mm.add %kv#0, %kv#1 : tensor<8xf32>
+    mm.return %y : tensor<8xf32>
+  }
+}
