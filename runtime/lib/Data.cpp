@@ -600,6 +600,37 @@ int64_t entryBatch(const EntrySpec &entry) {
   return 1;
 }
 
+/// The COUNT values of SAMPLE's image for SPEC, an entry argument: the
+/// preprocessed pixels (pixel_values) or IMAGE's values (image_embeds: the
+/// frozen tower's output). Throws mm::Error naming the record for a missing or
+/// undecodable image or values of the wrong count, and naming the entry when it
+/// takes image_embeds but IMAGE is empty.
+static std::vector<float> imageValues(const TensorSpec &spec, const EntrySpec &entry, const TrainingSample &s,
+                                      const SampleFormat &fmt, const ImageInput &image, int64_t count) {
+  const bool embeds = spec.name == "image_embeds";
+  if (embeds && !image)
+    throw Error("entry '" + entry.name + "' takes image_embeds: its arguments need the vision tower's output");
+  if (!s.imagePath) throw Error(s.where + ": entry '" + entry.name + "' needs an image");
+  std::vector<float> values;
+  try {
+    values = embeds ? image(*s.imagePath) : llavaPixelValues(fmt.shape, *s.imagePath);
+  } catch (const Error &e) {
+    throw Error(s.where + ": image: " + e.what());
+  }
+  if ((int64_t)values.size() != count)
+    throw Error(s.where + ": the image gives " + std::to_string(values.size()) + " values (" +
+                (embeds ? "vision_embeds" : "preprocessed") + "); entry '" + entry.name + "' takes " +
+                std::to_string(count) + " in '" + spec.name + "'");
+  return values;
+}
+
+/// SAMPLE's image into T, all of SPEC (imageValues).
+static void imageInto(HostTensor &t, const TensorSpec &spec, const EntrySpec &entry, const TrainingSample &s,
+                      const SampleFormat &fmt, const ImageInput &image) {
+  const std::vector<float> values = imageValues(spec, entry, s, fmt, image, spec.numel());
+  std::memcpy(t.bytes.data(), values.data(), values.size() * 4);
+}
+
 std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<const TrainingSample *> &samples,
                                    const SampleFormat &fmt, const std::vector<float> &negText,
                                    const std::vector<float> &negImage, const ImageInput &image) {
@@ -608,9 +639,7 @@ std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<con
                          "negative_image_uniform"};
   bool ok = entry.args.size() == 6;
   for (size_t i = 1; ok && i < 6; ++i) ok = entry.args[i].name == names[i];
-  const bool embeds = ok && entry.args[0].name == "image_embeds";
-  ok = ok && (embeds || entry.args[0].name == names[0]);
-  if (embeds && !image) throw Error("entry '" + entry.name + "' takes image_embeds: stage1Args needs the ViT's output");
+  ok = ok && (entry.args[0].name == "image_embeds" || entry.args[0].name == names[0]);
   if (!ok || entry.args[1].numel() != b * tl || entry.args[3].numel() != b || entry.args[0].numel() % b)
     throw Error("entry '" + entry.name + "' does not take (pixel_values or image_embeds, input_ids[" + std::to_string(b) + "," +
                 std::to_string(tl) + "], targets, length[" + std::to_string(b) +
@@ -623,17 +652,8 @@ std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<con
   int32_t *ids = args[1].as<int32_t>(), *tg = args[2].as<int32_t>(), *len = args[3].as<int32_t>();
   for (int64_t k = 0; k < b; ++k) {
     const TrainingSample &s = *samples[k];
-    if (!s.imagePath) throw Error(s.where + ": image-text data needs an image");
-    std::vector<float> pixels;
-    try {
-      pixels = image ? image(*s.imagePath) : llavaPixelValues(fmt.shape, *s.imagePath);
-    } catch (const Error &e) {
-      throw Error(s.where + ": image: " + e.what());
-    }
-    if ((int64_t)pixels.size() != perImage)
-      throw Error(s.where + ": the image gives " + std::to_string(pixels.size()) + " values; entry '" + entry.name +
-                  "' takes " + std::to_string(perImage) + " per image");
-    std::memcpy(args[0].as<float>() + k * perImage, pixels.data(), pixels.size() * 4);
+    const std::vector<float> values = imageValues(entry.args[0], entry, s, fmt, image, perImage);
+    std::memcpy(args[0].as<float>() + k * perImage, values.data(), values.size() * 4);
     if ((int64_t)s.inputIds.size() > tl || s.inputIds.empty())
       throw Error(s.where + ": text of " + std::to_string(s.inputIds.size()) + " tokens does not fit the Q-Former's " +
                   std::to_string(tl));
@@ -668,30 +688,7 @@ static void padInto(HostTensor &t, const std::vector<int32_t> &v, int64_t n, int
   for (int64_t i = 0; i < n; ++i) dst[i] = i < (int64_t)v.size() ? v[i] : pad;
 }
 
-/// SPEC's values for SAMPLE's image into T: the preprocessed pixels
-/// (pixel_values) or IMAGE's values (image_embeds: the frozen tower's output).
-/// Throws mm::Error naming the record for a missing or undecodable image, or
-/// values of the wrong count.
-static void imageInto(HostTensor &t, const TensorSpec &spec, const EntrySpec &entry, const TrainingSample &s,
-                      const SampleFormat &fmt, const ImageInput &image) {
-  const bool embeds = spec.name == "image_embeds";
-  if (embeds && !image)
-    throw Error("entry '" + entry.name + "' takes image_embeds: its arguments need the vision tower's output");
-  if (!s.imagePath) throw Error(s.where + ": entry '" + entry.name + "' needs an image");
-  std::vector<float> values;
-  try {
-    values = embeds ? image(*s.imagePath) : llavaPixelValues(fmt.shape, *s.imagePath);
-  } catch (const Error &e) {
-    throw Error(s.where + ": image: " + e.what());
-  }
-  if ((int64_t)values.size() != spec.numel())
-    throw Error(s.where + ": the image gives " + std::to_string(values.size()) + " values (" +
-                (embeds ? "vision_embeds" : "preprocessed") + "); entry '" + entry.name + "' takes " +
-                std::to_string(spec.numel()) + " in '" + spec.name + "'");
-  std::memcpy(t.bytes.data(), values.data(), values.size() * 4);
-}
-
-/// An encoder-decoder entry's arguments, by name: [pixel_values,] input_ids,
+/// An encoder-decoder entry's arguments, by name: [pixel_values or image_embeds,] input_ids,
 /// length, decoder_input_ids, targets, decoder_length.
 static std::vector<HostTensor> encoderDecoderArgs(const EntrySpec &entry, const TrainingSample &s,
                                                   const SampleFormat &fmt, const ImageInput &image) {

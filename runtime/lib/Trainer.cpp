@@ -365,37 +365,63 @@ private:
 /// For an entry that takes the frozen vision tower's output (image_embeds)
 /// instead of pixels: that output per image, from the model's vision_embeds
 /// entry, computed once and kept for later steps and samples (the tower is
-/// frozen, so it never changes during the run) up to kVisionCacheBytes. Safe
-/// to call from the step's sample threads at once. Empty when the entry takes
-/// pixel values. Throws if the model has no vision_embeds entry or the stage
-/// trains a parameter that entry reads (its output would go stale).
-/// MM_VISION_CACHE=0 in the environment keeps nothing.
-ImageInput frozenVisionCache(const CompiledModel &model, const std::string &stage, const EntrySpec &entry,
-                             const std::vector<size_t> &trained, const std::vector<const void *> &params,
-                             const SampleFormat &format) {
+/// frozen, so it never changes during the run) up to kMaxBytes. `input` is
+/// safe to call from the step's sample threads at once; empty when the entry
+/// takes pixel values. MM_VISION_CACHE=0 in the environment keeps nothing.
+struct FrozenVisionCache {
+  static constexpr size_t kMaxBytes = size_t(2) << 30;
+  struct State {
+    std::mutex mu;
+    std::map<std::string, std::vector<float>> byPath;
+    size_t bytes = 0, limit = kMaxBytes;
+    int64_t computed = 0, reused = 0;
+  };
+  ImageInput input;
+  std::shared_ptr<State> state;
+
+  /// "vision tower output: N images computed, M reads from the cache (X MiB)", or "".
+  std::string summary() const {
+    if (!state) return "";
+    std::lock_guard<std::mutex> lock(state->mu);
+    char line[160];
+    std::snprintf(line, sizeof line, "vision tower output: %lld images computed, %lld reads from the cache (%.1f MiB)",
+                  (long long)state->computed, (long long)state->reused, state->bytes / 1048576.0);
+    return line;
+  }
+};
+
+/// The cache for ENTRY of STAGE (see FrozenVisionCache). Throws, naming the
+/// model file, if the model has no vision_embeds entry, if that entry does not
+/// give what ENTRY takes per image, or if the stage trains a parameter it reads
+/// (its output would go stale).
+FrozenVisionCache frozenVisionCache(const CompiledModel &model, const std::string &stage, const EntrySpec &entry,
+                                    const std::vector<size_t> &trained, const std::vector<const void *> &params,
+                                    const SampleFormat &format) {
   if (entry.args.empty() || entry.args[0].name != "image_embeds") return {};
   const EntrySpec *vit = model.hasEntry("vision_embeds") ? &model.entry("vision_embeds") : nullptr;
-  if (!vit || vit->results.size() != 1 || vit->args.size() != 1)
+  if (!vit || vit->results.size() != 1 || vit->args.size() != 1 || vit->args[0].name != "pixel_values")
     throw Error(model.path() + ": entry '" + entry.name +
                 "' takes image_embeds, but the model has no entry 'vision_embeds' (pixel_values) -> (image_embeds)");
+  const int64_t images = entryBatch(entry), perImage = vit->results[0].numel();
+  if (images < 1 || perImage * images != entry.args[0].numel())
+    throw Error(model.path() + ": entry '" + entry.name + "' takes " + std::to_string(entry.args[0].numel()) +
+                " values of image_embeds for " + std::to_string(images) + " image(s), but vision_embeds gives " +
+                std::to_string(perImage) + " per image");
   for (int64_t i : vit->reads)
     if (std::find(trained.begin(), trained.end(), (size_t)i) != trained.end())
       throw Error(model.path() + ": stage '" + stage + "' trains '" + model.params()[i].name +
-                  "', which vision_embeds reads: the vision tower's output cannot be computed once per image");
-  constexpr size_t kVisionCacheBytes = size_t(2) << 30;
-  struct Cache {
-    std::mutex mu;
-    std::map<std::string, std::vector<float>> byPath;
-    size_t bytes = 0;
-  };
-  auto cache = std::make_shared<Cache>();
-  // MM_VISION_CACHE=0: recompute the output for every sample (the same values; for checking the cache).
-  const char *env = std::getenv("MM_VISION_CACHE");
-  const size_t limit = env && std::string(env) == "0" ? 0 : kVisionCacheBytes;
-  return [&model, params, format, cache, limit](const std::string &path) {
+                  "', which vision_embeds reads: the vision tower's output cannot be computed once per image (freeze "
+                  "the tower in this stage, or give the stage a loss entry that takes pixel_values)");
+  FrozenVisionCache cache;
+  cache.state = std::make_shared<FrozenVisionCache::State>();
+  if (const char *env = std::getenv("MM_VISION_CACHE"); env && std::string(env) == "0") cache.state->limit = 0;
+  cache.input = [&model, params, format, state = cache.state](const std::string &path) {
     {
-      std::lock_guard<std::mutex> lock(cache->mu);
-      if (auto it = cache->byPath.find(path); it != cache->byPath.end()) return it->second;
+      std::lock_guard<std::mutex> lock(state->mu);
+      if (auto it = state->byPath.find(path); it != state->byPath.end()) {
+        ++state->reused;
+        return it->second;
+      }
     }
     // Outside the lock, so that the other sample threads go on (two may
     // compute one image at once: the same values). Concurrent entry calls
@@ -403,10 +429,12 @@ ImageInput frozenVisionCache(const CompiledModel &model, const std::string &stag
     thread_local std::vector<uint8_t> workspace;
     std::vector<float> embeds = visionEmbeds(model, params, format.shape, path, &workspace);
     const size_t bytes = embeds.size() * sizeof(float);
-    std::lock_guard<std::mutex> lock(cache->mu);
-    if (cache->bytes + bytes <= limit && cache->byPath.emplace(path, embeds).second) cache->bytes += bytes;
+    std::lock_guard<std::mutex> lock(state->mu);
+    ++state->computed;
+    if (state->bytes + bytes <= state->limit && state->byPath.emplace(path, embeds).second) state->bytes += bytes;
     return embeds;
   };
+  return cache;
 }
 
 } // namespace
@@ -617,7 +645,8 @@ int runTraining(const TrainOptions &o) {
   for (const TensorSpec &s : trainSpecs) grads.emplace_back(s.numel(), 0.0f);
   std::vector<const float *> gradPtrs;
   for (const auto &g : grads) gradPtrs.push_back(g.data());
-  const ImageInput vitOutput = frozenVisionCache(model, stage.name, entry, trainIdx, paramVoid, format);
+  const FrozenVisionCache vision = frozenVisionCache(model, stage.name, entry, trainIdx, paramVoid, format);
+  const ImageInput &vitOutput = vision.input;
 
   // The samples of a step run at once on a CPU model, one per thread, every
   // kernel inside on that one thread: the tiny models' kernels are too short
@@ -866,6 +895,7 @@ int runTraining(const TrainOptions &o) {
     else
       std::printf("mmrun: %s of %s: all %lld steps were already done\n", stage.name.c_str(), model.name().c_str(),
                   (long long)total);
+    if (std::string line = vision.summary(); !line.empty()) std::printf("mmrun: %s\n", line.c_str());
     if (lastSaved >= 0)
       std::printf("mmrun: saved %s (step %lld)%s\n", o.save.c_str(), (long long)lastSaved,
                   end < total ? ("; continue with --resume " + o.save).c_str() : "");

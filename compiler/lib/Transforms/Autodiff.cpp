@@ -120,6 +120,20 @@ struct AutodiffPass : public mm::impl::AutodiffBase<AutodiffPass> {
           Value &slot = paramGrad[w.getParam()];
           slot = slot ? builder.create<AddOp>(w.getLoc(), slot, g).getResult() : g;
         }
+    // A trainable group the loss does not reach at all gets zero gradients:
+    // almost always a stage that names the wrong loss, or a loss that reads a
+    // frozen part's cached output (mmrun refuses to train what it caches).
+    // Parts of a group may go unread by design (LLaVA reads the tower's
+    // penultimate layer, so its last layer is never reached).
+    llvm::StringMap<bool> groupReached;
+    for (ParamOp p : trainable)
+      groupReached[*p.getGroup()] |= paramGrad.count(p.getSymName()) > 0;
+    for (Attribute a : stage.getTrainable()) {
+      StringRef group = cast<FlatSymbolRefAttr>(a).getValue();
+      if (auto it = groupReached.find(group); it != groupReached.end() && !it->second)
+        stage.emitWarning("trains group @") << group << ", but its loss @" << stage.getLoss()
+                                             << " reaches none of its parameters: their gradients are zero";
+    }
     SmallVector<Value> results{loss};
     SmallVector<Type> resultTypes{loss.getType()};
     SmallVector<Attribute> resultAttrs{builder.getDictionaryAttr(

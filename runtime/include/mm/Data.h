@@ -217,8 +217,8 @@ std::vector<HostTensor> trainArgs(const EntrySpec &entry, const TrainingSample &
 std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &format);
 
 /// A batched stage-1 entry's arguments for SAMPLES (exactly the entry's
-/// batch): pixel_values or image_embeds (IMAGE's values for each sample's
-/// image; empty IMAGE: the preprocessed pixels), input_ids and targets padded
+/// batch): pixel_values (each sample's preprocessed image) or image_embeds
+/// (IMAGE's values for it), input_ids and targets padded
 /// to the text length, length = queries + text length, and the two rows of
 /// uniform numbers that draw the ITM hard negatives. Throws mm::Error naming
 /// the record for a missing or undecodable image, and naming the entry if its

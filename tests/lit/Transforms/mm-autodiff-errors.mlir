@@ -34,3 +34,26 @@ mm.model @gather_trainable {
     mm.return %l : tensor<f32>
   }
 }
+
+// -----
+
+// COM: A stage whose loss reaches none of a trainable group's parameters (a
+// COM: loss over a frozen part's cached output, with that part named
+// COM: trainable) is compiled, with a warning: the group would get zero
+// COM: gradients. A group that is only partly reached (LLaVA never reads its
+// COM: tower's last layer) gets none.
+mm.model @group_not_reached {
+  mm.group @tower
+  mm.group @head
+  mm.param @"tower.w" : tensor<4x4xf32> group @tower init #mm.init<normal, 0.02>
+  mm.param @"head.w" : tensor<4x4xf32> group @head init #mm.init<normal, 0.02>
+  mm.param @"head.unused" : tensor<4x4xf32> group @head init #mm.init<normal, 0.02>
+  // expected-warning @+1 {{trains group @tower, but its loss @loss reaches none of its parameters: their gradients are zero}}
+  mm.stage @s trainable [@tower, @head] loss @loss data "none"
+  mm.entry @loss(%features: tensor<2x4xf32>) -> tensor<f32> {
+    %h = mm.weight @"head.w" : tensor<4x4xf32>
+    %y = mm.linear %features, %h : (tensor<2x4xf32>, tensor<4x4xf32>) -> tensor<2x4xf32>
+    %l = mm.reduce_sum %y : (tensor<2x4xf32>) -> tensor<f32>
+    mm.return %l : tensor<f32>
+  }
+}
