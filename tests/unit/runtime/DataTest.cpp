@@ -273,19 +273,29 @@ TEST(Data, TruncationIntoTheImageIsAnError) {
   EXPECT_NE(e.find("cut into the image positions"), std::string::npos) << e;
 }
 
-TEST(Data, TrainArgsPadAndCarryTheImage) {
-  TempDir dir("data_args");
+/// Record 0 (id 'p') of data.json: image p.png (written into DIR) and the
+/// answer "ok", as the plain template builds it for format F.
+static mm::TrainingSample imageSample(const TempDir &dir, const mm::SampleFormat &f) {
   writePng(dir / "p.png", 20, 18);
   mm::ConversationRecord r = parseOne(R"({"id": "p", "image": "p.png", "conversations": [
       {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "ok"}]})");
-  mm::SampleFormat f = format(16);
-  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), f, dir.path());
+  return mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), f, dir.path());
+}
+
+/// A one-sample train entry NAME of 16 positions whose image argument is FIRST.
+static mm::EntrySpec trainEntry(const std::string &name, mm::TensorSpec first) {
   mm::EntrySpec e;
-  e.name = "train_stage1";
-  e.args = {{"pixel_values", {1, 3, 16, 16}, mm::ElemType::F32},
-            {"input_ids", {1, 16}, mm::ElemType::I32},
-            {"targets", {1, 16}, mm::ElemType::I32},
+  e.name = name;
+  e.args = {std::move(first), {"input_ids", {1, 16}, mm::ElemType::I32}, {"targets", {1, 16}, mm::ElemType::I32},
             {"length", {}, mm::ElemType::I32}};
+  return e;
+}
+
+TEST(Data, TrainArgsPadAndCarryTheImage) {
+  TempDir dir("data_args");
+  mm::SampleFormat f = format(16);
+  mm::TrainingSample s = imageSample(dir, f);
+  mm::EntrySpec e = trainEntry("train_stage1", {"pixel_values", {1, 3, 16, 16}, mm::ElemType::F32});
   std::vector<mm::HostTensor> a = mm::trainArgs(e, s, f);
   ASSERT_EQ(a.size(), 4u);
   std::vector<float> pixels = mm::llavaPixelValues(f.shape, dir / "p.png");
@@ -312,17 +322,9 @@ TEST(Data, TrainArgsTakeTheTowersOutputFromTheCache) {
   // COM: caller's ImageInput gives for the sample's image (mmrun: the frozen
   // COM: tower's output, cached), not pixels.
   TempDir dir("data_embeds");
-  writePng(dir / "p.png", 20, 18);
-  mm::ConversationRecord r = parseOne(R"({"id": "p", "image": "p.png", "conversations": [
-      {"from": "human", "value": "<image>"}, {"from": "gpt", "value": "ok"}]})");
   mm::SampleFormat f = format(16);
-  mm::TrainingSample s = mm::buildSample(r, mm::ChatTemplate::Plain, tokenizer(), f, dir.path());
-  mm::EntrySpec e;
-  e.name = "train_stage2";
-  e.args = {{"image_embeds", {1, 4, 3}, mm::ElemType::F32},
-            {"input_ids", {1, 16}, mm::ElemType::I32},
-            {"targets", {1, 16}, mm::ElemType::I32},
-            {"length", {}, mm::ElemType::I32}};
+  mm::TrainingSample s = imageSample(dir, f);
+  mm::EntrySpec e = trainEntry("train_stage2", {"image_embeds", {1, 4, 3}, mm::ElemType::F32});
   std::vector<std::string> asked;
   mm::ImageInput tower = [&](const std::string &path) {
     asked.push_back(path);
