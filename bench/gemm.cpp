@@ -3,7 +3,8 @@
 // C[M,N] = A[M,K] . B[K,N] for the shapes the training steps run (the tiny
 // and small LLaVA's linear layers) and a large square one; mm_cpu::gemm
 // (runtime/include/mm/cpu/Gemm.h) and OpenBLAS's cblas_sgemm (loaded with
-// dlopen, the library PyTorch uses here) alternate, same thread count.
+// dlopen, the library PyTorch uses here) alternate in phases (see
+// alternate()), same thread count.
 //   usage: mm-bench-gemm [threads]
 //
 //===----------------------------------------------------------------------===//
@@ -16,6 +17,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <thread>
 #include <vector>
 
 namespace {
@@ -25,26 +27,31 @@ typedef void (*SgemmFn)(int, int, int, int, int, int, float, const float *, int,
 typedef void (*SetThreadsFn)(int);
 constexpr int kRowMajor = 101, kNoTrans = 111, kTrans = 112;
 
-/// Median seconds of `a` and of `b`, timed alternately call by call so that
-/// the machine's slow spells hit both sides alike.
+/// Median seconds of `a` and of `b`, timed in alternating phases (a block of
+/// calls of one, then of the other, five rounds; each side's best round), so
+/// that the machine's slow spells hit both sides alike. Not call by call: with
+/// two threads each library's idle workers spin for a while after a call
+/// (OpenMP's block time, OpenBLAS's thread timeout) and would take the core
+/// the other library's call needs; a pause between phases lets them sleep.
 template <typename A, typename B> void alternate(A a, B b, double flop, double &sa, double &sb) {
-  a();
-  b();
-  const int reps = std::max(5, (int)(2e9 / flop));
-  std::vector<double> ta, tb;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    a();
-    auto t1 = std::chrono::steady_clock::now();
-    b();
-    auto t2 = std::chrono::steady_clock::now();
-    ta.push_back(std::chrono::duration<double>(t1 - t0).count());
-    tb.push_back(std::chrono::duration<double>(t2 - t1).count());
+  const int reps = std::max(5, (int)(4e8 / flop));
+  auto phase = [&](auto &&f) {
+    f(); // warm-up: wakes the thread pool
+    std::vector<double> t;
+    for (int r = 0; r < reps; ++r) {
+      auto t0 = std::chrono::steady_clock::now();
+      f();
+      t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+    }
+    std::sort(t.begin(), t.end());
+    std::this_thread::sleep_for(std::chrono::milliseconds(400));
+    return t[t.size() / 2];
+  };
+  sa = sb = 1e30;
+  for (int round = 0; round < 5; ++round) {
+    sa = std::min(sa, phase(a));
+    sb = std::min(sb, phase(b));
   }
-  std::sort(ta.begin(), ta.end());
-  std::sort(tb.begin(), tb.end());
-  sa = ta[ta.size() / 2];
-  sb = tb[tb.size() / 2];
 }
 
 } // namespace
