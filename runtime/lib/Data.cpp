@@ -560,46 +560,6 @@ TrainingSample buildSample(const ConversationRecord &rec, ChatTemplate t, const 
   return s;
 }
 
-/// (pixel_values, patch_labels): the image and one label per patch.
-std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
-  if ((int64_t)s.targets.size() != entry.args[1].numel())
-    throw Error(s.where + ": " + std::to_string(s.targets.size()) + " patch labels; entry '" + entry.name +
-                "' takes " + std::to_string(entry.args[1].numel()) + " (mmdata scenes --patch-grid sets how many)");
-  if (!s.imagePath) throw Error(s.where + ": patch-label data needs an image");
-  const bool cells = entry.args.size() == 3;
-  if (cells && (int64_t)s.patchCells.size() != entry.args[2].numel())
-    throw Error(s.where + ": entry '" + entry.name + "' also learns each patch's grid cell; the record has " +
-                std::to_string(s.patchCells.size()) + " 'patch_cells' for its " +
-                std::to_string(entry.args[2].numel()) + " patches (mmdata's patches.json carries them)");
-  std::vector<HostTensor> args(cells ? 3 : 2);
-  std::vector<float> pixels = llavaPixelValues(fmt.shape, *s.imagePath);
-  if ((int64_t)pixels.size() != entry.args[0].numel())
-    throw Error(s.where + ": the preprocessed image has " + std::to_string(pixels.size()) + " values; entry '" +
-                entry.name + "' takes " + std::to_string(entry.args[0].numel()));
-  args[0].bytes.resize(pixels.size() * 4);
-  std::memcpy(args[0].bytes.data(), pixels.data(), pixels.size() * 4);
-  args[1].bytes.resize(s.targets.size() * 4);
-  std::memcpy(args[1].bytes.data(), s.targets.data(), s.targets.size() * 4);
-  if (cells) {
-    args[2].bytes.resize(s.patchCells.size() * 4);
-    std::memcpy(args[2].bytes.data(), s.patchCells.data(), s.patchCells.size() * 4);
-  }
-  return args;
-}
-
-std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &fmt) {
-  std::vector<int32_t> ids{fmt.cls};
-  for (const std::string &piece : {text, std::string("\n")})
-    for (int32_t id : tokenizer.encode(piece, /*addSpecial=*/false)) ids.push_back(id);
-  return ids;
-}
-
-int64_t entryBatch(const EntrySpec &entry) {
-  for (const TensorSpec &a : entry.args)
-    if (a.name == "input_ids" && !a.shape.empty()) return a.shape[0];
-  return 1;
-}
-
 /// The COUNT values of SAMPLE's image for SPEC, an entry argument: the
 /// preprocessed pixels (pixel_values) or IMAGE's values (image_embeds: the
 /// frozen tower's output). Throws mm::Error naming the record for a missing or
@@ -629,6 +589,42 @@ static void imageInto(HostTensor &t, const TensorSpec &spec, const EntrySpec &en
                       const SampleFormat &fmt, const ImageInput &image) {
   const std::vector<float> values = imageValues(spec, entry, s, fmt, image, spec.numel());
   std::memcpy(t.bytes.data(), values.data(), values.size() * 4);
+}
+
+/// (pixel_values, patch_labels): the image and one label per patch.
+std::vector<HostTensor> patchLabelArgs(const EntrySpec &entry, const TrainingSample &s, const SampleFormat &fmt) {
+  if ((int64_t)s.targets.size() != entry.args[1].numel())
+    throw Error(s.where + ": " + std::to_string(s.targets.size()) + " patch labels; entry '" + entry.name +
+                "' takes " + std::to_string(entry.args[1].numel()) + " (mmdata scenes --patch-grid sets how many)");
+  if (!s.imagePath) throw Error(s.where + ": patch-label data needs an image");
+  const bool cells = entry.args.size() == 3;
+  if (cells && (int64_t)s.patchCells.size() != entry.args[2].numel())
+    throw Error(s.where + ": entry '" + entry.name + "' also learns each patch's grid cell; the record has " +
+                std::to_string(s.patchCells.size()) + " 'patch_cells' for its " +
+                std::to_string(entry.args[2].numel()) + " patches (mmdata's patches.json carries them)");
+  std::vector<HostTensor> args(cells ? 3 : 2);
+  args[0].bytes.resize(entry.args[0].bytes());
+  imageInto(args[0], entry.args[0], entry, s, fmt, {});
+  args[1].bytes.resize(s.targets.size() * 4);
+  std::memcpy(args[1].bytes.data(), s.targets.data(), s.targets.size() * 4);
+  if (cells) {
+    args[2].bytes.resize(s.patchCells.size() * 4);
+    std::memcpy(args[2].bytes.data(), s.patchCells.data(), s.patchCells.size() * 4);
+  }
+  return args;
+}
+
+std::vector<int32_t> qformerTextIds(const std::string &text, const Tokenizer &tokenizer, const SampleFormat &fmt) {
+  std::vector<int32_t> ids{fmt.cls};
+  for (const std::string &piece : {text, std::string("\n")})
+    for (int32_t id : tokenizer.encode(piece, /*addSpecial=*/false)) ids.push_back(id);
+  return ids;
+}
+
+int64_t entryBatch(const EntrySpec &entry) {
+  for (const TensorSpec &a : entry.args)
+    if (a.name == "input_ids" && !a.shape.empty()) return a.shape[0];
+  return 1;
 }
 
 std::vector<HostTensor> stage1Args(const EntrySpec &entry, const std::vector<const TrainingSample *> &samples,

@@ -450,13 +450,12 @@ def sample_logits(cfg, W, sample, pixels_of, vision_of=None):
     ids = torch.tensor(sample["input_ids"], dtype=torch.long)
     table = W.get("language_model.model.embed_tokens.weight", (V, D))
     embeds = table[ids]
-    if sample["images"] and vision_of is not None:
-        feats = R.image_features(cfg, W, None, selected=torch.stack([vision_of(p) for p in sample["images"]]))
+    if sample["images"]:
+        if vision_of is not None:
+            feats = R.image_features(cfg, W, None, selected=torch.stack([vision_of(p) for p in sample["images"]]))
+        else:
+            feats = R.image_features(cfg, W, torch.stack([pixels_of(p) for p in sample["images"]]))
         embeds = R.merge_image_features(embeds, ids, feats.reshape(-1, D), cfg["image_token_index"])
-    elif sample["images"]:
-        pixels = torch.stack([pixels_of(p) for p in sample["images"]])
-        feats = R.image_features(cfg, W, pixels).reshape(-1, D)
-        embeds = R.merge_image_features(embeds, ids, feats, cfg["image_token_index"])
     return R.language_model(cfg, W, embeds)
 
 
