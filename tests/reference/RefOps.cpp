@@ -1,6 +1,7 @@
 // Plain C++ reference kernels; see RefOps.h for shapes and semantics.
 #include "RefOps.h"
 
+#include <vector>
 #include <algorithm>
 #include <cmath>
 #include <cstdlib>
@@ -57,6 +58,49 @@ void conv2d(const float* x, const float* w, const float* b, float* y, int64_t B,
                        static_cast<double>(w[((o * C + c) * KH + u) * KW + v]);
               }
           y[((n * O + o) * HO + oy) * WO + ox] = static_cast<float>(acc);
+        }
+}
+
+// Both gradients walk the forward's loops and add each product where it
+// came from, in double.
+void conv2dGradInput(const float* dy, const float* w, float* dx, int64_t B, int64_t C, int64_t H, int64_t W,
+                     int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
+  require(S > 0 && P >= 0, "conv2dGradInput: stride must be positive and padding non-negative");
+  const int64_t HO = (H + 2 * P - KH) / S + 1, WO = (W + 2 * P - KW) / S + 1;
+  std::vector<double> acc(B * C * H * W, 0.0);
+  for (int64_t n = 0; n < B; ++n)
+    for (int64_t o = 0; o < O; ++o)
+      for (int64_t oy = 0; oy < HO; ++oy)
+        for (int64_t ox = 0; ox < WO; ++ox)
+          for (int64_t c = 0; c < C; ++c)
+            for (int64_t u = 0; u < KH; ++u)
+              for (int64_t v = 0; v < KW; ++v) {
+                const int64_t iy = oy * S - P + u, ix = ox * S - P + v;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                acc[((n * C + c) * H + iy) * W + ix] += static_cast<double>(dy[((n * O + o) * HO + oy) * WO + ox]) *
+                                                        static_cast<double>(w[((o * C + c) * KH + u) * KW + v]);
+              }
+  for (size_t i = 0; i < acc.size(); ++i) dx[i] = static_cast<float>(acc[i]);
+}
+
+void conv2dGradWeight(const float* dy, const float* x, float* dw, int64_t B, int64_t C, int64_t H, int64_t W,
+                      int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
+  require(S > 0 && P >= 0, "conv2dGradWeight: stride must be positive and padding non-negative");
+  const int64_t HO = (H + 2 * P - KH) / S + 1, WO = (W + 2 * P - KW) / S + 1;
+  for (int64_t o = 0; o < O; ++o)
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t u = 0; u < KH; ++u)
+        for (int64_t v = 0; v < KW; ++v) {
+          double acc = 0.0;
+          for (int64_t n = 0; n < B; ++n)
+            for (int64_t oy = 0; oy < HO; ++oy)
+              for (int64_t ox = 0; ox < WO; ++ox) {
+                const int64_t iy = oy * S - P + u, ix = ox * S - P + v;
+                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
+                acc += static_cast<double>(dy[((n * O + o) * HO + oy) * WO + ox]) *
+                       static_cast<double>(x[((n * C + c) * H + iy) * W + ix]);
+              }
+          dw[((o * C + c) * KH + u) * KW + v] = static_cast<float>(acc);
         }
 }
 

@@ -40,6 +40,14 @@ void patchEmbed(const float* pix, const float* w, float* y, int64_t B, int64_t C
 void conv2d(const float* x, const float* w, const float* b, float* y, int64_t B, int64_t C, int64_t H,
             int64_t W, int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P);
 
+// Its gradients for the output gradient dy[B,O,HO,WO]: the input's
+// dx[B,C,H,W] (every tap that read x[b,c,iy,ix]) and the weight's
+// dw[O,C,KH,KW] (summed over the batch).
+void conv2dGradInput(const float* dy, const float* w, float* dx, int64_t B, int64_t C, int64_t H, int64_t W,
+                     int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P);
+void conv2dGradWeight(const float* dy, const float* x, float* dw, int64_t B, int64_t C, int64_t H, int64_t W,
+                      int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P);
+
 // LayerNorm over the last axis with biased (population) variance:
 //   y = (x - mean) / sqrt(var + eps) * g + b
 //   x[M,D], g[D] (nullptr = ones), b[D] (nullptr = zeros), y[M,D]

@@ -267,7 +267,8 @@ std::map<std::string, std::string> convVars(RankedTensorType x, RankedTensorType
   return {{"B", num(x.getDimSize(0))}, {"C", num(c)}, {"H", num(x.getDimSize(2))}, {"W", num(x.getDimSize(3))},
           {"O", num(w.getDimSize(0))}, {"KH", num(kh)}, {"KW", num(kw)}, {"S", num(stride)},
           {"P", num(padding)}, {"HO", num(y.getDimSize(2))}, {"WO", num(y.getDimSize(3))},
-          {"KK", num(c * kh * kw)}, {"NP", num(y.getDimSize(2) * y.getDimSize(3))}};
+          {"KK", num(c * kh * kw)}, {"NP", num(y.getDimSize(2) * y.getDimSize(3))},
+          {"LD", "mm_cpu::colStride<T>(" + num(y.getDimSize(2) * y.getDimSize(3)) + ")"}};
 }
 
 /// conv2d: one output element per work item; on the CPU, per image, the
@@ -296,9 +297,9 @@ y[i] = acc;
   };
 )" : "";
   vars["EP"] = bias ? ", mm_cpu::epilogueRef(epilogue)" : "";
-  std::string host = subst(perImageWithColumns("$KK * $NP", "$B", R"(  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
+  std::string host = subst(perImageWithColumns("$KK * $LD", "$B", R"(  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col, $LD);
   T *yb = y + b * $O * $NP;
-$EPILOGUE  mm_cpu::gemm<T>($O, $NP, $KK, w, $KK, 1, col, $NP, 1, yb, $NP, false$EP);
+$EPILOGUE  mm_cpu::gemm<T>($O, $NP, $KK, w, $KK, 1, col, $LD, 1, yb, $NP, false$EP);
 )"), vars);
   SmallVector<std::string> names{"x", "w"};
   if (bias) names.push_back("bias");
@@ -328,8 +329,8 @@ for (int64_t u = 0; u < $KH; ++u) {
 }
 y[i] = acc;
 )", vars);
-  std::string host = subst(perImageWithColumns("$KK * $NP", "$B", R"(  mm_cpu::gemm<T>($KK, $NP, $O, w, 1, $KK, dy + b * $O * $NP, $NP, 1, col, $NP, false);
-  mm_cpu::col2im<T>(col, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, y + b * $C * $H * $W);
+  std::string host = subst(perImageWithColumns("$KK * $LD", "$B", R"(  mm_cpu::gemm<T>($KK, $NP, $O, w, 1, $KK, dy + b * $O * $NP, $NP, 1, col, $LD, false);
+  mm_cpu::col2im<T>(col, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, y + b * $C * $H * $W, $LD);
 )"), vars);
   return withHostBody(makeKernel(op, {"dy", "w"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
@@ -352,9 +353,22 @@ for (int64_t b = 0; b < $B; ++b)
   }
 y[i] = acc;
 )", vars);
-  std::string host = subst(perImageWithColumns("$KK * $NP", "$B", R"(  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col);
-  mm_cpu::gemm<T>($O, $KK, $NP, dy + b * $O * $NP, $NP, 1, col, 1, $NP, y, $KK, b > 0);
-)"), vars);
+  // CPU: dw^T = col . dy^T, transposed at the end, where that reads col in
+  // place (Conv.h, gradWeightTransposed): the same sums, the same bits.
+  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $LD);
+const bool transposed = mm_cpu::gradWeightTransposed($O, $NP);
+T *dwt = transposed ? (T *)malloc(sizeof(T) * $KK * $O) : nullptr;
+for (int64_t b = 0; b < $B; ++b) {
+  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col, $LD);
+  if (transposed)
+    mm_cpu::gemm<T>($KK, $O, $NP, col, $LD, 1, dy + b * $O * $NP, 1, $NP, dwt, $O, b > 0);
+  else
+    mm_cpu::gemm<T>($O, $KK, $NP, dy + b * $O * $NP, $NP, 1, col, 1, $LD, y, $KK, b > 0);
+}
+if (transposed) mm_cpu::transposeInto(dwt, $KK, $O, y);
+free(dwt);
+free(col);
+)", vars);
   return withHostBody(makeKernel(op, {"dy", "x"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
 

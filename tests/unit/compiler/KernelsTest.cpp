@@ -176,6 +176,19 @@ TEST_F(Kernels, Conv2d) {
   check("conv2d_2x2", {x2, w2}, y2);
 }
 
+TEST_F(Kernels, Conv2dGradients) {
+  HostTensor dy = randomF32(2 * 4 * 1024, 65), w = randomF32(4 * 27, 66), x = randomF32(2 * 3 * 1024, 67);
+  std::vector<float> dx(2 * 3 * 1024), dw(4 * 27);
+  mm::ref::conv2dGradInput(f(dy), f(w), dx.data(), 2, 3, 32, 32, 4, 3, 3, 1, 1);
+  check("conv2d_grad_input_32x32", {dy, w}, dx);
+  mm::ref::conv2dGradWeight(f(dy), f(x), dw.data(), 2, 3, 32, 32, 4, 3, 3, 1, 1);
+  check("conv2d_grad_weight_32x32", {dy, x}, dw);
+  HostTensor dy2 = randomF32(32 * 64, 68), x2 = randomF32(2 * 256, 69);
+  std::vector<float> dw2(32 * 18);
+  mm::ref::conv2dGradWeight(f(dy2), f(x2), dw2.data(), 1, 2, 16, 16, 32, 3, 3, 2, 1);
+  check("conv2d_grad_weight_8x8", {dy2, x2}, dw2);
+}
+
 TEST_F(Kernels, LayerNorm) {
   HostTensor x = randomF32(3 * 4 * 16, 9, 3.0f), g = randomF32(16, 10), b = randomF32(16, 11);
   std::vector<float> y(3 * 4 * 16);

@@ -196,6 +196,22 @@ mm.model @kernels {
     %y = mm.conv2d %x, %w {stride = 1 : i64, padding = 0 : i64} : (tensor<1x4x6x6xf32>, tensor<7x4x2x2xf32>) -> tensor<1x7x5x5xf32>
     mm.return %y : tensor<1x7x5x5xf32>
   }
+  // The convolution's gradients over a 32 x 32 output grid, where the CPU's
+  // column buffer rows are padded past 4 KiB: four output channels (the
+  // weight gradient computed transposed and summed over two images), and
+  // 32 channels over an 8 x 8 grid (computed directly).
+  mm.entry @conv2d_grad_input_32x32(%dy: tensor<2x4x32x32xf32>, %w: tensor<4x3x3x3xf32>) -> tensor<2x3x32x32xf32> {
+    %y = mm.conv2d_grad_input %dy, %w {stride = 1 : i64, padding = 1 : i64} : (tensor<2x4x32x32xf32>, tensor<4x3x3x3xf32>) -> tensor<2x3x32x32xf32>
+    mm.return %y : tensor<2x3x32x32xf32>
+  }
+  mm.entry @conv2d_grad_weight_32x32(%dy: tensor<2x4x32x32xf32>, %x: tensor<2x3x32x32xf32>) -> tensor<4x3x3x3xf32> {
+    %y = mm.conv2d_grad_weight %dy, %x {stride = 1 : i64, padding = 1 : i64} : (tensor<2x4x32x32xf32>, tensor<2x3x32x32xf32>) -> tensor<4x3x3x3xf32>
+    mm.return %y : tensor<4x3x3x3xf32>
+  }
+  mm.entry @conv2d_grad_weight_8x8(%dy: tensor<1x32x8x8xf32>, %x: tensor<1x2x16x16xf32>) -> tensor<32x2x3x3xf32> {
+    %y = mm.conv2d_grad_weight %dy, %x {stride = 2 : i64, padding = 1 : i64} : (tensor<1x32x8x8xf32>, tensor<1x2x16x16xf32>) -> tensor<32x2x3x3xf32>
+    mm.return %y : tensor<32x2x3x3xf32>
+  }
   // Attention with one real-key count per batch row ([B] i32 length): B=3,
   // S=6 (query = 2, text = 4), rows of different lengths; and across the CPU's
   // 64-row blocks (B=2, S=150).
