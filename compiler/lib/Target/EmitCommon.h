@@ -84,7 +84,9 @@ static void mm_profile_report(void) {
     }
   fprintf(stderr, "MM_PROFILE: entries %.1f ms, kernels %.1f ms (summed over threads); top kernels:\n",
           g_entry_ns * 1e-6, total * 1e-6);
-  for (int i = 0; i < kKernels && i < 15 && g_kernel_calls[order[i]]; ++i)
+  const char *topEnv = getenv("MM_PROFILE_TOP"); // how many kernels to list (15)
+  const int top = topEnv && atoi(topEnv) > 0 ? atoi(topEnv) : 15;
+  for (int i = 0; i < kKernels && i < top && g_kernel_calls[order[i]]; ++i)
     fprintf(stderr, "  %9.2f ms %5.1f%% %6lld calls  %s\n", g_kernel_ns[order[i]] * 1e-6,
             100.0 * g_kernel_ns[order[i]] / (total > 0 ? total : 1), g_kernel_calls[order[i]],
             kKernelNames[order[i]]);
