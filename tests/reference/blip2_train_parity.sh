@@ -82,7 +82,7 @@ SRC=$(cd "$(dirname "$0")/../.." && pwd)
 PY=/usr/bin/python3
 REF="$SRC/tests/reference/llava_train_ref.py"
 DATA="$SRC/tests/reference/make_llava_train_data.py"
-STEPS=6 BATCH=2 SEED=1 INIT_SEED=3
+STEPS=6 BATCH=2 SEED=1 INIT_SEED=3 STAGE2_SEED=5
 GRADS_RTOL=1e-4 LOSSES_RTOL=1e-4 WEIGHTS_RTOL=5e-3
 ZERO_GRAD='(k_proj|attention\.key)\.bias$'
 # Stage 1: its entry is compiled for batches of 16; the ITC head's tolerance (see above).
@@ -138,7 +138,17 @@ run_stage() { # STAGE DATAFILE [BATCH [REFERENCE ARGS...]]  (images next to DATA
     --compare-weights "$W/final.safetensors" --weights-rtol $WEIGHTS_RTOL --weights-skip "$ZERO_GRAD" "$@" || rc=$?
   if [ $rc != 0 ]; then echo "FAIL: $S training parity" >&2; FAILED=1; fi
 }
-run_stage stage2 "$T/scenes/captions.json"
+# Stage 2's batches come from --seed 5: the OPT's ReLUs make a float32 run
+# follow float64 only while no ReLU input lies within float32 rounding of
+# zero (about 1e-6 of its tensor's rms; llava_train_ref.py reports the
+# smallest margin of every step as relu_kink). At these initial weights one
+# of the 12 scenes has an input 3.1e-7 from its kink, and the batch orders of
+# seeds 1-4 and 6 all draw it, or another under 1e-6, in some step; a change
+# of float32 rounding anywhere upstream (2026-11-30: the float GELU's inlined
+# exp) then decides which side it lands on, and from that step on AdamW turns
+# the flipped unit's gradient into weights 10-190% apart. Seed 5's batches
+# keep every margin at 1.9e-6 or more.
+SEED=$STAGE2_SEED run_stage stage2 "$T/scenes/captions.json"
 # pretrain_llm reads the scene layout (blip2_layout: cell ids summed where the
 # queries stand; the reference checks that sum too): after its 6 steps OPT's
 # fc1 weights sit 5.9e-3 from float64 here (PyTorch's float32: 9.9e-4) while

@@ -936,7 +936,8 @@ def run_training(manifest, stage, init, batches, total_steps, lr, max_grad_norm,
             grads0 = grads
         records.append(rec)
         log(f"step {rec['step']:>4}  loss {rec['loss']:.8f}  lr {rec['lr']:.6e}  grad_norm {rec['grad_norm']:.6e}  "
-            f"targets {rec['targets']}  samples {len(b['samples'])}")
+            f"targets {rec['targets']}  samples {len(b['samples'])}"
+            + (f"  relu_kink {rec['relu_kink']:.1e}" if "relu_kink" in rec else ""))
         for m, mi in enumerate(rec.get("stage1") or []):
             log(f"      micro-batch {m}: itc {mi['loss_itc']:.8f}  itm {mi['loss_itm']:.8f}  itg {mi['loss_itg']:.8f}  "
                 f"neg_text {mi['neg_text']}  neg_image {mi['neg_image']}  sampler margin {mi['margin']:.2e}  "
