@@ -822,6 +822,12 @@ void splitAt(RankedTensorType t, int64_t axis, int64_t &outer, int64_t &inner) {
   for (int64_t i = axis + 1; i < t.getRank(); ++i) inner *= t.getDimSize(i);
 }
 
+/// The pragma that shares a copy's OUTER blocks among the threads when the
+/// copy is large (ELEMENTS: 2^16 or more) and has blocks to share; else none.
+std::string copyParallel(int64_t outer, int64_t elements) {
+  return outer > 1 && elements >= (1 << 16) ? "#pragma omp parallel for schedule(static)" : "";
+}
+
 Kernel concat(ConcatOp op) {
   auto a = typeOf(op.getLhs()), b = typeOf(op.getRhs());
   int64_t axis = op.getAxis(), outer, inner;
@@ -830,7 +836,36 @@ Kernel concat(ConcatOp op) {
   std::string body = subst(R"(const int64_t in = i % $INNER, j = (i / $INNER) % $NT, o = i / ($INNER * $NT);
 y[i] = j < $NA ? a[(o * $NA + j) * $INNER + in] : b[(o * $NB + (j - $NA)) * $INNER + in];
 )", {{"INNER", num(inner)}, {"NT", num(na + nb)}, {"NA", num(na)}, {"NB", num(nb)}});
-  return makeKernel(op, {"a", "b"}, typeOf(op.getResult()).getNumElements(), body);
+  // CPU: two contiguous runs per outer index (a per-element loop spends its
+  // time on the index arithmetic; an op never writes over its inputs).
+  std::string host = subst(R"($PARALLEL
+for (int64_t o = 0; o < $OUTER; ++o) {
+  memcpy(y + o * $NT * $INNER, a + o * $NA * $INNER, sizeof(T) * $NA * $INNER);
+  memcpy(y + (o * $NT + $NA) * $INNER, b + o * $NB * $INNER, sizeof(T) * $NB * $INNER);
+}
+)", {{"OUTER", num(outer)}, {"INNER", num(inner)}, {"NT", num(na + nb)}, {"NA", num(na)}, {"NB", num(nb)},
+       {"PARALLEL", copyParallel(outer, outer * (na + nb) * inner)}});
+  return withHostBody(makeKernel(op, {"a", "b"}, typeOf(op.getResult()).getNumElements(), body), host);
+}
+
+/// The CPU body of a copy along an axis: for each of OUTER blocks, the NY
+/// rows (of INNER values) of y, where row j reads row j + SHIFT of x's NX when
+/// that lies inside x and is zero otherwise (SHIFT: a C expression).
+std::string shiftedRowsHost(int64_t outer, int64_t inner, int64_t ny, int64_t nx, const std::string &shift) {
+  return subst(R"(const int64_t shift = $SHIFT;
+// Rows [j0, j1) of y read x; the rest are zero.
+const int64_t j0 = shift < 0 ? (-shift < $NY ? -shift : $NY) : 0;
+int64_t j1 = $NX - shift < $NY ? $NX - shift : $NY;
+if (j1 < j0) j1 = j0;
+$PARALLEL
+for (int64_t o = 0; o < $OUTER; ++o) {
+  T *yo = y + o * $NY * $INNER;
+  memset(yo, 0, sizeof(T) * j0 * $INNER);
+  if (j1 > j0) memcpy(yo + j0 * $INNER, x + (o * $NX + j0 + shift) * $INNER, sizeof(T) * (j1 - j0) * $INNER);
+  memset(yo + j1 * $INNER, 0, sizeof(T) * ($NY - j1) * $INNER);
+}
+)", {{"SHIFT", shift}, {"OUTER", num(outer)}, {"INNER", num(inner)}, {"NY", num(ny)}, {"NX", num(nx)},
+       {"PARALLEL", copyParallel(outer, outer * ny * inner)}});
 }
 
 Kernel slice(SliceOp op) {
@@ -842,7 +877,8 @@ Kernel slice(SliceOp op) {
 y[i] = x[(o * $NX + $START + j) * $INNER + in];
 )", {{"INNER", num(inner)}, {"NY", num(y.getDimSize(axis))}, {"NX", num(x.getDimSize(axis))},
          {"START", num(op.getStart())}});
-    return makeKernel(op, {"x"}, y.getNumElements(), body);
+    return withHostBody(makeKernel(op, {"x"}, y.getNumElements(), body),
+                        shiftedRowsHost(outer, inner, y.getDimSize(axis), x.getDimSize(axis), num(op.getStart())));
   }
   // A run-time offset: positions past the input's end (or before its start) read zero.
   std::string body = subst(R"(const int64_t in = i % $INNER, j = (i / $INNER) % $NY, o = i / ($INNER * $NY);
@@ -850,7 +886,9 @@ const int64_t src = $START + (int64_t)offset[0] + j;
 y[i] = (src >= 0 && src < $NX) ? x[(o * $NX + src) * $INNER + in] : (T)0;
 )", {{"INNER", num(inner)}, {"NY", num(y.getDimSize(axis))}, {"NX", num(x.getDimSize(axis))},
        {"START", num(op.getStart())}});
-  return makeKernel(op, {"x", "offset"}, y.getNumElements(), body);
+  return withHostBody(makeKernel(op, {"x", "offset"}, y.getNumElements(), body),
+                      shiftedRowsHost(outer, inner, y.getDimSize(axis), x.getDimSize(axis),
+                                      num(op.getStart()) + " + (int64_t)offset[0]"));
 }
 
 Kernel broadcast(BroadcastOp op) {
@@ -1483,7 +1521,9 @@ const int64_t s = j - $START;
 y[i] = (s >= 0 && s < $NX) ? x[(o * $NX + s) * $INNER + in] : (T)0;
 )", {{"INNER", num(inner)}, {"NY", num(y.getDimSize(axis))}, {"NX", num(x.getDimSize(axis))},
      {"START", num(op.getStartAttr().getInt())}});
-  return makeKernel(op, {"x"}, y.getNumElements(), body);
+  return withHostBody(makeKernel(op, {"x"}, y.getNumElements(), body),
+                      shiftedRowsHost(outer, inner, y.getDimSize(axis), x.getDimSize(axis),
+                                      num(-op.getStartAttr().getInt())));
 }
 
 Kernel gatherImageFeatures(GatherImageFeaturesOp op) {

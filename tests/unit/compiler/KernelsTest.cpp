@@ -299,6 +299,15 @@ TEST_F(Kernels, ConcatSliceBroadcast) {
   check("broadcast", {c}, bc);
 }
 
+// A pad is the input between zero rows: two before, two after.
+TEST_F(Kernels, Pad) {
+  HostTensor x = randomF32(2 * 3 * 4, 31);
+  std::vector<float> before(2 * 2 * 4, 0.0f), after(2 * 2 * 4, 0.0f), left(2 * 5 * 4), y(2 * 7 * 4);
+  mm::ref::concat(before.data(), f(x), left.data(), 2, 2, 3, 4);
+  mm::ref::concat(left.data(), after.data(), y.data(), 2, 5, 2, 4);
+  check("pad", {x}, y);
+}
+
 // The slice at start 2 + a run-time offset: the reference slices the input
 // padded with zero positions on both sides, so the range may run past either end.
 TEST_F(Kernels, SliceAtRunTimeOffset) {

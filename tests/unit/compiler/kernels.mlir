@@ -81,6 +81,11 @@ mm.model @kernels {
     %y = mm.slice %x, %off {axis = 1 : i64, start = 2 : i64} : (tensor<2x6x3xf32>, tensor<i32>) -> tensor<2x3x3xf32>
     mm.return %y : tensor<2x3x3xf32>
   }
+  // Zero rows before and after along the middle axis (a slice's gradient).
+  mm.entry @pad(%x: tensor<2x3x4xf32>) -> tensor<2x7x4xf32> {
+    %y = mm.pad %x {axis = 1 : i64, start = 2 : i64} : (tensor<2x3x4xf32>) -> tensor<2x7x4xf32>
+    mm.return %y : tensor<2x7x4xf32>
+  }
   mm.entry @broadcast(%x: tensor<5x1xf32>) -> tensor<2x5x4xf32> {
     %y = mm.broadcast %x : (tensor<5x1xf32>) -> tensor<2x5x4xf32>
     mm.return %y : tensor<2x5x4xf32>
