@@ -174,6 +174,10 @@ TEST_F(Kernels, Conv2d) {
   std::vector<float> y2(7 * 25);
   mm::ref::conv2d(f(x2), f(w2), nullptr, y2.data(), 1, 4, 6, 6, 7, 2, 2, 1, 0);
   check("conv2d_2x2", {x2, w2}, y2);
+  HostTensor x3 = randomF32(3 * 1024, 70), w3 = randomF32(4 * 27, 71), b3 = randomF32(4, 72);
+  std::vector<float> y3(4 * 1024);
+  mm::ref::conv2d(f(x3), f(w3), f(b3), y3.data(), 1, 3, 32, 32, 4, 3, 3, 1, 1);
+  check("conv2d_32x32", {x3, w3, b3}, y3);
 }
 
 TEST_F(Kernels, Conv2dGradients) {
@@ -306,6 +310,18 @@ TEST_F(Kernels, Pad) {
   mm::ref::concat(before.data(), f(x), left.data(), 2, 2, 3, 4);
   mm::ref::concat(left.data(), after.data(), y.data(), 2, 5, 2, 4);
   check("pad", {x}, y);
+}
+
+// The same copies at a size where the CPU shares them among its threads.
+TEST_F(Kernels, LargeCopies) {
+  HostTensor a = randomF32(4 * 100 * 100, 32), b = randomF32(4 * 80 * 100, 33);
+  std::vector<float> y(4 * 180 * 100);
+  mm::ref::concat(f(a), f(b), y.data(), 4, 100, 80, 100);
+  check("concat_large", {a, b}, y);
+  std::vector<float> before(4 * 30 * 100, 0.0f), after(4 * 50 * 100, 0.0f), left(4 * 130 * 100);
+  mm::ref::concat(before.data(), f(a), left.data(), 4, 30, 100, 100);
+  mm::ref::concat(left.data(), after.data(), y.data(), 4, 130, 50, 100);
+  check("pad_large", {a}, y);
 }
 
 // The slice at start 2 + a run-time offset: the reference slices the input

@@ -81,6 +81,21 @@ mm.model @kernels {
     %y = mm.slice %x, %off {axis = 1 : i64, start = 2 : i64} : (tensor<2x6x3xf32>, tensor<i32>) -> tensor<2x3x3xf32>
     mm.return %y : tensor<2x3x3xf32>
   }
+  // A convolution over a 32 x 32 output grid (the CPU's column rows padded
+  // past 4 KiB), and copies of 2^16 elements or more (the CPU shares their
+  // outer blocks among the threads).
+  mm.entry @conv2d_32x32(%x: tensor<1x3x32x32xf32>, %w: tensor<4x3x3x3xf32>, %b: tensor<4xf32>) -> tensor<1x4x32x32xf32> {
+    %y = mm.conv2d %x, %w, %b {stride = 1 : i64, padding = 1 : i64} : (tensor<1x3x32x32xf32>, tensor<4x3x3x3xf32>, tensor<4xf32>) -> tensor<1x4x32x32xf32>
+    mm.return %y : tensor<1x4x32x32xf32>
+  }
+  mm.entry @concat_large(%a: tensor<4x100x100xf32>, %b: tensor<4x80x100xf32>) -> tensor<4x180x100xf32> {
+    %y = mm.concat %a, %b {axis = 1 : i64} : (tensor<4x100x100xf32>, tensor<4x80x100xf32>) -> tensor<4x180x100xf32>
+    mm.return %y : tensor<4x180x100xf32>
+  }
+  mm.entry @pad_large(%x: tensor<4x100x100xf32>) -> tensor<4x180x100xf32> {
+    %y = mm.pad %x {axis = 1 : i64, start = 30 : i64} : (tensor<4x100x100xf32>) -> tensor<4x180x100xf32>
+    mm.return %y : tensor<4x180x100xf32>
+  }
   // Zero rows before and after along the middle axis (a slice's gradient).
   mm.entry @pad(%x: tensor<2x3x4xf32>) -> tensor<2x7x4xf32> {
     %y = mm.pad %x {axis = 1 : i64, start = 2 : i64} : (tensor<2x3x4xf32>) -> tensor<2x7x4xf32>

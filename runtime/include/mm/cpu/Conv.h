@@ -41,7 +41,8 @@ template <typename T> constexpr int64_t colStride(int64_t n) {
 /// with few output channels O (the GEMM's rows) against many outputs (its
 /// depth), dw = dy . col^T spends as long packing col^T as multiplying, while
 /// dw^T reads col in place and packs only dy (the same sums in the same
-/// order: the same bits).
+/// order, the same bits, wherever both products have the 4 rows or more that
+/// the blocked path takes; below that gemmSmall sums in another order).
 constexpr bool gradWeightTransposed(int64_t O, int64_t n) { return n >= 4 * O; }
 
 /// dst[cols, rows] = src[rows, cols]^T, in 16 x 16 blocks.
