@@ -40,34 +40,24 @@ void embedding(const int32_t* ids, const float* table, float* y, int64_t T, int6
   }
 }
 
-void conv2d(const float* x, const float* w, const float* b, float* y, int64_t B, int64_t C, int64_t H,
-            int64_t W, int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
-  require(S > 0 && P >= 0, "conv2d: stride must be positive and padding non-negative");
-  const int64_t HO = (H + 2 * P - KH) / S + 1, WO = (W + 2 * P - KW) / S + 1;
-  for (int64_t n = 0; n < B; ++n)
-    for (int64_t o = 0; o < O; ++o)
-      for (int64_t oy = 0; oy < HO; ++oy)
-        for (int64_t ox = 0; ox < WO; ++ox) {
-          double acc = b ? static_cast<double>(b[o]) : 0.0;
-          for (int64_t c = 0; c < C; ++c)
-            for (int64_t u = 0; u < KH; ++u)
-              for (int64_t v = 0; v < KW; ++v) {
-                const int64_t iy = oy * S - P + u, ix = ox * S - P + v;
-                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                acc += static_cast<double>(x[((n * C + c) * H + iy) * W + ix]) *
-                       static_cast<double>(w[((o * C + c) * KH + u) * KW + v]);
-              }
-          y[((n * O + o) * HO + oy) * WO + ox] = static_cast<float>(acc);
-        }
+namespace {
+
+/// The output size of a convolution along one axis; OP names the caller in
+/// the error for a non-positive stride or a negative padding.
+int64_t convOut(int64_t size, int64_t k, int64_t S, int64_t P, const char* op) {
+  require(S > 0 && P >= 0, op);
+  return (size + 2 * P - k) / S + 1;
 }
 
-// Both gradients walk the forward's loops and add each product where it
-// came from, in double.
-void conv2dGradInput(const float* dy, const float* w, float* dx, int64_t B, int64_t C, int64_t H, int64_t W,
-                     int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
-  require(S > 0 && P >= 0, "conv2dGradInput: stride must be positive and padding non-negative");
-  const int64_t HO = (H + 2 * P - KH) / S + 1, WO = (W + 2 * P - KW) / S + 1;
-  std::vector<double> acc(B * C * H * W, 0.0);
+/// Every product of a 2-D convolution (zero padding P on every side, stride
+/// S): f(xi, wi, yi) for each output element yi, each weight element wi and
+/// the input element xi it multiplies there, in the order n, o, oy, ox, c, u,
+/// v (taps that fall in the padding skipped). The forward pass and both
+/// gradients are this one walk, each adding a product where it belongs.
+template <typename F>
+void forEachConvTap(int64_t B, int64_t C, int64_t H, int64_t W, int64_t O, int64_t KH, int64_t KW, int64_t S,
+                    int64_t P, const char* op, F f) {
+  const int64_t HO = convOut(H, KH, S, P, op), WO = convOut(W, KW, S, P, op);
   for (int64_t n = 0; n < B; ++n)
     for (int64_t o = 0; o < O; ++o)
       for (int64_t oy = 0; oy < HO; ++oy)
@@ -77,31 +67,44 @@ void conv2dGradInput(const float* dy, const float* w, float* dx, int64_t B, int6
               for (int64_t v = 0; v < KW; ++v) {
                 const int64_t iy = oy * S - P + u, ix = ox * S - P + v;
                 if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                acc[((n * C + c) * H + iy) * W + ix] += static_cast<double>(dy[((n * O + o) * HO + oy) * WO + ox]) *
-                                                        static_cast<double>(w[((o * C + c) * KH + u) * KW + v]);
+                f(((n * C + c) * H + iy) * W + ix, ((o * C + c) * KH + u) * KW + v, ((n * O + o) * HO + oy) * WO + ox);
               }
+}
+
+}  // namespace
+
+// Each sums its products in double, in the walk's order, and rounds once.
+void conv2d(const float* x, const float* w, const float* b, float* y, int64_t B, int64_t C, int64_t H,
+            int64_t W, int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
+  const char* op = "conv2d: stride must be positive and padding non-negative";
+  const int64_t plane = convOut(H, KH, S, P, op) * convOut(W, KW, S, P, op);
+  std::vector<double> acc(B * O * plane);
+  for (size_t i = 0; i < acc.size(); ++i) acc[i] = b ? static_cast<double>(b[i / plane % O]) : 0.0;
+  forEachConvTap(B, C, H, W, O, KH, KW, S, P, op,
+                 [&](int64_t xi, int64_t wi, int64_t yi) {
+                   acc[yi] += static_cast<double>(x[xi]) * static_cast<double>(w[wi]);
+                 });
+  for (size_t i = 0; i < acc.size(); ++i) y[i] = static_cast<float>(acc[i]);
+}
+
+void conv2dGradInput(const float* dy, const float* w, float* dx, int64_t B, int64_t C, int64_t H, int64_t W,
+                     int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
+  std::vector<double> acc(B * C * H * W, 0.0);
+  forEachConvTap(B, C, H, W, O, KH, KW, S, P, "conv2dGradInput: stride must be positive and padding non-negative",
+                 [&](int64_t xi, int64_t wi, int64_t yi) {
+                   acc[xi] += static_cast<double>(dy[yi]) * static_cast<double>(w[wi]);
+                 });
   for (size_t i = 0; i < acc.size(); ++i) dx[i] = static_cast<float>(acc[i]);
 }
 
 void conv2dGradWeight(const float* dy, const float* x, float* dw, int64_t B, int64_t C, int64_t H, int64_t W,
                       int64_t O, int64_t KH, int64_t KW, int64_t S, int64_t P) {
-  require(S > 0 && P >= 0, "conv2dGradWeight: stride must be positive and padding non-negative");
-  const int64_t HO = (H + 2 * P - KH) / S + 1, WO = (W + 2 * P - KW) / S + 1;
-  for (int64_t o = 0; o < O; ++o)
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t u = 0; u < KH; ++u)
-        for (int64_t v = 0; v < KW; ++v) {
-          double acc = 0.0;
-          for (int64_t n = 0; n < B; ++n)
-            for (int64_t oy = 0; oy < HO; ++oy)
-              for (int64_t ox = 0; ox < WO; ++ox) {
-                const int64_t iy = oy * S - P + u, ix = ox * S - P + v;
-                if (iy < 0 || iy >= H || ix < 0 || ix >= W) continue;
-                acc += static_cast<double>(dy[((n * O + o) * HO + oy) * WO + ox]) *
-                       static_cast<double>(x[((n * C + c) * H + iy) * W + ix]);
-              }
-          dw[((o * C + c) * KH + u) * KW + v] = static_cast<float>(acc);
-        }
+  std::vector<double> acc(O * C * KH * KW, 0.0);
+  forEachConvTap(B, C, H, W, O, KH, KW, S, P, "conv2dGradWeight: stride must be positive and padding non-negative",
+                 [&](int64_t xi, int64_t wi, int64_t yi) {
+                   acc[wi] += static_cast<double>(dy[yi]) * static_cast<double>(x[xi]);
+                 });
+  for (size_t i = 0; i < acc.size(); ++i) dw[i] = static_cast<float>(acc[i]);
 }
 
 void patchEmbed(const float* pix, const float* w, float* y, int64_t B, int64_t C, int64_t H,

@@ -354,20 +354,16 @@ for (int64_t b = 0; b < $B; ++b)
 y[i] = acc;
 )", vars);
   // CPU: dw^T = col . dy^T, transposed at the end, where that reads col in
-  // place (Conv.h, gradWeightTransposed): the same sums, the same bits.
-  std::string host = subst(R"(T *col = (T *)malloc(sizeof(T) * $KK * $LD);
-const bool transposed = mm_cpu::gradWeightTransposed($O, $NP);
+  // place (Conv.h, gradWeightTransposed: the same sums in the same order).
+  std::string host = subst(R"(const bool transposed = mm_cpu::gradWeightTransposed($O, $NP);
 T *dwt = transposed ? (T *)malloc(sizeof(T) * $KK * $O) : nullptr;
-for (int64_t b = 0; b < $B; ++b) {
-  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col, $LD);
+)" + perImageWithColumns("$KK * $LD", "$B", R"(  mm_cpu::im2col<T>(x + b * $C * $H * $W, $C, $H, $W, $KH, $KW, $S, $P, $HO, $WO, col, $LD);
   if (transposed)
     mm_cpu::gemm<T>($KK, $O, $NP, col, $LD, 1, dy + b * $O * $NP, 1, $NP, dwt, $O, b > 0);
   else
     mm_cpu::gemm<T>($O, $KK, $NP, dy + b * $O * $NP, $NP, 1, col, 1, $LD, y, $KK, b > 0);
-}
-if (transposed) mm_cpu::transposeInto(dwt, $KK, $O, y);
+)") + R"(if (transposed) mm_cpu::transposeInto(dwt, $KK, $O, y);
 free(dwt);
-free(col);
 )", vars);
   return withHostBody(makeKernel(op, {"dy", "x"}, typeOf(op.getResult()).getNumElements(), body), host);
 }
